@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Session tracking for retsnoop: every traced function has an entry and an
+ * exit program (fentry/fexit, kprobe/kretprobe or kprobe.multi); the function
+ * id comes from the link's BPF cookie. An entry function starts a per-thread
+ * session; each traced call pushes a frame and pops it on return. The deepest
+ * failing chain is kept (with the kernel stack at the error's origin) and sent
+ * to user space through a ring buffer when the entry function returns.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "retsnoop.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define MAX_ERRNO 4095
+#define FSTACK_MASK (MAX_FSTACK_DEPTH - 1)
+
+/* set by user space before load: the only variable in .rodata, at offset 0 */
+const volatile struct config cfg = {};
+
+#define emit_success_stacks cfg.emit_success_stacks
+#define emit_func_trace cfg.emit_func_trace
+#define has_pid_allow cfg.has_pid_allow
+#define has_pid_deny cfg.has_pid_deny
+#define has_comm_allow cfg.has_comm_allow
+#define has_comm_deny cfg.has_comm_deny
+#define min_duration_ns cfg.min_duration_ns
+
+struct session {
+	__s32 depth;             /* live frames, may exceed MAX_FSTACK_DEPTH */
+	__u32 next_seq;
+	__u32 ids[MAX_FSTACK_DEPTH];
+	__u32 seqs[MAX_FSTACK_DEPTH];
+	__u64 ts[MAX_FSTACK_DEPTH];
+	struct stack_rec rec;    /* the kept chain; emitted as is */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024);
+} rb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct session);
+} sessions SEC(".maps");
+
+/* scratch space to build a new session without using the 512-byte stack */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct session);
+} session_scratch SEC(".maps");
+
+/* per-CPU re-entry guard: a traced function called from inside our own
+ * program (a map update taking a lock, say) must not touch the session
+ * that is being changed
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} running SEC(".maps");
+
+static __always_inline bool enter_guard(__u32 **flag)
+{
+	__u32 zero = 0;
+
+	*flag = bpf_map_lookup_elem(&running, &zero);
+	if (!*flag || **flag)
+		return false;
+	**flag = 1;
+	return true;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);   /* resized to the number of traced functions */
+	__type(key, __u32);
+	__type(value, __u32);
+} func_flags SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stats);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} pid_allow SEC(".maps"), pid_deny SEC(".maps");
+
+struct comm_key {
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct comm_key);
+	__type(value, __u8);
+} comm_allow SEC(".maps"), comm_deny SEC(".maps");
+
+static __always_inline struct stats *get_stats(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&stats, &zero);
+}
+
+static __always_inline void count_dropped_record(void)
+{
+	struct stats *s = get_stats();
+	if (s)
+		__sync_fetch_and_add(&s->dropped_records, 1);
+}
+
+static __always_inline bool passes_task_filters(__u64 pid_tgid)
+{
+	__u32 tgid = pid_tgid >> 32;
+	struct comm_key comm = {};
+
+	if (has_pid_allow && !bpf_map_lookup_elem(&pid_allow, &tgid))
+		return false;
+	if (has_pid_deny && bpf_map_lookup_elem(&pid_deny, &tgid))
+		return false;
+	if (has_comm_allow || has_comm_deny) {
+		bpf_get_current_comm(&comm.comm, sizeof(comm.comm));
+		if (has_comm_allow && !bpf_map_lookup_elem(&comm_allow, &comm))
+			return false;
+		if (has_comm_deny && bpf_map_lookup_elem(&comm_deny, &comm))
+			return false;
+	}
+	return true;
+}
+
+static __always_inline void emit_trace(__u32 type, __u32 tid, __u32 id, __u32 depth,
+				       __u64 sess_start, __u64 now, __s64 res, __u64 lat)
+{
+	struct trace_rec *t = bpf_ringbuf_reserve(&rb, sizeof(*t), 0);
+
+	if (!t) {
+		count_dropped_record();
+		return;
+	}
+	t->type = type;
+	t->tid = tid;
+	t->func_id = id;
+	t->depth = depth;
+	t->sess_start = sess_start;
+	t->ts = now;
+	t->res = res;
+	t->lat = lat;
+	bpf_ringbuf_submit(t, 0);
+}
+
+static __always_inline void do_entry(void *ctx, __u32 id)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid, zero = 0, *flags;
+	struct session *sess;
+	__u64 now;
+	__s32 d;
+
+	sess = bpf_map_lookup_elem(&sessions, &tid);
+	if (!sess) {
+		struct stats *st;
+
+		flags = bpf_map_lookup_elem(&func_flags, &id);
+		if (!flags || !(*flags & FUNC_IS_ENTRY))
+			return;
+		if (!passes_task_filters(pid_tgid))
+			return;
+		sess = bpf_map_lookup_elem(&session_scratch, &zero);
+		if (!sess)
+			return;
+		sess->depth = 0;
+		sess->next_seq = 0;
+		sess->rec.type = REC_STACK;
+		sess->rec.tid = tid;
+		sess->rec.pid = pid_tgid >> 32;
+		sess->rec.depth = 0;
+		sess->rec.is_err = 0;
+		sess->rec.kstack_sz = 0;
+		sess->rec.start_ts = bpf_ktime_get_ns();
+		bpf_get_current_comm(&sess->rec.comm, sizeof(sess->rec.comm));
+		st = get_stats();
+		if (bpf_map_update_elem(&sessions, &tid, sess, BPF_NOEXIST)) {
+			if (st)
+				__sync_fetch_and_add(&st->dropped_sessions, 1);
+			return;
+		}
+		if (st)
+			__sync_fetch_and_add(&st->sessions, 1);
+		sess = bpf_map_lookup_elem(&sessions, &tid);
+		if (!sess)
+			return;
+	}
+
+	d = sess->depth;
+	if (d < 0 || d >= MAX_FSTACK_DEPTH) {
+		struct stats *st = get_stats();
+
+		if (st)
+			__sync_fetch_and_add(&st->too_deep, 1);
+		sess->depth = d + 1;
+		return;
+	}
+	now = bpf_ktime_get_ns();
+	sess->ids[d & FSTACK_MASK] = id;
+	sess->seqs[d & FSTACK_MASK] = sess->next_seq++;
+	sess->ts[d & FSTACK_MASK] = now;
+	sess->depth = d + 1;
+
+	if (emit_func_trace)
+		emit_trace(REC_TRACE_ENTRY, tid, id, d + 1, sess->rec.start_ts, now, 0, 0);
+}
+
+static __always_inline bool is_failure(__u32 flags, __u64 res)
+{
+	if (flags & FUNC_CANT_FAIL)
+		return false;
+	if (flags & FUNC_RET_PTR)
+		return res == 0 || res >= (__u64)-MAX_ERRNO;
+	if (flags & FUNC_NEEDS_SIGN_EXT)
+		return (__u32)res >= (__u32)-MAX_ERRNO;
+	return res >= (__u64)-MAX_ERRNO;
+}
+
+/* Keep frames 0..d of the live stack as the new chain. */
+static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
+{
+	struct stack_rec *r = &sess->rec;
+	int i;
+
+	for (i = 0; i < MAX_FSTACK_DEPTH; i++) {
+		if (i > d)
+			break;
+		r->ids[i] = sess->ids[i];
+		r->seqs[i] = sess->seqs[i];
+		r->done[i] = 0;
+		r->res[i] = 0;
+		r->lat[i] = 0;
+	}
+	r->depth = d + 1;
+	r->kstack_sz = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
+}
+
+static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), *fl, flags;
+	struct session *sess;
+	struct stack_rec *r;
+	bool failed, match;
+	__u64 now, lat;
+	__s32 d;
+
+	sess = bpf_map_lookup_elem(&sessions, &tid);
+	if (!sess)
+		return;
+	d = sess->depth - 1;
+	if (d < 0)
+		return;
+	if (d >= MAX_FSTACK_DEPTH) {
+		sess->depth = d;
+		return;
+	}
+	d &= FSTACK_MASK;
+	if (sess->ids[d] != id) {
+		/* a return we did not see enter (attached mid-call): give up on it */
+		struct stats *st = get_stats();
+
+		if (st)
+			__sync_fetch_and_add(&st->dropped_sessions, 1);
+		bpf_map_delete_elem(&sessions, &tid);
+		return;
+	}
+
+	fl = bpf_map_lookup_elem(&func_flags, &id);
+	flags = fl ? *fl : 0;
+	failed = is_failure(flags, res);
+	now = bpf_ktime_get_ns();
+	lat = now - sess->ts[d];
+	r = &sess->rec;
+	match = r->depth > (__u32)d && r->seqs[d] == sess->seqs[d];
+
+	if (failed) {
+		if (!(match && r->is_err)) {
+			/* a new origin of the error */
+			keep_chain(ctx, sess, d);
+			r->is_err = 1;
+		}
+	} else if (!(flags & FUNC_CANT_FAIL)) {
+		/* a success: an error kept below this frame was handled */
+		if (!match || r->is_err) {
+			if (emit_success_stacks && !match)
+				keep_chain(ctx, sess, d);
+			r->is_err = 0;
+		}
+	}
+	if (r->depth > (__u32)d && r->seqs[d] == sess->seqs[d]) {
+		r->res[d] = res;
+		r->lat[d] = lat;
+		r->done[d] = 1;
+	}
+	sess->depth = d;
+
+	if (emit_func_trace)
+		emit_trace(REC_TRACE_EXIT, tid, id, d + 1, r->start_ts, now, res, lat);
+
+	if (d == 0) {
+		bool emit = (r->is_err || emit_success_stacks) && lat >= min_duration_ns;
+
+		if (emit) {
+			r->end_ts = now;
+			if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
+				count_dropped_record();
+		} else if (emit_func_trace) {
+			emit_trace(REC_SESSION_END, tid, id, 0, r->start_ts, now, res, lat);
+		}
+		bpf_map_delete_elem(&sessions, &tid);
+	}
+}
+
+static __always_inline void on_entry(void *ctx, __u32 id)
+{
+	__u32 *guard;
+
+	if (!enter_guard(&guard))
+		return;
+	do_entry(ctx, id);
+	*guard = 0;
+}
+
+static __always_inline void on_exit(void *ctx, __u32 id, __u64 res)
+{
+	__u32 *guard;
+
+	if (!enter_guard(&guard))
+		return;
+	do_exit(ctx, id, res);
+	*guard = 0;
+}
+
+/* fentry/fexit: one clone per function, loaded with that function's BTF id */
+SEC("fentry")
+int fentry_tmpl(void *ctx)
+{
+	on_entry(ctx, (__u32)bpf_get_attach_cookie(ctx));
+	return 0;
+}
+
+SEC("fexit")
+int fexit_tmpl(void *ctx)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	on_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), ret);
+	return 0;
+}
+
+/* single kprobes through perf_event links */
+SEC("kprobe")
+int kprobe_tmpl(struct pt_regs *ctx)
+{
+	on_entry(ctx, (__u32)bpf_get_attach_cookie(ctx));
+	return 0;
+}
+
+SEC("kretprobe")
+int kretprobe_tmpl(struct pt_regs *ctx)
+{
+	on_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
+	return 0;
+}
+
+/* kprobe.multi: one link for all functions, ids from the cookies array */
+SEC("kprobe.multi")
+int kmulti_entry(struct pt_regs *ctx)
+{
+	on_entry(ctx, (__u32)bpf_get_attach_cookie(ctx));
+	return 0;
+}
+
+SEC("kretprobe.multi")
+int kmulti_exit(struct pt_regs *ctx)
+{
+	on_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
+	return 0;
+}

@@ -1,0 +1,73 @@
+/* Records shared between the BPF side (retsnoop.bpf.c) and user space
+ * (src/Retsnoop/Tracing/Records.cs mirrors these layouts; keep them in sync).
+ */
+#ifndef RETSNOOP_H
+#define RETSNOOP_H
+
+#define MAX_FSTACK_DEPTH 64   /* traced frames per session; power of two */
+#define MAX_KSTACK_DEPTH 128  /* kernel stack entries kept for the error origin */
+
+enum rec_type {
+	REC_STACK = 1,        /* struct stack_rec: a finished session's deepest stack */
+	REC_TRACE_ENTRY = 2,  /* struct trace_rec: function entry inside a session (-T) */
+	REC_TRACE_EXIT = 3,   /* struct trace_rec: function exit inside a session (-T) */
+	REC_SESSION_END = 4,  /* struct trace_rec: session ended without a stack record (-T) */
+};
+
+/* per-function flags, set by user space from BTF */
+enum func_flags {
+	FUNC_IS_ENTRY = 1,      /* starts a session */
+	FUNC_CANT_FAIL = 2,     /* void or bool: never an error */
+	FUNC_RET_PTR = 4,       /* pointer: NULL or ERR_PTR is an error */
+	FUNC_NEEDS_SIGN_EXT = 8,/* 32-bit integer result: sign-extend before checking */
+};
+
+struct stack_rec {
+	unsigned int type;
+	unsigned int tid;
+	unsigned int pid;
+	unsigned int depth;          /* frames in ids/res/lat */
+	unsigned long long start_ts;
+	unsigned long long end_ts;
+	char comm[16];
+	unsigned int is_err;         /* the stack ends in an error (not a -S success) */
+	int kstack_sz;               /* bytes in kstack, or a negative error */
+	unsigned int ids[MAX_FSTACK_DEPTH];
+	unsigned int seqs[MAX_FSTACK_DEPTH];
+	long long res[MAX_FSTACK_DEPTH];
+	unsigned long long lat[MAX_FSTACK_DEPTH];
+	unsigned char done[MAX_FSTACK_DEPTH]; /* frame has returned */
+	unsigned long long kstack[MAX_KSTACK_DEPTH];
+};
+
+struct trace_rec {
+	unsigned int type;
+	unsigned int tid;
+	unsigned int func_id;
+	unsigned int depth;          /* 1 = entry function */
+	unsigned long long sess_start;
+	unsigned long long ts;
+	long long res;
+	unsigned long long lat;
+};
+
+/* user-space settings, the whole of .rodata */
+struct config {
+	unsigned long long min_duration_ns;
+	unsigned char emit_success_stacks;
+	unsigned char emit_func_trace;
+	unsigned char has_pid_allow;
+	unsigned char has_pid_deny;
+	unsigned char has_comm_allow;
+	unsigned char has_comm_deny;
+	unsigned char pad[2];
+};
+
+struct stats {
+	unsigned long long dropped_records;  /* ring buffer full */
+	unsigned long long dropped_sessions; /* session map full or mismatched frames */
+	unsigned long long too_deep;         /* frames beyond MAX_FSTACK_DEPTH */
+	unsigned long long sessions;         /* sessions started */
+};
+
+#endif

@@ -1,0 +1,99 @@
+using System.Runtime.InteropServices;
+
+namespace Retsnoop.Interop;
+
+/// <summary>A libbpf bpf_object opened from an embedded ELF; owns its programs and maps.</summary>
+public sealed unsafe class BpfObject : SafeHandle
+{
+    readonly GCHandle pinnedElf; // libbpf keeps pointers into the buffer until load
+
+    BpfObject(nint obj, GCHandle pin) : base(0, true)
+    {
+        SetHandle(obj);
+        pinnedElf = pin;
+    }
+
+    public override bool IsInvalid => handle == 0;
+
+    protected override bool ReleaseHandle()
+    {
+        Libbpf.bpf_object__close(handle);
+        if (pinnedElf.IsAllocated)
+            pinnedElf.Free();
+        return true;
+    }
+
+    public static BpfObject Open(byte[] elf)
+    {
+        Libbpf.CaptureMessages();
+        var pin = GCHandle.Alloc(elf, GCHandleType.Pinned);
+        nint obj = Libbpf.bpf_object__open_mem((void*)pin.AddrOfPinnedObject(), (nuint)elf.Length, null);
+        if (obj == 0)
+        {
+            int err = Libc.LastErrno;
+            pin.Free();
+            throw new BpfException("opening BPF object", err == 0 ? 22 : err, Libbpf.TakeMessages());
+        }
+        return new BpfObject(obj, pin);
+    }
+
+    public nint Program(string name)
+    {
+        nint p = Libbpf.bpf_object__find_program_by_name(handle, name);
+        return p != 0 ? p : throw new InvalidOperationException($"BPF program {name} missing from the object");
+    }
+
+    public nint Map(string name)
+    {
+        nint m = Libbpf.bpf_object__find_map_by_name(handle, name);
+        return m != 0 ? m : throw new InvalidOperationException($"BPF map {name} missing from the object");
+    }
+
+    public int MapFd(string name) => Libbpf.bpf_map__fd(Map(name));
+
+    public void SetAutoload(string prog, bool on) => Libbpf.bpf_program__set_autoload(Program(prog), on);
+
+    public void SetAttachTarget(string prog, string function)
+    {
+        int err = Libbpf.bpf_program__set_attach_target(Program(prog), 0, function);
+        if (err < 0)
+            throw new BpfException($"setting attach target {function} of {prog}", -err, Libbpf.TakeMessages());
+    }
+
+    public void SetMaxEntries(string map, uint n)
+    {
+        int err = Libbpf.bpf_map__set_max_entries(Map(map), n);
+        if (err < 0)
+            throw new BpfException($"resizing map {map}", -err);
+    }
+
+    /// <summary>The writable image of .rodata (const volatile globals) before load.</summary>
+    public Span<byte> ReadOnlyData()
+    {
+        nint m = Libbpf.bpf_object__find_map_by_name(handle, ".rodata");
+        if (m == 0)
+            return default;
+        nuint size;
+        nint p = Libbpf.bpf_map__initial_value(m, &size);
+        return p == 0 ? default : new Span<byte>((void*)p, (int)size);
+    }
+
+    public void Load()
+    {
+        Libbpf.TakeMessages();
+        int err = Libbpf.bpf_object__load(handle);
+        if (err < 0)
+            throw new BpfException("loading BPF programs", -err, Libbpf.TakeMessages());
+    }
+
+    public int ProgramFd(string prog) => Libbpf.bpf_program__fd(Program(prog));
+
+    /// <summary>The final (relocated) instructions of a loaded program, to load clones of it.</summary>
+    public ReadOnlySpan<byte> Instructions(string prog)
+    {
+        nint p = Program(prog);
+        nint insns = Libbpf.bpf_program__insns(p);
+        nuint cnt = Libbpf.bpf_program__insn_cnt(p);
+        return new ReadOnlySpan<byte>((void*)insns, (int)cnt * 8);
+    }
+}

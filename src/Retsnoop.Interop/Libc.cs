@@ -1,0 +1,41 @@
+using System.Runtime.InteropServices;
+
+namespace Retsnoop.Interop;
+
+/// <summary>The few libc entry points we need; glibc has no bpf()/perf_event_open() wrappers.</summary>
+public static unsafe partial class Libc
+{
+    public const long SYS_bpf = 321;
+    public const long SYS_perf_event_open = 298;
+
+    // Fixed arity with 64-bit arguments: the variadic syscall() reads them as longs.
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    public static partial long syscall(long nr, long a1, long a2, long a3, long a4, long a5);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int close(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int ioctl(int fd, ulong request, long arg);
+
+    [LibraryImport("libc")]
+    public static partial uint geteuid();
+
+    [LibraryImport("libc")]
+    public static partial int getpid();
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int setrlimit(int resource, void* rlim);
+
+    [LibraryImport("libc")]
+    public static partial int vsnprintf(byte* buf, nuint size, byte* fmt, nint va);
+
+    public static int LastErrno => Marshal.GetLastPInvokeError();
+
+    /// <summary>Lifts RLIMIT_MEMLOCK for kernels that still charge BPF memory to it (before 5.11).</summary>
+    public static void RaiseMemlockLimit()
+    {
+        ulong* lim = stackalloc ulong[2] { ulong.MaxValue, ulong.MaxValue };
+        setrlimit(8 /* RLIMIT_MEMLOCK */, lim);
+    }
+}

@@ -1,0 +1,46 @@
+namespace Retsnoop.Interop;
+
+/// <summary>perf_event_open(2) for the kprobe PMU: a kprobe or kretprobe on a function, no tracefs writes.</summary>
+public static unsafe class PerfEvent
+{
+    static int? kprobeType;
+    static int? retprobeBit;
+
+    static int ReadInt(string path, string what)
+    {
+        try { return int.Parse(File.ReadAllText(path).Trim()); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            throw new BpfException($"reading {what} from {path} (is CONFIG_KPROBES on?)", 2);
+        }
+    }
+
+    public static bool KprobePmuAvailable => File.Exists("/sys/bus/event_source/devices/kprobe/type");
+
+    /// <summary>A kprobe (or kretprobe) at a function's start address; name is for messages only.</summary>
+    public static FdHandle OpenKprobe(ulong address, bool isReturn, string function)
+    {
+        kprobeType ??= ReadInt("/sys/bus/event_source/devices/kprobe/type", "the kprobe PMU type");
+        if (isReturn && retprobeBit is null)
+        {
+            // format is "config:0"
+            var text = File.ReadAllText("/sys/bus/event_source/devices/kprobe/format/retprobe").Trim();
+            retprobeBit = int.Parse(text[(text.IndexOf(':') + 1)..]);
+        }
+        byte* attr = stackalloc byte[128];
+        new Span<byte>(attr, 128).Clear();
+        {
+            *(uint*)(attr + 0) = (uint)kprobeType.Value;   // type
+            *(uint*)(attr + 4) = 128;                        // size
+            *(ulong*)(attr + 8) = isReturn ? 1UL << retprobeBit!.Value : 0; // config
+            *(ulong*)(attr + 16) = 1;                        // sample_period
+            // flags (bit field at 40): disabled=0 so the link enables it
+            *(ulong*)(attr + 56) = 0;                        // config1: kprobe_func (none: by address)
+            *(ulong*)(attr + 64) = address;                  // config2: kprobe_addr
+            long fd = Libc.syscall(Libc.SYS_perf_event_open, (long)attr, -1 /* pid */, 0 /* cpu */, -1, 8 /* PERF_FLAG_FD_CLOEXEC */);
+            if (fd < 0)
+                throw new BpfException($"opening {(isReturn ? "kretprobe" : "kprobe")} on {function}", Libc.LastErrno);
+            return new FdHandle((int)fd);
+        }
+    }
+}

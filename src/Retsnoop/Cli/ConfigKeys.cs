@@ -1,0 +1,95 @@
+using System.Globalization;
+
+namespace Retsnoop.Cli;
+
+/// <summary>The --config/-C group.key=value settings: one table for parsing and for --config-help.</summary>
+public static class ConfigKeys
+{
+    public sealed record Key(string Name, string Type, string Help, Func<Options, string> Default, Action<Options, string> Set);
+
+    static Action<Options, string> Int(long min, long max, Action<Options, long> set, string name) => (o, v) =>
+    {
+        if (!long.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) || n < min || n > max)
+            throw new OptionException($"invalid value '{v}' for config key {name}: expected an integer from {min} to {max}");
+        set(o, n);
+    };
+
+    static Action<Options, string> Bool(Action<Options, bool> set, string name) => (o, v) =>
+        set(o, OptionParser.ParseBool(v) ?? throw new OptionException($"invalid value '{v}' for config key {name}: expected true/false (or yes/no, 1/0)"));
+
+    public static readonly Key[] All =
+    [
+        new("bpf.ringbuf-size", "bytes", "BPF ring buffer size in bytes: a power of two, a multiple of the page size. Increase it if records are dropped.",
+            o => o.RingbufSize.ToString(), (o, v) =>
+            {
+                if (!uint.TryParse(v, out var n) || n < 4096 || (n & (n - 1)) != 0)
+                    throw new OptionException($"invalid value '{v}' for config key bpf.ringbuf-size: expected a power of two of at least 4096 bytes");
+                o.RingbufSize = n;
+            }),
+        new("bpf.sessions-size", "int", "Capacity of the BPF sessions map (threads traced at once).",
+            o => o.SessionsSize.ToString(), Int(1, 1 << 20, (o, n) => o.SessionsSize = (uint)n, "bpf.sessions-size")),
+        new("stacks.symb-mode", "none|linenum|inlines", "Stack symbolization: none (kallsyms only), linenum (file:line), inlines (file:line and inlined frames). Same as -sn, -s, -ss.",
+            o => o.Symbolize switch { SymbolizeMode.None => "none", SymbolizeMode.LineInfo => "linenum", _ => "inlines" }, (o, v) =>
+            {
+                o.Symbolize = v switch
+                {
+                    "none" => SymbolizeMode.None,
+                    "linenum" => SymbolizeMode.LineInfo,
+                    "inlines" => SymbolizeMode.Inlines,
+                    _ => throw new OptionException($"invalid value '{v}' for config key stacks.symb-mode: expected none, linenum or inlines"),
+                };
+            }),
+        new("stacks.emit-addrs", "bool", "Print raw stack addresses in addition to symbols.",
+            o => o.StacksEmitAddrs ? "true" : "false", Bool((o, b) => o.StacksEmitAddrs = b, "stacks.emit-addrs")),
+        new("stacks.dec-offs", "bool", "Print function offsets in decimal instead of hex.",
+            o => o.StacksDecOffsets ? "true" : "false", Bool((o, b) => o.StacksDecOffsets = b, "stacks.dec-offs")),
+        new("stacks.unfiltered", "bool", "Print every kernel stack entry, including the tracing machinery's own frames.",
+            o => o.StacksUnfiltered ? "true" : "false", Bool((o, b) => o.StacksUnfiltered = b, "stacks.unfiltered")),
+        new("args.max-total-args-size", "bytes", "Most argument bytes captured per function call.",
+            o => o.ArgsMaxTotalArgsSize.ToString(), Int(0, 16384, (o, n) => o.ArgsMaxTotalArgsSize = (int)n, "args.max-total-args-size")),
+        new("args.max-sized-arg-size", "bytes", "Most bytes captured for one fixed-size argument (struct behind a pointer).",
+            o => o.ArgsMaxSizedArgSize.ToString(), Int(0, 4096, (o, n) => o.ArgsMaxSizedArgSize = (int)n, "args.max-sized-arg-size")),
+        new("args.max-str-arg-size", "bytes", "Most bytes captured for one string argument.",
+            o => o.ArgsMaxStrArgSize.ToString(), Int(0, 4096, (o, n) => o.ArgsMaxStrArgSize = (int)n, "args.max-str-arg-size")),
+        new("args.capture-raw-ptrs", "bool", "Also capture the bytes behind raw (void/char-less) pointers.",
+            o => o.ArgsCaptureRawPtrs ? "true" : "false", Bool((o, b) => o.ArgsCaptureRawPtrs = b, "args.capture-raw-ptrs")),
+        new("args.fmt-mode", "compact|multiline|verbose", "Function arguments formatting mode.",
+            o => o.ArgsFmtMode, (o, v) =>
+            {
+                if (v is not ("compact" or "multiline" or "verbose"))
+                    throw new OptionException($"invalid value '{v}' for config key args.fmt-mode: expected compact, multiline or verbose");
+                o.ArgsFmtMode = v;
+            }),
+        new("args.fmt-max-arg-width", "int", "Widest one argument may print in compact and multiline modes (0: no limit).",
+            o => o.ArgsFmtMaxArgWidth.ToString(), Int(0, 100000, (o, n) => o.ArgsFmtMaxArgWidth = (int)n, "args.fmt-max-arg-width")),
+        new("fmt.lbr-max-count", "int", "Print at most N LBR entries (0: all).",
+            o => o.LbrMaxCount.ToString(), Int(0, 1024, (o, n) => o.LbrMaxCount = (int)n, "fmt.lbr-max-count")),
+        new("trace.max-events", "int", "Most call trace (-T) events kept per session; the rest is reported as truncated.",
+            o => o.TraceMaxEvents.ToString(), Int(16, 10_000_000, (o, n) => o.TraceMaxEvents = (int)n, "trace.max-events")),
+    ];
+
+    public static void Apply(Options o, string kv)
+    {
+        int eq = kv.IndexOf('=');
+        if (eq <= 0)
+            throw new OptionException($"invalid --config '{kv}': expected KEY=VALUE (see --config-help)");
+        var name = kv[..eq].Trim();
+        var key = All.FirstOrDefault(k => k.Name == name)
+            ?? throw new OptionException($"unknown config key '{name}' (see --config-help for the list)");
+        key.Set(o, kv[(eq + 1)..].Trim());
+    }
+
+    public static string Help()
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine("Advanced settings, given as --config KEY=VALUE (or -C KEY=VALUE), repeatable:");
+        sb.AppendLine();
+        var defaults = new Options();
+        foreach (var k in All)
+        {
+            sb.AppendLine($"  {k.Name} ({k.Type}, default {k.Default(defaults)})");
+            sb.AppendLine($"        {k.Help}");
+        }
+        return sb.ToString();
+    }
+}

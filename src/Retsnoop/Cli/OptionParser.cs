@@ -1,0 +1,279 @@
+using System.Globalization;
+using Retsnoop.Interop;
+
+namespace Retsnoop.Cli;
+
+/// <summary>A bad command line: one line for the user, exit code 2.</summary>
+public sealed class OptionException(string message) : Exception(message);
+
+/// <summary>
+/// getopt-style parsing with upstream retsnoop's letters: clustered short flags (-vv, -Vv, -ss),
+/// attached or separate values (-e'glob', -e glob), optional values only attached (-S, -Sn, -sn,
+/// --lbr=any), long options with = or a separate value. Hand-written to keep startup fast.
+/// </summary>
+public static class OptionParser
+{
+    enum Arg { None, Required, Optional }
+
+    sealed record Opt(char Short, string Long, Arg Arg, string Meta, string Help, Action<Options, string?> Apply);
+
+    static readonly (string Name, string[] Entry, string[] Allow, string[] Deny)[] Presets =
+    [
+        ("bpf", ["*_sys_bpf"],
+            ["*bpf*", "*btf*", "do_check*", "reg_*", "check_*", "resolve_*", "convert_*", "adjust_*", "sanitize_*",
+             "map_*", "ringbuf_*", "array_*", "__vmalloc_*", "__alloc*", "pcpu_*", "memdup_*", "stack_map_*",
+             "htab_*", "generic_map_*", "*copy_from*", "*copy_to*"],
+            ["bpf_get_smp_processor_id", "bpf_get_current_pid_tgid", "*migrate*", "rcu_read_lock*", "rcu_read_unlock*",
+             "bpf_lsm_*", "check_cfs_rq_runtime", "find_busiest_group", "find_vma*", "btf_sec_info_cmp", "copy_to_user_nofault"]),
+        ("perf", ["*_sys_perf_event_open", "perf_ioctl"], ["*perf_*"], []),
+    ];
+
+    static readonly (string Name, ulong Value)[] LbrFlags =
+    [
+        ("any", 1UL << 3), ("any_call", 1UL << 4), ("any_return", 1UL << 5), ("ind_call", 1UL << 6),
+        ("abort_tx", 1UL << 7), ("in_tx", 1UL << 8), ("no_tx", 1UL << 9), ("cond", 1UL << 10),
+        ("call_stack", 1UL << 11), ("ind_jump", 1UL << 12), ("call", 1UL << 13),
+    ];
+
+    static readonly Opt[] Opts =
+    [
+        new('c', "case", Arg.Required, "CASE", "Use a predefined set of entry/allow/deny globs (bpf, perf)", ApplyPreset),
+        new('e', "entry", Arg.Required, "GLOB", "Entry function glob: a session starts when one is called", (o, v) => o.EntryGlobs.Add(v!)),
+        new('a', "allow", Arg.Required, "GLOB", "Allowed function glob: traced inside sessions", (o, v) => o.AllowGlobs.Add(v!)),
+        new('d', "deny", Arg.Required, "GLOB", "Denied function glob: never traced", (o, v) => o.DenyGlobs.Add(v!)),
+        new('E', "call-stack", Arg.None, "", "Capture and print call stacks (default mode)", (o, _) => o.CallStacks = true),
+        new('T', "trace", Arg.None, "", "Capture and print the function call trace of each session", (o, _) => o.Trace = true),
+        new('A', "capture-args", Arg.None, "", "Capture and print function arguments", (o, _) => o.CaptureArgs = true),
+        new('J', "inject-probe", Arg.Required, "PROBE", "Extra probe: kprobe:NAME[+OFF], rawtp:NAME, tp:CATEGORY:NAME", (o, v) => o.InjectProbes.Add(v!)),
+        new('B', "lbr", Arg.Optional, "SPEC", "Capture Last Branch Records (any_return by default; any, any_call, cond, call, ind_call, ind_jump, call_stack, abort_tx, in_tx, no_tx, or a number; repeatable)", ApplyLbr),
+        new('\0', "dry-run", Arg.None, "", "Resolve and report everything, attach nothing", (o, _) => o.DryRun = true),
+        new('M', "kprobes-multi", Arg.None, "", "Attach with kprobe.multi (falls back to single kprobes when the kernel lacks it)", (o, _) => SetMode(o, AttachMode.KprobeMulti)),
+        new('K', "kprobes", Arg.None, "", "Attach with single kprobes/kretprobes", (o, _) => SetMode(o, AttachMode.Kprobe)),
+        new('F', "fentries", Arg.None, "", "Attach with fentry/fexit", (o, _) => SetMode(o, AttachMode.Fentry)),
+        new('p', "pid", Arg.Required, "PID", "Only trace this process id", (o, v) => o.AllowPids.Add(ParsePid(v!, "-p/--pid"))),
+        new('P', "no-pid", Arg.Required, "PID", "Never trace this process id", (o, v) => o.DenyPids.Add(ParsePid(v!, "-P/--no-pid"))),
+        new('n', "comm", Arg.Required, "NAME", "Only trace processes with this name", (o, v) => o.AllowComms.Add(ParseComm(v!, "-n/--comm"))),
+        new('N', "no-comm", Arg.Required, "NAME", "Never trace processes with this name", (o, v) => o.DenyComms.Add(ParseComm(v!, "-N/--no-comm"))),
+        new('L', "longer", Arg.Required, "MS", "Only print sessions lasting at least MS milliseconds", ApplyLonger),
+        new('S', "success-stacks", Arg.Optional, "BOOL", "Also print sessions that succeeded (-S, -Sy, -Sn)", ApplySuccess),
+        new('I', "interim-stacks", Arg.None, "", "Also print interim stacks (errors that were later recovered from)", (o, _) => o.InterimStacks = true),
+        new('x', "allow-errors", Arg.Required, "ERROR", "Only print stacks with this error (ENOMEM, -ENOMEM, NOMEM, 12, NULL or any)", (o, v) => ApplyError(o, v!, allow: true)),
+        new('X', "deny-errors", Arg.Required, "ERROR", "Never print stacks with this error", (o, v) => ApplyError(o, v!, allow: false)),
+        new('k', "kernel", Arg.Required, "PATH", "vmlinux image with DWARF for file:line and inlines", (o, v) => o.KernelImage = v),
+        new('s', "symbolize", Arg.Optional, "LEVEL", "Symbolization: -s file:line, -ss also inlines, -sn kallsyms only", ApplySymbolize),
+        new('\0', "debug", Arg.Required, "FEATURE", "Debug features: multi-kprobe, full-lbr, bpf", ApplyDebug),
+        new('C', "config", Arg.Required, "KEY=VALUE", "Advanced setting (see --config-help)", (o, v) => ConfigKeys.Apply(o, v!)),
+        new('\0', "config-help", Arg.None, "", "List the advanced settings", (o, _) => o.ShowConfigHelp = true),
+        new('v', "verbose", Arg.None, "", "Verbose output (-vv, -vvv for more)", (o, _) => o.Verbosity++),
+        new('V', "version", Arg.None, "", "Print the version (with -v: the kernel feature report)", (o, _) => o.ShowVersion = true),
+        new('h', "help", Arg.None, "", "Show this help", (o, _) => o.ShowHelp = true),
+    ];
+
+    public static Options Parse(IReadOnlyList<string> args)
+    {
+        var o = new Options();
+        for (int i = 0; i < args.Count; i++)
+        {
+            var a = args[i];
+            if (a == "--")
+                throw new OptionException($"unexpected argument after '--': retsnoop takes no positional arguments");
+            if (a.StartsWith("--"))
+            {
+                var body = a[2..];
+                string? val = null;
+                int eq = body.IndexOf('=');
+                if (eq >= 0)
+                {
+                    val = body[(eq + 1)..];
+                    body = body[..eq];
+                }
+                var opt = Opts.FirstOrDefault(x => x.Long == body)
+                    ?? throw new OptionException($"unknown option '--{body}' (see --help)");
+                if (opt.Arg == Arg.None && val is not null)
+                    throw new OptionException($"option --{opt.Long} takes no value");
+                if (opt.Arg == Arg.Required && val is null)
+                {
+                    if (i + 1 >= args.Count)
+                        throw new OptionException($"option --{opt.Long} needs a value: --{opt.Long} {opt.Meta}");
+                    val = args[++i];
+                }
+                opt.Apply(o, val);
+            }
+            else if (a.StartsWith('-') && a.Length > 1)
+            {
+                for (int j = 1; j < a.Length; j++)
+                {
+                    char c = a[j];
+                    var opt = Opts.FirstOrDefault(x => x.Short == c && c != '\0')
+                        ?? throw new OptionException($"unknown option '-{c}' (see --help)");
+                    if (opt.Arg == Arg.None)
+                    {
+                        opt.Apply(o, null);
+                        continue;
+                    }
+                    string? val = j + 1 < a.Length ? a[(j + 1)..] : null;
+                    if (opt.Arg == Arg.Required && val is null)
+                    {
+                        if (i + 1 >= args.Count)
+                            throw new OptionException($"option -{c} needs a value: -{c} {opt.Meta}");
+                        val = args[++i];
+                    }
+                    opt.Apply(o, val);
+                    break;
+                }
+            }
+            else
+            {
+                throw new OptionException($"unexpected argument '{a}': retsnoop takes options only (see --help)");
+            }
+        }
+        return o;
+    }
+
+    public static bool? ParseBool(string v) => v.ToLowerInvariant() switch
+    {
+        "true" or "yes" or "y" or "1" or "on" => true,
+        "false" or "no" or "n" or "0" or "off" => false,
+        _ => null,
+    };
+
+    static void SetMode(Options o, AttachMode m)
+    {
+        if (o.AttachMode != AttachMode.Default && o.AttachMode != m)
+            throw new OptionException("-M, -K and -F choose the attach mode: give only one of them");
+        o.AttachMode = m;
+    }
+
+    static void ApplyPreset(Options o, string? v)
+    {
+        var p = Presets.FirstOrDefault(x => x.Name == v);
+        if (p.Name is null)
+            throw new OptionException($"unknown case '{v}' for -c/--case: expected one of {string.Join(", ", Presets.Select(x => x.Name))}");
+        o.EntryGlobs.AddRange(p.Entry);
+        o.AllowGlobs.AddRange(p.Allow);
+        o.DenyGlobs.AddRange(p.Deny);
+        foreach (var g in p.Allow.Concat(p.Deny))
+            o.OptionalGlobs.Add(g);
+    }
+
+    static void ApplyLbr(Options o, string? v)
+    {
+        o.UseLbr = true;
+        if (v is null)
+            return;
+        var f = LbrFlags.FirstOrDefault(x => x.Name == v);
+        if (f.Name is not null)
+        {
+            o.LbrFlags |= f.Value;
+            return;
+        }
+        if (TryParseNumber(v, out var n))
+        {
+            o.LbrFlags |= n;
+            return;
+        }
+        throw new OptionException($"invalid -B/--lbr value '{v}': expected a number or one of {string.Join(", ", LbrFlags.Select(x => x.Name))}");
+    }
+
+    static bool TryParseNumber(string v, out ulong n)
+    {
+        if (v.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
+            return ulong.TryParse(v[2..], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out n);
+        return ulong.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out n);
+    }
+
+    public static ulong DefaultLbrFlags => LbrFlags.First(x => x.Name == "any_return").Value;
+
+    static int ParsePid(string v, string opt)
+    {
+        if (!int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid <= 0)
+            throw new OptionException($"invalid {opt} value '{v}': expected a positive process id");
+        return pid;
+    }
+
+    static string ParseComm(string v, string opt)
+    {
+        if (v.Length == 0 || v.Length > 15)
+            throw new OptionException($"invalid {opt} value '{v}': expected a process name of 1 to 15 characters");
+        return v;
+    }
+
+    static void ApplyLonger(Options o, string? v)
+    {
+        if (!long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var ms) || ms <= 0)
+            throw new OptionException($"invalid -L/--longer value '{v}': expected a positive number of milliseconds");
+        o.LongerThanMs = ms;
+    }
+
+    static void ApplySuccess(Options o, string? v)
+    {
+        if (v is null)
+        {
+            o.SuccessStacks = true;
+            return;
+        }
+        o.SuccessStacks = ParseBool(v.TrimStart('=')) ?? throw new OptionException($"invalid -S/--success-stacks value '{v}': expected -S, -Sy or -Sn (true/false)");
+    }
+
+    static void ApplyError(Options o, string v, bool allow)
+    {
+        var opt = allow ? "-x/--allow-errors" : "-X/--deny-errors";
+        foreach (var part in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (part.Equals("any", StringComparison.OrdinalIgnoreCase) && allow)
+            {
+                o.AllowAnyError = true;
+                continue;
+            }
+            int e;
+            if (part.Equals("NULL", StringComparison.OrdinalIgnoreCase))
+                e = 0;
+            else if (!Errno.TryParse(part, out e))
+                throw new OptionException($"unknown error '{part}' for {opt}: expected an errno name like ENOMEM or -ENOMEM, a number, NULL{(allow ? " or any" : "")}");
+            (allow ? o.AllowErrors : o.DenyErrors).Add(e);
+        }
+    }
+
+    static void ApplySymbolize(Options o, string? v)
+    {
+        o.Symbolize = v switch
+        {
+            null => o.Symbolize == SymbolizeMode.LineInfo ? SymbolizeMode.Inlines : SymbolizeMode.LineInfo,
+            "n" or "none" => SymbolizeMode.None,
+            "s" or "inlines" => SymbolizeMode.Inlines,
+            _ => throw new OptionException($"invalid -s/--symbolize value '{v}': expected -s (file:line), -ss (also inlines) or -sn (none)"),
+        };
+    }
+
+    static void ApplyDebug(Options o, string? v)
+    {
+        if (v is not ("multi-kprobe" or "full-lbr" or "bpf"))
+            throw new OptionException($"unknown --debug feature '{v}': expected multi-kprobe, full-lbr or bpf");
+        o.DebugFeatures.Add(v);
+    }
+
+    public static string Help()
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine("Usage: retsnoop [OPTION...]");
+        sb.AppendLine("Trace kernel functions and print where inside the kernel an error came from.");
+        sb.AppendLine();
+        sb.AppendLine("  e.g. sudo retsnoop -e '*sys_bpf' -a 'array_map_*' -a '*pcpu*'");
+        sb.AppendLine();
+        sb.AppendLine("Globs: '*' and '?' wildcards; 'glob [module]' picks a module's functions;");
+        sb.AppendLine("':path/*.c' picks the functions defined in matching source files (needs DWARF).");
+        sb.AppendLine();
+        foreach (var opt in Opts)
+        {
+            var shortPart = opt.Short != '\0' ? $"-{opt.Short}, " : "    ";
+            var longPart = opt.Arg switch
+            {
+                Arg.Required => $"--{opt.Long} {opt.Meta}",
+                Arg.Optional => $"--{opt.Long}[={opt.Meta}]",
+                _ => $"--{opt.Long}",
+            };
+            sb.AppendLine($"  {shortPart}{longPart,-30} {opt.Help}");
+        }
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,61 @@
+namespace Retsnoop.Cli;
+
+public enum AttachMode { Default, KprobeMulti, Kprobe, Fentry }
+
+public enum SymbolizeMode { Default, None, LineInfo, Inlines }
+
+/// <summary>Everything the command line and --config keys decide; passed down, never global.</summary>
+public sealed class Options
+{
+    public List<string> EntryGlobs { get; } = [];
+    public List<string> AllowGlobs { get; } = [];
+    public List<string> DenyGlobs { get; } = [];
+    /// <summary>Globs from -c presets: unlike user globs, they may match nothing.</summary>
+    public HashSet<string> OptionalGlobs { get; } = [];
+
+    public AttachMode AttachMode { get; set; }
+    public bool CallStacks { get; set; } = true;
+    public bool Trace { get; set; }
+    public bool CaptureArgs { get; set; }
+    public List<string> InjectProbes { get; } = [];
+    public bool UseLbr { get; set; }
+    public ulong LbrFlags { get; set; }
+
+    public List<int> AllowPids { get; } = [];
+    public List<int> DenyPids { get; } = [];
+    public List<string> AllowComms { get; } = [];
+    public List<string> DenyComms { get; } = [];
+    public long LongerThanMs { get; set; }
+    public bool SuccessStacks { get; set; }
+    public bool InterimStacks { get; set; }
+    /// <summary>errno numbers (positive); 0 stands for NULL pointer results.</summary>
+    public HashSet<int> AllowErrors { get; } = [];
+    public HashSet<int> DenyErrors { get; } = [];
+    public bool AllowAnyError { get; set; }
+
+    public string? KernelImage { get; set; }
+    public SymbolizeMode Symbolize { get; set; }
+    public bool DryRun { get; set; }
+    public int Verbosity { get; set; }
+    public bool ShowVersion { get; set; }
+    public bool ShowHelp { get; set; }
+    public bool ShowConfigHelp { get; set; }
+    public HashSet<string> DebugFeatures { get; } = [];
+
+    // --config keys
+    public uint RingbufSize { get; set; } = 8 * 1024 * 1024;
+    public uint SessionsSize { get; set; } = 4096;
+    public bool StacksUnfiltered { get; set; }
+    public bool StacksEmitAddrs { get; set; }
+    public bool StacksDecOffsets { get; set; }
+    public int ArgsMaxTotalArgsSize { get; set; } = 1024;
+    public int ArgsMaxSizedArgSize { get; set; } = 256;
+    public int ArgsMaxStrArgSize { get; set; } = 64;
+    public bool ArgsCaptureRawPtrs { get; set; }
+    public string ArgsFmtMode { get; set; } = "compact";
+    public int ArgsFmtMaxArgWidth { get; set; } = 120;
+    public int LbrMaxCount { get; set; }
+    public int TraceMaxEvents { get; set; } = 100_000;
+
+    public bool HasErrorFilter => AllowErrors.Count > 0 || DenyErrors.Count > 0 || AllowAnyError;
+}

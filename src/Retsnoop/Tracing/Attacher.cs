@@ -1,0 +1,290 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Retsnoop.Cli;
+using Retsnoop.Interop;
+
+namespace Retsnoop.Tracing;
+
+/// <summary>
+/// Owns the loaded BPF object and every link: loads the programs for the chosen attach mode,
+/// attaches them to the traced functions (in parallel where each function is its own link),
+/// and detaches everything on Dispose. The function id is each link's BPF cookie.
+/// </summary>
+public sealed unsafe class Attacher : IDisposable
+{
+    readonly Options opts;
+    readonly IReadOnlyList<TracedFunction> funcs;
+    readonly Action<string> note;
+    BpfObject? obj;
+    readonly ConcurrentBag<FdHandle> links = [];
+    readonly ConcurrentBag<FdHandle> progs = [];
+    readonly ConcurrentBag<FdHandle> perfEvents = [];
+
+    public AttachMode Mode { get; private set; }
+    /// <summary>Functions left out at attach time, with the kernel's reason.</summary>
+    public ConcurrentBag<(TracedFunction Func, string Reason)> Skipped { get; } = [];
+    public int Attached { get; private set; }
+
+    public Attacher(Options opts, IReadOnlyList<TracedFunction> funcs, Action<string> note)
+    {
+        this.opts = opts;
+        this.funcs = funcs;
+        this.note = note;
+    }
+
+    static byte[] EmbeddedObject()
+    {
+        using var s = typeof(Attacher).Assembly.GetManifestResourceStream("retsnoop.bpf.o")
+            ?? throw new InvalidOperationException("retsnoop.bpf.o is not embedded: the build did not compile bpf/");
+        var buf = new byte[s.Length];
+        s.ReadExactly(buf);
+        return buf;
+    }
+
+    /// <summary>Loads the programs for the requested mode; the default mode tries kprobe.multi first.</summary>
+    public void Load(AttachMode requested)
+    {
+        Libc.RaiseMemlockLimit();
+        Mode = requested == AttachMode.Default ? AttachMode.KprobeMulti : requested;
+        if (Mode != AttachMode.Fentry && !PerfEvent.KprobePmuAvailable)
+            throw new TracingException("kprobes are not available on this kernel (no kprobe PMU: CONFIG_KPROBES is off); try -F to attach with fentry/fexit");
+        var elf = EmbeddedObject();
+        obj = BpfObject.Open(elf);
+        bool fentry = Mode == AttachMode.Fentry;
+        obj.SetAutoload("fentry_tmpl", fentry);
+        obj.SetAutoload("fexit_tmpl", fentry);
+        obj.SetAutoload("kprobe_tmpl", !fentry);
+        obj.SetAutoload("kretprobe_tmpl", !fentry);
+        obj.SetAutoload("kmulti_entry", Mode == AttachMode.KprobeMulti);
+        obj.SetAutoload("kmulti_exit", Mode == AttachMode.KprobeMulti);
+        if (fentry)
+        {
+            var target = funcs.FirstOrDefault(f => f.BtfId > 0 && f.Module is null) ?? funcs.FirstOrDefault(f => f.BtfId > 0)
+                ?? throw new TracingException("no traced function has BTF, so none can be attached with fentry/fexit; try -K or -M");
+            obj.SetAttachTarget("fentry_tmpl", target.Name);
+            obj.SetAttachTarget("fexit_tmpl", target.Name);
+        }
+        obj.SetMaxEntries("rb", opts.RingbufSize);
+        obj.SetMaxEntries("sessions", opts.SessionsSize);
+        obj.SetMaxEntries("func_flags", (uint)Math.Max(1, funcs.Count));
+
+        var cfg = new BpfConfig
+        {
+            MinDurationNs = (ulong)opts.LongerThanMs * 1_000_000,
+            EmitSuccessStacks = (byte)(opts.SuccessStacks ? 1 : 0),
+            EmitFuncTrace = (byte)(opts.Trace ? 1 : 0),
+            HasPidAllow = (byte)(opts.AllowPids.Count > 0 ? 1 : 0),
+            HasPidDeny = (byte)(opts.DenyPids.Count > 0 ? 1 : 0),
+            HasCommAllow = (byte)(opts.AllowComms.Count > 0 ? 1 : 0),
+            HasCommDeny = (byte)(opts.DenyComms.Count > 0 ? 1 : 0),
+        };
+        var rodata = obj.ReadOnlyData();
+        if (rodata.Length < sizeof(BpfConfig))
+            throw new InvalidOperationException(".rodata of the BPF object is smaller than struct config");
+        MemoryMarshal.Write(rodata, in cfg);
+
+        try
+        {
+            obj.Load();
+        }
+        catch (BpfException e) when (fentry && e.Errno == 1)
+        {
+            throw new TracingException($"the kernel refused fentry/fexit programs ({Errno.Describe(1)}; kernel lockdown or missing capabilities?); try -K or -M for kprobes");
+        }
+        FillMaps();
+    }
+
+    void FillMaps()
+    {
+        int fd = obj!.MapFd("func_flags");
+        foreach (var f in funcs)
+        {
+            uint id = (uint)f.Id, val = (uint)f.Flags;
+            Bpf.MapUpdate(fd, &id, &val);
+        }
+        byte one = 1;
+        foreach (var (list, map) in new[] { (opts.AllowPids, "pid_allow"), (opts.DenyPids, "pid_deny") })
+        {
+            int mfd = obj.MapFd(map);
+            foreach (var pid in list)
+            {
+                uint pidKey = (uint)pid;
+                Bpf.MapUpdate(mfd, &pidKey, &one);
+            }
+        }
+        byte* commKey = stackalloc byte[16];
+        foreach (var (list, map) in new[] { (opts.AllowComms, "comm_allow"), (opts.DenyComms, "comm_deny") })
+        {
+            int mfd = obj.MapFd(map);
+            foreach (var comm in list)
+            {
+                new Span<byte>(commKey, 16).Clear();
+                System.Text.Encoding.UTF8.GetBytes(comm.AsSpan(0, Math.Min(15, comm.Length)), new Span<byte>(commKey, 15));
+                Bpf.MapUpdate(mfd, commKey, &one);
+            }
+        }
+    }
+
+    /// <summary>Attaches every function; reports progress when it takes long. Returns the number attached.</summary>
+    public int Attach(Action<int, int>? progress = null)
+    {
+        if (Mode == AttachMode.KprobeMulti)
+        {
+            int probe = Bpf.ProbeKprobeMulti(Borrow("kmulti_entry"));
+            if (probe == 0)
+            {
+                try
+                {
+                    AttachKprobeMulti();
+                }
+                catch (BpfException e)
+                {
+                    throw new TracingException($"the kernel refused the kprobe.multi attachment of {funcs.Count} functions ({e.Message.Split('\n')[0]}); try -K for single kprobes or -F for fentry");
+                }
+                return Attached;
+            }
+            note($"kprobe.multi is not supported by this kernel ({Errno.Describe(probe)}): falling back to single kprobes (-K)");
+            Mode = AttachMode.Kprobe;
+        }
+        var work = Mode == AttachMode.Fentry ? (Action<TracedFunction>)AttachFentry : AttachKprobe;
+        int done = 0;
+        var po = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(4, Environment.ProcessorCount * 4) };
+        var sw = Stopwatch.StartNew();
+        using var timer = progress is null ? null : new Timer(_ => progress(Volatile.Read(ref done), funcs.Count), null, 1000, 1000);
+        Parallel.ForEach(funcs, po, f =>
+        {
+            try
+            {
+                work(f);
+            }
+            catch (BpfException e)
+            {
+                Skipped.Add((f, ShortReason(e)));
+            }
+            Interlocked.Increment(ref done);
+        });
+        Attached = funcs.Count - Skipped.Count;
+        if (Attached == 0)
+        {
+            var first = Skipped.FirstOrDefault().Reason ?? "unknown reason";
+            var alt = Mode == AttachMode.Fentry ? "try -K or -M for kprobes" : "try -F for fentry/fexit";
+            throw new TracingException($"the kernel refused every {(Mode == AttachMode.Fentry ? "fentry/fexit" : "kprobe")} attachment ({first}); {alt}");
+        }
+        if (!funcs.Any(f => f.IsEntry && !Skipped.Any(s => s.Func.Id == f.Id)))
+            throw new TracingException("no entry function could be attached: " + string.Join("; ", Skipped.Where(s => s.Func.IsEntry).Take(3).Select(s => $"{s.Func.Name}: {s.Reason}")));
+        return Attached;
+    }
+
+    static string ShortReason(BpfException e)
+    {
+        var msg = e.Message.Split('\n')[0];
+        if (e.VerifierLog is { } log)
+        {
+            var last = log.TrimEnd().Split('\n').LastOrDefault(l => l.Trim().Length > 0 && !l.StartsWith("processed", StringComparison.Ordinal));
+            if (last is not null)
+                msg += $" (verifier: {last.Trim()})";
+        }
+        return msg;
+    }
+
+    void AttachKprobeMulti()
+    {
+        var addrs = new ulong[funcs.Count];
+        var cookies = new ulong[funcs.Count];
+        for (int i = 0; i < funcs.Count; i++)
+        {
+            addrs[i] = funcs[i].Address;
+            cookies[i] = (ulong)funcs[i].Id;
+        }
+        links.Add(Bpf.LinkCreateKprobeMulti(Borrow("kmulti_entry"), false, addrs, cookies));
+        links.Add(Bpf.LinkCreateKprobeMulti(Borrow("kmulti_exit"), true, addrs, cookies));
+        Attached = funcs.Count;
+    }
+
+    /// <summary>A non-owning handle on a program fd that the bpf_object owns.</summary>
+    FdHandle Borrow(string prog)
+    {
+        return new FdHandle(obj!.ProgramFd(prog), ownsHandle: false);
+    }
+
+    void AttachKprobe(TracedFunction f)
+    {
+        var entryProg = Borrow("kprobe_tmpl");
+        var exitProg = Borrow("kretprobe_tmpl");
+        var pe = PerfEvent.OpenKprobe(f.Address, isReturn: false, f.Name);
+        perfEvents.Add(pe);
+        links.Add(Bpf.LinkCreatePerfEvent(entryProg, pe, (ulong)f.Id));
+        var pr = PerfEvent.OpenKprobe(f.Address, isReturn: true, f.Name);
+        perfEvents.Add(pr);
+        links.Add(Bpf.LinkCreatePerfEvent(exitProg, pr, (ulong)f.Id));
+    }
+
+    void AttachFentry(TracedFunction f)
+    {
+        if (f.BtfId <= 0)
+            throw new BpfException($"fentry on {f.Name}: no BTF for this function", 2);
+        int btfObjFd = f.Module is null ? 0 : ModuleBtfFd(f.Module);
+        var entry = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFentry, obj!.Instructions("fentry_tmpl"), "fentry_" + f.Name,
+            (uint)f.BtfId, btfObjFd);
+        progs.Add(entry);
+        var exit = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFexit, obj.Instructions("fexit_tmpl"), "fexit_" + f.Name,
+            (uint)f.BtfId, btfObjFd);
+        progs.Add(exit);
+        links.Add(Bpf.LinkCreateTracing(entry, Bpf.AttachTraceFentry, (ulong)f.Id));
+        links.Add(Bpf.LinkCreateTracing(exit, Bpf.AttachTraceFexit, (ulong)f.Id));
+    }
+
+    readonly Dictionary<string, FdHandle> moduleBtf = [];
+
+    int ModuleBtfFd(string module)
+    {
+        lock (moduleBtf)
+        {
+            if (moduleBtf.Count == 0)
+            {
+                uint id = 0;
+                while (Bpf.BtfGetNextId(id, out id))
+                {
+                    var fd = Bpf.BtfGetFdById(id);
+                    if (fd is null)
+                        continue;
+                    var name = Bpf.BtfName(fd);
+                    if (name is null || name == "vmlinux" || !moduleBtf.TryAdd(name, fd))
+                        fd.Dispose();
+                }
+            }
+            return moduleBtf.TryGetValue(module, out var h) ? h.Fd
+                : throw new BpfException($"fentry on a {module} function: the module's BTF is not loaded", 2);
+        }
+    }
+
+    public int RingBufferFd => obj!.MapFd("rb");
+
+    public BpfStats ReadStats()
+    {
+        BpfStats s = default;
+        if (obj is null)
+            return s;
+        uint key = 0;
+        Bpf.MapLookup(obj.MapFd("stats"), &key, &s);
+        return s;
+    }
+
+    /// <summary>Closes every link (in parallel: each waits for RCU on its own), then the programs.</summary>
+    public void Dispose()
+    {
+        Parallel.ForEach(links, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(4, Environment.ProcessorCount * 4) }, l => l.Dispose());
+        links.Clear();
+        Parallel.ForEach(perfEvents, pe => pe.Dispose());
+        perfEvents.Clear();
+        foreach (var p in progs)
+            p.Dispose();
+        progs.Clear();
+        foreach (var h in moduleBtf.Values)
+            h.Dispose();
+        moduleBtf.Clear();
+        obj?.Dispose();
+        obj = null;
+    }
+}

@@ -1,0 +1,53 @@
+namespace Retsnoop.Tracing;
+
+/// <summary>How a function's return value is shown and judged.</summary>
+public enum ReturnClass
+{
+    /// <summary>No BTF: treated as a (possibly 32-bit) integer.</summary>
+    Unknown,
+    Void,
+    Bool,
+    Int,      // 32-bit or narrower signed
+    UInt,     // 32-bit or narrower unsigned
+    Long,     // 64-bit integer
+    Pointer,
+}
+
+/// <summary>One function to trace: its id is the BPF cookie and the index into the resolved list.</summary>
+public sealed record TracedFunction(int Id, string Name, string? Module, ulong Address, ReturnClass Return, bool IsEntry)
+{
+    /// <summary>BTF type id of the FUNC (0: none), in vmlinux or in the module's split BTF.</summary>
+    public int BtfId { get; init; }
+
+    public FuncFlags Flags
+    {
+        get
+        {
+            var f = IsEntry ? FuncFlags.IsEntry : FuncFlags.None;
+            f |= Return switch
+            {
+                ReturnClass.Void or ReturnClass.Bool => FuncFlags.CantFail,
+                ReturnClass.Pointer => FuncFlags.RetPtr,
+                ReturnClass.Int or ReturnClass.UInt or ReturnClass.Unknown => FuncFlags.NeedsSignExt,
+                _ => FuncFlags.None,
+            };
+            return f;
+        }
+    }
+
+    public string DisplayName => Module is null ? Name : $"{Name} [{Module}]";
+
+    /// <summary>Did this result count as a failure (same rule as the BPF side)?</summary>
+    public bool IsFailure(long res)
+    {
+        var f = Flags;
+        if ((f & FuncFlags.CantFail) != 0)
+            return false;
+        ulong u = (ulong)res;
+        if ((f & FuncFlags.RetPtr) != 0)
+            return u == 0 || u >= unchecked((ulong)-4095L);
+        if ((f & FuncFlags.NeedsSignExt) != 0)
+            return (uint)u >= unchecked((uint)-4095);
+        return u >= unchecked((ulong)-4095L);
+    }
+}
