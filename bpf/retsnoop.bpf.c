@@ -9,6 +9,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "retsnoop.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -192,6 +193,11 @@ static __always_inline void do_entry(void *ctx, __u32 id)
 		sess->rec.kstack_sz = 0;
 		sess->rec.start_ts = bpf_ktime_get_ns();
 		bpf_get_current_comm(&sess->rec.comm, sizeof(sess->rec.comm));
+		{
+			struct task_struct *task = (void *)bpf_get_current_task();
+
+			BPF_CORE_READ_STR_INTO(&sess->rec.pcomm, task, group_leader, comm);
+		}
 		st = get_stats();
 		if (bpf_map_update_elem(&sessions, &tid, sess, BPF_NOEXIST)) {
 			if (st)

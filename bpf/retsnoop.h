@@ -29,7 +29,8 @@ struct stack_rec {
 	unsigned int depth;          /* frames in ids/res/lat */
 	unsigned long long start_ts;
 	unsigned long long end_ts;
-	char comm[16];
+	char comm[16];               /* thread name */
+	char pcomm[16];              /* process (thread group leader) name */
 	unsigned int is_err;         /* the stack ends in an error (not a -S success) */
 	int kstack_sz;               /* bytes in kstack, or a negative error */
 	unsigned int ids[MAX_FSTACK_DEPTH];

@@ -1,10 +1,208 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Retsnoop.Interop;
+using Retsnoop.Tracing;
+
 namespace Retsnoop.Cli;
 
+/// <summary>The command: parse, check, resolve, attach, receive until a signal, detach.</summary>
 public static class Entry
 {
+    public const string Version = "retsnoop v0.1.0 (C#)";
+
     public static int Run(string[] args)
     {
-        Console.WriteLine("retsnoop (C#)");
+        Options opts;
+        try
+        {
+            opts = OptionParser.Parse(args);
+        }
+        catch (OptionException e)
+        {
+            return Fail(e.Message, 2);
+        }
+        if (opts.ShowHelp)
+        {
+            Console.Out.Write(OptionParser.Help());
+            return 0;
+        }
+        if (opts.ShowConfigHelp)
+        {
+            Console.Out.Write(ConfigKeys.Help());
+            return 0;
+        }
+        if (opts.ShowVersion)
+            return PrintVersion(opts);
+        try
+        {
+            return Trace(opts);
+        }
+        catch (OptionException e)
+        {
+            return Fail(e.Message, 2);
+        }
+        catch (Exception e) when (e is TracingException or BpfException or IOException or UnauthorizedAccessException)
+        {
+            if (opts.Verbosity >= 2)
+                Console.Error.WriteLine(e);
+            return Fail(e.Message, 1);
+        }
+    }
+
+    static int Fail(string message, int code)
+    {
+        Console.Error.WriteLine($"retsnoop: {message}");
+        return code;
+    }
+
+    static int PrintVersion(Options opts)
+    {
+        Console.Out.WriteLine(Version);
+        if (opts.Verbosity == 0)
+            return 0;
+        if (Privileges.Missing() is { } missing)
+            return Fail($"the feature report needs root or {missing}: run with sudo", 1);
+        Console.Out.WriteLine("Feature detection:");
+        foreach (var f in Features.Detect())
+            Console.Out.WriteLine($"\t{f.Name}: {(f.Supported ? "yes" : "no")}{(f.Supported || f.Detail.Length == 0 ? "" : $" ({f.Detail})")}");
         return 0;
+    }
+
+    static int Trace(Options opts)
+    {
+        var launch = Stopwatch.StartNew();
+        if (opts.EntryGlobs.Count == 0)
+            throw new OptionException("no entry functions: give at least one -e GLOB (or -c CASE), e.g. -e '*sys_bpf'");
+        if (opts.UseLbr && Lbr.Probe() is var lbrErr && lbrErr != 0)
+            throw new TracingException($"this CPU has no LBR (branch stack sampling: {Errno.Describe(lbrErr)}); run without -B/--lbr");
+        if (Privileges.Missing() is { } missing)
+            throw new TracingException($"tracing the kernel needs root or {missing}: run with sudo");
+        if (!File.Exists("/sys/kernel/btf/vmlinux"))
+            throw new TracingException("this kernel has no BTF (/sys/kernel/btf/vmlinux): retsnoop needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
+
+        var facts = new KernelFacts(opts);
+        var traceable = TraceableFunctions.Load(out var listSource);
+        Log(opts, 1, $"{traceable.Count} traceable functions in {listSource}");
+        var resolver = new TargetResolver(opts, facts.Symbols, facts.Types, facts.SourceIndexFactory());
+        var funcs = resolver.Resolve(traceable);
+        foreach (var n in resolver.Notes)
+            Log(opts, 1, n);
+        int entries = funcs.Count(f => f.IsEntry);
+        Log(opts, 1, $"{funcs.Count} functions to trace ({entries} entry, {funcs.Count - entries} allowed)");
+
+        if (opts.DryRun)
+        {
+            var mode = opts.AttachMode switch
+            {
+                AttachMode.Fentry => "fentry/fexit",
+                AttachMode.Kprobe => "single kprobes/kretprobes",
+                _ => "kprobe.multi (single kprobes if the kernel lacks it)",
+            };
+            Console.Out.WriteLine($"Dry run: would attach {funcs.Count} functions with {mode}:");
+            if (opts.Verbosity > 0)
+            {
+                foreach (var f in funcs)
+                    Console.Out.WriteLine($"  {(f.IsEntry ? "entry" : "allow")}  {f.DisplayName,-50} 0x{f.Address:x}  returns {f.Return}");
+            }
+            return 0;
+        }
+
+        using var cancel = new CancellationTokenSource();
+        int signals = 0;
+        void OnSignal(PosixSignalContext ctx)
+        {
+            ctx.Cancel = true; // we detach ourselves; a second signal must not kill us mid-detach
+            if (Interlocked.Increment(ref signals) == 1)
+                cancel.Cancel();
+        }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);
+
+        var attacher = new Attacher(opts, funcs, msg => Console.Error.WriteLine(msg));
+        try
+        {
+            attacher.Load(opts.AttachMode);
+            var attachClock = Stopwatch.StartNew();
+            attacher.Attach((done, total) =>
+                Console.Error.WriteLine($"Attaching... {done}/{total} functions ({attachClock.Elapsed.TotalSeconds:0.0} s)"));
+            foreach (var (f, why) in attacher.Skipped.OrderBy(s => s.Func.Id))
+                Log(opts, 1, $"skipped {f.DisplayName}: {why}");
+            if (!attacher.Skipped.IsEmpty)
+                Console.Error.WriteLine($"Note: {attacher.Skipped.Count} of {funcs.Count} functions could not be attached ({attacher.Skipped.First().Reason}); -v lists them.");
+            Log(opts, 1, $"attached {attacher.Attached} functions with {ModeName(attacher.Mode)} in {attachClock.ElapsedMilliseconds} ms");
+
+            var sink = new EventSink(opts, funcs, facts.SymbolContext, Console.Out);
+            using var rb = new RingBuffer(attacher.RingBufferFd, sink.Handle);
+            Console.Out.WriteLine("Receiving data...");
+            Console.Out.Flush();
+            Log(opts, 1, $"ready {launch.ElapsedMilliseconds} ms after launch");
+            facts.WarmUpInBackground();
+            while (!cancel.IsCancellationRequested)
+                rb.Poll(100);
+            rb.Consume();
+            var stats = attacher.ReadStats();
+            if (stats.DroppedRecords > 0)
+                Console.Error.WriteLine($"WARNING: {stats.DroppedRecords} records were dropped because the ring buffer was full; raise -C bpf.ringbuf-size (now {opts.RingbufSize}).");
+            if (stats.DroppedSessions > 0)
+                Console.Error.WriteLine($"WARNING: {stats.DroppedSessions} sessions were dropped (sessions map full or returns seen without their entry); raise -C bpf.sessions-size if this grows.");
+            Log(opts, 1, $"{stats.Sessions} sessions, {sink.StacksPrinted} stacks printed, {sink.StacksFiltered} filtered out");
+        }
+        finally
+        {
+            var detach = Stopwatch.StartNew();
+            Console.Out.Write("Detaching... ");
+            Console.Out.Flush();
+            attacher.Dispose();
+            Console.Out.WriteLine($"DONE in {detach.ElapsedMilliseconds} ms.");
+        }
+        return 0;
+    }
+
+    static string ModeName(AttachMode m) => m switch
+    {
+        AttachMode.Fentry => "fentry/fexit",
+        AttachMode.Kprobe => "single kprobes",
+        _ => "kprobe.multi",
+    };
+
+    static void Log(Options opts, int level, string msg)
+    {
+        if (opts.Verbosity >= level)
+            Console.Error.WriteLine(msg);
+    }
+}
+
+/// <summary>Root, or the capabilities BPF tracing needs.</summary>
+public static class Privileges
+{
+    const int CapSysAdmin = 21, CapPerfmon = 38, CapBpf = 39;
+
+    /// <summary>null when we may trace, else the names of the missing capabilities.</summary>
+    public static string? Missing()
+    {
+        if (Libc.geteuid() == 0)
+            return null;
+        ulong eff = 0;
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+            {
+                if (line.StartsWith("CapEff:", StringComparison.Ordinal))
+                    eff = Convert.ToUInt64(line[7..].Trim(), 16);
+            }
+        }
+        catch (IOException)
+        {
+        }
+        bool Has(int cap) => (eff & (1UL << cap)) != 0;
+        if (Has(CapSysAdmin) || (Has(CapBpf) && Has(CapPerfmon)))
+            return null;
+        var missing = new List<string>();
+        if (!Has(CapBpf))
+            missing.Add("CAP_BPF");
+        if (!Has(CapPerfmon))
+            missing.Add("CAP_PERFMON");
+        return string.Join(" and ", missing);
     }
 }

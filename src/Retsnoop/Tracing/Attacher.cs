@@ -259,6 +259,9 @@ public sealed unsafe class Attacher : IDisposable
         }
     }
 
+    /// <summary>0 when the kernel takes kprobe.multi links (after Load in the kprobe.multi mode), else the errno.</summary>
+    public int ProbeKprobeMulti() => Bpf.ProbeKprobeMulti(Borrow("kmulti_entry"));
+
     public int RingBufferFd => obj!.MapFd("rb");
 
     public BpfStats ReadStats()

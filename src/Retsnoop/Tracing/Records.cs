@@ -42,6 +42,7 @@ public unsafe struct StackRecord
     public uint Tid, Pid, Depth;
     public ulong StartTs, EndTs;
     public fixed byte Comm[16];
+    public fixed byte PComm[16];
     public uint IsErr;
     public int KstackSize;
     public fixed uint Ids[BpfLimits.MaxFstackDepth];

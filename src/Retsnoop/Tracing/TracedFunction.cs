@@ -11,6 +11,8 @@ public enum ReturnClass
     UInt,     // 32-bit or narrower unsigned
     Long,     // 64-bit integer
     Pointer,
+    /// <summary>A struct, union or float returned by value: never an error.</summary>
+    Other,
 }
 
 /// <summary>One function to trace: its id is the BPF cookie and the index into the resolved list.</summary>
@@ -19,6 +21,9 @@ public sealed record TracedFunction(int Id, string Name, string? Module, ulong A
     /// <summary>BTF type id of the FUNC (0: none), in vmlinux or in the module's split BTF.</summary>
     public int BtfId { get; init; }
 
+    /// <summary>Why fentry/fexit cannot attach here (null: it can).</summary>
+    public string? FentryRefusal { get; init; }
+
     public FuncFlags Flags
     {
         get
@@ -26,7 +31,7 @@ public sealed record TracedFunction(int Id, string Name, string? Module, ulong A
             var f = IsEntry ? FuncFlags.IsEntry : FuncFlags.None;
             f |= Return switch
             {
-                ReturnClass.Void or ReturnClass.Bool => FuncFlags.CantFail,
+                ReturnClass.Void or ReturnClass.Bool or ReturnClass.Other => FuncFlags.CantFail,
                 ReturnClass.Pointer => FuncFlags.RetPtr,
                 ReturnClass.Int or ReturnClass.UInt or ReturnClass.Unknown => FuncFlags.NeedsSignExt,
                 _ => FuncFlags.None,

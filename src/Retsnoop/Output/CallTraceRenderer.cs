@@ -1,0 +1,52 @@
+using System.Text;
+using Retsnoop.Tracing;
+
+namespace Retsnoop.Output;
+
+/// <summary>One entry or exit inside a session, in the order the BPF side saw them.</summary>
+public readonly record struct TraceEvent(bool IsEntry, TracedFunction Func, int Depth, long Result, ulong LatencyNs);
+
+/// <summary>The -T tree: "→ f" on entry, "← f [res] dur" on exit, "↔ f" for a call with no traced callee.</summary>
+public static class CallTraceRenderer
+{
+    public static string Render(IReadOnlyList<TraceEvent> events, int truncated)
+    {
+        var rows = new List<(string Sym, string Res, string Dur)>();
+        for (int i = 0; i < events.Count; i++)
+        {
+            var e = events[i];
+            var indent = new string(' ', 4 * Math.Max(0, e.Depth - 1));
+            if (e.IsEntry)
+            {
+                // a leaf call: entry immediately followed by its own exit
+                if (i + 1 < events.Count && !events[i + 1].IsEntry && events[i + 1].Func.Id == e.Func.Id && events[i + 1].Depth == e.Depth)
+                {
+                    var x = events[++i];
+                    rows.Add(($"{indent}↔ {x.Func.Name}", ResultFormat.Format(x.Result, x.Func.Return), Micros(x.LatencyNs)));
+                }
+                else
+                {
+                    rows.Add(($"{indent}→ {e.Func.Name}", "", ""));
+                }
+            }
+            else
+            {
+                rows.Add(($"{indent}← {e.Func.Name}", ResultFormat.Format(e.Result, e.Func.Return), Micros(e.LatencyNs)));
+            }
+        }
+        const string h1 = "FUNCTION CALL TRACE", h2 = "RESULT", h3 = "DURATION";
+        int symLen = Math.Max(h1.Length, rows.Count == 0 ? 0 : rows.Max(r => r.Sym.Length));
+        int resLen = Math.Max(h2.Length, rows.Count == 0 ? 0 : rows.Max(r => r.Res.Length));
+        int durLen = Math.Max(h3.Length, rows.Count == 0 ? 0 : rows.Max(r => r.Dur.Length));
+        var sb = new StringBuilder();
+        sb.Append($"{h1.PadRight(symLen)}   {h2.PadRight(resLen)}  {h3.PadLeft(durLen)}\n");
+        sb.Append($"{new string('-', symLen)}   {new string('-', resLen)}  {new string('-', durLen)}\n");
+        foreach (var r in rows)
+            sb.Append($"{r.Sym.PadRight(symLen)}   {r.Res.PadRight(resLen)}  {r.Dur.PadLeft(durLen)}".TrimEnd()).Append('\n');
+        if (truncated > 0)
+            sb.Append($"[... {truncated} more call trace events not kept: raise -C trace.max-events ...]\n");
+        return sb.ToString();
+    }
+
+    static string Micros(ulong ns) => (ns / 1000.0).ToString("0.000", System.Globalization.CultureInfo.InvariantCulture) + "us";
+}

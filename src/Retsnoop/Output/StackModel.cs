@@ -1,0 +1,166 @@
+using Retsnoop.Tracing;
+
+namespace Retsnoop.Output;
+
+/// <summary>One traced function in a session's kept chain.</summary>
+public sealed record TracedFrame(TracedFunction Func, long Result, ulong LatencyNs, bool Finished);
+
+/// <summary>A finished session as the BPF side reported it: the kept chain and the kernel stack.</summary>
+public sealed record SessionStack(
+    uint Tid, uint Pid, string Comm, string ProcComm, ulong StartNs, ulong EndNs, bool IsError,
+    IReadOnlyList<TracedFrame> Chain, IReadOnlyList<ulong> KernelStack)
+{
+    public static unsafe SessionStack Decode(in StackRecord r, IReadOnlyList<TracedFunction> funcs)
+    {
+        var chain = new List<TracedFrame>();
+        int depth = (int)Math.Min(r.Depth, (uint)BpfLimits.MaxFstackDepth);
+        for (int i = 0; i < depth; i++)
+        {
+            int id = (int)r.Ids[i];
+            if (id < 0 || id >= funcs.Count)
+                continue;
+            chain.Add(new TracedFrame(funcs[id], r.Res[i], r.Lat[i], r.Done[i] != 0));
+        }
+        var ks = new List<ulong>();
+        int n = Math.Min(Math.Max(r.KstackSize, 0) / 8, BpfLimits.MaxKstackDepth);
+        for (int i = 0; i < n; i++)
+        {
+            if (r.Kstack[i] != 0)
+                ks.Add(r.Kstack[i]);
+        }
+        fixed (byte* c = r.Comm, p = r.PComm)
+            return new SessionStack(r.Tid, r.Pid, CString(c), CString(p), r.StartTs, r.EndTs, r.IsErr != 0, chain, ks);
+    }
+
+    static unsafe string CString(byte* p)
+    {
+        int n = 0;
+        while (n < 16 && p[n] != 0)
+            n++;
+        return System.Text.Encoding.UTF8.GetString(p, n);
+    }
+}
+
+/// <summary>One printed line of a stack (plus its inlined frames): kernel stack entry, traced frame or both.</summary>
+public sealed record StackRow(
+    ulong? Address, string Symbol, ulong Offset, TracedFrame? Traced,
+    SourceLocation? Location, IReadOnlyList<SourceLocation> Inlined)
+{
+    /// <summary>Known only from function tracking: it had returned when the kernel stack was taken.</summary>
+    public bool TrackedOnly => Address is null;
+}
+
+/// <summary>
+/// Merges a session's traced chain with its kernel stack into rows, outermost first: kernel
+/// frames in stack order, each traced function matched to its kernel frame by name, and traced
+/// functions that had already returned (the error's origin among them) after the deepest match.
+/// </summary>
+public static class StackMerger
+{
+    // frames of the tracing machinery itself (BPF programs, trampolines, kprobe/fprobe handlers)
+    static readonly string[] MachineryPrefixes =
+    [
+        "bpf_prog_", "bpf_trampoline_", "__bpf_prog_enter", "__bpf_prog_exit", "bpf_get_stack", "__bpf_get_stack",
+        "bpf_get_stackid", "trace_call_bpf", "kprobe_perf_func", "kretprobe_perf_func", "kprobe_dispatcher",
+        "kretprobe_dispatcher", "__kretprobe_trampoline", "kretprobe_trampoline", "arch_rethook_trampoline",
+        "rethook_trampoline_handler", "arch_rethook_", "rethook_", "fprobe_", "__fprobe_", "ftrace_trampoline",
+        "kprobe_multi_link_", "kprobe_ftrace_handler", "kprobe_int3_handler", "exc_int3", "asm_exc_int3",
+        "ftrace_regs_caller", "ftrace_caller", "ftrace_call", "perf_callchain", "get_perf_callchain",
+        "bpf_ringbuf_", "__bpf_trace_", "bpf_trace_run", "function_graph_enter", "ftrace_graph_",
+        "return_to_handler", "ftrace_return_to_handler", "kprobe_busy_", "__kprobe_", "opt_pre_handler",
+        "optimized_callback", "aggr_pre_handler", "pre_handler_kretprobe", "arch_ftrace_ops_list_func",
+        "ftrace_ops_list_func", "__ftrace_ops_list_func", "fentry_", "fexit_",
+    ];
+
+    public static bool IsMachinery(string name, string? module) =>
+        module == "bpf" || MachineryPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal));
+
+    public static List<StackRow> Merge(SessionStack s, IKernelSymbols ksyms, ISourceLines? lines, bool inlines, bool unfiltered)
+    {
+        // kernel frames, outermost first, machinery dropped
+        var kframes = new List<(ulong Addr, string Name, ulong Off)>();
+        for (int i = s.KernelStack.Count - 1; i >= 0; i--)
+        {
+            ulong a = s.KernelStack[i];
+            if (ksyms.TryResolve(a, out var name, out var off, out var mod))
+            {
+                if (!unfiltered && IsMachinery(name, mod))
+                    continue;
+                kframes.Add((a, name, off));
+            }
+            else if (unfiltered)
+            {
+                kframes.Add((a, "", 0));
+            }
+        }
+
+        // match traced functions to kernel frames in order
+        var match = new int[s.Chain.Count];
+        int pos = 0, lastMatched = -1;
+        for (int i = 0; i < s.Chain.Count; i++)
+        {
+            match[i] = NextMatch(kframes, pos, s.Chain[i].Func.Name);
+            if (match[i] >= 0)
+            {
+                pos = match[i] + 1;
+                lastMatched = i;
+            }
+        }
+
+        var rows = new List<StackRow>();
+        int k = 0;
+        for (int i = 0; i < s.Chain.Count; i++)
+        {
+            var f = s.Chain[i];
+            if (match[i] >= 0)
+            {
+                for (; k < match[i]; k++)
+                    rows.Add(KernelRow(kframes[k], null, lines, inlines));
+                rows.Add(KernelRow(kframes[k++], f, lines, inlines));
+            }
+            else if (i < lastMatched)
+            {
+                // still running but not on the kernel stack (a tail call): keep its place in the chain
+                rows.Add(TrackedRow(f, lines));
+            }
+        }
+        for (; k < kframes.Count; k++)
+            rows.Add(KernelRow(kframes[k], null, lines, inlines));
+        // functions that had returned when the stack was taken: the error's origin is the last
+        for (int i = lastMatched + 1; i < s.Chain.Count; i++)
+            rows.Add(TrackedRow(s.Chain[i], lines));
+        return rows;
+    }
+
+    // return addresses point after the call: look up the call instruction itself
+    static StackRow KernelRow((ulong Addr, string Name, ulong Off) kf, TracedFrame? traced, ISourceLines? lines, bool inlines) =>
+        Row(kf.Addr, kf.Name, kf.Off, traced, lines?.Lookup(kf.Addr - 1, inlines), inlines);
+
+    static StackRow TrackedRow(TracedFrame f, ISourceLines? lines) =>
+        Row(null, f.Func.Name, 0, f, f.Func.Address != 0 ? lines?.Lookup(f.Func.Address, false) : null, false);
+
+    // the next kernel frame at or after k with this name, or -1
+    static int NextMatch(List<(ulong Addr, string Name, ulong Off)> kframes, int k, string name)
+    {
+        for (int j = k; j < kframes.Count; j++)
+        {
+            if (kframes[j].Name == name)
+                return j;
+        }
+        return -1;
+    }
+
+    static StackRow Row(ulong? addr, string name, ulong off, TracedFrame? traced, IReadOnlyList<SourceLocation>? locs, bool inlines)
+    {
+        if (locs is null || locs.Count == 0)
+            return new StackRow(addr, name, off, traced, null, []);
+        // locs: innermost first; the last is the real (outer) function
+        var inl = new List<SourceLocation>();
+        if (inlines)
+        {
+            for (int i = locs.Count - 2; i >= 0; i--)
+                inl.Add(locs[i]);
+        }
+        return new StackRow(addr, name, off, traced, locs[^1], inl);
+    }
+}

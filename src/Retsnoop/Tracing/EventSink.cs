@@ -1,0 +1,111 @@
+using System.Runtime.InteropServices;
+using Retsnoop.Cli;
+using Retsnoop.Output;
+
+namespace Retsnoop.Tracing;
+
+/// <summary>
+/// Consumes ring buffer records: keeps -T events per thread until their session ends, applies the
+/// error filters, and prints each reported session (call trace first, then the stack).
+/// </summary>
+public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs, Func<SymbolContext> symbols, TextWriter output)
+{
+    readonly Dictionary<uint, (List<TraceEvent> Events, int Truncated)> traces = [];
+    readonly Clock clock = new();
+    public int StacksPrinted { get; private set; }
+    public int StacksFiltered { get; private set; }
+    public int BadRecords { get; private set; }
+
+    public void Handle(ReadOnlySpan<byte> rec)
+    {
+        if (rec.Length < 4)
+        {
+            BadRecords++;
+            return;
+        }
+        var type = (RecordType)MemoryMarshal.Read<uint>(rec);
+        switch (type)
+        {
+            case RecordType.Stack when rec.Length >= Marshal.SizeOf<StackRecord>():
+                OnStack(MemoryMarshal.Read<StackRecord>(rec));
+                break;
+            case RecordType.TraceEntry or RecordType.TraceExit or RecordType.SessionEnd when rec.Length >= Marshal.SizeOf<TraceRecord>():
+                OnTrace(MemoryMarshal.Read<TraceRecord>(rec));
+                break;
+            default:
+                BadRecords++;
+                break;
+        }
+    }
+
+    void OnTrace(in TraceRecord t)
+    {
+        if (t.Type == RecordType.SessionEnd)
+        {
+            traces.Remove(t.Tid);
+            return;
+        }
+        if (t.FuncId >= funcs.Count)
+            return;
+        if (t.Type == RecordType.TraceEntry && t.Depth == 1)
+            traces[t.Tid] = ([], 0); // a new session on this thread
+        if (!traces.TryGetValue(t.Tid, out var tr))
+            return;
+        if (tr.Events.Count >= opts.TraceMaxEvents)
+        {
+            traces[t.Tid] = (tr.Events, tr.Truncated + 1);
+            return;
+        }
+        tr.Events.Add(new TraceEvent(t.Type == RecordType.TraceEntry, funcs[(int)t.FuncId], (int)t.Depth, t.Res, t.Lat));
+    }
+
+    void OnStack(in StackRecord r)
+    {
+        var stack = SessionStack.Decode(r, funcs);
+        traces.Remove(stack.Tid, out var trace);
+        if (!ShouldReport(stack))
+        {
+            StacksFiltered++;
+            return;
+        }
+        StacksPrinted++;
+        var sym = symbols();
+        var renderer = new TextRenderer(opts, clock);
+        var sb = new System.Text.StringBuilder();
+        sb.Append(renderer.Header(stack)).Append('\n');
+        if (opts.Trace && trace.Events is not null)
+            sb.Append('\n').Append(CallTraceRenderer.Render(trace.Events, trace.Truncated));
+        if (opts.CallStacks)
+        {
+            var rows = StackMerger.Merge(stack, sym.Kernel, sym.Lines, sym.Inlines, opts.StacksUnfiltered);
+            sb.Append('\n').Append(renderer.RenderStack(rows));
+        }
+        sb.Append('\n');
+        output.Write(sb.ToString());
+        output.Flush();
+    }
+
+    /// <summary>-x/-X: deny wins; with -x, some frame's error must be allowed.</summary>
+    public bool ShouldReport(SessionStack s)
+    {
+        if (!opts.HasErrorFilter)
+            return true;
+        bool allowed = opts.AllowErrors.Count == 0 && !opts.AllowAnyError ? true : false;
+        foreach (var f in s.Chain)
+        {
+            if (!f.Finished)
+                continue;
+            var err = ResultFormat.ErrorOf(f.Result, f.Func.Return);
+            if (err is null)
+                continue;
+            if (opts.DenyErrors.Contains(err.Value))
+                return false;
+            if (opts.AllowAnyError || opts.AllowErrors.Contains(err.Value))
+                allowed = true;
+        }
+        return allowed;
+    }
+}
+
+/// <summary>What the output needs to symbolize: kallsyms always, DWARF lines when available.</summary>
+public sealed record SymbolContext(IKernelSymbols Kernel, ISourceLines? Lines, bool Inlines);

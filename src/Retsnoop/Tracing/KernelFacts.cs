@@ -1,0 +1,164 @@
+using Retsnoop.Btf;
+using Retsnoop.Cli;
+using Retsnoop.Output;
+using Retsnoop.Symbols;
+
+namespace Retsnoop.Tracing;
+
+/// <summary>
+/// The running kernel's symbols (kallsyms), types (BTF) and, when a matching vmlinux with DWARF
+/// is found, source lines. Everything loads lazily: nothing here costs startup time until used.
+/// </summary>
+public sealed class KernelFacts
+{
+    readonly Options opts;
+    readonly Lazy<KallsymsTable> kallsyms;
+    readonly Lazy<DwarfLines?> dwarf;
+
+    public KernelFacts(Options opts)
+    {
+        this.opts = opts;
+        kallsyms = new(() => new KallsymsTable(Kallsyms.Load()), LazyThreadSafetyMode.ExecutionAndPublication);
+        dwarf = new(() => DwarfLines.Find(opts), LazyThreadSafetyMode.ExecutionAndPublication);
+    }
+
+    public IKernelSymbolTable Symbols => kallsyms.Value;
+
+    public IFunctionTypes Types { get; } = new BtfFunctionTypes();
+
+    public static IFunctionTypes? FunctionTypesOrNull() =>
+        File.Exists("/sys/kernel/btf/vmlinux") ? new BtfFunctionTypes() : null;
+
+    public Func<ISourceIndex>? SourceIndexFactory() => () =>
+        dwarf.Value ?? throw new TracingException("source globs (':path/*.c') need a vmlinux with DWARF matching this kernel: give -k PATH or install the kernel's -dbg package");
+
+    bool WantLines => opts.Symbolize != SymbolizeMode.None;
+
+    public SymbolContext SymbolContext() =>
+        new(kallsyms.Value, WantLines ? dwarf.Value : null, opts.Symbolize is SymbolizeMode.Default or SymbolizeMode.Inlines);
+
+    /// <summary>Loads kallsyms and indexes DWARF while we wait for the first record.</summary>
+    public void WarmUpInBackground() => Task.Run(() =>
+    {
+        _ = kallsyms.Value;
+        if (WantLines)
+            dwarf.Value?.WarmUp();
+    });
+}
+
+/// <summary>kallsyms behind the resolver's and the output's interfaces.</summary>
+public sealed class KallsymsTable(Kallsyms ks) : IKernelSymbolTable, IKernelSymbols
+{
+    public IReadOnlyList<ulong> TextAddresses(string name, string? module)
+    {
+        var list = new List<ulong>();
+        foreach (var a in ks.AddressesOf(name))
+        {
+            if (ks.TryResolve(a, out var sym, out var off) && off == 0 && sym.Module == module && char.ToLowerInvariant(sym.Type) == 't')
+                list.Add(a);
+        }
+        return list;
+    }
+
+    public ulong? FunctionStart(ulong address) =>
+        ks.TryResolve(address, out var sym, out _) ? sym.Address : null;
+
+    public bool TryResolve(ulong address, out string name, out ulong offset, out string? module)
+    {
+        if (ks.TryResolve(address, out var sym, out offset))
+        {
+            name = sym.Name;
+            module = sym.Module;
+            return true;
+        }
+        name = "";
+        module = null;
+        return false;
+    }
+}
+
+/// <summary>Function result types and fentry suitability from vmlinux and module BTF.</summary>
+public sealed class BtfFunctionTypes : IFunctionTypes
+{
+    readonly Lazy<BtfFile> vmlinux = new(() => BtfFile.Load("/sys/kernel/btf/vmlinux"));
+    readonly Dictionary<string, BtfFile?> modules = [];
+
+    public FunctionType? Lookup(string name, string? module)
+    {
+        var btf = module is null ? vmlinux.Value : Module(module);
+        if (btf is null)
+            return null;
+        var id = btf.FindFunction(name);
+        if (id is null)
+            return null;
+        var sig = btf.GetFuncSignature(id.Value);
+        return new FunctionType(id.Value, Classify(btf, sig), BtfFile.IsFentryAttachable(sig) ? null : "its arguments are not supported by fentry trampolines");
+    }
+
+    BtfFile? Module(string module)
+    {
+        lock (modules)
+        {
+            if (!modules.TryGetValue(module, out var b))
+            {
+                var path = $"/sys/kernel/btf/{module}";
+                b = File.Exists(path) ? BtfFile.Load(path, vmlinux.Value) : null;
+                modules[module] = b;
+            }
+            return b;
+        }
+    }
+
+    static ReturnClass Classify(BtfFile btf, FuncSignature sig) => sig.ReturnKind switch
+    {
+        ValueKind.Void => ReturnClass.Void,
+        ValueKind.Bool => ReturnClass.Bool,
+        ValueKind.Pointer => ReturnClass.Pointer,
+        ValueKind.Int or ValueKind.Char or ValueKind.Enum => sig.ReturnSize >= 8 ? ReturnClass.Long : sig.ReturnSigned ? ReturnClass.Int : ReturnClass.UInt,
+        _ => ReturnClass.Other,
+    };
+}
+
+/// <summary>Source lines and source-file globs from the running kernel's vmlinux DWARF.</summary>
+public sealed class DwarfLines : ISourceLines, ISourceIndex
+{
+    readonly DwarfSymbolizer sym;
+
+    DwarfLines(DwarfSymbolizer sym) => this.sym = sym;
+
+    public static DwarfLines? Find(Options opts)
+    {
+        var path = opts.KernelImage ?? VmlinuxLocator.Find();
+        if (path is null)
+        {
+            Console.Error.WriteLine($"Note: no vmlinux with DWARF for this kernel, so no file:line info; install it with 'apt-get install {VmlinuxLocator.DebugPackageName()}' or give -k PATH.");
+            return null;
+        }
+        if (Directory.Exists(path))
+            throw new OptionException($"-k/--kernel {path} is a directory: give the vmlinux file itself");
+        if (!File.Exists(path))
+            throw new OptionException($"-k/--kernel {path}: no such file");
+        var s = DwarfSymbolizer.Open(path);
+        var running = VmlinuxLocator.RunningBuildId();
+        if (running is not null && s.BuildId is not null && !string.Equals(running, s.BuildId, StringComparison.OrdinalIgnoreCase))
+        {
+            Console.Error.WriteLine($"WARNING: {path} has build id {s.BuildId} but the running kernel has {running}: not using it for file:line info.");
+            s.Dispose();
+            return null;
+        }
+        return new DwarfLines(s);
+    }
+
+    public void WarmUp() => sym.Symbolize(0, false);
+
+    public IReadOnlyList<SourceLocation> Lookup(ulong address, bool inlines)
+    {
+        var frames = sym.Symbolize(address, inlines);
+        var list = new List<SourceLocation>(frames.Count);
+        foreach (var f in frames)
+            list.Add(new SourceLocation(f.Function, f.File, f.Line, f.Column));
+        return list;
+    }
+
+    public IReadOnlyCollection<string> FunctionsInFiles(string glob) => sym.FunctionsInSourceFiles(glob);
+}

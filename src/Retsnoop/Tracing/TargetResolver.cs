@@ -1,0 +1,201 @@
+using Retsnoop.Cli;
+
+namespace Retsnoop.Tracing;
+
+/// <summary>A function's type facts from BTF: its FUNC id, how its result is judged, and why fentry can't take it.</summary>
+public readonly record struct FunctionType(int BtfId, ReturnClass Return, string? FentryRefusal);
+
+/// <summary>BTF lookups the resolver needs (vmlinux and module BTF).</summary>
+public interface IFunctionTypes
+{
+    FunctionType? Lookup(string name, string? module);
+}
+
+/// <summary>kallsyms lookups the resolver needs.</summary>
+public interface IKernelSymbolTable
+{
+    /// <summary>Start addresses of text symbols with this name in this module (null: vmlinux).</summary>
+    IReadOnlyList<ulong> TextAddresses(string name, string? module);
+    /// <summary>Start of the function containing an address (ftrace locations sit a few bytes in).</summary>
+    ulong? FunctionStart(ulong address);
+}
+
+/// <summary>Source-file globs (from DWARF): names of functions defined in matching files.</summary>
+public interface ISourceIndex
+{
+    IReadOnlyCollection<string> FunctionsInFiles(string glob);
+}
+
+/// <summary>
+/// Turns -e/-a/-d globs into the list of functions to attach: the kernel's traceable functions
+/// that an entry or allow glob selects, minus denied ones and the built-in denylist, with
+/// addresses from kallsyms and result types from BTF.
+/// </summary>
+public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunctionTypes types, Func<ISourceIndex>? sources)
+{
+    /// <summary>Functions that must never be traced: the tracer's own helpers and delicate low-level code.</summary>
+    public static readonly string[] BuiltinDenylist =
+    [
+        // the BPF side calls these, or they run inside the probe machinery
+        "bpf_get_smp_processor_id", "bpf_get_current_pid_tgid", "bpf_get_current_comm", "bpf_get_current_task",
+        "bpf_ktime_get_ns", "ktime_get_mono_fast_ns", "bpf_ringbuf_*", "__bpf_ringbuf_*", "bpf_get_stack*", "__bpf_get_stack*",
+        "bpf_get_attach_cookie*", "bpf_probe_read*", "copy_from_kernel_nofault*", "get_perf_callchain", "perf_callchain_*",
+        "bpf_map_lookup_elem", "bpf_map_update_elem", "bpf_map_delete_elem", "irq_work_queue", "irq_work_*",
+        "__bpf_prog_enter*", "__bpf_prog_exit*", "__bpf_tramp_enter*", "__bpf_tramp_exit*", "bpf_trampoline_*",
+        "update_prog_stats", "inc_misses_counter", "bpf_prog_start_time", "trace_call_bpf", "kprobe_*", "kretprobe_*",
+        "rethook_*", "fprobe_*", "arch_rethook_*", "ftrace_*", "__ftrace_*", "bpf_spin_lock", "bpf_spin_unlock",
+        // recursion-prone and delicate
+        "migrate_enable", "migrate_disable", "rcu_read_lock*", "rcu_read_unlock*", "__rcu_read_lock*", "__rcu_read_unlock*",
+        "preempt_count_add", "preempt_count_sub", "preempt_schedule*", "arch_cpu_idle*", "default_idle*", "cpu_idle*",
+        "do_idle", "mwait_idle*", "intel_idle*", "acpi_idle*", "native_*", "paravirt_*", "__x86_return_thunk",
+        "nmi_*", "do_nmi", "exc_nmi", "in_nmi*", "lockdep_*", "lock_acquire", "lock_release", "trace_hardirqs_*",
+    ];
+
+    readonly List<string> notes = [];
+    public IReadOnlyList<string> Notes => notes;
+
+    public List<TracedFunction> Resolve(IReadOnlyList<TraceableFunction> traceable)
+    {
+        if (opts.EntryGlobs.Count == 0)
+            throw new OptionException("no entry functions: give at least one -e GLOB (or -c CASE)");
+        var entry = opts.EntryGlobs.Select(FunctionSpec.Parse).ToList();
+        var allow = opts.AllowGlobs.Select(FunctionSpec.Parse).ToList();
+        var deny = opts.DenyGlobs.Select(FunctionSpec.Parse).ToList();
+        var builtin = BuiltinDenylist.Select(g => new Glob(g)).ToList();
+
+        // source globs become name sets (DWARF is read only when one is given)
+        var srcSets = new Dictionary<FunctionSpec, HashSet<string>>();
+        foreach (var spec in entry.Concat(allow).Concat(deny).Where(s => s.SourceGlob is not null))
+        {
+            if (sources is null)
+                throw new TracingException($"source glob '{spec.Text}' needs a vmlinux with DWARF: give -k PATH or install the kernel's -dbg package");
+            srcSets[spec] = sources().FunctionsInFiles(spec.SourceGlob!).ToHashSet();
+        }
+        bool Matches(FunctionSpec spec, in TraceableFunction f) =>
+            spec.SourceGlob is not null ? srcSets[spec].Contains(f.Name) : spec.Matches(f.Name, f.Module);
+
+        var hits = new Dictionary<FunctionSpec, int>();
+        var chosen = new List<(TraceableFunction F, bool IsEntry)>();
+        var seen = new HashSet<(string, string?, ulong)>();
+        int denied = 0, builtinDenied = 0;
+        foreach (var f in traceable)
+        {
+            bool isEntry = false, isAllowed = false;
+            foreach (var s in entry)
+            {
+                if (Matches(s, f))
+                {
+                    isEntry = true;
+                    hits[s] = hits.GetValueOrDefault(s) + 1;
+                }
+            }
+            foreach (var s in allow)
+            {
+                if (Matches(s, f))
+                {
+                    isAllowed = true;
+                    hits[s] = hits.GetValueOrDefault(s) + 1;
+                }
+            }
+            if (!isEntry && !isAllowed)
+                continue;
+            bool isDenied = false;
+            foreach (var s in deny)
+            {
+                if (Matches(s, f))
+                {
+                    isDenied = true;
+                    hits[s] = hits.GetValueOrDefault(s) + 1;
+                }
+            }
+            if (isDenied)
+            {
+                denied++;
+                continue;
+            }
+            if (builtin.Any(g => g.Matches(f.Name)))
+            {
+                builtinDenied++;
+                continue;
+            }
+            if (seen.Add((f.Name, f.Module, f.Address)))
+                chosen.Add((f, isEntry));
+        }
+
+        foreach (var s in entry.Concat(allow))
+        {
+            if (!hits.ContainsKey(s) && !opts.OptionalGlobs.Contains(s.Text))
+                throw new TracingException($"glob '{s.Text}' matches no traceable kernel function (check the name, or list them: grep in /sys/kernel/tracing/available_filter_functions)");
+        }
+        if (denied > 0)
+            notes.Add($"{denied} matching functions denied by -d globs");
+        if (builtinDenied > 0)
+            notes.Add($"{builtinDenied} matching functions left out by the built-in denylist (unsafe to trace)");
+
+        var result = new List<TracedFunction>();
+        // names that occur more than once (static functions in several files) need exact addresses
+        var occurrences = chosen.GroupBy(c => (c.F.Name, c.F.Module)).ToDictionary(g => g.Key, g => g.Count());
+        var assigned = new Dictionary<(string, string?), int>();
+        foreach (var (f, isEntry) in chosen)
+        {
+            ulong addr;
+            if (f.Address != 0)
+            {
+                addr = ksyms.FunctionStart(f.Address) ?? f.Address;
+            }
+            else
+            {
+                var addrs = ksyms.TextAddresses(f.Name, f.Module);
+                int n = occurrences[(f.Name, f.Module)];
+                if (addrs.Count == 0)
+                {
+                    notes.Add($"skipped {f.Name}: traceable but not in kallsyms");
+                    continue;
+                }
+                if (addrs.Count != n)
+                {
+                    notes.Add($"skipped {f.Name}: {addrs.Count} kallsyms addresses for {n} traceable instances, cannot tell which is which");
+                    continue;
+                }
+                int k = assigned.GetValueOrDefault((f.Name, f.Module));
+                assigned[(f.Name, f.Module)] = k + 1;
+                addr = addrs[k];
+            }
+            var t = types.Lookup(f.Name, f.Module);
+            var func = new TracedFunction(result.Count, f.Name, f.Module, addr, t?.Return ?? ReturnClass.Unknown, isEntry)
+            {
+                BtfId = t?.BtfId ?? 0,
+                FentryRefusal = t is null ? "no BTF for this function" : t.Value.FentryRefusal,
+            };
+            result.Add(func);
+        }
+
+        if (opts.AttachMode == AttachMode.Fentry)
+            result = KeepFentryAttachable(result);
+        if (!result.Any(f => f.IsEntry))
+            throw new TracingException("every function matching the entry globs is denied or cannot be traced: nothing would start a session");
+        return result;
+    }
+
+    // fentry attaches by BTF name: one instance per name, and only what the trampoline supports
+    List<TracedFunction> KeepFentryAttachable(List<TracedFunction> funcs)
+    {
+        var kept = new List<TracedFunction>();
+        var names = new HashSet<(string, string?)>();
+        foreach (var f in funcs)
+        {
+            if (f.FentryRefusal is { } why)
+            {
+                notes.Add($"skipped {f.Name} for fentry: {why}");
+                continue;
+            }
+            if (!names.Add((f.Name, f.Module)))
+            {
+                notes.Add($"skipped a second {f.Name} for fentry: fentry attaches by name, so only one instance can be traced");
+                continue;
+            }
+            kept.Add(f with { Id = kept.Count });
+        }
+        return kept;
+    }
+}

@@ -1,0 +1,52 @@
+# Debian packages the build and the tests need; sourced by ./retsnoop and ./test.
+# ensure_packages PKG... installs what is missing (as root) or names it and fails.
+
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+ensure_packages() {
+    local missing=() p
+    for p in "$@"; do have_pkg "$p" || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "retsnoop: missing Debian packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}" >&2
+        return 1
+    fi
+    echo "retsnoop: installing ${missing[*]} ..." >&2
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/tmp/retsnoop-apt.log 2>&1; then
+        apt-get update >>/tmp/retsnoop-apt.log 2>&1 || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >>/tmp/retsnoop-apt.log 2>&1 || {
+            echo "retsnoop: could not install ${missing[*]} (see /tmp/retsnoop-apt.log)" >&2; return 1; }
+    fi
+}
+
+ensure_dotnet() {
+    command -v dotnet >/dev/null 2>&1 && return 0
+    echo "retsnoop: the .NET 10 SDK (dotnet) is not on PATH; install it first" >&2
+    return 1
+}
+
+# Build packages: BPF compiler and headers, bpftool for vmlinux.h, libbpf at run time,
+# a C toolchain for the Native AOT link step.
+BUILD_PACKAGES="clang-14 libbpf-dev libbpf1 bpftool gcc zlib1g-dev"
+# Test packages: the VM, reference symbolizers, bpftrace as a cross-check.
+TEST_PACKAGES="llvm-14 qemu-system-x86 busybox-static xz-utils binutils bpftrace"
+
+# publish_aot PROJECT OUTDIR: Native AOT publish when any source is newer than the binary.
+publish_aot() {
+    local proj=$1 out=$2 name=$3 root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    if [ -x "$out/$name" ] && [ -z "$(find "$root/src" "$root/bpf" "$root/tools/simfail" "$root/Directory.Build.props" \
+            \( -name '*.cs' -o -name '*.csproj' -o -name '*.c' -o -name '*.h' -o -name '*.targets' -o -name '*.props' \) \
+            -newer "$out/$name" -not -path '*/obj/*' -not -path '*/bin/*' -print -quit 2>/dev/null)" ]; then
+        return 0
+    fi
+    echo "Building $name (Native AOT)..." >&2
+    local log; log=$(mktemp)
+    if ! dotnet publish "$root/$proj" -c Release -r linux-x64 -p:PublishAot=true -o "$out" >"$log" 2>&1; then
+        grep -E "error|Error" "$log" | head -20 >&2
+        echo "retsnoop: building $name failed (full log: $log)" >&2
+        return 1
+    fi
+    rm -f "$log"
+    touch "$out/$name"
+}
