@@ -17,6 +17,15 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define MAX_ERRNO 4095
 #define FSTACK_MASK (MAX_FSTACK_DEPTH - 1)
 
+/* barrier_var hides the value from the optimizer, so the mask stays for the verifier */
+static __always_inline __u32 fidx(__s32 d)
+{
+	__u32 i = (__u32)d;
+
+	barrier_var(i);
+	return i & FSTACK_MASK;
+}
+
 /* set by user space before load: the only variable in .rodata, at offset 0 */
 const volatile struct config cfg = {};
 
@@ -221,9 +230,9 @@ static __always_inline void do_entry(void *ctx, __u32 id)
 		return;
 	}
 	now = bpf_ktime_get_ns();
-	sess->ids[d & FSTACK_MASK] = id;
-	sess->seqs[d & FSTACK_MASK] = sess->next_seq++;
-	sess->ts[d & FSTACK_MASK] = now;
+	sess->ids[fidx(d)] = id;
+	sess->seqs[fidx(d)] = sess->next_seq++;
+	sess->ts[fidx(d)] = now;
 	sess->depth = d + 1;
 
 	if (emit_func_trace)
@@ -279,8 +288,8 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		sess->depth = d;
 		return;
 	}
-	d &= FSTACK_MASK;
-	if (sess->ids[d] != id) {
+	d = fidx(d);
+	if (sess->ids[fidx(d)] != id) {
 		/* a return we did not see enter (attached mid-call): give up on it */
 		struct stats *st = get_stats();
 
@@ -294,9 +303,9 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 	flags = fl ? *fl : 0;
 	failed = is_failure(flags, res);
 	now = bpf_ktime_get_ns();
-	lat = now - sess->ts[d];
+	lat = now - sess->ts[fidx(d)];
 	r = &sess->rec;
-	match = r->depth > (__u32)d && r->seqs[d] == sess->seqs[d];
+	match = r->depth > (__u32)d && r->seqs[fidx(d)] == sess->seqs[fidx(d)];
 
 	if (failed) {
 		if (!(match && r->is_err)) {
@@ -312,10 +321,10 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 			r->is_err = 0;
 		}
 	}
-	if (r->depth > (__u32)d && r->seqs[d] == sess->seqs[d]) {
-		r->res[d] = res;
-		r->lat[d] = lat;
-		r->done[d] = 1;
+	if (r->depth > (__u32)d && r->seqs[fidx(d)] == sess->seqs[fidx(d)]) {
+		r->res[fidx(d)] = res;
+		r->lat[fidx(d)] = lat;
+		r->done[fidx(d)] = 1;
 	}
 	sess->depth = d;
 
