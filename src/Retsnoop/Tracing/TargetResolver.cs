@@ -76,7 +76,6 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
 
         var hits = new Dictionary<FunctionSpec, int>();
         var chosen = new List<(TraceableFunction F, bool IsEntry)>();
-        var seen = new HashSet<(string, string?, ulong)>();
         int denied = 0, builtinDenied = 0;
         foreach (var f in traceable)
         {
@@ -118,8 +117,7 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
                 builtinDenied++;
                 continue;
             }
-            if (seen.Add((f.Name, f.Module, f.Address)))
-                chosen.Add((f, isEntry));
+            chosen.Add((f, isEntry));
         }
 
         foreach (var s in entry.Concat(allow))

@@ -1,0 +1,138 @@
+using Retsnoop.Cli;
+using Retsnoop.Tracing;
+
+namespace Retsnoop.Tests;
+
+public class GlobTests
+{
+    [Theory]
+    [InlineData("*sys_bpf", "__x64_sys_bpf", true)]
+    [InlineData("*sys_bpf", "__sys_bpf", true)]
+    [InlineData("*sys_bpf", "sys_bpf_x", false)]
+    [InlineData("array_map_*", "array_map_alloc_check", true)]
+    [InlineData("a?c", "abc", true)]
+    [InlineData("a?c", "ac", false)]
+    [InlineData("*map*", "bpf_map_area_alloc", true)]
+    [InlineData("exact", "exact", true)]
+    [InlineData("exact", "exactly", false)]
+    [InlineData("*a*b*c", "xxaxxbxxc", true)]
+    [InlineData("*a*b*c", "xxaxxbxxcx", false)]
+    public void Matches(string glob, string name, bool expected) => Assert.Equal(expected, new Glob(glob).Matches(name));
+
+    [Fact]
+    public void ModuleSpec()
+    {
+        var s = FunctionSpec.Parse("p9_* [9pnet]");
+        Assert.True(s.Matches("p9_client_rpc", "9pnet"));
+        Assert.False(s.Matches("p9_client_rpc", null));
+        Assert.False(s.Matches("vfs_read", "9pnet"));
+        Assert.True(FunctionSpec.Parse("vfs_* [vmlinux]").Matches("vfs_read", null));
+        Assert.Equal("kernel/bpf/*.c", FunctionSpec.Parse(":kernel/bpf/*.c").SourceGlob);
+        Assert.Throws<OptionException>(() => FunctionSpec.Parse("foo [bar"));
+    }
+
+    [Fact]
+    public void ParsesBothTraceableFunctionListFormats()
+    {
+        var plain = TraceableFunctions.Parse("do_sys_openat2\np9_client_rpc [9pnet]\n", withAddrs: false);
+        Assert.Equal(new TraceableFunction("do_sys_openat2", null, 0), plain[0]);
+        Assert.Equal(new TraceableFunction("p9_client_rpc", "9pnet", 0), plain[1]);
+        var addrs = TraceableFunctions.Parse("ffffffff81234564 do_sys_openat2\nffffffffc0123004 p9_client_rpc [9pnet]\n", withAddrs: true);
+        Assert.Equal(new TraceableFunction("do_sys_openat2", null, 0xffffffff81234564), addrs[0]);
+        Assert.Equal("9pnet", addrs[1].Module);
+    }
+}
+
+/// <summary>The resolver on recorded kernel facts: globs, denylists, duplicates, fentry filtering.</summary>
+public class TargetResolverTests
+{
+    sealed class FakeSyms(Dictionary<string, ulong[]> addrs) : IKernelSymbolTable
+    {
+        public IReadOnlyList<ulong> TextAddresses(string name, string? module) => addrs.GetValueOrDefault(name) ?? [];
+        public ulong? FunctionStart(ulong address) => address & ~0xfUL;
+    }
+
+    sealed class FakeTypes : IFunctionTypes
+    {
+        public FunctionType? Lookup(string name, string? module) => name switch
+        {
+            "bpf_map_area_alloc" => new FunctionType(10, ReturnClass.Pointer, null),
+            "array_map_alloc_check" => new FunctionType(11, ReturnClass.Int, null),
+            "too_many_args" => new FunctionType(12, ReturnClass.Int, "its arguments are not supported by fentry trampolines"),
+            "__x64_sys_bpf" => new FunctionType(13, ReturnClass.Long, null),
+            _ => null,
+        };
+    }
+
+    static readonly List<TraceableFunction> Kernel =
+    [
+        new("__x64_sys_bpf", null, 0), new("array_map_alloc_check", null, 0), new("bpf_map_area_alloc", null, 0),
+        new("too_many_args", null, 0), new("dup_static", null, 0), new("dup_static", null, 0),
+        new("rcu_read_lock_held", null, 0), new("p9_client_rpc", "9pnet", 0),
+    ];
+
+    static readonly Dictionary<string, ulong[]> Addrs = new()
+    {
+        ["__x64_sys_bpf"] = [0x1000], ["array_map_alloc_check"] = [0x2000], ["bpf_map_area_alloc"] = [0x3000],
+        ["too_many_args"] = [0x4000], ["dup_static"] = [0x5000, 0x6000], ["rcu_read_lock_held"] = [0x7000],
+        ["p9_client_rpc"] = [0x8000],
+    };
+
+    static List<TracedFunction> Resolve(params string[] args) =>
+        new TargetResolver(OptionParser.Parse(args), new FakeSyms(Addrs), new FakeTypes(), null).Resolve(Kernel);
+
+    [Fact]
+    public void EntryAndAllowedWithTypes()
+    {
+        var r = Resolve("-e", "*sys_bpf", "-a", "array_map_*", "-a", "bpf_map_area_alloc");
+        Assert.Equal(["__x64_sys_bpf", "array_map_alloc_check", "bpf_map_area_alloc"], r.Select(f => f.Name));
+        Assert.True(r[0].IsEntry);
+        Assert.False(r[1].IsEntry);
+        Assert.Equal(ReturnClass.Pointer, r[2].Return);
+        Assert.Equal(FuncFlags.RetPtr, r[2].Flags);
+        Assert.Equal(FuncFlags.IsEntry, r[0].Flags);
+        Assert.Equal(FuncFlags.NeedsSignExt, r[1].Flags);
+        Assert.Equal([0, 1, 2], r.Select(f => f.Id));
+    }
+
+    [Fact]
+    public void DuplicateStaticsGetEachAddress()
+    {
+        var r = Resolve("-e", "*sys_bpf", "-a", "dup_static");
+        Assert.Equal([0x5000UL, 0x6000UL], r.Where(f => f.Name == "dup_static").Select(f => f.Address));
+    }
+
+    [Fact]
+    public void FentryKeepsOneInstanceAndSkipsUnsupported()
+    {
+        var opts = OptionParser.Parse(["-F", "-e", "*sys_bpf", "-a", "dup_static", "-a", "too_many_args"]);
+        var res = new TargetResolver(opts, new FakeSyms(Addrs), new FakeTypes(), null);
+        var r = res.Resolve(Kernel);
+        Assert.Equal(["__x64_sys_bpf"], r.Select(f => f.Name));
+        Assert.Contains(res.Notes, n => n.Contains("too_many_args"));
+        Assert.Contains(res.Notes, n => n.Contains("dup_static"));
+    }
+
+    [Fact]
+    public void BuiltinDenylistAndUserDeny()
+    {
+        var r = Resolve("-e", "*sys_bpf", "-a", "rcu_*", "-a", "*map*", "-d", "bpf_map_*");
+        Assert.Equal(["__x64_sys_bpf", "array_map_alloc_check"], r.Select(f => f.Name));
+    }
+
+    [Fact]
+    public void ModuleGlob()
+    {
+        var r = Resolve("-e", "*sys_bpf", "-a", "p9_* [9pnet]");
+        Assert.Equal("9pnet", r[1].Module);
+        Assert.Equal(0x8000UL, r[1].Address);
+    }
+
+    [Fact]
+    public void GlobMatchingNothingIsAnErrorNamingIt()
+    {
+        var e = Assert.Throws<TracingException>(() => Resolve("-e", "*sys_bpf", "-a", "no_such_fn*"));
+        Assert.Contains("'no_such_fn*'", e.Message);
+        Assert.Throws<OptionException>(() => Resolve("-a", "x"));
+    }
+}
