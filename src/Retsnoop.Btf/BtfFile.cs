@@ -56,12 +56,13 @@ public sealed class BtfFile
             throw new BtfFormatException(path, 0, "shorter than a BTF header");
         if (BinaryPrimitives.ReadUInt16LittleEndian(data) != 0xeb9f)
             throw new BtfFormatException(path, 0, "bad magic (not little-endian BTF)");
-        uint hdrLen = U32(8);
+        // header: magic u16, version u8, flags u8, hdr_len, type_off, type_len, str_off, str_len (u32 each)
+        uint hdrLen = U32(4);
         if (hdrLen < 24 || hdrLen > data.Length)
-            throw new BtfFormatException(path, 8, $"header length {hdrLen} out of range");
-        long tOff = hdrLen + (long)U32(12), tLen = U32(16), sOff = hdrLen + (long)U32(20), sLen = U32(24);
+            throw new BtfFormatException(path, 4, $"header length {hdrLen} out of range");
+        long tOff = hdrLen + (long)U32(8), tLen = U32(12), sOff = hdrLen + (long)U32(16), sLen = U32(20);
         if (tOff + tLen > data.Length || sOff + sLen > data.Length)
-            throw new BtfFormatException(path, 12, "type or string section beyond the end of the file");
+            throw new BtfFormatException(path, 8, "type or string section beyond the end of the file");
         typeStart = (int)tOff;
         typeEnd = (int)(tOff + tLen);
         strStart = (int)sOff;

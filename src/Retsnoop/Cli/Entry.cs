@@ -41,11 +41,18 @@ public static class Entry
         {
             return Fail(e.Message, 2);
         }
-        catch (Exception e) when (e is TracingException or BpfException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is TracingException or BpfException or IOException or UnauthorizedAccessException or Btf.BtfFormatException)
         {
             if (opts.Verbosity >= 2)
                 Console.Error.WriteLine(e);
             return Fail(e.Message, 1);
+        }
+        catch (Exception e)
+        {
+            // a bug of ours: still one line for the user, the trace with -vv
+            if (opts.Verbosity >= 2)
+                Console.Error.WriteLine(e);
+            return Fail($"internal error: {e.GetType().Name}: {e.Message} (run with -vv for details)", 70);
         }
     }
 
