@@ -1,4 +1,5 @@
-using System.Globalization;
+using System.Buffers.Text;
+using System.Text;
 
 namespace Retsnoop.Symbols;
 
@@ -7,106 +8,179 @@ public readonly record struct KernelSymbol(ulong Address, string Name, char Type
 
 /// <summary>
 /// /proc/kallsyms as sorted arrays: address to symbol+offset, name to address(es), with module
-/// names. Parsed with spans in one pass; only text symbols take part in address resolution.
+/// names. Parsed from UTF-8 bytes with spans in one pass; only text symbols (t T w W) take part in
+/// address resolution. When several text symbols share an address the preferred one is chosen
+/// deterministically: global (T) before local (t) before weak, then the name with fewer leading
+/// underscores, then ordinal name order. The others remain visible through <see cref="Symbols"/>
+/// and <see cref="AddressesOf"/>.
 /// </summary>
 public sealed class Kallsyms
 {
     readonly ulong[] addrs;        // sorted text symbol addresses
     readonly KernelSymbol[] syms;  // parallel to addrs
     readonly Dictionary<string, List<ulong>> byName;
+    readonly Dictionary<string, string?> moduleByName;
 
-    /// <summary>False when the kernel hides addresses (all zero: not root, kptr_restrict).</summary>
+    /// <summary>
+    /// False when the kernel hides addresses (every address reads 0: not root, or kptr_restrict).
+    /// Then <see cref="TryResolve"/> always fails and <see cref="AddressesOf"/> returns zeros.
+    /// </summary>
     public bool HasAddresses { get; }
+    /// <summary>Number of text symbols (the ones used for address resolution).</summary>
     public int Count => syms.Length;
+    /// <summary>Number of lines parsed (all symbol types).</summary>
+    public int TotalCount { get; }
 
-    Kallsyms(List<KernelSymbol> text, Dictionary<string, List<ulong>> byName, bool hasAddresses)
+    Kallsyms(List<KernelSymbol> text, Dictionary<string, List<ulong>> byName, Dictionary<string, string?> moduleByName, bool hasAddresses, int total)
     {
-        // stable sort by address; at equal addresses prefer a global (T) name over aliases, then by name
-        text.Sort((a, b) =>
-        {
-            int c = a.Address.CompareTo(b.Address);
-            if (c != 0)
-                return c;
-            c = (a.Type == 'T' ? 0 : 1).CompareTo(b.Type == 'T' ? 0 : 1);
-            return c != 0 ? c : string.CompareOrdinal(a.Name, b.Name);
-        });
+        text.Sort(Compare);
         syms = [.. text];
         addrs = new ulong[syms.Length];
         for (int i = 0; i < syms.Length; i++)
             addrs[i] = syms[i].Address;
         this.byName = byName;
+        this.moduleByName = moduleByName;
         HasAddresses = hasAddresses;
+        TotalCount = total;
     }
 
+    static int Rank(char t) => t switch { 'T' => 0, 't' => 1, 'W' => 2, _ => 3 };
+
+    static int LeadingUnderscores(string s)
+    {
+        int n = 0;
+        while (n < s.Length && s[n] == '_')
+            n++;
+        return n;
+    }
+
+    static int Compare(KernelSymbol a, KernelSymbol b)
+    {
+        int c = a.Address.CompareTo(b.Address);
+        if (c != 0)
+            return c;
+        c = Rank(a.Type).CompareTo(Rank(b.Type));
+        if (c != 0)
+            return c;
+        c = LeadingUnderscores(a.Name).CompareTo(LeadingUnderscores(b.Name));
+        return c != 0 ? c : string.CompareOrdinal(a.Name, b.Name);
+    }
+
+    /// <summary>Text symbols in address order (aliases included, preferred name first at each address).</summary>
     public IEnumerable<KernelSymbol> Symbols => syms;
 
-    public static Kallsyms Load(string path = "/proc/kallsyms") => Parse(File.ReadAllText(path));
-
-    public static Kallsyms Parse(string text)
+    /// <summary>Reads and parses a kallsyms file (procfs files report size 0, so it is read as a stream).</summary>
+    public static Kallsyms Load(string path = "/proc/kallsyms")
     {
-        var text_ = new List<KernelSymbol>(200_000);
-        var byName = new Dictionary<string, List<ulong>>(200_000);
-        var modules = new Dictionary<string, string>(); // interned module names
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
+        using var ms = new MemoryStream(1 << 23);
+        fs.CopyTo(ms, 1 << 16);
+        return Parse(ms.GetBuffer().AsSpan(0, (int)ms.Length));
+    }
+
+    public static Kallsyms Parse(string text) => Parse(Encoding.UTF8.GetBytes(text));
+
+    /// <summary>Parses kallsyms text: "ADDR TYPE NAME[\t[MODULE]]" per line. Malformed lines are skipped.</summary>
+    public static Kallsyms Parse(ReadOnlySpan<byte> data)
+    {
+        var text = new List<KernelSymbol>(131_072);
+        var byName = new Dictionary<string, List<ulong>>(131_072);
+        var moduleByName = new Dictionary<string, string?>(131_072);
+        var modules = new Dictionary<string, string>();
+        var lookup = byName.GetAlternateLookup<ReadOnlySpan<char>>();
+        Span<char> buf = stackalloc char[512];
         bool anyAddr = false;
-        foreach (var raw in text.AsSpan().EnumerateLines())
+        int total = 0;
+        while (!data.IsEmpty)
         {
-            var line = raw;
-            int sp1 = line.IndexOf(' ');
-            if (sp1 <= 0 || sp1 + 3 > line.Length)
+            int nl = data.IndexOf((byte)'\n');
+            var line = nl < 0 ? data : data[..nl];
+            data = nl < 0 ? default : data[(nl + 1)..];
+            int sp1 = line.IndexOf((byte)' ');
+            if (sp1 <= 0 || sp1 + 3 > line.Length || line[sp1 + 2] != (byte)' ')
                 continue;
-            if (!ulong.TryParse(line[..sp1], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var addr))
+            if (!Utf8Parser.TryParse(line[..sp1], out ulong addr, out int used, 'x') || used != sp1)
                 continue;
-            char type = line[sp1 + 1];
+            char type = (char)line[sp1 + 1];
             var rest = line[(sp1 + 3)..];
             string? module = null;
-            int tab = rest.IndexOf('\t');
+            int tab = rest.IndexOf((byte)'\t');
             if (tab >= 0)
             {
-                var m = rest[(tab + 1)..].Trim().Trim("[]");
-                var ms = m.ToString();
+                var m = rest[(tab + 1)..].Trim((byte)' ').TrimEnd((byte)'\r');
+                if (m.Length >= 2 && m[0] == (byte)'[' && m[^1] == (byte)']')
+                    m = m[1..^1];
+                var ms = Encoding.UTF8.GetString(m);
                 if (!modules.TryGetValue(ms, out module))
                     modules[ms] = module = ms;
                 rest = rest[..tab];
             }
-            var name = rest.Trim().ToString();
-            if (name.Length == 0)
+            rest = rest.TrimEnd((byte)'\r').TrimEnd((byte)' ');
+            if (rest.IsEmpty || rest.Length > buf.Length)
                 continue;
+            int n = Encoding.UTF8.GetChars(rest, buf);
+            var nameSpan = buf[..n];
+            total++;
             anyAddr |= addr != 0;
-            if (!byName.TryGetValue(name, out var list))
-                byName[name] = list = new List<ulong>(1);
-            list.Add(addr);
+            string name;
+            if (lookup.TryGetValue(nameSpan, out var existing, out var list))
+            {
+                name = existing;
+                list.Add(addr);
+            }
+            else
+            {
+                name = new string(nameSpan);
+                byName[name] = [addr];
+                moduleByName[name] = module;
+            }
             if (type is 't' or 'T' or 'w' or 'W')
-                text_.Add(new KernelSymbol(addr, name, type, module));
+                text.Add(new KernelSymbol(addr, name, type, module));
         }
-        return new Kallsyms(text_, byName, anyAddr);
+        return new Kallsyms(text, byName, moduleByName, anyAddr, total);
     }
 
-    /// <summary>The text symbol containing an address: the greatest symbol address at or below it.</summary>
-    public bool TryResolve(ulong address, out KernelSymbol symbol, out ulong offset)
+    int IndexOf(ulong address)
     {
         int i = Array.BinarySearch(addrs, address);
         if (i < 0)
             i = ~i - 1;
-        else
-        {
-            while (i > 0 && addrs[i - 1] == address)
-                i--; // first (preferred) of the symbols at this address
-        }
+        if (i < 0)
+            return -1;
+        while (i > 0 && addrs[i - 1] == addrs[i])
+            i--; // first (preferred) of the symbols at this address
+        return i;
+    }
+
+    /// <summary>
+    /// The text symbol containing an address: the greatest symbol address at or below it (the
+    /// preferred name when several share it). Fails when addresses are hidden, when the address is
+    /// below every symbol, or more than 16 MiB past the last one.
+    /// </summary>
+    public bool TryResolve(ulong address, out KernelSymbol symbol, out ulong offset)
+    {
+        int i = IndexOf(address);
         if (i < 0 || !HasAddresses)
         {
             symbol = default;
             offset = 0;
             return false;
         }
-        // beyond the last symbol of a module's text nothing is known; a large gap means "not ours"
         symbol = syms[i];
         offset = address - symbol.Address;
-        if (offset > 16 * 1024 * 1024)
-            return false;
-        return true;
+        return offset <= 16 * 1024 * 1024;
     }
 
-    /// <summary>Every address a name has (static functions in several files share names).</summary>
+    /// <summary>Every address a name has (static functions in several files share names), in file order.</summary>
     public IReadOnlyList<ulong> AddressesOf(string name) =>
         byName.TryGetValue(name, out var l) ? l : [];
+
+    /// <summary>Module of the text symbol containing an address; null for vmlinux or unknown.</summary>
+    public string? ModuleOf(ulong address) => TryResolve(address, out var s, out _) ? s.Module : null;
+
+    /// <summary>Module of the first symbol with this name; null for vmlinux or unknown names.</summary>
+    public string? ModuleOf(string name) => moduleByName.TryGetValue(name, out var m) ? m : null;
+
+    /// <summary>Whether any symbol has this name.</summary>
+    public bool Contains(string name) => byName.ContainsKey(name);
 }
