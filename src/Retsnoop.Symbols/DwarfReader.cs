@@ -1,0 +1,158 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+
+namespace Retsnoop.Symbols;
+
+/// <summary>Thrown for malformed or unsupported DWARF.</summary>
+public sealed class DwarfFormatException(string message) : Exception(message);
+
+/// <summary>Forward-only little-endian cursor over a span.</summary>
+internal ref struct DwReader(ReadOnlySpan<byte> data, int pos = 0)
+{
+    public readonly ReadOnlySpan<byte> Data = data;
+    public int Pos = pos;
+    public readonly bool End => Pos >= Data.Length;
+
+    public byte U8() => Data[Pos++];
+    public ushort U16() { var v = BinaryPrimitives.ReadUInt16LittleEndian(Data[Pos..]); Pos += 2; return v; }
+    public uint U24() { uint v = (uint)(Data[Pos] | Data[Pos + 1] << 8 | Data[Pos + 2] << 16); Pos += 3; return v; }
+    public uint U32() { var v = BinaryPrimitives.ReadUInt32LittleEndian(Data[Pos..]); Pos += 4; return v; }
+    public ulong U64() { var v = BinaryPrimitives.ReadUInt64LittleEndian(Data[Pos..]); Pos += 8; return v; }
+    public ulong Sized(int n) => n switch { 1 => U8(), 2 => U16(), 4 => U32(), 8 => U64(), 3 => U24(), _ => throw new DwarfFormatException($"bad size {n}") };
+    public ulong Offset(bool dwarf64) => dwarf64 ? U64() : U32();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ulong Uleb()
+    {
+        byte b = Data[Pos++];
+        if (b < 0x80)
+            return b;
+        ulong r = (ulong)(b & 0x7f);
+        int shift = 7;
+        while (true)
+        {
+            b = Data[Pos++];
+            if (shift < 64)
+                r |= (ulong)(b & 0x7f) << shift;
+            if (b < 0x80)
+                return r;
+            shift += 7;
+        }
+    }
+
+    public long Sleb()
+    {
+        long r = 0;
+        int shift = 0;
+        byte b;
+        do
+        {
+            b = Data[Pos++];
+            if (shift < 64)
+                r |= (long)(b & 0x7f) << shift;
+            shift += 7;
+        } while (b >= 0x80);
+        if (shift < 64 && (b & 0x40) != 0)
+            r |= -1L << shift;
+        return r;
+    }
+
+    public void SkipCString()
+    {
+        int z = Data[Pos..].IndexOf((byte)0);
+        Pos = z < 0 ? Data.Length : Pos + z + 1;
+    }
+
+    public string CString()
+    {
+        var s = Data[Pos..];
+        int z = s.IndexOf((byte)0);
+        if (z < 0) z = s.Length;
+        Pos += Math.Min(z + 1, s.Length);
+        return System.Text.Encoding.UTF8.GetString(s[..z]);
+    }
+
+    /// <summary>Reads an initial length; returns the end position of the unit.</summary>
+    public int UnitLength(out bool dwarf64)
+    {
+        uint l = U32();
+        dwarf64 = l == 0xffffffff;
+        ulong len = dwarf64 ? U64() : l;
+        return (int)Math.Min((ulong)Data.Length, (ulong)Pos + len);
+    }
+}
+
+/// <summary>DWARF constants used here (DWARF 5 spec, section 7, plus GNU extensions).</summary>
+internal static class Dw
+{
+    public const int TAG_compile_unit = 0x11, TAG_partial_unit = 0x3c, TAG_skeleton_unit = 0x4a, TAG_subprogram = 0x2e,
+        TAG_inlined_subroutine = 0x1d, TAG_lexical_block = 0x0b, TAG_namespace = 0x39, TAG_module = 0x1e,
+        TAG_class_type = 0x02, TAG_structure_type = 0x13, TAG_entry_point = 0x03;
+    public const int AT_sibling = 0x01, AT_name = 0x03, AT_stmt_list = 0x10, AT_low_pc = 0x11, AT_high_pc = 0x12,
+        AT_comp_dir = 0x1b, AT_abstract_origin = 0x31, AT_decl_file = 0x3a, AT_declaration = 0x3c, AT_specification = 0x47,
+        AT_ranges = 0x55, AT_call_column = 0x57, AT_call_file = 0x58, AT_call_line = 0x59, AT_linkage_name = 0x6e,
+        AT_str_offsets_base = 0x72, AT_addr_base = 0x73, AT_rnglists_base = 0x74, AT_MIPS_linkage_name = 0x2007,
+        AT_GNU_ranges_base = 0x2132, AT_GNU_addr_base = 0x2133;
+    public const int FORM_addr = 0x01, FORM_block2 = 0x03, FORM_block4 = 0x04, FORM_data2 = 0x05, FORM_data4 = 0x06,
+        FORM_data8 = 0x07, FORM_string = 0x08, FORM_block = 0x09, FORM_block1 = 0x0a, FORM_data1 = 0x0b, FORM_flag = 0x0c,
+        FORM_sdata = 0x0d, FORM_strp = 0x0e, FORM_udata = 0x0f, FORM_ref_addr = 0x10, FORM_ref1 = 0x11, FORM_ref2 = 0x12,
+        FORM_ref4 = 0x13, FORM_ref8 = 0x14, FORM_ref_udata = 0x15, FORM_indirect = 0x16, FORM_sec_offset = 0x17,
+        FORM_exprloc = 0x18, FORM_flag_present = 0x19, FORM_strx = 0x1a, FORM_addrx = 0x1b, FORM_ref_sup4 = 0x1c,
+        FORM_strp_sup = 0x1d, FORM_data16 = 0x1e, FORM_line_strp = 0x1f, FORM_ref_sig8 = 0x20, FORM_implicit_const = 0x21,
+        FORM_loclistx = 0x22, FORM_rnglistx = 0x23, FORM_ref_sup8 = 0x24, FORM_strx1 = 0x25, FORM_strx2 = 0x26,
+        FORM_strx3 = 0x27, FORM_strx4 = 0x28, FORM_addrx1 = 0x29, FORM_addrx2 = 0x2a, FORM_addrx3 = 0x2b, FORM_addrx4 = 0x2c,
+        FORM_GNU_addr_index = 0x1f01, FORM_GNU_str_index = 0x1f02, FORM_GNU_ref_alt = 0x1f20, FORM_GNU_strp_alt = 0x1f21;
+}
+
+/// <summary>What a decoded attribute value means.</summary>
+internal enum ValKind : byte { None, Const, Signed, Addr, AddrIndex, Ref, RefSig8, Str, StrOffset, LineStrOffset, StrIndex, SecOffset, RngListIndex, LocListIndex, Flag, Block, AltRef }
+
+internal readonly struct AttrSpec(int name, int form, long implicitConst)
+{
+    public readonly int Name = name, Form = form;
+    public readonly long ImplicitConst = implicitConst;
+}
+
+internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs)
+{
+    public readonly int Tag = tag;
+    public readonly bool HasChildren = children;
+    public readonly AttrSpec[] Attrs = attrs;
+    public bool Interesting => Tag is Dw.TAG_subprogram or Dw.TAG_inlined_subroutine;
+}
+
+internal static class AbbrevTable
+{
+    public static Abbrev?[] Parse(ReadOnlySpan<byte> sec, int offset, out Dictionary<ulong, Abbrev>? sparse)
+    {
+        var r = new DwReader(sec, offset);
+        var dense = new List<Abbrev?> { null };
+        sparse = null;
+        var attrs = new List<AttrSpec>(16);
+        while (!r.End)
+        {
+            ulong code = r.Uleb();
+            if (code == 0)
+                break;
+            int tag = (int)r.Uleb();
+            bool children = r.U8() != 0;
+            attrs.Clear();
+            while (true)
+            {
+                int name = (int)r.Uleb(), form = (int)r.Uleb();
+                long ic = form == Dw.FORM_implicit_const ? r.Sleb() : 0;
+                if (name == 0 && form == 0)
+                    break;
+                attrs.Add(new AttrSpec(name, form, ic));
+            }
+            var a = new Abbrev(tag, children, [.. attrs]);
+            if (code == (ulong)dense.Count)
+                dense.Add(a);
+            else if (code < (ulong)dense.Count)
+                dense[(int)code] = a;
+            else
+                (sparse ??= [])[code] = a;
+        }
+        return [.. dense];
+    }
+}

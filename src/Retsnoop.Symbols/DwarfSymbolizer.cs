@@ -1,0 +1,389 @@
+using System.Text.RegularExpressions;
+
+namespace Retsnoop.Symbols;
+
+/// <summary>
+/// One frame of a symbolized address. <see cref="IsInlined"/> is true for a function that was
+/// inlined into the next (outer) frame; its File/Line/Column is then the location inside it, and the
+/// outer frame's location is the call site.
+/// </summary>
+public sealed record SourceFrame(string Function, string? File, int Line, int Column, bool IsInlined);
+
+/// <summary>All units of a file, an address-to-unit index, and cross-unit DIE lookups.</summary>
+internal sealed class DwarfIndex
+{
+    public readonly DwarfSections S;
+    public readonly DwarfUnit[] Units;          // sorted by offset
+    readonly int[] unitOffsets;
+    (ulong Lo, ulong Hi, int Unit)[]? addrIndex;
+    readonly Lock gate = new();
+
+    public DwarfIndex(DwarfSections s)
+    {
+        S = s;
+        var list = new List<DwarfUnit>();
+        var info = s.Info.Span;
+        int pos = 0;
+        while (pos + 11 <= info.Length)
+        {
+            var u = new DwarfUnit(s, pos);
+            if (u.End <= pos)
+                break;
+            list.Add(u);
+            pos = u.End;
+        }
+        Units = [.. list];
+        unitOffsets = [.. list.Select(u => u.Offset)];
+    }
+
+    public DwarfUnit? UnitAt(int dieOffset)
+    {
+        int i = Array.BinarySearch(unitOffsets, dieOffset);
+        if (i < 0)
+            i = ~i - 1;
+        return i >= 0 && dieOffset < Units[i].End ? Units[i] : null;
+    }
+
+    /// <summary>Address ranges to unit, from .debug_aranges plus the unit DIE of every unit aranges does not cover.</summary>
+    (ulong Lo, ulong Hi, int Unit)[] AddrIndex()
+    {
+        if (addrIndex != null)
+            return addrIndex;
+        lock (gate)
+        {
+            if (addrIndex != null)
+                return addrIndex;
+            var list = new List<(ulong, ulong, int)>(65536);
+            var covered = new bool[Units.Length];
+            var ar = S.Aranges.Span;
+            var r = new DwReader(ar);
+            while (r.Pos + 16 <= ar.Length)
+            {
+                int start = r.Pos;
+                int end = r.UnitLength(out bool d64);
+                int ver = r.U16();
+                int cu = (int)r.Offset(d64);
+                int asz = r.U8();
+                int ssz = r.U8();
+                int tuple = 2 * asz + ssz;
+                int hdr = r.Pos - start;
+                if (tuple > 0)
+                    r.Pos = start + (hdr + tuple - 1) / tuple * tuple;
+                int ui = Array.BinarySearch(unitOffsets, cu);
+                bool any = false;
+                while (ver == 2 && ui >= 0 && r.Pos + tuple <= end)
+                {
+                    if (ssz > 0) r.Pos += ssz;
+                    ulong a = r.Sized(asz), l = r.Sized(asz);
+                    if (a == 0 && l == 0)
+                        break;
+                    if (l > 0 && a != 0)
+                    {
+                        list.Add((a, a + l, ui));
+                        any = true;
+                    }
+                }
+                if (ui >= 0 && any)
+                    covered[ui] = true;
+                r.Pos = end;
+            }
+            var extra = new List<(ulong, ulong, int)>[Units.Length];
+            Parallel.For(0, Units.Length, i =>
+            {
+                if (covered[i] || Units[i].IsTypeUnit)
+                    return;
+                var l = new List<(ulong, ulong, int)>();
+                foreach (var (lo, hi) in Units[i].UnitRanges())
+                    if (lo != 0)
+                        l.Add((lo, hi, i));
+                extra[i] = l;
+            });
+            foreach (var e in extra)
+                if (e != null)
+                    list.AddRange(e);
+            var arr = list.ToArray();
+            Array.Sort(arr, (x, y) => x.Item1.CompareTo(y.Item1));
+            return addrIndex = arr;
+        }
+    }
+
+    /// <summary>Units whose ranges contain the address (usually one).</summary>
+    public IEnumerable<DwarfUnit> UnitsFor(ulong addr)
+    {
+        var ix = AddrIndex();
+        int lo = 0, hi = ix.Length - 1, best = -1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (ix[mid].Lo <= addr) { best = mid; lo = mid + 1; }
+            else hi = mid - 1;
+        }
+        int seen = -1;
+        // ranges rarely overlap; look back a few entries for enclosing ones
+        for (int i = best, n = 0; i >= 0 && n < 64; i--, n++)
+            if (ix[i].Hi > addr && ix[i].Unit != seen)
+            {
+                seen = ix[i].Unit;
+                yield return Units[ix[i].Unit];
+            }
+    }
+
+    /// <summary>A function DIE's name, following abstract_origin and specification (also across units).</summary>
+    public string? NameOf(int dieOffset)
+    {
+        for (int hop = 0; hop < 16 && dieOffset > 0; hop++)
+        {
+            var u = UnitAt(dieOffset);
+            if (u == null)
+                return null;
+            u.ReadDie(dieOffset, out _, out var name, out int origin, out _, out _, out _);
+            if (name != null)
+                return name;
+            dieOffset = origin;
+        }
+        return null;
+    }
+
+    /// <summary>A function DIE's declaration file (normalized path), following origins.</summary>
+    public string? DeclFileOf(int dieOffset)
+    {
+        for (int hop = 0; hop < 16 && dieOffset > 0; hop++)
+        {
+            var u = UnitAt(dieOffset);
+            if (u == null)
+                return null;
+            u.ReadDie(dieOffset, out _, out _, out int origin, out int df, out bool has, out _);
+            if (has)
+                return u.LineHeader?.FileName(df);
+            dieOffset = origin;
+        }
+        return null;
+    }
+}
+
+/// <summary>
+/// DWARF 4/5 symbolizer for one ELF file (vmlinux or a kernel module): address to function, file,
+/// line, column and the chain of inlined functions. Opening maps the file and reads only unit
+/// headers; the address index and each unit's DIEs and line table are built on first need.
+/// Thread-safe.
+/// </summary>
+/// <remarks>
+/// Addresses are in the file's address space plus <c>bias</c>. To symbolize a <b>return address</b>
+/// (a caller frame of a stack trace) pass <c>address - 1</c>, so the lookup lands inside the call
+/// instruction rather than on the instruction after it, which may belong to another line or even
+/// another function. File paths are shown relative to the compilation directory when inside it
+/// (<c>kernel/bpf/syscall.c</c>), see <see cref="LineTable.Normalize"/>.
+/// </remarks>
+public sealed class DwarfSymbolizer : IDisposable
+{
+    readonly ElfFile elf;
+    readonly DwarfIndex index;
+    readonly ulong bias;
+    (ulong Addr, ulong Size, string Name)[]? funcSyms;
+
+    DwarfSymbolizer(ElfFile elf, ulong bias)
+    {
+        this.elf = elf;
+        this.bias = bias;
+        index = new DwarfIndex(new DwarfSections(elf));
+        BuildId = elf.BuildId;
+    }
+
+    /// <summary>Opens an ELF file with DWARF. <paramref name="bias"/> is added to every file address
+    /// (a module's load address minus its link address); 0 for vmlinux.</summary>
+    public static DwarfSymbolizer Open(string elfPath, ulong bias = 0)
+    {
+        var elf = ElfFile.Open(elfPath);
+        try
+        {
+            if (elf.FindSection(".debug_info") == null)
+                throw new DwarfFormatException($"{elfPath}: no .debug_info section (not a debug build?)");
+            return new DwarfSymbolizer(elf, bias);
+        }
+        catch
+        {
+            elf.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>GNU build id of the file (hex), null when it has none.</summary>
+    public string? BuildId { get; }
+    public string Path => elf.Path;
+    public int UnitCount => index.Units.Length;
+
+    /// <summary>
+    /// Frames for an address, innermost first: the deepest inlined function first, the out-of-line
+    /// function last. With <paramref name="inlines"/> false only the out-of-line function, with the
+    /// location of the address. Empty when nothing is known; when there is no DWARF for the address
+    /// but an ELF symbol covers it, one frame with that name and no file.
+    /// </summary>
+    public IReadOnlyList<SourceFrame> Symbolize(ulong address, bool inlines = true)
+    {
+        ulong a = address - bias;
+        foreach (var u in index.UnitsFor(a))
+        {
+            int f = u.FindInnermost(a);
+            if (f < 0)
+                continue;
+            var lt = u.Lines;
+            string? file = null;
+            int line = 0, col = 0;
+            if (lt != null && lt.Lookup(a, out int fi, out line, out col))
+                file = lt.FileName(fi);
+            var frames = new List<SourceFrame>(4);
+            int cur = f;
+            while (cur >= 0)
+            {
+                ref readonly var fn = ref u.Func(cur);
+                string name = u.FuncName(index, cur);
+                if (!inlines)
+                {
+                    // report the outermost function with the location of the address itself
+                    int outer = cur;
+                    while (u.Func(outer).Parent >= 0)
+                        outer = u.Func(outer).Parent;
+                    frames.Add(new SourceFrame(u.FuncName(index, outer), file, line, col, false));
+                    break;
+                }
+                frames.Add(new SourceFrame(name, file, line, col, fn.IsInlined));
+                if (!fn.IsInlined)
+                    break;
+                file = lt?.FileName(fn.CallFile);
+                line = fn.CallLine;
+                col = fn.CallColumn;
+                cur = fn.Parent;
+            }
+            return frames;
+        }
+        // no DWARF function: fall back to the symbol table
+        if (SymbolFor(a) is { } s)
+        {
+            string? file = null;
+            int line = 0, col = 0;
+            foreach (var u in index.UnitsFor(a))
+                if (u.Lines is { } lt && lt.Lookup(a, out int fi, out line, out col))
+                {
+                    file = lt.FileName(fi);
+                    break;
+                }
+            return [new SourceFrame(s, file, line, col, false)];
+        }
+        return [];
+    }
+
+    string? SymbolFor(ulong a)
+    {
+        if (funcSyms == null)
+        {
+            // functions, and untyped labels of executable sections (assembly entry points)
+            var l = new List<(ulong, ulong, string)>();
+            var secs = elf.Sections;
+            foreach (var s in elf.ReadSymbols())
+            {
+                if (s.Value == 0 || s.Name.Length == 0 || s.SectionIndex == 0 || s.SectionIndex >= secs.Count)
+                    continue;
+                if (s.Type == ElfSymbol.STT_FUNC || (s.Type == 0 && (secs[s.SectionIndex].Flags & ElfSection.SHF_EXECINSTR) != 0))
+                    l.Add((s.Value, s.Size, s.Name));
+            }
+            var arr = l.ToArray();
+            // by address; at equal addresses sized symbols and globals-first order are kept stable by name
+            Array.Sort(arr, (x, y) => x.Item1 != y.Item1 ? x.Item1.CompareTo(y.Item1) : string.CompareOrdinal(x.Item3, y.Item3));
+            // a size-0 label extends to the next symbol
+            for (int i = 0; i < arr.Length; i++)
+                if (arr[i].Item2 == 0)
+                {
+                    int j = i + 1;
+                    while (j < arr.Length && arr[j].Item1 == arr[i].Item1) j++;
+                    arr[i].Item2 = j < arr.Length ? Math.Min(arr[j].Item1 - arr[i].Item1, 4096) : 1;
+                }
+            funcSyms = arr;
+        }
+        var fs = funcSyms;
+        int lo = 0, hi = fs.Length - 1, best = -1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (fs[mid].Addr <= a) { best = mid; lo = mid + 1; }
+            else hi = mid - 1;
+        }
+        for (int i = best; i >= 0 && i > best - 8; i--)
+            if (a < fs[i].Addr + fs[i].Size)
+                return fs[i].Name;
+        return null;
+    }
+
+    /// <summary>
+    /// Names of out-of-line functions (with code) whose declaring source file matches a glob over
+    /// normalized paths, e.g. <c>kernel/bpf/*.c</c>. <c>*</c> and <c>?</c> do not cross <c>/</c>;
+    /// <c>**</c> matches across directories (<c>kernel/**/*.c</c>, <c>**/syscall.c</c>). A glob
+    /// without <c>/</c> matches the base name only (<c>syscall.c</c>). Sorted, without duplicates.
+    /// </summary>
+    public IReadOnlyList<string> FunctionsInSourceFiles(string glob)
+    {
+        var rx = GlobToRegex(glob);
+        bool baseOnly = !glob.Contains('/');
+        var results = new List<string>[index.Units.Length];
+        Parallel.For(0, index.Units.Length, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
+        {
+            var u = index.Units[i];
+            if (u.IsTypeUnit)
+                return;
+            var lh = u.LineHeader;
+            if (lh == null)
+                return;
+            // cheap filter: does any file of this unit match at all?
+            bool any = false;
+            foreach (var f in lh.Files)
+                if (Matches(rx, f, baseOnly)) { any = true; break; }
+            if (!any)
+                return;
+            var l = new List<string>();
+            foreach (var die in u.DefinedFunctions())
+            {
+                var df = index.DeclFileOf(die);
+                if (df != null && Matches(rx, df, baseOnly) && index.NameOf(die) is { } n)
+                    l.Add(n);
+            }
+            results[i] = l;
+        });
+        var set = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var l in results)
+            if (l != null)
+                set.UnionWith(l);
+        return [.. set];
+    }
+
+    static bool Matches(Regex rx, string path, bool baseOnly) =>
+        rx.IsMatch(baseOnly ? path[(path.LastIndexOf('/') + 1)..] : path);
+
+    internal static Regex GlobToRegex(string glob)
+    {
+        var sb = new System.Text.StringBuilder("^");
+        for (int i = 0; i < glob.Length; i++)
+        {
+            char c = glob[i];
+            if (c == '*' && i + 1 < glob.Length && glob[i + 1] == '*')
+            {
+                i++;
+                if (i + 1 < glob.Length && glob[i + 1] == '/')
+                {
+                    i++;
+                    sb.Append("(?:.*/)?");
+                }
+                else
+                    sb.Append(".*");
+            }
+            else if (c == '*')
+                sb.Append("[^/]*");
+            else if (c == '?')
+                sb.Append("[^/]");
+            else
+                sb.Append(Regex.Escape(c.ToString()));
+        }
+        sb.Append('$');
+        return new Regex(sb.ToString(), RegexOptions.CultureInvariant);
+    }
+
+    public void Dispose() => elf.Dispose();
+}

@@ -1,0 +1,532 @@
+namespace Retsnoop.Symbols;
+
+/// <summary>The DWARF sections of one file, as pointer views.</summary>
+internal sealed class DwarfSections(ElfFile elf)
+{
+    public readonly ElfBytes Info = elf.GetData(".debug_info"), Abbrev = elf.GetData(".debug_abbrev"), Str = elf.GetData(".debug_str"),
+        LineStr = elf.GetData(".debug_line_str"), Line = elf.GetData(".debug_line"), StrOffsets = elf.GetData(".debug_str_offsets"),
+        Addr = elf.GetData(".debug_addr"), Ranges = elf.GetData(".debug_ranges"), RngLists = elf.GetData(".debug_rnglists"),
+        Aranges = elf.GetData(".debug_aranges");
+    public readonly string Path = elf.Path;
+}
+
+/// <summary>A subprogram or inlined subroutine found in a unit.</summary>
+internal struct FuncInfo
+{
+    public int DieOffset;     // absolute .debug_info offset
+    public int Parent;        // index of the enclosing FuncInfo, -1 for none
+    public bool IsInlined;
+    public int CallFile, CallLine, CallColumn;
+    public string? Name;
+}
+
+internal readonly record struct FuncRange(ulong Lo, ulong Hi, int Depth, int Func);
+
+/// <summary>One compilation unit: header facts parsed eagerly, DIEs and lines on demand.</summary>
+internal sealed class DwarfUnit
+{
+    public readonly DwarfSections S;
+    public readonly int Offset, End, DieStart;
+    public readonly int Version, UnitType, AddrSize;
+    public readonly bool Dwarf64;
+    readonly int abbrevOffset;
+    Abbrev?[]? abbrevs;
+    Dictionary<ulong, Abbrev>? sparseAbbrevs;
+
+    // from the unit DIE
+    public string? Name, CompDir;
+    public ulong LowPc, StmtList = ulong.MaxValue;
+    public ulong StrOffsetsBase, AddrBase, RngListsBase;
+    bool topParsed;
+
+    // lazily built
+    FuncInfo[]? funcs;
+    FuncRange[]? ranges;
+    LineTable? lines;
+    readonly Lock gate = new();
+
+    public DwarfUnit(DwarfSections s, int offset)
+    {
+        S = s;
+        Offset = offset;
+        var r = new DwReader(s.Info.Span, offset);
+        End = r.UnitLength(out Dwarf64);
+        Version = r.U16();
+        if (Version >= 5)
+        {
+            UnitType = r.U8();
+            AddrSize = r.U8();
+            abbrevOffset = (int)r.Offset(Dwarf64);
+            if (UnitType is 4 or 5) // skeleton, split_compile: dwo_id
+                r.Pos += 8;
+            else if (UnitType is 2 or 6) // type, split_type: signature + type offset
+                r.Pos += 8 + (Dwarf64 ? 8 : 4);
+        }
+        else
+        {
+            UnitType = 1;
+            abbrevOffset = (int)r.Offset(Dwarf64);
+            AddrSize = r.U8();
+        }
+        DieStart = r.Pos;
+    }
+
+    public bool IsTypeUnit => UnitType is 2 or 6;
+
+    Abbrev GetAbbrev(ulong code)
+    {
+        if (abbrevs == null)
+        {
+            lock (gate)
+                abbrevs ??= AbbrevTable.Parse(S.Abbrev.Span, abbrevOffset, out sparseAbbrevs);
+        }
+        if (code < (ulong)abbrevs.Length && abbrevs[code] is { } a)
+            return a;
+        if (sparseAbbrevs != null && sparseAbbrevs.TryGetValue(code, out var b))
+            return b;
+        throw new DwarfFormatException($"{S.Path}: unit at 0x{Offset:x}: unknown abbreviation {code}");
+    }
+
+    /// <summary>Decodes one attribute value. Blocks and inline strings leave their start position in val.</summary>
+    public ValKind ReadValue(ref DwReader r, int form, long implicitConst, out ulong val)
+    {
+        while (true)
+        {
+            switch (form)
+            {
+                case Dw.FORM_addr: val = r.Sized(AddrSize); return ValKind.Addr;
+                case Dw.FORM_data1: val = r.U8(); return ValKind.Const;
+                case Dw.FORM_data2: val = r.U16(); return ValKind.Const;
+                case Dw.FORM_data4: val = r.U32(); return ValKind.Const;
+                case Dw.FORM_data8: val = r.U64(); return ValKind.Const;
+                case Dw.FORM_data16: val = (ulong)r.Pos; r.Pos += 16; return ValKind.Block;
+                case Dw.FORM_sdata: val = (ulong)r.Sleb(); return ValKind.Signed;
+                case Dw.FORM_udata: val = r.Uleb(); return ValKind.Const;
+                case Dw.FORM_implicit_const: val = (ulong)implicitConst; return ValKind.Signed;
+                case Dw.FORM_flag: val = r.U8(); return ValKind.Flag;
+                case Dw.FORM_flag_present: val = 1; return ValKind.Flag;
+                case Dw.FORM_string: val = (ulong)r.Pos; r.SkipCString(); return ValKind.Str;
+                case Dw.FORM_strp: val = r.Offset(Dwarf64); return ValKind.StrOffset;
+                case Dw.FORM_line_strp: val = r.Offset(Dwarf64); return ValKind.LineStrOffset;
+                case Dw.FORM_strp_sup: case Dw.FORM_GNU_strp_alt: val = r.Offset(Dwarf64); return ValKind.None;
+                case Dw.FORM_strx: case Dw.FORM_GNU_str_index: val = r.Uleb(); return ValKind.StrIndex;
+                case Dw.FORM_strx1: val = r.U8(); return ValKind.StrIndex;
+                case Dw.FORM_strx2: val = r.U16(); return ValKind.StrIndex;
+                case Dw.FORM_strx3: val = r.U24(); return ValKind.StrIndex;
+                case Dw.FORM_strx4: val = r.U32(); return ValKind.StrIndex;
+                case Dw.FORM_addrx: case Dw.FORM_GNU_addr_index: val = r.Uleb(); return ValKind.AddrIndex;
+                case Dw.FORM_addrx1: val = r.U8(); return ValKind.AddrIndex;
+                case Dw.FORM_addrx2: val = r.U16(); return ValKind.AddrIndex;
+                case Dw.FORM_addrx3: val = r.U24(); return ValKind.AddrIndex;
+                case Dw.FORM_addrx4: val = r.U32(); return ValKind.AddrIndex;
+                case Dw.FORM_ref1: val = (ulong)Offset + r.U8(); return ValKind.Ref;
+                case Dw.FORM_ref2: val = (ulong)Offset + r.U16(); return ValKind.Ref;
+                case Dw.FORM_ref4: val = (ulong)Offset + r.U32(); return ValKind.Ref;
+                case Dw.FORM_ref8: val = (ulong)Offset + r.U64(); return ValKind.Ref;
+                case Dw.FORM_ref_udata: val = (ulong)Offset + r.Uleb(); return ValKind.Ref;
+                case Dw.FORM_ref_addr: val = Version <= 2 ? r.Sized(AddrSize) : r.Offset(Dwarf64); return ValKind.Ref;
+                case Dw.FORM_ref_sig8: val = r.U64(); return ValKind.RefSig8;
+                case Dw.FORM_ref_sup4: val = r.U32(); return ValKind.AltRef;
+                case Dw.FORM_ref_sup8: val = r.U64(); return ValKind.AltRef;
+                case Dw.FORM_GNU_ref_alt: val = r.Offset(Dwarf64); return ValKind.AltRef;
+                case Dw.FORM_sec_offset: val = r.Offset(Dwarf64); return ValKind.SecOffset;
+                case Dw.FORM_rnglistx: val = r.Uleb(); return ValKind.RngListIndex;
+                case Dw.FORM_loclistx: val = r.Uleb(); return ValKind.LocListIndex;
+                case Dw.FORM_block1: { int n = r.U8(); val = (ulong)r.Pos; r.Pos += n; return ValKind.Block; }
+                case Dw.FORM_block2: { int n = r.U16(); val = (ulong)r.Pos; r.Pos += n; return ValKind.Block; }
+                case Dw.FORM_block4: { int n = (int)r.U32(); val = (ulong)r.Pos; r.Pos += n; return ValKind.Block; }
+                case Dw.FORM_block: case Dw.FORM_exprloc: { int n = (int)r.Uleb(); val = (ulong)r.Pos; r.Pos += n; return ValKind.Block; }
+                case Dw.FORM_indirect: form = (int)r.Uleb(); implicitConst = form == Dw.FORM_implicit_const ? r.Sleb() : 0; continue;
+                default: throw new DwarfFormatException($"{S.Path}: unit at 0x{Offset:x}: unknown form 0x{form:x}");
+            }
+        }
+    }
+
+    public string? GetString(ValKind k, ulong v)
+    {
+        switch (k)
+        {
+            case ValKind.Str: return ElfFile.CString(S.Info.Span, (int)v);
+            case ValKind.StrOffset: return ElfFile.CString(S.Str.Span, (int)v);
+            case ValKind.LineStrOffset: return ElfFile.CString(S.LineStr.Span, (int)v);
+            case ValKind.StrIndex:
+                {
+                    EnsureTop();
+                    int w = Dwarf64 ? 8 : 4;
+                    ulong b = StrOffsetsBase == 0 && Version >= 5 ? (ulong)(Dwarf64 ? 16 : 8) : StrOffsetsBase;
+                    var r = new DwReader(S.StrOffsets.Span, (int)(b + v * (ulong)w));
+                    return ElfFile.CString(S.Str.Span, (int)r.Offset(Dwarf64));
+                }
+            default: return null;
+        }
+    }
+
+    public ulong GetAddr(ValKind k, ulong v)
+    {
+        if (k == ValKind.Addr)
+            return v;
+        if (k == ValKind.AddrIndex)
+        {
+            EnsureTop();
+            ulong b = AddrBase == 0 && Version >= 5 ? 8 : AddrBase;
+            var r = new DwReader(S.Addr.Span, (int)(b + v * (ulong)AddrSize));
+            return r.Sized(AddrSize);
+        }
+        return 0;
+    }
+
+    /// <summary>Parses the unit DIE once: name, comp_dir, bases, low_pc, stmt_list.</summary>
+    public void EnsureTop()
+    {
+        if (topParsed)
+            return;
+        lock (gate)
+        {
+            if (topParsed)
+                return;
+            var r = new DwReader(S.Info.Span, DieStart);
+            ulong code = r.Uleb();
+            if (code != 0)
+            {
+                var a = GetAbbrev(code);
+                // bases first (strx/addrx values may depend on them): two passes over the attributes
+                int start = r.Pos;
+                foreach (var at in a.Attrs)
+                {
+                    var k = ReadValue(ref r, at.Form, at.ImplicitConst, out var v);
+                    switch (at.Name)
+                    {
+                        case Dw.AT_str_offsets_base: StrOffsetsBase = v; break;
+                        case Dw.AT_addr_base: case Dw.AT_GNU_addr_base: AddrBase = v; break;
+                        case Dw.AT_rnglists_base: case Dw.AT_GNU_ranges_base: RngListsBase = v; break;
+                        case Dw.AT_stmt_list: StmtList = v; break;
+                    }
+                }
+                topParsed = true; // bases known: string and address lookups below may use them
+                r.Pos = start;
+                foreach (var at in a.Attrs)
+                {
+                    var k = ReadValue(ref r, at.Form, at.ImplicitConst, out var v);
+                    switch (at.Name)
+                    {
+                        case Dw.AT_name: Name = GetString(k, v); break;
+                        case Dw.AT_comp_dir: CompDir = GetString(k, v); break;
+                        case Dw.AT_low_pc: LowPc = GetAddr(k, v); break;
+                    }
+                }
+            }
+            topParsed = true;
+        }
+    }
+
+    /// <summary>Address ranges covered by the unit DIE (used when .debug_aranges lacks this unit).</summary>
+    public List<(ulong Lo, ulong Hi)> UnitRanges()
+    {
+        EnsureTop();
+        var list = new List<(ulong, ulong)>();
+        var r = new DwReader(S.Info.Span, DieStart);
+        ulong code = r.Uleb();
+        if (code == 0)
+            return list;
+        var a = GetAbbrev(code);
+        ReadRangesOf(ref r, a, list, out _);
+        return list;
+    }
+
+    /// <summary>Reads a DIE's attributes, appending its code ranges; returns interesting attributes through the callback-free out struct.</summary>
+    void ReadRangesOf(ref DwReader r, Abbrev a, List<(ulong, ulong)> outRanges, out DieAttrs attrs)
+    {
+        attrs = default;
+        ulong lo = 0, hi = 0;
+        ValKind loK = 0, hiK = 0, rangesK = 0;
+        ulong rangesV = 0;
+        foreach (var at in a.Attrs)
+        {
+            var k = ReadValue(ref r, at.Form, at.ImplicitConst, out var v);
+            switch (at.Name)
+            {
+                case Dw.AT_low_pc: lo = v; loK = k; break;
+                case Dw.AT_high_pc: hi = v; hiK = k; break;
+                case Dw.AT_ranges: rangesV = v; rangesK = k; break;
+                case Dw.AT_sibling: attrs.Sibling = (int)v; break;
+                case Dw.AT_name: attrs.NameK = k; attrs.NameV = v; break;
+                case Dw.AT_abstract_origin: case Dw.AT_specification: if (k == ValKind.Ref) attrs.Origin = (int)v; break;
+                case Dw.AT_call_file: attrs.CallFile = (int)v; break;
+                case Dw.AT_call_line: attrs.CallLine = (int)v; break;
+                case Dw.AT_call_column: attrs.CallColumn = (int)v; break;
+                case Dw.AT_decl_file: attrs.DeclFile = (int)v; attrs.HasDeclFile = true; break;
+                case Dw.AT_declaration: attrs.Declaration = v != 0; break;
+            }
+        }
+        if (loK != 0 && hiK != 0)
+        {
+            ulong l = GetAddr(loK, lo);
+            ulong h = hiK is ValKind.Addr or ValKind.AddrIndex ? GetAddr(hiK, hi) : l + hi;
+            if (h > l)
+                outRanges.Add((l, h));
+        }
+        else if (rangesK != 0)
+            ReadRangeList(rangesK, rangesV, a.Tag is Dw.TAG_compile_unit or Dw.TAG_skeleton_unit or Dw.TAG_partial_unit, outRanges);
+        else if (loK != 0 && a.Tag is Dw.TAG_subprogram or Dw.TAG_inlined_subroutine)
+            attrs.EntryOnly = GetAddr(loK, lo);
+    }
+
+    internal struct DieAttrs
+    {
+        public int Sibling, Origin, CallFile, CallLine, CallColumn, DeclFile;
+        public bool HasDeclFile, Declaration;
+        public ValKind NameK;
+        public ulong NameV, EntryOnly;
+    }
+
+    void ReadRangeList(ValKind k, ulong v, bool isUnitDie, List<(ulong, ulong)> outRanges)
+    {
+        ulong baseAddr = isUnitDie ? 0 : LowPc;
+        if (isUnitDie)
+        {
+            // the unit DIE's own low_pc is the base; read it without recursion
+            baseAddr = LowPc;
+        }
+        if (Version < 5 && k == ValKind.SecOffset)
+        {
+            var d = S.Ranges.Span;
+            var r = new DwReader(d, (int)(v + (UnitType == 5 ? RngListsBase : 0)));
+            ulong max = AddrSize == 8 ? ulong.MaxValue : uint.MaxValue;
+            while (r.Pos + 2 * AddrSize <= d.Length)
+            {
+                ulong b = r.Sized(AddrSize), e = r.Sized(AddrSize);
+                if (b == 0 && e == 0)
+                    break;
+                if (b == max) { baseAddr = e; continue; }
+                if (e > b)
+                    outRanges.Add((b + baseAddr, e + baseAddr));
+            }
+            return;
+        }
+        var rd = S.RngLists.Span;
+        int off;
+        if (k == ValKind.RngListIndex)
+        {
+            ulong b = RngListsBase;
+            var ir = new DwReader(rd, (int)(b + v * (ulong)(Dwarf64 ? 8 : 4)));
+            off = (int)(b + ir.Offset(Dwarf64));
+        }
+        else
+            off = (int)v;
+        var rr = new DwReader(rd, off);
+        while (!rr.End)
+        {
+            byte kind = rr.U8();
+            switch (kind)
+            {
+                case 0: return; // end_of_list
+                case 1: baseAddr = GetAddr(ValKind.AddrIndex, rr.Uleb()); break; // base_addressx
+                case 2: { ulong s = GetAddr(ValKind.AddrIndex, rr.Uleb()), e = GetAddr(ValKind.AddrIndex, rr.Uleb()); if (e > s) outRanges.Add((s, e)); break; }
+                case 3: { ulong s = GetAddr(ValKind.AddrIndex, rr.Uleb()), l = rr.Uleb(); if (l > 0) outRanges.Add((s, s + l)); break; }
+                case 4: { ulong s = rr.Uleb(), e = rr.Uleb(); if (e > s) outRanges.Add((baseAddr + s, baseAddr + e)); break; }
+                case 5: baseAddr = rr.Sized(AddrSize); break;
+                case 6: { ulong s = rr.Sized(AddrSize), e = rr.Sized(AddrSize); if (e > s) outRanges.Add((s, e)); break; }
+                case 7: { ulong s = rr.Sized(AddrSize), l = rr.Uleb(); if (l > 0) outRanges.Add((s, s + l)); break; }
+                default: throw new DwarfFormatException($"{S.Path}: bad range list entry kind {kind} at 0x{rr.Pos - 1:x}");
+            }
+        }
+    }
+
+    static bool Descend(int tag) => tag is Dw.TAG_compile_unit or Dw.TAG_partial_unit or Dw.TAG_skeleton_unit or Dw.TAG_subprogram
+        or Dw.TAG_inlined_subroutine or Dw.TAG_lexical_block or Dw.TAG_namespace or Dw.TAG_module or Dw.TAG_class_type or Dw.TAG_structure_type;
+
+    /// <summary>Walks all DIEs once, collecting functions, inline instances and their ranges.</summary>
+    void EnsureFuncs()
+    {
+        if (funcs != null)
+            return;
+        lock (gate)
+        {
+            if (funcs != null)
+                return;
+            EnsureTop();
+            var fl = new List<FuncInfo>();
+            var rl = new List<FuncRange>();
+            var tmp = new List<(ulong, ulong)>();
+            var r = new DwReader(S.Info.Span, DieStart);
+            // stack of (enclosing func index) per depth
+            Span<int> stack = stackalloc int[512];
+            int depth = 0;
+            stack[0] = -1;
+            int skipDepth = -1; // when >= 0, we are inside a subtree we do not care about
+            while (r.Pos < End)
+            {
+                int dieOff = r.Pos;
+                ulong code = r.Uleb();
+                if (code == 0)
+                {
+                    if (depth == 0)
+                        break;
+                    depth--;
+                    if (skipDepth >= 0 && depth < skipDepth)
+                        skipDepth = -1;
+                    continue;
+                }
+                var a = GetAbbrev(code);
+                int enclosing = stack[depth];
+                if (skipDepth >= 0 || !a.Interesting)
+                {
+                    SkipAttrs(ref r, a, out int sibling);
+                    if (a.HasChildren)
+                    {
+                        bool descend = skipDepth < 0 && Descend(a.Tag);
+                        if (!descend && sibling > r.Pos && sibling <= End)
+                        {
+                            r.Pos = sibling; // jump over the whole subtree
+                            continue;
+                        }
+                        if (!descend && skipDepth < 0)
+                            skipDepth = depth + 1;
+                        if (depth + 1 >= stack.Length)
+                            throw new DwarfFormatException($"{S.Path}: DIE nesting too deep at 0x{dieOff:x}");
+                        stack[++depth] = enclosing;
+                    }
+                    continue;
+                }
+                tmp.Clear();
+                ReadRangesOf(ref r, a, tmp, out var at);
+                int idx = fl.Count;
+                var fi = new FuncInfo
+                {
+                    DieOffset = dieOff,
+                    Parent = enclosing,
+                    IsInlined = a.Tag == Dw.TAG_inlined_subroutine,
+                    CallFile = at.CallFile,
+                    CallLine = at.CallLine,
+                    CallColumn = at.CallColumn,
+                };
+                fl.Add(fi);
+                int fdepth = 0;
+                for (int p = enclosing; p >= 0; p = fl[p].Parent)
+                    fdepth++;
+                foreach (var (lo, hi) in tmp)
+                    rl.Add(new FuncRange(lo, hi, fdepth, idx));
+                if (a.HasChildren)
+                {
+                    if (depth + 1 >= stack.Length)
+                        throw new DwarfFormatException($"{S.Path}: DIE nesting too deep at 0x{dieOff:x}");
+                    stack[++depth] = idx;
+                }
+            }
+            var ra = rl.ToArray();
+            Array.Sort(ra, (x, y) => x.Lo != y.Lo ? x.Lo.CompareTo(y.Lo) : x.Depth.CompareTo(y.Depth));
+            ranges = ra;
+            funcs = [.. fl];
+        }
+    }
+
+    void SkipAttrs(ref DwReader r, Abbrev a, out int sibling)
+    {
+        sibling = 0;
+        foreach (var at in a.Attrs)
+        {
+            ReadValue(ref r, at.Form, at.ImplicitConst, out var v);
+            if (at.Name == Dw.AT_sibling)
+                sibling = (int)v;
+        }
+    }
+
+    public LineTable? Lines
+    {
+        get
+        {
+            if (lines != null)
+                return lines;
+            EnsureTop();
+            if (StmtList == ulong.MaxValue || S.Line.IsEmpty)
+                return null;
+            lock (gate)
+                return lines ??= LineTable.Parse(this, (int)StmtList, headerOnly: false);
+        }
+    }
+
+    LineTable? header;
+    /// <summary>Only the file table (cheap): for decl_file lookups.</summary>
+    public LineTable? LineHeader
+    {
+        get
+        {
+            if (lines != null)
+                return lines;
+            if (header != null)
+                return header;
+            EnsureTop();
+            if (StmtList == ulong.MaxValue || S.Line.IsEmpty)
+                return null;
+            lock (gate)
+                return header ??= LineTable.Parse(this, (int)StmtList, headerOnly: true);
+        }
+    }
+
+    /// <summary>Innermost-first chain of function indices whose ranges contain the address.</summary>
+    public int FindInnermost(ulong addr)
+    {
+        EnsureFuncs();
+        var ra = ranges!;
+        int lo = 0, hi = ra.Length - 1, best = -1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (ra[mid].Lo <= addr) { best = mid; lo = mid + 1; }
+            else hi = mid - 1;
+        }
+        // properly nested ranges: scanning down from the greatest start, the first one that contains
+        // the address is the innermost; among equal starts the sort put the deepest last
+        for (int i = best; i >= 0; i--)
+            if (ra[i].Hi > addr)
+                return ra[i].Func;
+        return -1;
+    }
+
+    public ref readonly FuncInfo Func(int i) => ref funcs![i];
+
+    public string FuncName(DwarfIndex index, int i)
+    {
+        ref var f = ref funcs![i];
+        return f.Name ??= index.NameOf(f.DieOffset) ?? "??";
+    }
+
+    /// <summary>Reads a DIE's name-related attributes (for name and decl_file resolution across units).</summary>
+    public void ReadDie(int dieOffset, out int tag, out string? name, out int origin, out int declFile, out bool hasDeclFile, out bool hasCode)
+    {
+        var r = new DwReader(S.Info.Span, dieOffset);
+        ulong code = r.Uleb();
+        name = null; origin = 0; declFile = 0; hasDeclFile = false; hasCode = false; tag = 0;
+        if (code == 0)
+            return;
+        var a = GetAbbrev(code);
+        tag = a.Tag;
+        string? linkage = null;
+        foreach (var at in a.Attrs)
+        {
+            var k = ReadValue(ref r, at.Form, at.ImplicitConst, out var v);
+            switch (at.Name)
+            {
+                case Dw.AT_name: name = GetString(k, v); break;
+                case Dw.AT_linkage_name: case Dw.AT_MIPS_linkage_name: linkage = GetString(k, v); break;
+                case Dw.AT_abstract_origin: case Dw.AT_specification: if (k == ValKind.Ref) origin = (int)v; break;
+                case Dw.AT_decl_file: declFile = (int)v; hasDeclFile = true; break;
+                case Dw.AT_low_pc: case Dw.AT_ranges: hasCode = true; break;
+            }
+        }
+        name ??= linkage;
+    }
+
+    /// <summary>Every out-of-line function (subprogram with code) of the unit: DIE offset.</summary>
+    public IEnumerable<int> DefinedFunctions()
+    {
+        EnsureFuncs();
+        var seen = new HashSet<int>();
+        foreach (var rg in ranges!)
+        {
+            ref var f = ref funcs![rg.Func];
+            if (!f.IsInlined && seen.Add(rg.Func))
+                yield return f.DieOffset;
+        }
+    }
+}
