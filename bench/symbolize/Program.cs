@@ -15,6 +15,7 @@ for (int i = 0; i < args.Length; i++)
         case "-e": elf = args[++i]; break;
         case "--glob": glob = args[++i]; break;
         case "--no-inlines": inlines = false; break;
+        case "--probe": Console.WriteLine(DwarfProbe.Measure(args[++i], int.Parse(args[++i]))); return 0;
         default: Console.Error.WriteLine($"unknown argument {args[i]}"); return 2;
     }
 }
@@ -35,6 +36,8 @@ if (glob != null)
     return 0;
 }
 var stdin = new StreamReader(Console.OpenStandardInput(), bufferSize: 1 << 16);
+var addrs = new List<ulong>();
+var valid = new List<bool>();
 string? line;
 while ((line = stdin.ReadLine()) != null)
 {
@@ -43,12 +46,14 @@ while ((line = stdin.ReadLine()) != null)
         t = t[2..];
     if (t.Length == 0)
         continue;
-    if (!ulong.TryParse(t, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var a))
-    {
-        stdout.Write("??\n??:0:0\n\n");
-        continue;
-    }
-    var frames = sym.Symbolize(a, inlines);
+    bool ok = ulong.TryParse(t, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var a);
+    addrs.Add(a);
+    valid.Add(ok);
+}
+var all = sym.SymbolizeAll(addrs, inlines);
+for (int i = 0; i < all.Length; i++)
+{
+    var frames = valid[i] ? all[i] : [];
     if (frames.Count == 0)
         stdout.Write("??\n??:0:0\n");
     foreach (var f in frames)
@@ -65,4 +70,11 @@ while ((line = stdin.ReadLine()) != null)
     stdout.Write('\n');
 }
 stdout.Flush();
+if (Environment.GetEnvironmentVariable("RS_SYMBOLIZE_STATS") == "1")
+{
+    Console.Error.WriteLine($"allocated {GC.GetTotalAllocatedBytes() >> 20} MB, heap {GC.GetGCMemoryInfo().HeapSizeBytes >> 20} MB, gen0 GCs {GC.CollectionCount(0)}, gen2 {GC.CollectionCount(2)}");
+    foreach (var l in File.ReadLines("/proc/self/status"))
+        if (l.StartsWith("Rss") || l.StartsWith("VmHWM"))
+            Console.Error.WriteLine(l);
+}
 return 0;

@@ -78,7 +78,7 @@ internal ref struct DwReader(ReadOnlySpan<byte> data, int pos = 0)
         uint l = U32();
         dwarf64 = l == 0xffffffff;
         ulong len = dwarf64 ? U64() : l;
-        return (int)Math.Min((ulong)Data.Length, (ulong)Pos + len);
+        return (int)Math.Min(int.MaxValue, (ulong)Pos + len);
     }
 }
 
@@ -119,6 +119,53 @@ internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs)
     public readonly bool HasChildren = children;
     public readonly AttrSpec[] Attrs = attrs;
     public bool Interesting => Tag is Dw.TAG_subprogram or Dw.TAG_inlined_subroutine;
+
+    // Skip plan for one (address size, offset size) pair: total size when every form has a fixed
+    // size (-1 otherwise), and where DW_AT_sibling sits when everything before it is fixed (-1 otherwise).
+    int planKey = -1;
+    public int FixedSize = -1, SiblingAt = -1, SiblingForm;
+
+    public void Plan(int addrSize, bool dwarf64, int version)
+    {
+        int key = addrSize * 2 + (dwarf64 ? 1 : 0) + version * 64;
+        if (planKey == key)
+            return;
+        int off = 0;
+        int sib = -1, sibForm = 0;
+        bool fixedSoFar = true;
+        foreach (var at in Attrs)
+        {
+            if (at.Name == Dw.AT_sibling && fixedSoFar)
+            {
+                sib = off;
+                sibForm = at.Form;
+            }
+            int n = FormSize(at.Form, addrSize, dwarf64, version);
+            if (n < 0)
+                fixedSoFar = false;
+            else if (fixedSoFar)
+                off += n;
+        }
+        FixedSize = fixedSoFar ? off : -1;
+        SiblingAt = sib;
+        SiblingForm = sibForm;
+        planKey = key;
+    }
+
+    public static int FormSize(int form, int addrSize, bool dwarf64, int version) => form switch
+    {
+        Dw.FORM_addr => addrSize,
+        Dw.FORM_data1 or Dw.FORM_ref1 or Dw.FORM_flag or Dw.FORM_strx1 or Dw.FORM_addrx1 => 1,
+        Dw.FORM_data2 or Dw.FORM_ref2 or Dw.FORM_strx2 or Dw.FORM_addrx2 => 2,
+        Dw.FORM_strx3 or Dw.FORM_addrx3 => 3,
+        Dw.FORM_data4 or Dw.FORM_ref4 or Dw.FORM_strx4 or Dw.FORM_addrx4 or Dw.FORM_ref_sup4 => 4,
+        Dw.FORM_data8 or Dw.FORM_ref8 or Dw.FORM_ref_sig8 or Dw.FORM_ref_sup8 => 8,
+        Dw.FORM_data16 => 16,
+        Dw.FORM_flag_present or Dw.FORM_implicit_const => 0,
+        Dw.FORM_strp or Dw.FORM_line_strp or Dw.FORM_sec_offset or Dw.FORM_strp_sup or Dw.FORM_GNU_ref_alt or Dw.FORM_GNU_strp_alt => dwarf64 ? 8 : 4,
+        Dw.FORM_ref_addr => version <= 2 ? addrSize : dwarf64 ? 8 : 4,
+        _ => -1,
+    };
 }
 
 internal static class AbbrevTable

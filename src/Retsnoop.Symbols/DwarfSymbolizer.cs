@@ -22,12 +22,17 @@ internal sealed class DwarfIndex
     {
         S = s;
         var list = new List<DwarfUnit>();
-        var info = s.Info.Span;
+        var sec = s.Elf.FindSection(".debug_info")!;
+        int size = s.Info.Length;
         int pos = 0;
-        while (pos + 11 <= info.Length)
+        Span<byte> hdr = stackalloc byte[48];
+        // unit headers are read with pread: touching them through the map would fault in (and
+        // charge to this process) the pages around every one of thousands of headers
+        while (pos + 11 <= size)
         {
-            var u = new DwarfUnit(s, pos);
-            if (u.End <= pos)
+            int n = s.Elf.ReadSectionBytes(sec, pos, hdr);
+            var u = new DwarfUnit(s, pos, hdr[..n]);
+            if (u.End <= pos || u.End > size)
                 break;
             list.Add(u);
             pos = u.End;
@@ -272,6 +277,28 @@ public sealed class DwarfSymbolizer : IDisposable
         return [];
     }
 
+    /// <summary>
+    /// Symbolizes many addresses at once, spreading the units they touch over the processors
+    /// (the result is the same as calling <see cref="Symbolize"/> for each, in order).
+    /// </summary>
+    public IReadOnlyList<SourceFrame>[] SymbolizeAll(IReadOnlyList<ulong> addresses, bool inlines = true)
+    {
+        var res = new IReadOnlyList<SourceFrame>[addresses.Count];
+        // group by unit so each worker parses distinct units
+        var order = new int[addresses.Count];
+        for (int i = 0; i < order.Length; i++)
+            order[i] = i;
+        Array.Sort(order, (x, y) => addresses[x].CompareTo(addresses[y]));
+        int chunks = Math.Max(1, Math.Min(order.Length / 64, Environment.ProcessorCount * 16));
+        Parallel.For(0, chunks, c =>
+        {
+            int lo = (int)((long)order.Length * c / chunks), hi = (int)((long)order.Length * (c + 1) / chunks);
+            for (int k = lo; k < hi; k++)
+                res[order[k]] = Symbolize(addresses[order[k]], inlines);
+        });
+        return res;
+    }
+
     string? SymbolFor(ulong a)
     {
         if (funcSyms == null)
@@ -386,4 +413,27 @@ public sealed class DwarfSymbolizer : IDisposable
     }
 
     public void Dispose() => elf.Dispose();
+}
+
+/// <summary>Diagnostics for the benchmark: allocation cost of each lazy stage over the first N units.</summary>
+public static class DwarfProbe
+{
+    public static string Measure(string path, int units)
+    {
+        using var elf = ElfFile.Open(path);
+        var ix = new DwarfIndex(new DwarfSections(elf));
+        var sb = new System.Text.StringBuilder();
+        long a0 = GC.GetAllocatedBytesForCurrentThread();
+        int n = Math.Min(units, ix.Units.Length);
+        for (int i = 0; i < n; i++) ix.Units[i].EnsureTop();
+        long a1 = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < n; i++) ix.Units[i].FindInnermost(0);
+        long a2 = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < n; i++) _ = ix.Units[i].LineHeader;
+        long a3 = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < n; i++) _ = ix.Units[i].Lines;
+        long a4 = GC.GetAllocatedBytesForCurrentThread();
+        sb.Append($"per unit: top {(a1 - a0) / n} B, funcs {(a2 - a1) / n} B, line header {(a3 - a2) / n} B, lines {(a4 - a3) / n} B");
+        return sb.ToString();
+    }
 }

@@ -3,6 +3,7 @@ namespace Retsnoop.Symbols;
 /// <summary>The DWARF sections of one file, as pointer views.</summary>
 internal sealed class DwarfSections(ElfFile elf)
 {
+    public readonly ElfFile Elf = elf;
     public readonly ElfBytes Info = elf.GetData(".debug_info"), Abbrev = elf.GetData(".debug_abbrev"), Str = elf.GetData(".debug_str"),
         LineStr = elf.GetData(".debug_line_str"), Line = elf.GetData(".debug_line"), StrOffsets = elf.GetData(".debug_str_offsets"),
         Addr = elf.GetData(".debug_addr"), Ranges = elf.GetData(".debug_ranges"), RngLists = elf.GetData(".debug_rnglists"),
@@ -45,11 +46,12 @@ internal sealed class DwarfUnit
     LineTable? lines;
     readonly Lock gate = new();
 
-    public DwarfUnit(DwarfSections s, int offset)
+    /// <param name="header">the bytes of .debug_info from <paramref name="offset"/> on (at least the unit header)</param>
+    public DwarfUnit(DwarfSections s, int offset, ReadOnlySpan<byte> header)
     {
         S = s;
         Offset = offset;
-        var r = new DwReader(s.Info.Span, offset);
+        var r = new DwReader(header);
         End = r.UnitLength(out Dwarf64);
         Version = r.U16();
         if (Version >= 5)
@@ -68,7 +70,8 @@ internal sealed class DwarfUnit
             abbrevOffset = (int)r.Offset(Dwarf64);
             AddrSize = r.U8();
         }
-        DieStart = r.Pos;
+        End += offset;
+        DieStart = offset + r.Pos;
     }
 
     public bool IsTypeUnit => UnitType is 2 or 6;
@@ -333,7 +336,7 @@ internal sealed class DwarfUnit
     }
 
     static bool Descend(int tag) => tag is Dw.TAG_compile_unit or Dw.TAG_partial_unit or Dw.TAG_skeleton_unit or Dw.TAG_subprogram
-        or Dw.TAG_inlined_subroutine or Dw.TAG_lexical_block or Dw.TAG_namespace or Dw.TAG_module or Dw.TAG_class_type or Dw.TAG_structure_type;
+        or Dw.TAG_inlined_subroutine or Dw.TAG_lexical_block or Dw.TAG_namespace or Dw.TAG_module;
 
     /// <summary>Walks all DIEs once, collecting functions, inline instances and their ranges.</summary>
     void EnsureFuncs()
@@ -371,7 +374,34 @@ internal sealed class DwarfUnit
                 int enclosing = stack[depth];
                 if (skipDepth >= 0 || !a.Interesting)
                 {
-                    SkipAttrs(ref r, a, out int sibling);
+                    a.Plan(AddrSize, Dwarf64, Version);
+                    int sibling;
+                    if (a.FixedSize >= 0 && (!a.HasChildren || a.SiblingAt >= 0))
+                    {
+                        // fast path: no form of variable size
+                        sibling = 0;
+                        if (a.HasChildren && a.SiblingAt >= 0)
+                        {
+                            var sr = new DwReader(r.Data, r.Pos + a.SiblingAt);
+                            ReadValue(ref sr, a.SiblingForm, 0, out var sv);
+                            sibling = (int)sv;
+                        }
+                        r.Pos += a.FixedSize;
+                    }
+                    else if (a.SiblingAt >= 0 && a.HasChildren && skipDepth < 0 && !Descend(a.Tag))
+                    {
+                        // the sibling is reachable without decoding the rest
+                        var sr = new DwReader(r.Data, r.Pos + a.SiblingAt);
+                        ReadValue(ref sr, a.SiblingForm, 0, out var sv);
+                        if ((int)sv > r.Pos && (int)sv <= End)
+                        {
+                            r.Pos = (int)sv;
+                            continue;
+                        }
+                        SkipAttrs(ref r, a, out sibling);
+                    }
+                    else
+                        SkipAttrs(ref r, a, out sibling);
                     if (a.HasChildren)
                     {
                         bool descend = skipDepth < 0 && Descend(a.Tag);

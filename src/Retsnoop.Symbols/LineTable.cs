@@ -7,14 +7,62 @@ namespace Retsnoop.Symbols;
 internal sealed class LineTable
 {
     public int Version;
-    public string[] Files = [];        // normalized paths, indexed by the DWARF file number
-    public byte[]?[] Md5 = [];          // DWARF 5 MD5 per file when present
-    ulong[] addr = [];
-    int[] file = [], line = [];
-    ushort[] col = [];
+    /// <summary>A string stored by reference: kind 0 = inline in .debug_line, 1 = .debug_line_str, 2 = .debug_str, 3 = decoded.</summary>
+    internal readonly record struct StrRef(byte Kind, int Offset, string? Text);
+    DwarfUnit unit = null!;
+    StrRef[] dirRefs = [];
+    (int Dir, StrRef Name)[] fileRefs = [];
+    string?[] fileNames = [];           // normalized paths, built on first use
+    public int FileCount => fileRefs.Length;
+
+    // rows, compact: address relative to the sequence start
+    struct Row { public uint Delta; public int Line; public ushort File, Col; }
+    Row[] rows = [];
     (ulong Lo, ulong Hi, int First, int Last)[] seqs = [];
 
-    public string? FileName(int index) => (uint)index < (uint)Files.Length ? Files[index] : null;
+    [ThreadStatic] static Row[]? scratch;
+
+    string Resolve(StrRef r) => r.Kind switch
+    {
+        0 => ElfFile.CString(unit.S.Line.Span, r.Offset),
+        1 => ElfFile.CString(unit.S.LineStr.Span, r.Offset),
+        2 => ElfFile.CString(unit.S.Str.Span, r.Offset),
+        _ => r.Text ?? "",
+    };
+
+    /// <summary>Normalized path of a file number (DWARF 5: 0-based; before: 1-based, 0 = the unit's name).</summary>
+    public string? FileName(int index)
+    {
+        if ((uint)index >= (uint)fileRefs.Length)
+            return null;
+        var cached = Volatile.Read(ref fileNames[index]);
+        if (cached != null)
+            return cached;
+        var (di, nameRef) = fileRefs[index];
+        string compDir = unit.CompDir ?? "";
+        string name = Resolve(nameRef);
+        string path;
+        if (Version < 5 && index == 0)
+            path = Normalize(compDir, unit.Name ?? "");
+        else
+        {
+            string dir = (uint)di < (uint)dirRefs.Length ? (di == 0 && Version < 5 ? compDir : Resolve(dirRefs[di])) : "";
+            path = Join(compDir, dir, di, name);
+        }
+        Volatile.Write(ref fileNames[index], path);
+        return path;
+    }
+
+    /// <summary>All file paths of the table (normalized).</summary>
+    public IEnumerable<string> Files
+    {
+        get
+        {
+            for (int i = 0; i < fileRefs.Length; i++)
+                if (FileName(i) is { Length: > 0 } f)
+                    yield return f;
+        }
+    }
 
     public static LineTable Parse(DwarfUnit u, int offset, bool headerOnly)
     {
@@ -43,119 +91,123 @@ internal sealed class LineTable
         Span<byte> stdLens = stackalloc byte[256];
         for (int i = 1; i < opcodeBase; i++)
             stdLens[i] = r.U8();
-        string compDir = u.CompDir ?? "";
-        var dirs = new List<string>();
-        var files = new List<string>();
-        var md5s = new List<byte[]?>();
+        t.unit = u;
+        var dirs = new List<StrRef>();
+        var files = new List<(int, StrRef)>();
         if (version >= 5)
         {
             var dirFmt = ReadFormats(ref r);
             int nd = (int)r.Uleb();
             for (int i = 0; i < nd; i++)
             {
-                ReadEntry(u, ref r, dirFmt, d64, out var path, out _, out _);
-                dirs.Add(path ?? "");
+                ReadEntry(u, ref r, dirFmt, d64, out var path, out _);
+                dirs.Add(path);
             }
             var fileFmt = ReadFormats(ref r);
             int nf = (int)r.Uleb();
             for (int i = 0; i < nf; i++)
             {
-                ReadEntry(u, ref r, fileFmt, d64, out var path, out int di, out var md5);
-                files.Add(Join(compDir, dirs, di, path ?? ""));
-                md5s.Add(md5);
+                ReadEntry(u, ref r, fileFmt, d64, out var path, out int di);
+                files.Add((di, path));
             }
         }
         else
         {
-            dirs.Add(compDir);
-            while (true)
+            dirs.Add(default); // directory 0: the compilation directory
+            while (r.Data[r.Pos] != 0)
             {
-                var s = r.CString();
-                if (s.Length == 0)
-                    break;
-                dirs.Add(s);
+                dirs.Add(new StrRef(0, r.Pos, null));
+                r.SkipCString();
             }
-            files.Add(u.Name is { } n ? Normalize(compDir, n) : "");  // file 0 is not used before DWARF 5
-            md5s.Add(null);
-            while (true)
+            r.Pos++;
+            files.Add((0, default));  // file 0 is not used before DWARF 5: the unit's own name
+            while (r.Data[r.Pos] != 0)
             {
-                var s = r.CString();
-                if (s.Length == 0)
-                    break;
+                var nameRef = new StrRef(0, r.Pos, null);
+                r.SkipCString();
                 int di = (int)r.Uleb();
                 r.Uleb(); r.Uleb();
-                files.Add(Join(compDir, dirs, di, s));
-                md5s.Add(null);
+                files.Add((di, nameRef));
             }
+            r.Pos++;
         }
-        t.Files = [.. files];
-        t.Md5 = [.. md5s];
+        t.dirRefs = [.. dirs];
+        t.fileRefs = [.. files];
+        t.fileNames = new string?[files.Count];
         if (headerOnly)
             return t;
 
         r.Pos = progStart;
-        var A = new List<ulong>(1024);
-        var F = new List<int>(1024);
-        var L = new List<int>(1024);
-        var C = new List<ushort>(1024);
+        var buf = scratch ??= new Row[1 << 16];
+        int count = 0;
         var seqs = new List<(ulong, ulong, int, int)>();
-        ulong address = 0;
+        ulong address = 0, seqBase = 0;
         int fileReg = 1, lineReg = 1, colReg = 0, seqStart = 0;
-        void Row()
-        {
-            A.Add(address); F.Add(fileReg); L.Add(lineReg); C.Add((ushort)Math.Min(colReg, ushort.MaxValue));
-        }
+        bool inSeq = false;
         while (r.Pos < end)
         {
             byte op = r.U8();
+            bool emit = false, endSeq = false;
             if (op >= opcodeBase)
             {
                 int adj = op - opcodeBase;
                 address += (ulong)((adj / lineRange) * minInst);
                 lineReg += lineBase + adj % lineRange;
-                Row();
-                continue;
+                emit = true;
             }
-            switch (op)
+            else
             {
-                case 0:
-                    {
-                        int len = (int)r.Uleb();
-                        int next = r.Pos + len;
-                        byte ext = len > 0 ? r.U8() : (byte)0;
-                        switch (ext)
+                switch (op)
+                {
+                    case 0:
                         {
-                            case 1: // end_sequence
-                                Row();
-                                if (A.Count - 1 > seqStart)
-                                    seqs.Add((A[seqStart], address, seqStart, A.Count - 1));
-                                seqStart = A.Count;
-                                address = 0; fileReg = 1; lineReg = 1; colReg = 0;
-                                break;
-                            case 2: address = r.Sized(Math.Min(len - 1, 8)); break;
+                            int len = (int)r.Uleb();
+                            int next = r.Pos + len;
+                            byte ext = len > 0 ? r.U8() : (byte)0;
+                            if (ext == 1)
+                                emit = endSeq = true;
+                            else if (ext == 2)
+                                address = r.Sized(Math.Min(len - 1, 8));
+                            r.Pos = next;
+                            break;
                         }
-                        r.Pos = next;
+                    case 1: emit = true; break;
+                    case 2: address += r.Uleb() * (ulong)minInst; break;
+                    case 3: lineReg += (int)r.Sleb(); break;
+                    case 4: fileReg = (int)r.Uleb(); break;
+                    case 5: colReg = (int)r.Uleb(); break;
+                    case 6: case 7: case 10: case 11: break;
+                    case 8: address += (ulong)(((255 - opcodeBase) / lineRange) * minInst); break;
+                    case 9: address += r.U16(); break;
+                    case 12: r.Uleb(); break;
+                    default:
+                        for (int i = 0; i < stdLens[op]; i++)
+                            r.Uleb();
                         break;
-                    }
-                case 1: Row(); break;
-                case 2: address += r.Uleb() * (ulong)minInst; break;
-                case 3: lineReg += (int)r.Sleb(); break;
-                case 4: fileReg = (int)r.Uleb(); break;
-                case 5: colReg = (int)r.Uleb(); break;
-                case 6: case 7: case 10: case 11: break;
-                case 8: address += (ulong)(((255 - opcodeBase) / lineRange) * minInst); break;
-                case 9: address += r.U16(); break;
-                case 12: r.Uleb(); break;
-                default:
-                    for (int i = 0; i < stdLens[op]; i++)
-                        r.Uleb();
-                    break;
+                }
+            }
+            if (!emit)
+                continue;
+            if (!inSeq)
+            {
+                inSeq = true;
+                seqBase = address;
+                seqStart = count;
+            }
+            if (count == buf.Length)
+                Array.Resize(ref buf, buf.Length * 2);
+            ulong delta = address - seqBase;
+            buf[count++] = new Row { Delta = delta > uint.MaxValue ? uint.MaxValue : (uint)delta, Line = lineReg, File = (ushort)Math.Min(fileReg, ushort.MaxValue), Col = (ushort)Math.Min(colReg, ushort.MaxValue) };
+            if (endSeq)
+            {
+                if (count - 1 > seqStart && address > seqBase)
+                    seqs.Add((seqBase, address, seqStart, count - 1));
+                inSeq = false;
+                address = 0; fileReg = 1; lineReg = 1; colReg = 0;
             }
         }
-        t.addr = [.. A];
-        t.file = [.. F];
-        t.line = [.. L];
-        t.col = [.. C];
+        scratch = buf;
+        t.rows = buf.AsSpan(0, count).ToArray();
         var sa = seqs.ToArray();
         Array.Sort(sa, (x, y) => x.Item1.CompareTo(y.Item1));
         t.seqs = sa;
@@ -171,33 +223,28 @@ internal sealed class LineTable
         return l;
     }
 
-    static void ReadEntry(DwarfUnit u, ref DwReader r, List<(int Type, int Form)> fmt, bool d64, out string? path, out int dirIndex, out byte[]? md5)
+    static void ReadEntry(DwarfUnit u, ref DwReader r, List<(int Type, int Form)> fmt, bool d64, out StrRef path, out int dirIndex)
     {
-        path = null; dirIndex = 0; md5 = null;
+        path = default; dirIndex = 0;
         foreach (var (type, form) in fmt)
         {
-            // values live in .debug_line: decode forms here (strings point into other sections)
             ulong v = 0;
-            string? s = null;
+            StrRef s = default;
             switch (form)
             {
-                case Dw.FORM_string: s = r.CString(); break;
-                case Dw.FORM_line_strp: s = ElfFile.CString(u.S.LineStr.Span, (int)r.Offset(d64)); break;
-                case Dw.FORM_strp: s = ElfFile.CString(u.S.Str.Span, (int)r.Offset(d64)); break;
+                case Dw.FORM_string: s = new StrRef(0, r.Pos, null); r.SkipCString(); break;
+                case Dw.FORM_line_strp: s = new StrRef(1, (int)r.Offset(d64), null); break;
+                case Dw.FORM_strp: s = new StrRef(2, (int)r.Offset(d64), null); break;
                 case Dw.FORM_strx: case Dw.FORM_strx1: case Dw.FORM_strx2: case Dw.FORM_strx3: case Dw.FORM_strx4:
                     v = form switch { Dw.FORM_strx => r.Uleb(), Dw.FORM_strx1 => r.U8(), Dw.FORM_strx2 => r.U16(), Dw.FORM_strx3 => r.U24(), _ => r.U32() };
-                    s = u.GetString(ValKind.StrIndex, v);
+                    s = new StrRef(3, 0, u.GetString(ValKind.StrIndex, v));
                     break;
                 case Dw.FORM_udata: v = r.Uleb(); break;
                 case Dw.FORM_data1: v = r.U8(); break;
                 case Dw.FORM_data2: v = r.U16(); break;
                 case Dw.FORM_data4: v = r.U32(); break;
                 case Dw.FORM_data8: v = r.U64(); break;
-                case Dw.FORM_data16:
-                    if (type == 5)
-                        md5 = r.Data.Slice(r.Pos, 16).ToArray();
-                    r.Pos += 16;
-                    break;
+                case Dw.FORM_data16: r.Pos += 16; break; // DW_LNCT_MD5: not needed for symbolization
                 case Dw.FORM_block: r.Pos += (int)r.Uleb(); break;
                 default: throw new DwarfFormatException($"{u.S.Path}: unsupported form 0x{form:x} in a line table entry");
             }
@@ -206,11 +253,10 @@ internal sealed class LineTable
         }
     }
 
-    static string Join(string compDir, List<string> dirs, int di, string name)
+    static string Join(string compDir, string dir, int di, string name)
     {
         if (name.StartsWith('/'))
             return Normalize(compDir, name);
-        string dir = (uint)di < (uint)dirs.Count ? dirs[di] : "";
         string full;
         if (dir.StartsWith('/'))
             full = dir + "/" + name;
@@ -279,16 +325,17 @@ internal sealed class LineTable
                 if (s > 0 && seqs[s - 1].Hi > a) continue;
                 return false;
             }
+            ulong d = a - q.Lo;
             int l = q.First, h = q.Last - 1, best = -1;
             while (l <= h)
             {
                 int m = (l + h) >>> 1;
-                if (addr[m] <= a) { best = m; l = m + 1; }
+                if (rows[m].Delta <= d) { best = m; l = m + 1; }
                 else h = m - 1;
             }
             if (best < 0)
                 return false;
-            fileIdx = file[best]; lineNo = line[best]; column = col[best];
+            fileIdx = rows[best].File; lineNo = rows[best].Line; column = rows[best].Col;
             return true;
         }
         return false;
