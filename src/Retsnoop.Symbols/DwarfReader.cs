@@ -107,17 +107,24 @@ internal static class Dw
 /// <summary>What a decoded attribute value means.</summary>
 internal enum ValKind : byte { None, Const, Signed, Addr, AddrIndex, Ref, RefSig8, Str, StrOffset, LineStrOffset, StrIndex, SecOffset, RngListIndex, LocListIndex, Flag, Block, AltRef }
 
-internal readonly struct AttrSpec(int name, int form, long implicitConst)
+/// <summary>8 bytes: attribute, form and an implicit constant (values beyond int live in the abbreviation's side table).</summary>
+internal readonly struct AttrSpec(int name, int form, int small, bool big)
 {
-    public readonly int Name = name, Form = form;
-    public readonly long ImplicitConst = implicitConst;
+    readonly ushort name = (ushort)name, form = (ushort)(form | (big ? 0x8000 : 0));
+    readonly int small = small;
+    public int Name => name;
+    public int Form => form & 0x7fff;
+    public bool BigConst => (form & 0x8000) != 0;
+    public int Small => small;
 }
 
-internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs)
+internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs, long[]? bigConsts)
 {
     public readonly int Tag = tag;
     public readonly bool HasChildren = children;
     public readonly AttrSpec[] Attrs = attrs;
+    readonly long[]? bigConsts = bigConsts;
+    public long Const(in AttrSpec a) => a.BigConst ? bigConsts![a.Small] : a.Small;
     public bool Interesting => Tag is Dw.TAG_subprogram or Dw.TAG_inlined_subroutine;
 
     // Skip plan for one (address size, offset size) pair: total size when every form has a fixed
@@ -170,12 +177,18 @@ internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs)
 
 internal static class AbbrevTable
 {
+    [ThreadStatic] static List<Abbrev?>? scratchDense;
+    [ThreadStatic] static List<AttrSpec>? scratchAttrs;
+
     public static Abbrev?[] Parse(ReadOnlySpan<byte> sec, int offset, out Dictionary<ulong, Abbrev>? sparse)
     {
         var r = new DwReader(sec, offset);
-        var dense = new List<Abbrev?> { null };
+        var dense = scratchDense ??= new List<Abbrev?>(1024);
+        dense.Clear();
+        dense.Add(null);
         sparse = null;
-        var attrs = new List<AttrSpec>(16);
+        var attrs = scratchAttrs ??= new List<AttrSpec>(64);
+        List<long>? big = null;
         while (!r.End)
         {
             ulong code = r.Uleb();
@@ -184,15 +197,24 @@ internal static class AbbrevTable
             int tag = (int)r.Uleb();
             bool children = r.U8() != 0;
             attrs.Clear();
+            big?.Clear();
             while (true)
             {
                 int name = (int)r.Uleb(), form = (int)r.Uleb();
                 long ic = form == Dw.FORM_implicit_const ? r.Sleb() : 0;
                 if (name == 0 && form == 0)
                     break;
-                attrs.Add(new AttrSpec(name, form, ic));
+                if (name > 0xffff || form > 0x7fff)
+                    throw new DwarfFormatException($"abbreviation at 0x{offset:x}: attribute 0x{name:x} form 0x{form:x} out of range");
+                if (ic is >= int.MinValue and <= int.MaxValue)
+                    attrs.Add(new AttrSpec(name, form, (int)ic, false));
+                else
+                {
+                    (big ??= []).Add(ic);
+                    attrs.Add(new AttrSpec(name, form, big.Count - 1, true));
+                }
             }
-            var a = new Abbrev(tag, children, [.. attrs]);
+            var a = new Abbrev(tag, children, [.. attrs], big is { Count: > 0 } ? [.. big] : null);
             if (code == (ulong)dense.Count)
                 dense.Add(a);
             else if (code < (ulong)dense.Count)

@@ -184,7 +184,7 @@ public sealed class DwarfSymbolizer : IDisposable
     readonly ElfFile elf;
     readonly DwarfIndex index;
     readonly ulong bias;
-    (ulong Addr, ulong Size, string Name)[]? funcSyms;
+    (ulong Addr, uint Size, uint Name)[]? funcSyms;
 
     DwarfSymbolizer(ElfFile elf, ulong bias)
     {
@@ -299,34 +299,13 @@ public sealed class DwarfSymbolizer : IDisposable
         return res;
     }
 
+    /// <summary>
+    /// Fallback when no DWARF function covers an address: the ELF symbol containing it. The table
+    /// keeps string-table offsets, not strings, so it costs 16 bytes a symbol.
+    /// </summary>
     string? SymbolFor(ulong a)
     {
-        if (funcSyms == null)
-        {
-            // functions, and untyped labels of executable sections (assembly entry points)
-            var l = new List<(ulong, ulong, string)>();
-            var secs = elf.Sections;
-            foreach (var s in elf.ReadSymbols())
-            {
-                if (s.Value == 0 || s.Name.Length == 0 || s.SectionIndex == 0 || s.SectionIndex >= secs.Count)
-                    continue;
-                if (s.Type == ElfSymbol.STT_FUNC || (s.Type == 0 && (secs[s.SectionIndex].Flags & ElfSection.SHF_EXECINSTR) != 0))
-                    l.Add((s.Value, s.Size, s.Name));
-            }
-            var arr = l.ToArray();
-            // by address; at equal addresses sized symbols and globals-first order are kept stable by name
-            Array.Sort(arr, (x, y) => x.Item1 != y.Item1 ? x.Item1.CompareTo(y.Item1) : string.CompareOrdinal(x.Item3, y.Item3));
-            // a size-0 label extends to the next symbol
-            for (int i = 0; i < arr.Length; i++)
-                if (arr[i].Item2 == 0)
-                {
-                    int j = i + 1;
-                    while (j < arr.Length && arr[j].Item1 == arr[i].Item1) j++;
-                    arr[i].Item2 = j < arr.Length ? Math.Min(arr[j].Item1 - arr[i].Item1, 4096) : 1;
-                }
-            funcSyms = arr;
-        }
-        var fs = funcSyms;
+        var fs = funcSyms ??= BuildSymbolTable();
         int lo = 0, hi = fs.Length - 1, best = -1;
         while (lo <= hi)
         {
@@ -336,8 +315,50 @@ public sealed class DwarfSymbolizer : IDisposable
         }
         for (int i = best; i >= 0 && i > best - 8; i--)
             if (a < fs[i].Addr + fs[i].Size)
-                return fs[i].Name;
+                return ElfFile.CString(strtab.Span, (int)fs[i].Name);
         return null;
+    }
+
+    ElfBytes strtab;
+
+    (ulong Addr, uint Size, uint Name)[] BuildSymbolTable()
+    {
+        var secs = elf.Sections;
+        var symtab = secs.FirstOrDefault(x => x.Type == ElfSection.SHT_SYMTAB) ?? secs.FirstOrDefault(x => x.Type == ElfSection.SHT_DYNSYM);
+        if (symtab == null || symtab.Link >= secs.Count)
+            return [];
+        var d = elf.GetData(symtab).Span;
+        strtab = elf.GetData(secs[(int)symtab.Link]);
+        int n = d.Length / 24;
+        var l = new List<(ulong Addr, uint Size, uint Name)>(n);
+        for (int i = 1; i < n; i++)
+        {
+            var e = d.Slice(i * 24, 24);
+            uint name = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(e);
+            int type = e[4] & 15;
+            ushort shndx = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(e[6..]);
+            ulong value = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(e[8..]);
+            ulong size = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(e[16..]);
+            if (value == 0 || name == 0 || shndx == 0 || shndx >= secs.Count)
+                continue;
+            // functions, and untyped labels of executable sections (assembly entry points)
+            if (type == ElfSymbol.STT_FUNC || (type == 0 && (secs[shndx].Flags & ElfSection.SHF_EXECINSTR) != 0))
+                l.Add((value, (uint)Math.Min(size, uint.MaxValue), name));
+        }
+        var arr = l.ToArray();
+        var st = strtab;
+        // by address, then by name so the choice among aliases is deterministic
+        Array.Sort(arr, (x, y) => x.Addr != y.Addr ? x.Addr.CompareTo(y.Addr)
+            : string.CompareOrdinal(ElfFile.CString(st.Span, (int)x.Name), ElfFile.CString(st.Span, (int)y.Name)));
+        // a size-0 label extends to the next symbol (at most 4 KiB)
+        for (int i = 0; i < arr.Length; i++)
+            if (arr[i].Size == 0)
+            {
+                int j = i + 1;
+                while (j < arr.Length && arr[j].Addr == arr[i].Addr) j++;
+                arr[i].Size = j < arr.Length ? (uint)Math.Min(arr[j].Addr - arr[i].Addr, 4096) : 1;
+            }
+        return arr;
     }
 
     /// <summary>

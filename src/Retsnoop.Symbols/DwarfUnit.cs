@@ -152,16 +152,19 @@ internal sealed class DwarfUnit
             case ValKind.Str: return ElfFile.CString(S.Info.Span, (int)v);
             case ValKind.StrOffset: return ElfFile.CString(S.Str.Span, (int)v);
             case ValKind.LineStrOffset: return ElfFile.CString(S.LineStr.Span, (int)v);
-            case ValKind.StrIndex:
-                {
-                    EnsureTop();
-                    int w = Dwarf64 ? 8 : 4;
-                    ulong b = StrOffsetsBase == 0 && Version >= 5 ? (ulong)(Dwarf64 ? 16 : 8) : StrOffsetsBase;
-                    var r = new DwReader(S.StrOffsets.Span, (int)(b + v * (ulong)w));
-                    return ElfFile.CString(S.Str.Span, (int)r.Offset(Dwarf64));
-                }
+            case ValKind.StrIndex: return ElfFile.CString(S.Str.Span, StrIndexToOffset(v));
             default: return null;
         }
+    }
+
+    /// <summary>.debug_str offset of a string index (DW_FORM_strx*), through .debug_str_offsets.</summary>
+    public int StrIndexToOffset(ulong v)
+    {
+        EnsureTop();
+        int w = Dwarf64 ? 8 : 4;
+        ulong b = StrOffsetsBase == 0 && Version >= 5 ? (ulong)(Dwarf64 ? 16 : 8) : StrOffsetsBase;
+        var r = new DwReader(S.StrOffsets.Span, (int)(b + v * (ulong)w));
+        return (int)r.Offset(Dwarf64);
     }
 
     public ulong GetAddr(ValKind k, ulong v)
@@ -196,7 +199,7 @@ internal sealed class DwarfUnit
                 int start = r.Pos;
                 foreach (var at in a.Attrs)
                 {
-                    var k = ReadValue(ref r, at.Form, at.ImplicitConst, out var v);
+                    var k = ReadValue(ref r, at.Form, a.Const(at), out var v);
                     switch (at.Name)
                     {
                         case Dw.AT_str_offsets_base: StrOffsetsBase = v; break;
@@ -209,7 +212,7 @@ internal sealed class DwarfUnit
                 r.Pos = start;
                 foreach (var at in a.Attrs)
                 {
-                    var k = ReadValue(ref r, at.Form, at.ImplicitConst, out var v);
+                    var k = ReadValue(ref r, at.Form, a.Const(at), out var v);
                     switch (at.Name)
                     {
                         case Dw.AT_name: Name = GetString(k, v); break;
@@ -245,7 +248,7 @@ internal sealed class DwarfUnit
         ulong rangesV = 0;
         foreach (var at in a.Attrs)
         {
-            var k = ReadValue(ref r, at.Form, at.ImplicitConst, out var v);
+            var k = ReadValue(ref r, at.Form, a.Const(at), out var v);
             switch (at.Name)
             {
                 case Dw.AT_low_pc: lo = v; loK = k; break;
@@ -348,8 +351,10 @@ internal sealed class DwarfUnit
             if (funcs != null)
                 return;
             EnsureTop();
-            var fl = new List<FuncInfo>();
-            var rl = new List<FuncRange>();
+            var fl = scratchFuncs ??= new List<FuncInfo>(4096);
+            var rl = scratchRanges ??= new List<FuncRange>(4096);
+            fl.Clear();
+            rl.Clear();
             var tmp = new List<(ulong, ulong)>();
             var r = new DwReader(S.Info.Span, DieStart);
             // stack of (enclosing func index) per depth
@@ -450,12 +455,15 @@ internal sealed class DwarfUnit
         }
     }
 
+    [ThreadStatic] static List<FuncInfo>? scratchFuncs;
+    [ThreadStatic] static List<FuncRange>? scratchRanges;
+
     void SkipAttrs(ref DwReader r, Abbrev a, out int sibling)
     {
         sibling = 0;
         foreach (var at in a.Attrs)
         {
-            ReadValue(ref r, at.Form, at.ImplicitConst, out var v);
+            ReadValue(ref r, at.Form, a.Const(at), out var v);
             if (at.Name == Dw.AT_sibling)
                 sibling = (int)v;
         }
@@ -534,7 +542,7 @@ internal sealed class DwarfUnit
         string? linkage = null;
         foreach (var at in a.Attrs)
         {
-            var k = ReadValue(ref r, at.Form, at.ImplicitConst, out var v);
+            var k = ReadValue(ref r, at.Form, a.Const(at), out var v);
             switch (at.Name)
             {
                 case Dw.AT_name: name = GetString(k, v); break;

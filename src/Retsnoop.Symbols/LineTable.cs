@@ -7,8 +7,8 @@ namespace Retsnoop.Symbols;
 internal sealed class LineTable
 {
     public int Version;
-    /// <summary>A string stored by reference: kind 0 = inline in .debug_line, 1 = .debug_line_str, 2 = .debug_str, 3 = decoded.</summary>
-    internal readonly record struct StrRef(byte Kind, int Offset, string? Text);
+    /// <summary>A string stored by reference: kind 0 = inline in .debug_line, 1 = .debug_line_str, 2 = .debug_str.</summary>
+    internal readonly record struct StrRef(byte Kind, int Offset);
     DwarfUnit unit = null!;
     StrRef[] dirRefs = [];
     (int Dir, StrRef Name)[] fileRefs = [];
@@ -26,8 +26,7 @@ internal sealed class LineTable
     {
         0 => ElfFile.CString(unit.S.Line.Span, r.Offset),
         1 => ElfFile.CString(unit.S.LineStr.Span, r.Offset),
-        2 => ElfFile.CString(unit.S.Str.Span, r.Offset),
-        _ => r.Text ?? "",
+        _ => ElfFile.CString(unit.S.Str.Span, r.Offset),
     };
 
     /// <summary>Normalized path of a file number (DWARF 5: 0-based; before: 1-based, 0 = the unit's name).</summary>
@@ -113,17 +112,17 @@ internal sealed class LineTable
         }
         else
         {
-            dirs.Add(default); // directory 0: the compilation directory
+            dirs.Add(new StrRef(0, 0)); // directory 0: the compilation directory
             while (r.Data[r.Pos] != 0)
             {
-                dirs.Add(new StrRef(0, r.Pos, null));
+                dirs.Add(new StrRef(0, r.Pos));
                 r.SkipCString();
             }
             r.Pos++;
             files.Add((0, default));  // file 0 is not used before DWARF 5: the unit's own name
             while (r.Data[r.Pos] != 0)
             {
-                var nameRef = new StrRef(0, r.Pos, null);
+                var nameRef = new StrRef(0, r.Pos);
                 r.SkipCString();
                 int di = (int)r.Uleb();
                 r.Uleb(); r.Uleb();
@@ -232,12 +231,12 @@ internal sealed class LineTable
             StrRef s = default;
             switch (form)
             {
-                case Dw.FORM_string: s = new StrRef(0, r.Pos, null); r.SkipCString(); break;
-                case Dw.FORM_line_strp: s = new StrRef(1, (int)r.Offset(d64), null); break;
-                case Dw.FORM_strp: s = new StrRef(2, (int)r.Offset(d64), null); break;
+                case Dw.FORM_string: s = new StrRef(0, r.Pos); r.SkipCString(); break;
+                case Dw.FORM_line_strp: s = new StrRef(1, (int)r.Offset(d64)); break;
+                case Dw.FORM_strp: s = new StrRef(2, (int)r.Offset(d64)); break;
                 case Dw.FORM_strx: case Dw.FORM_strx1: case Dw.FORM_strx2: case Dw.FORM_strx3: case Dw.FORM_strx4:
                     v = form switch { Dw.FORM_strx => r.Uleb(), Dw.FORM_strx1 => r.U8(), Dw.FORM_strx2 => r.U16(), Dw.FORM_strx3 => r.U24(), _ => r.U32() };
-                    s = new StrRef(3, 0, u.GetString(ValKind.StrIndex, v));
+                    s = new StrRef(2, u.StrIndexToOffset(v));
                     break;
                 case Dw.FORM_udata: v = r.Uleb(); break;
                 case Dw.FORM_data1: v = r.U8(); break;
