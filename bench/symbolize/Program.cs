@@ -1,6 +1,8 @@
 // rs-symbolize: batch front end of Retsnoop.Symbols.DwarfSymbolizer, used by the benchmark.
 //   rs-symbolize -e ELF [--no-inlines] < addresses      (hex, one per line, 0x optional)
 //   rs-symbolize -e ELF --glob 'kernel/bpf/*.c'          (functions defined in matching files)
+//   rs-symbolize --sample ELF COUNT SEED                 (addresses at random offsets inside sized
+//                                                         function symbols, the oracle test's sampler)
 // Output per address matches llvm-symbolizer's default style: "function\nfile:line:col\n" per
 // frame, innermost first, then a blank line; unknown: "??\n??:0:0".
 using System.Globalization;
@@ -15,6 +17,7 @@ for (int i = 0; i < args.Length; i++)
         case "-e": elf = args[++i]; break;
         case "--glob": glob = args[++i]; break;
         case "--no-inlines": inlines = false; break;
+        case "--sample": return Sample(args[++i], int.Parse(args[++i]), int.Parse(args[++i]));
         case "--probe": Console.WriteLine(DwarfProbe.Measure(args[++i], int.Parse(args[++i]))); return 0;
         default: Console.Error.WriteLine($"unknown argument {args[i]}"); return 2;
     }
@@ -78,3 +81,21 @@ if (Environment.GetEnvironmentVariable("RS_SYMBOLIZE_STATS") == "1")
             Console.Error.WriteLine(l);
 }
 return 0;
+
+static int Sample(string path, int count, int seed)
+{
+    using var elf = ElfFile.Open(path);
+    var fns = elf.ReadSymbols()
+        .Where(s => s.Type == ElfSymbol.STT_FUNC && s.Size > 0 && s.SectionIndex > 0 && s.SectionIndex < elf.Sections.Count
+                    && (elf.Sections[s.SectionIndex].Flags & ElfSection.SHF_EXECINSTR) != 0)
+        .OrderBy(s => s.Value).ThenBy(s => s.Name, StringComparer.Ordinal).ToList();
+    var rnd = new Random(seed);
+    var o = new StreamWriter(Console.OpenStandardOutput());
+    for (int i = 0; i < count; i++)
+    {
+        var f = fns[rnd.Next(fns.Count)];
+        o.Write($"0x{f.Value + (ulong)rnd.NextInt64((long)f.Size):x}\n");
+    }
+    o.Flush();
+    return 0;
+}
