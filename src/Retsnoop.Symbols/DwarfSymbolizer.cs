@@ -9,6 +9,9 @@ namespace Retsnoop.Symbols;
 /// </summary>
 public sealed record SourceFrame(string Function, string? File, int Line, int Column, bool IsInlined);
 
+/// <summary>An out-of-line function definition: name, lowest code address, declaring file (normalized).</summary>
+public sealed record SourceFunction(string Name, ulong Address, string File);
+
 /// <summary>All units of a file, an address-to-unit index, and cross-unit DIE lookups.</summary>
 internal sealed class DwarfIndex
 {
@@ -366,12 +369,22 @@ public sealed class DwarfSymbolizer : IDisposable
     /// normalized paths, e.g. <c>kernel/bpf/*.c</c>. <c>*</c> and <c>?</c> do not cross <c>/</c>;
     /// <c>**</c> matches across directories (<c>kernel/**/*.c</c>, <c>**/syscall.c</c>). A glob
     /// without <c>/</c> matches the base name only (<c>syscall.c</c>). Sorted, without duplicates.
+    /// Note that a name can also have a definition elsewhere (a __weak default in kernel/bpf and
+    /// its arch override both have code): <see cref="FunctionDefinitionsInSourceFiles"/> tells them apart.
     /// </summary>
-    public IReadOnlyList<string> FunctionsInSourceFiles(string glob)
+    public IReadOnlyList<string> FunctionsInSourceFiles(string glob) =>
+        [.. FunctionDefinitionsInSourceFiles(glob).Select(d => d.Name).Distinct().Order(StringComparer.Ordinal)];
+
+    /// <summary>
+    /// Every out-of-line definition matching the glob (see <see cref="FunctionsInSourceFiles"/>):
+    /// name, lowest code address (plus bias) and normalized declaring file; sorted by address.
+    /// Units are scanned in parallel; only units whose file table has a matching file are walked.
+    /// </summary>
+    public IReadOnlyList<SourceFunction> FunctionDefinitionsInSourceFiles(string glob)
     {
         var rx = GlobToRegex(glob);
         bool baseOnly = !glob.Contains('/');
-        var results = new List<string>[index.Units.Length];
+        var results = new List<SourceFunction>?[index.Units.Length];
         Parallel.For(0, index.Units.Length, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
         {
             var u = index.Units[i];
@@ -386,26 +399,28 @@ public sealed class DwarfSymbolizer : IDisposable
                 if (Matches(rx, f, baseOnly)) { any = true; break; }
             if (!any)
                 return;
-            var l = new List<string>();
-            foreach (var die in u.DefinedFunctions())
+            var l = new List<SourceFunction>();
+            foreach (var (die, lowPc) in u.DefinedFunctions())
             {
                 var df = index.DeclFileOf(die);
                 if (df != null && Matches(rx, df, baseOnly) && index.NameOf(die) is { } n)
-                    l.Add(n);
+                    l.Add(new SourceFunction(n, lowPc + bias, df));
             }
             results[i] = l;
         });
-        var set = new SortedSet<string>(StringComparer.Ordinal);
+        var all = new List<SourceFunction>();
         foreach (var l in results)
             if (l != null)
-                set.UnionWith(l);
-        return [.. set];
+                all.AddRange(l);
+        all.Sort((x, y) => x.Address != y.Address ? x.Address.CompareTo(y.Address) : string.CompareOrdinal(x.Name, y.Name));
+        return all;
     }
 
     static bool Matches(Regex rx, string path, bool baseOnly) =>
         rx.IsMatch(baseOnly ? path[(path.LastIndexOf('/') + 1)..] : path);
 
-    internal static Regex GlobToRegex(string glob)
+    /// <summary>The regular expression a source glob stands for (see <see cref="FunctionsInSourceFiles"/>).</summary>
+    public static Regex GlobToRegex(string glob)
     {
         var sb = new System.Text.StringBuilder("^");
         for (int i = 0; i < glob.Length; i++)

@@ -9,6 +9,9 @@ internal sealed class DwarfSections(ElfFile elf)
         Addr = elf.GetData(".debug_addr"), Ranges = elf.GetData(".debug_ranges"), RngLists = elf.GetData(".debug_rnglists"),
         Aranges = elf.GetData(".debug_aranges");
     public readonly string Path = elf.Path;
+    /// <summary>In linked files (not ET_REL) code at address 0 is a discarded function's tombstone
+    /// (e.g. a __weak default overridden elsewhere): such ranges are dropped.</summary>
+    public readonly bool ZeroIsTombstone = elf.ElfType != 1;
 }
 
 /// <summary>A subprogram or inlined subroutine found in a unit.</summary>
@@ -440,7 +443,8 @@ internal sealed class DwarfUnit
                 for (int p = enclosing; p >= 0; p = fl[p].Parent)
                     fdepth++;
                 foreach (var (lo, hi) in tmp)
-                    rl.Add(new FuncRange(lo, hi, fdepth, idx));
+                    if (!(lo == 0 && S.ZeroIsTombstone) && lo < 0xffff_ffff_ffff_fffe)
+                        rl.Add(new FuncRange(lo, hi, fdepth, idx));
                 if (a.HasChildren)
                 {
                     if (depth + 1 >= stack.Length)
@@ -556,15 +560,14 @@ internal sealed class DwarfUnit
     }
 
     /// <summary>Every out-of-line function (subprogram with code) of the unit: DIE offset.</summary>
-    public IEnumerable<int> DefinedFunctions()
+    public IEnumerable<(int Die, ulong LowPc)> DefinedFunctions()
     {
         EnsureFuncs();
         var seen = new HashSet<int>();
-        foreach (var rg in ranges!)
+        foreach (var rg in ranges!)  // sorted by start: the first range seen is the lowest
         {
-            ref var f = ref funcs![rg.Func];
-            if (!f.IsInlined && seen.Add(rg.Func))
-                yield return f.DieOffset;
+            if (!funcs![rg.Func].IsInlined && seen.Add(rg.Func))
+                yield return (funcs![rg.Func].DieOffset, rg.Lo);
         }
     }
 }
