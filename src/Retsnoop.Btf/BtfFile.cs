@@ -1,327 +1,411 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Retsnoop.Btf;
 
-public enum BtfKind
-{
-    Unknown = 0, Int = 1, Ptr = 2, Array = 3, Struct = 4, Union = 5, Enum = 6, Fwd = 7, Typedef = 8,
-    Volatile = 9, Const = 10, Restrict = 11, Func = 12, FuncProto = 13, Var = 14, Datasec = 15,
-    Float = 16, DeclTag = 17, TypeTag = 18, Enum64 = 19,
-}
-
-/// <summary>How a value of some type behaves once typedefs and qualifiers are peeled off.</summary>
-public enum ValueKind { Void, Bool, Int, Char, Pointer, Enum, Struct, Union, Float, Other }
-
-/// <summary>A bad BTF file: names the file and the byte offset where it went wrong.</summary>
-public sealed class BtfFormatException(string file, long offset, string message)
-    : Exception($"{file}: bad BTF at offset {offset}: {message}")
-{
-    public string File { get; } = file;
-    public long Offset { get; } = offset;
-}
-
-public readonly record struct BtfParam(string Name, int TypeId, string TypeText);
-
-/// <summary>A function's prototype: parameters and how its result is classified.</summary>
-public sealed record FuncSignature(string Name, int FuncId, int ReturnTypeId, ValueKind ReturnKind, int ReturnSize,
-    bool ReturnSigned, IReadOnlyList<BtfParam> Params, bool IsVariadic);
-
 /// <summary>
-/// A BTF blob (/sys/kernel/btf/vmlinux, or a module's split BTF on top of it). The type section
-/// is indexed in one pass (offsets only); names and members are decoded when asked for.
+/// A BTF blob (/sys/kernel/btf/vmlinux, or a module's split BTF on top of it) held in memory.
+/// Loading reads the file once and walks the type section once, recording each record's offset
+/// (the record sizes are checked against the section then). Names, members and parameters are
+/// decoded when asked for; every type reference and string offset is checked when it is followed,
+/// and every resolver has a depth or work bound, so bad input ends in <see cref="BtfFormatException"/>.
 /// </summary>
-public sealed class BtfFile
+public sealed partial class BtfFile
 {
-    const int MaxResolveDepth = 32;
+    const ushort Magic = 0xeb9f;
+    const int HeaderMin = 24;
+    /// <summary>Longest typedef/qualifier/pointer/array chain followed before calling it a cycle.</summary>
+    public const int MaxChainDepth = 64;
 
     readonly byte[] data;
-    readonly string path;
     readonly int typeStart, typeEnd, strStart, strLen;
-    readonly int[] typeOffsets; // byte offset of each local type; index 0 = first local id
+    readonly int[] typeOffsets; // byte offset of each local type record; index 0 = FirstId
     readonly BtfFile? baseBtf;
-    Dictionary<string, int>? funcsByName;
+    readonly uint strBase;      // string offsets below this belong to the base
+    int[]? funcTable;           // open-addressing hash of local FUNC indexes + 1, built on first FindFunction
+    int funcCount = -1;
 
-    /// <summary>First type id defined in this file (1 for vmlinux; after the base's ids for split BTF).</summary>
+    /// <summary>The file name or label used in error messages.</summary>
+    public string Path { get; }
+    /// <summary>The base BTF of split (module) BTF, else null.</summary>
+    public BtfFile? Base => baseBtf;
+    /// <summary>First type id defined here: 1 for vmlinux; the base's last id + 1 for split BTF.</summary>
     public int FirstId { get; }
+    /// <summary>Number of types defined in this blob (not counting the base's).</summary>
+    public int LocalTypeCount => typeOffsets.Length;
+    /// <summary>The highest valid type id (base's types included); ids run 1..TypeCount, 0 is void.</summary>
     public int TypeCount => FirstId - 1 + typeOffsets.Length;
-    public string Path => path;
+    /// <summary>BTF header version (1).</summary>
+    public int Version { get; }
+    /// <summary>Size in bytes of this blob's string section.</summary>
+    public int StringSectionLength => strLen;
 
     BtfFile(byte[] data, string path, BtfFile? baseBtf)
     {
         this.data = data;
-        this.path = path;
+        Path = path;
         this.baseBtf = baseBtf;
-        if (data.Length < 24)
-            throw new BtfFormatException(path, 0, "shorter than a BTF header");
-        if (BinaryPrimitives.ReadUInt16LittleEndian(data) != 0xeb9f)
-            throw new BtfFormatException(path, 0, "bad magic (not little-endian BTF)");
+        if (data.Length < HeaderMin)
+            throw new BtfFormatException(path, 0, $"{data.Length} bytes is shorter than a BTF header");
+        ushort magic = BinaryPrimitives.ReadUInt16LittleEndian(data);
+        if (magic == 0x9feb)
+            throw new BtfEndiannessException(path);
+        if (magic != Magic)
+            throw new BtfFormatException(path, 0, $"bad magic 0x{magic:x4}");
+        Version = data[2];
+        if (Version != 1)
+            throw new BtfFormatException(path, 2, $"unsupported BTF version {Version}");
         // header: magic u16, version u8, flags u8, hdr_len, type_off, type_len, str_off, str_len (u32 each)
         uint hdrLen = U32(4);
-        if (hdrLen < 24 || hdrLen > data.Length)
+        if (hdrLen < HeaderMin || hdrLen > data.Length)
             throw new BtfFormatException(path, 4, $"header length {hdrLen} out of range");
         long tOff = hdrLen + (long)U32(8), tLen = U32(12), sOff = hdrLen + (long)U32(16), sLen = U32(20);
-        if (tOff + tLen > data.Length || sOff + sLen > data.Length)
-            throw new BtfFormatException(path, 8, "type or string section beyond the end of the file");
+        if (tOff + tLen > data.Length)
+            throw new BtfFormatException(path, 8, $"type section [{tOff}, {tOff + tLen}) beyond the end of the data ({data.Length})");
+        if (sOff + sLen > data.Length)
+            throw new BtfFormatException(path, 16, $"string section [{sOff}, {sOff + sLen}) beyond the end of the data ({data.Length})");
+        if (tLen > 0 && sLen > 0 && tOff < sOff + sLen && sOff < tOff + tLen)
+            throw new BtfFormatException(path, 8, "type and string sections overlap");
         typeStart = (int)tOff;
         typeEnd = (int)(tOff + tLen);
         strStart = (int)sOff;
         strLen = (int)sLen;
+        if (strLen > 0 && data[strStart + strLen - 1] != 0)
+            throw new BtfFormatException(path, strStart + strLen - 1, "string section does not end in a NUL");
+        if (baseBtf is null && (strLen == 0 || data[strStart] != 0))
+            throw new BtfFormatException(path, strStart, "string section does not start with the empty string");
+        strBase = baseBtf is null ? 0 : baseBtf.strBase + (uint)baseBtf.strLen;
         FirstId = baseBtf is null ? 1 : baseBtf.TypeCount + 1;
         typeOffsets = IndexTypes();
     }
 
+    /// <summary>Loads base BTF, e.g. /sys/kernel/btf/vmlinux.</summary>
     public static BtfFile Load(string path) => new(File.ReadAllBytes(path), path, null);
-    public static BtfFile Load(string path, BtfFile baseBtf) => new(File.ReadAllBytes(path), path, baseBtf);
-    public static BtfFile FromBytes(byte[] data, string name = "<memory>", BtfFile? baseBtf = null) => new(data, name, baseBtf);
 
+    /// <summary>Loads split BTF (e.g. /sys/kernel/btf/&lt;module&gt;) on top of its base: type ids and
+    /// string offsets continue after the base's.</summary>
+    public static BtfFile Load(string path, BtfFile baseBtf) =>
+        new(File.ReadAllBytes(path), path, baseBtf ?? throw new ArgumentNullException(nameof(baseBtf)));
+
+    /// <summary>Raw BTF already in memory (the array is used as is, not copied). name labels errors.</summary>
+    public static BtfFile FromBytes(byte[] data, string name = "<memory>", BtfFile? baseBtf = null) =>
+        new(data ?? throw new ArgumentNullException(nameof(data)), name, baseBtf);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     uint U32(int off) => BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(off, 4));
+
+    internal BtfFormatException Bad(long offset, string message) => new(Path, offset, message);
+
+    /// <summary>Bytes that follow the 12-byte common header for a record of this kind.</summary>
+    static long TrailerSize(BtfKind kind, int vlen) => kind switch
+    {
+        BtfKind.Int => 4,
+        BtfKind.Array => 12,
+        BtfKind.Struct or BtfKind.Union => 12L * vlen,
+        BtfKind.Enum => 8L * vlen,
+        BtfKind.FuncProto => 8L * vlen,
+        BtfKind.Var => 4,
+        BtfKind.Datasec => 12L * vlen,
+        BtfKind.DeclTag => 4,
+        BtfKind.Enum64 => 12L * vlen,
+        BtfKind.Ptr or BtfKind.Fwd or BtfKind.Typedef or BtfKind.Volatile or BtfKind.Const or BtfKind.Restrict
+            or BtfKind.Func or BtfKind.Float or BtfKind.TypeTag => 0,
+        _ => -1,
+    };
 
     int[] IndexTypes()
     {
-        var offs = new List<int>(1 << 17);
+        // the smallest record is 12 bytes: that bounds the count, and so the allocation
+        var offs = new int[Math.Max(16, (typeEnd - typeStart) / 24)];
+        int n = 0;
         int p = typeStart;
+        ReadOnlySpan<byte> d = data;
         while (p < typeEnd)
         {
             if (p + 12 > typeEnd)
-                throw new BtfFormatException(path, p, "truncated type record");
-            uint info = U32(p + 4);
+                throw Bad(p, $"truncated type record (id {FirstId + n})");
+            uint info = BinaryPrimitives.ReadUInt32LittleEndian(d.Slice(p + 4));
             int vlen = (int)(info & 0xffff);
             var kind = (BtfKind)((info >> 24) & 0x1f);
-            long extra = kind switch
-            {
-                BtfKind.Int => 4,
-                BtfKind.Array => 12,
-                BtfKind.Struct or BtfKind.Union => 12L * vlen,
-                BtfKind.Enum => 8L * vlen,
-                BtfKind.FuncProto => 8L * vlen,
-                BtfKind.Var => 4,
-                BtfKind.Datasec => 12L * vlen,
-                BtfKind.DeclTag => 4,
-                BtfKind.Enum64 => 12L * vlen,
-                BtfKind.Ptr or BtfKind.Fwd or BtfKind.Typedef or BtfKind.Volatile or BtfKind.Const or BtfKind.Restrict
-                    or BtfKind.Func or BtfKind.Float or BtfKind.TypeTag => 0,
-                _ => throw new BtfFormatException(path, p + 4, $"unknown kind {(int)kind}"),
-            };
+            long extra = TrailerSize(kind, vlen);
+            if (extra < 0)
+                throw Bad(p + 4, $"unknown kind {(int)kind} (id {FirstId + n})");
             if (p + 12 + extra > typeEnd)
-                throw new BtfFormatException(path, p, "type record runs past the type section");
-            offs.Add(p);
+                throw Bad(p, $"type record (id {FirstId + n}, {kind}, vlen {vlen}) runs past the type section end {typeEnd}");
+            if (n == offs.Length)
+                Array.Resize(ref offs, n * 2);
+            offs[n++] = p;
             p += 12 + (int)extra;
+            if ((long)FirstId + n > int.MaxValue - 1)
+                throw Bad(p, "too many types");
         }
-        return [.. offs];
+        return offs.AsSpan(0, n).ToArray();
     }
 
     // ---- raw access ----
 
-    (BtfFile File, int Off) Locate(int id)
+    /// <summary>The file holding type id and the record's offset in it. where labels a bad id in the error.</summary>
+    internal (BtfFile File, int Off) Locate(int id, long where = -1)
     {
-        if (id < FirstId)
+        var f = this;
+        while (id < f.FirstId)
         {
-            if (baseBtf is null || id <= 0)
-                throw new BtfFormatException(path, 0, $"type id {id} out of range");
-            return baseBtf.Locate(id);
+            if (f.baseBtf is null || id <= 0)
+                throw Bad(where < 0 ? typeStart : where, $"type id {id} out of range 1..{TypeCount}");
+            f = f.baseBtf;
         }
-        int i = id - FirstId;
-        if (i >= typeOffsets.Length)
-            throw new BtfFormatException(path, 0, $"type id {id} out of range (have {TypeCount})");
-        return (this, typeOffsets[i]);
+        int i = id - f.FirstId;
+        if (i >= f.typeOffsets.Length)
+            throw Bad(where < 0 ? typeStart : where, $"type id {id} out of range 1..{TypeCount}");
+        return (f, f.typeOffsets[i]);
     }
 
-    public BtfKind KindOf(int id) => id == 0 ? BtfKind.Unknown : Raw(id, (f, o) => (BtfKind)((f.U32(o + 4) >> 24) & 0x1f));
-
-    T Raw<T>(int id, Func<BtfFile, int, T> read)
+    /// <summary>Kind of a type; 0 (void) is Unknown.</summary>
+    public BtfKind KindOf(int id)
     {
+        if (id == 0)
+            return BtfKind.Unknown;
         var (f, o) = Locate(id);
-        return read(f, o);
+        return f.KindAt(o);
     }
 
-    public string NameOf(int id) => id == 0 ? "void" : Raw(id, (f, o) => f.Str(f.U32(o)));
-    int Vlen(int id) => Raw(id, (f, o) => (int)(f.U32(o + 4) & 0xffff));
-    int SizeOrType(int id) => Raw(id, (f, o) => (int)f.U32(o + 8));
+    BtfKind KindAt(int o) => (BtfKind)((U32(o + 4) >> 24) & 0x1f);
+    int VlenAt(int o) => (int)(U32(o + 4) & 0xffff);
+    bool KindFlagAt(int o) => (U32(o + 4) & 0x80000000) != 0;
 
-    /// <summary>A string by offset; split BTF continues the base's string offsets.</summary>
-    public string Str(uint off)
+    /// <summary>A type's raw name: "" for anonymous types, "void" for id 0.</summary>
+    public string NameOf(int id)
     {
-        if (baseBtf is not null)
-        {
-            if (off < baseBtf.strLen)
-                return baseBtf.Str(off);
-            off -= (uint)baseBtf.strLen;
-        }
-        if (off >= strLen)
-            throw new BtfFormatException(path, strStart, $"string offset {off} beyond the string section");
-        int s = strStart + (int)off, e = Array.IndexOf(data, (byte)0, s, strStart + strLen - s);
-        if (e < 0)
-            throw new BtfFormatException(path, s, "unterminated string");
-        return Encoding.UTF8.GetString(data, s, e - s);
+        if (id == 0)
+            return "void";
+        var (f, o) = Locate(id);
+        return f.Str(f.U32(o), o);
     }
+
+    /// <summary>A type's name with bpftool's "(anon)" for anonymous types.</summary>
+    public string DisplayNameOf(int id)
+    {
+        var n = NameOf(id);
+        return n.Length == 0 ? "(anon)" : n;
+    }
+
+    /// <summary>The common header of a type record.</summary>
+    public BtfType GetType(int id)
+    {
+        if (id == 0)
+            return new BtfType(0, BtfKind.Unknown, "void", 0, false, 0);
+        var (f, o) = Locate(id);
+        uint info = f.U32(o + 4);
+        return new BtfType(id, (BtfKind)((info >> 24) & 0x1f), f.Str(f.U32(o), o), (int)(info & 0xffff),
+            (info & 0x80000000) != 0, f.U32(o + 8));
+    }
+
+    /// <summary>A string by offset; in split BTF, offsets continue after the base's string section.</summary>
+    public string Str(uint off) => Str(off, -1);
+
+    string Str(uint off, long where)
+    {
+        var (f, s, len) = StrSpanAt(off, where);
+        return len == 0 ? "" : Encoding.UTF8.GetString(f.data, s, len);
+    }
+
+    /// <summary>Owning file, start and length of the NUL-terminated string at a (global) string offset.</summary>
+    (BtfFile File, int Start, int Length) StrSpanAt(uint off, long where)
+    {
+        var f = this;
+        while (off < f.strBase)
+            f = f.baseBtf!;
+        uint local = off - f.strBase;
+        if (local >= (uint)f.strLen)
+            throw Bad(where < 0 ? strStart : where, $"string offset {off} beyond the string section ({f.strBase + (uint)f.strLen} bytes)");
+        int s = f.strStart + (int)local;
+        // the section ends in a NUL (checked on load), so this always finds one
+        int e = f.data.AsSpan(s, f.strStart + f.strLen - s).IndexOf((byte)0);
+        return (f, s, e);
+    }
+
+    ReadOnlySpan<byte> NameBytes(int off)
+    {
+        var (f, s, len) = StrSpanAt(U32(off), off);
+        return f.data.AsSpan(s, len);
+    }
+
+    int RefAt(int off) => (int)U32(off);
 
     // ---- functions ----
 
-    /// <summary>The FUNC type id with this name, searched in this file (and the base for split BTF).</summary>
+    /// <summary>The FUNC type id with this name (the lowest id if several); searched here, then in the base.</summary>
     public int? FindFunction(string name)
     {
-        if (funcsByName is null)
+        var table = funcTable ?? BuildFuncTable();
+        int max = Encoding.UTF8.GetMaxByteCount(name.Length);
+        Span<byte> buf = max <= 512 ? stackalloc byte[512] : new byte[max];
+        int len = Encoding.UTF8.GetBytes(name, buf);
+        var key = buf[..len];
+        int mask = table.Length - 1;
+        for (int h = Hash(key) & mask; table[h] != 0; h = (h + 1) & mask)
         {
-            var d = new Dictionary<string, int>(64 * 1024);
-            for (int i = 0; i < typeOffsets.Length; i++)
-            {
-                int o = typeOffsets[i];
-                if ((BtfKind)((U32(o + 4) >> 24) & 0x1f) == BtfKind.Func)
-                    d.TryAdd(Str(U32(o)), FirstId + i);
-            }
-            funcsByName = d;
+            int i = table[h] - 1;
+            if (NameBytes(typeOffsets[i]).SequenceEqual(key))
+                return FirstId + i;
         }
-        return funcsByName.TryGetValue(name, out var id) ? id : baseBtf?.FindFunction(name);
+        return baseBtf?.FindFunction(name);
     }
 
+    /// <summary>All FUNC ids with this name, here and in the base (static functions of different files may share one).</summary>
+    public IEnumerable<int> FindFunctions(string name)
+    {
+        var result = new List<int>();
+        if (baseBtf is not null)
+            result.AddRange(baseBtf.FindFunctions(name));
+        var table = funcTable ?? BuildFuncTable();
+        var key = Encoding.UTF8.GetBytes(name);
+        int mask = table.Length - 1;
+        for (int h = Hash(key) & mask; table[h] != 0; h = (h + 1) & mask)
+        {
+            int i = table[h] - 1;
+            if (NameBytes(typeOffsets[i]).SequenceEqual(key))
+                result.Add(FirstId + i);
+        }
+        result.Sort();
+        return result;
+    }
+
+    static int Hash(ReadOnlySpan<byte> s)
+    {
+        // FNV-1a, then a final mix so low bits are usable as a table index
+        uint h = 2166136261;
+        foreach (byte b in s)
+            h = (h ^ b) * 16777619;
+        h ^= h >> 15;
+        h *= 0x2c1b3c6d;
+        h ^= h >> 12;
+        return (int)(h & 0x7fffffff);
+    }
+
+    int[] BuildFuncTable()
+    {
+        int count = 0;
+        foreach (int o in typeOffsets)
+            if (KindAt(o) == BtfKind.Func)
+                count++;
+        int size = 16;
+        while (size < count * 2)
+            size <<= 1;
+        var table = new int[size];
+        int mask = size - 1;
+        for (int i = 0; i < typeOffsets.Length; i++)
+        {
+            int o = typeOffsets[i];
+            if (KindAt(o) != BtfKind.Func)
+                continue;
+            int h = Hash(NameBytes(o)) & mask;
+            while (table[h] != 0)
+                h = (h + 1) & mask;
+            table[h] = i + 1; // ids are inserted in increasing order, so probing finds the lowest id first
+        }
+        funcCount = count;
+        return funcTable = table;
+    }
+
+    /// <summary>Number of FUNC types defined in this blob (not the base's).</summary>
+    public int LocalFunctionCount
+    {
+        get
+        {
+            if (funcCount < 0)
+                BuildFuncTable();
+            return funcCount;
+        }
+    }
+
+    /// <summary>Every FUNC defined in this blob (for split BTF: the module's own, not the base's), by increasing id.</summary>
     public IEnumerable<(int Id, string Name)> Functions()
     {
         for (int i = 0; i < typeOffsets.Length; i++)
         {
             int o = typeOffsets[i];
-            if ((BtfKind)((U32(o + 4) >> 24) & 0x1f) == BtfKind.Func)
-                yield return (FirstId + i, Str(U32(o)));
+            if (KindAt(o) == BtfKind.Func)
+                yield return (FirstId + i, Str(U32(o), o));
         }
     }
 
+    /// <summary>Ids of all types defined in this blob of the given kind, by increasing id.</summary>
+    public IEnumerable<int> TypesOfKind(BtfKind kind)
+    {
+        for (int i = 0; i < typeOffsets.Length; i++)
+            if (KindAt(typeOffsets[i]) == kind)
+                yield return FirstId + i;
+    }
+
+    /// <summary>The first type (here, then in the base) of this kind and name, e.g. (Struct, "task_struct").</summary>
+    public int? FindType(BtfKind kind, string name)
+    {
+        if (baseBtf?.FindType(kind, name) is { } b)
+            return b;
+        var key = Encoding.UTF8.GetBytes(name);
+        for (int i = 0; i < typeOffsets.Length; i++)
+        {
+            int o = typeOffsets[i];
+            if (KindAt(o) == kind && NameBytes(o).SequenceEqual(key))
+                return FirstId + i;
+        }
+        return null;
+    }
+
+    /// <summary>Linkage of a FUNC (static, global, extern).</summary>
+    public BtfLinkage GetFuncLinkage(int funcId)
+    {
+        var (f, o) = Expect(funcId, BtfKind.Func);
+        return (BtfLinkage)f.VlenAt(o);
+    }
+
+    /// <summary>The prototype of a FUNC: parameter names and types, return type and its classification.</summary>
     public FuncSignature GetFuncSignature(int funcId)
     {
-        if (KindOf(funcId) != BtfKind.Func)
-            throw new BtfFormatException(path, 0, $"type {funcId} is not a FUNC");
-        int proto = SizeOrType(funcId);
-        if (KindOf(proto) != BtfKind.FuncProto)
-            throw new BtfFormatException(path, 0, $"FUNC {funcId} does not point to a FUNC_PROTO");
-        int ret = SizeOrType(proto);
-        int n = Vlen(proto);
-        var ps = new List<BtfParam>(n);
-        bool variadic = false;
-        var (pf, po) = Locate(proto);
+        var (ff, fo) = Expect(funcId, BtfKind.Func);
+        int proto = ff.RefAt(fo + 8);
+        var (pf, po) = Locate(proto, fo + 8);
+        if (pf.KindAt(po) != BtfKind.FuncProto)
+            throw Bad(fo + 8, $"FUNC {funcId} refers to {pf.KindAt(po)} {proto}, not a FUNC_PROTO");
+        int ret = pf.RefAt(po + 8);
+        var (ps, variadic) = ReadParams(pf, po);
+        var (kind, size, signed) = ClassifyFull(ret);
+        return new FuncSignature(ff.Str(ff.U32(fo), fo), funcId, proto, (BtfLinkage)ff.VlenAt(fo), ret, kind, size, signed, ps, variadic, this);
+    }
+
+    /// <summary>Parameters of a FUNC_PROTO (a trailing unnamed void parameter means "..." and is left out).</summary>
+    public IReadOnlyList<BtfParam> GetParams(int protoId, out bool variadic)
+    {
+        var (pf, po) = Expect(protoId, BtfKind.FuncProto);
+        (var ps, variadic) = ReadParams(pf, po);
+        return ps;
+    }
+
+    (BtfParam[] Params, bool Variadic) ReadParams(BtfFile pf, int po)
+    {
+        int n = pf.VlenAt(po);
+        bool variadic = n > 0 && pf.RefAt(po + 12 + 8 * (n - 1) + 4) == 0;
+        if (variadic)
+            n--;
+        var ps = new BtfParam[n];
         for (int i = 0; i < n; i++)
         {
             int rec = po + 12 + 8 * i;
-            var pname = pf.Str(pf.U32(rec));
-            int ptype = (int)pf.U32(rec + 4);
-            if (ptype == 0 && i == n - 1)
-            {
-                variadic = true;
-                break;
-            }
-            ps.Add(new BtfParam(pname, ptype, FormatType(ptype)));
+            ps[i] = new BtfParam(this, pf.Str(pf.U32(rec), rec), pf.RefAt(rec + 4));
         }
-        var (kind, size, signed) = ClassifyFull(ret);
-        return new FuncSignature(NameOf(funcId), funcId, ret, kind, size, signed, ps, variadic);
+        return (ps, variadic);
     }
 
-    /// <summary>fentry/fexit trampolines take up to 6 integer/pointer/enum arguments or small structs
-    /// (up to 16 bytes), and a void, integer, pointer or enum result; variadic functions are refused.</summary>
-    public static bool IsFentryAttachable(FuncSignature sig, BtfFile btf)
+    (BtfFile File, int Off) Expect(int id, BtfKind kind)
     {
-        if (sig.IsVariadic || sig.Params.Count > 6)
-            return false;
-        if (sig.ReturnKind is not (ValueKind.Void or ValueKind.Int or ValueKind.Char or ValueKind.Bool or ValueKind.Pointer or ValueKind.Enum))
-            return false;
-        if (sig.ReturnSize > 8)
-            return false;
-        foreach (var p in sig.Params)
-        {
-            var (k, size, _) = btf.ClassifyFull(p.TypeId);
-            if (k is ValueKind.Void or ValueKind.Float or ValueKind.Other)
-                return false;
-            if (k is ValueKind.Struct or ValueKind.Union ? size > 16 : size > 8)
-                return false;
-        }
-        return true;
-    }
-
-    // ---- types ----
-
-    /// <summary>Skips typedef, const, volatile, restrict and type tags.</summary>
-    public int Resolve(int id)
-    {
-        for (int depth = 0; depth < MaxResolveDepth && id != 0; depth++)
-        {
-            var k = KindOf(id);
-            if (k is not (BtfKind.Typedef or BtfKind.Const or BtfKind.Volatile or BtfKind.Restrict or BtfKind.TypeTag))
-                return id;
-            id = SizeOrType(id);
-        }
-        return id == 0 ? 0 : throw new BtfFormatException(path, 0, $"type chain too deep or cyclic at id {id}");
-    }
-
-    public ValueKind Classify(int id) => ClassifyFull(id).Kind;
-
-    public (ValueKind Kind, int Size, bool Signed) ClassifyFull(int id)
-    {
-        id = Resolve(id);
         if (id == 0)
-            return (ValueKind.Void, 0, false);
+            throw Bad(typeStart, $"type 0 (void) is not a {kind}");
         var (f, o) = Locate(id);
-        var kind = (BtfKind)((f.U32(o + 4) >> 24) & 0x1f);
-        int size = (int)f.U32(o + 8);
-        switch (kind)
-        {
-            case BtfKind.Int:
-                uint enc = (f.U32(o + 12) >> 24) & 0xf;
-                if ((enc & 4) != 0)
-                    return (ValueKind.Bool, size, false);
-                if ((enc & 2) != 0)
-                    return (ValueKind.Char, size, (enc & 1) != 0);
-                return (ValueKind.Int, size, (enc & 1) != 0);
-            case BtfKind.Ptr:
-                return (ValueKind.Pointer, 8, false);
-            case BtfKind.Enum or BtfKind.Enum64:
-                return (ValueKind.Enum, size, (f.U32(o + 4) & 0x80000000) != 0 || kind == BtfKind.Enum);
-            case BtfKind.Struct:
-                return (ValueKind.Struct, size, false);
-            case BtfKind.Union:
-                return (ValueKind.Union, size, false);
-            case BtfKind.Float:
-                return (ValueKind.Float, size, true);
-            default:
-                return (ValueKind.Other, 0, false);
-        }
+        var k = f.KindAt(o);
+        if (k != kind)
+            throw f.Bad(o, $"type {id} is {k}, not {kind}");
+        return (f, o);
     }
-
-    /// <summary>C-like type text: "struct bpf_map *", "const char *", "unsigned int".</summary>
-    public string FormatType(int id)
-    {
-        var suffix = new StringBuilder();
-        for (int depth = 0; depth < MaxResolveDepth; depth++)
-        {
-            if (id == 0)
-                return "void" + Sep(suffix);
-            var k = KindOf(id);
-            switch (k)
-            {
-                case BtfKind.Ptr:
-                    suffix.Insert(0, '*');
-                    id = SizeOrType(id);
-                    continue;
-                case BtfKind.Const:
-                    return "const " + FormatType(SizeOrType(id)) + Sep(suffix);
-                case BtfKind.Volatile:
-                    return "volatile " + FormatType(SizeOrType(id)) + Sep(suffix);
-                case BtfKind.Restrict or BtfKind.TypeTag:
-                    id = SizeOrType(id);
-                    continue;
-                case BtfKind.Struct or BtfKind.Union or BtfKind.Enum or BtfKind.Enum64:
-                    var tag = k switch { BtfKind.Struct => "struct ", BtfKind.Union => "union ", _ => "enum " };
-                    var n = NameOf(id);
-                    return tag + (n.Length == 0 ? "(anon)" : n) + Sep(suffix);
-                case BtfKind.Fwd:
-                    return ((Raw(id, (f, o) => f.U32(o + 4)) & 0x80000000) != 0 ? "union " : "struct ") + NameOf(id) + Sep(suffix);
-                case BtfKind.FuncProto:
-                    return FormatType(SizeOrType(id)) + " (*)(...)" + (suffix.Length > 1 ? Sep(suffix.Remove(0, 1)) : "");
-                case BtfKind.Array:
-                    return FormatType(Raw(id, (f, o) => (int)f.U32(o + 12))) + "[]" + Sep(suffix);
-                default:
-                    var name = NameOf(id);
-                    return (name.Length == 0 ? "(anon)" : name) + Sep(suffix);
-            }
-        }
-        throw new BtfFormatException(path, 0, $"type chain too deep or cyclic at id {id}");
-    }
-
-    static string Sep(StringBuilder stars) => stars.Length == 0 ? "" : " " + stars;
 }

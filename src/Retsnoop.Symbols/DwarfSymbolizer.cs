@@ -95,25 +95,23 @@ internal sealed class DwarfIndex
                     covered[ui] = true;
                 r.Pos = end;
             }
-            var extra = new List<(ulong, ulong, int)>[Units.Length];
-            Parallel.For(0, Units.Length, i =>
+            // units .debug_aranges does not cover: their unit DIE's ranges (sequential on purpose:
+            // this runs under the lock, and a nested parallel loop there can starve the pool)
+            for (int i = 0; i < Units.Length; i++)
             {
                 if (covered[i] || Units[i].IsTypeUnit)
-                    return;
-                var l = new List<(ulong, ulong, int)>();
+                    continue;
                 foreach (var (lo, hi) in Units[i].UnitRanges())
                     if (lo != 0)
-                        l.Add((lo, hi, i));
-                extra[i] = l;
-            });
-            foreach (var e in extra)
-                if (e != null)
-                    list.AddRange(e);
+                        list.Add((lo, hi, i));
+            }
             var arr = list.ToArray();
             Array.Sort(arr, (x, y) => x.Item1.CompareTo(y.Item1));
             return addrIndex = arr;
         }
     }
+
+    public void EnsureAddrIndex() => AddrIndex();
 
     /// <summary>Units whose ranges contain the address (usually one).</summary>
     public IEnumerable<DwarfUnit> UnitsFor(ulong addr)
@@ -206,6 +204,8 @@ public sealed class DwarfSymbolizer : IDisposable
         {
             if (elf.FindSection(".debug_info") == null)
                 throw new DwarfFormatException($"{elfPath}: no .debug_info section (not a debug build?)");
+            if (elf.ElfType == 1 && elf.Sections.Any(x => x.Name is ".rela.debug_info" or ".rel.debug_info"))
+                throw new DwarfFormatException($"{elfPath}: relocatable object (ET_REL, e.g. a kernel module): open it with OpenRelocatable and its section addresses");
             return new DwarfSymbolizer(elf, bias);
         }
         catch
@@ -214,6 +214,35 @@ public sealed class DwarfSymbolizer : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Opens a relocatable object (ET_REL: a kernel module .ko with debug info). Its allocated
+    /// sections get the addresses given by name (for a loaded module:
+    /// <c>/sys/module/NAME/sections/.text</c> and friends); the others are laid out after one
+    /// another from 0. The DWARF relocations are applied in a private copy-on-write mapping.
+    /// <see cref="SectionAddresses"/> tells where each section ended up.
+    /// </summary>
+    public static DwarfSymbolizer OpenRelocatable(string path, IReadOnlyDictionary<string, ulong>? sectionAddresses = null)
+    {
+        var elf = ElfFile.OpenPrivate(path);
+        try
+        {
+            if (elf.ElfType != 1)
+                throw new DwarfFormatException($"{path}: not a relocatable object; use Open");
+            if (elf.FindSection(".debug_info") == null)
+                throw new DwarfFormatException($"{path}: no .debug_info section (not a debug build?)");
+            var addrs = elf.RelocateDebugSections(sectionAddresses);
+            return new DwarfSymbolizer(elf, 0) { SectionAddresses = addrs };
+        }
+        catch
+        {
+            elf.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>For <see cref="OpenRelocatable"/>: the address given to each allocated section.</summary>
+    public IReadOnlyDictionary<string, ulong>? SectionAddresses { get; private init; }
 
     /// <summary>GNU build id of the file (hex), null when it has none.</summary>
     public string? BuildId { get; }
@@ -287,6 +316,7 @@ public sealed class DwarfSymbolizer : IDisposable
     public IReadOnlyList<SourceFrame>[] SymbolizeAll(IReadOnlyList<ulong> addresses, bool inlines = true)
     {
         var res = new IReadOnlyList<SourceFrame>[addresses.Count];
+        index.EnsureAddrIndex(); // before going parallel: every worker needs it
         // group by unit so each worker parses distinct units
         var order = new int[addresses.Count];
         for (int i = 0; i < order.Length; i++)

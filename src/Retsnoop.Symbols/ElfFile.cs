@@ -6,7 +6,7 @@ using System.Runtime.InteropServices;
 namespace Retsnoop.Symbols;
 
 /// <summary>An ELF64 section header with its resolved name.</summary>
-public sealed record ElfSection(int Index, string Name, uint Type, ulong Flags, ulong Address, ulong Offset, ulong Size, uint Link, uint Info, ulong EntrySize)
+public sealed record ElfSection(int Index, string Name, uint Type, ulong Flags, ulong Address, ulong Offset, ulong Size, uint Link, uint Info, ulong EntrySize, ulong Align = 1)
 {
     public const uint SHT_SYMTAB = 2, SHT_NOTE = 7, SHT_NOBITS = 8, SHT_DYNSYM = 11;
     public const ulong SHF_COMPRESSED = 0x800, SHF_EXECINSTR = 0x4, SHF_ALLOC = 0x2;
@@ -54,15 +54,20 @@ public sealed unsafe class ElfFile : IDisposable
     public IReadOnlyList<ElfSection> Sections { get; }
     public IReadOnlyList<ElfSegment> Segments { get; }
 
-    ElfFile(string path)
+    readonly bool writable;
+
+    ElfFile(string path, bool copyOnWrite = false)
     {
+        writable = copyOnWrite;
         Path = path;
         var fi = new FileInfo(path);
         Length = fi.Length;
         if (Length < 64)
             throw new ElfFormatException($"{path}: too small for ELF");
-        mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        view = mmf.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        var acc = copyOnWrite ? MemoryMappedFileAccess.CopyOnWrite : MemoryMappedFileAccess.Read;
+        using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
+            mmf = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+        view = mmf.CreateViewAccessor(0, 0, acc);
         byte* p = null;
         view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         basePtr = p + view.PointerOffset;
@@ -79,11 +84,11 @@ public sealed unsafe class ElfFile : IDisposable
             shnum = (ushort)Math.Min(U64(Bytes((long)shoff + 32, 8)), ushort.MaxValue); // extended count in section 0
         if (shstrndx == 0xffff)
             shstrndx = (ushort)U32(Bytes((long)shoff + 40, 4));
-        var raw = new (uint name, uint type, ulong flags, ulong addr, ulong off, ulong size, uint link, uint info, ulong entsize)[shnum];
+        var raw = new (uint name, uint type, ulong flags, ulong addr, ulong off, ulong size, uint link, uint info, ulong align, ulong entsize)[shnum];
         for (int i = 0; i < shnum; i++)
         {
             var s = Bytes((long)shoff + (long)i * shentsize, 64);
-            raw[i] = (U32(s), U32(s[4..]), U64(s[8..]), U64(s[16..]), U64(s[24..]), U64(s[32..]), U32(s[40..]), U32(s[44..]), U64(s[56..]));
+            raw[i] = (U32(s), U32(s[4..]), U64(s[8..]), U64(s[16..]), U64(s[24..]), U64(s[32..]), U32(s[40..]), U32(s[44..]), U64(s[48..]), U64(s[56..]));
         }
         var secs = new ElfSection[shnum];
         for (int i = 0; i < shnum; i++)
@@ -92,7 +97,7 @@ public sealed unsafe class ElfFile : IDisposable
             if (shstrndx < shnum)
                 name = CString(Bytes((long)raw[shstrndx].off, (int)raw[shstrndx].size), (int)raw[i].name);
             var r = raw[i];
-            secs[i] = new ElfSection(i, name, r.type, r.flags, r.addr, r.off, r.size, r.link, r.info, r.entsize);
+            secs[i] = new ElfSection(i, name, r.type, r.flags, r.addr, r.off, r.size, r.link, r.info, r.entsize, r.align);
         }
         Sections = secs;
         var segs = new ElfSegment[phnum];
@@ -105,6 +110,81 @@ public sealed unsafe class ElfFile : IDisposable
     }
 
     public static ElfFile Open(string path) => new(path);
+
+    /// <summary>Opens a private copy-on-write mapping, so relocations can be applied in memory (ET_REL).</summary>
+    public static ElfFile OpenPrivate(string path) => new(path, copyOnWrite: true);
+
+    /// <summary>
+    /// For a relocatable object (ET_REL, e.g. a kernel module): gives its allocated sections
+    /// addresses (the ones given by name, e.g. from /sys/module/M/sections, else laid out one
+    /// after another from 0) and applies the x86-64 RELA relocations of the non-allocated
+    /// (.debug_*) sections in the private mapping. Returns each allocated section's address.
+    /// </summary>
+    public Dictionary<string, ulong> RelocateDebugSections(IReadOnlyDictionary<string, ulong>? sectionAddresses)
+    {
+        if (!writable)
+            throw new InvalidOperationException("open the file with OpenPrivate to relocate it");
+        if (Machine != 62)
+            throw new ElfFormatException($"{Path}: relocations for machine {Machine} are not supported (x86-64 only)");
+        var bases = new ulong[Sections.Count];
+        var result = new Dictionary<string, ulong>();
+        ulong next = 0;
+        foreach (var s in Sections)
+        {
+            if ((s.Flags & ElfSection.SHF_ALLOC) == 0 || s.Size == 0)
+                continue;
+            ulong a;
+            if (sectionAddresses != null && sectionAddresses.TryGetValue(s.Name, out var given))
+                a = given;
+            else
+            {
+                ulong al = Math.Max(s.Align, 1);
+                next = (next + al - 1) / al * al;
+                a = next;
+                next += s.Size;
+            }
+            bases[s.Index] = a;
+            result.TryAdd(s.Name, a);
+        }
+        var symtab = Sections.FirstOrDefault(x => x.Type == ElfSection.SHT_SYMTAB);
+        foreach (var rs in Sections)
+        {
+            if (rs.Type != 4 /* SHT_RELA */ || rs.Info >= Sections.Count)
+                continue;
+            var target = Sections[(int)rs.Info];
+            if ((target.Flags & ElfSection.SHF_ALLOC) != 0 || target.Type == ElfSection.SHT_NOBITS)
+                continue;
+            var syms = GetData(Sections[(int)rs.Link]).Span;
+            var rel = GetData(rs).Span;
+            var dst = GetData(target);
+            for (int i = 0; i + 24 <= rel.Length; i += 24)
+            {
+                ulong off = U64(rel[i..]), info = U64(rel[(i + 8)..]);
+                long addend = (long)U64(rel[(i + 16)..]);
+                uint type = (uint)info, sym = (uint)(info >> 32);
+                ulong S = 0;
+                if (sym != 0)
+                {
+                    var e = syms.Slice((int)sym * 24, 24);
+                    ushort shndx = U16(e[6..]);
+                    S = U64(e[8..]) + (shndx > 0 && shndx < bases.Length ? bases[shndx] : 0);
+                }
+                ulong v = S + (ulong)addend;
+                if (off >= (ulong)dst.Length)
+                    throw new ElfFormatException($"{Path}: relocation outside {target.Name}");
+                byte* p = dst.Pointer + (long)off;
+                switch (type)
+                {
+                    case 0: break;
+                    case 1: *(ulong*)p = v; break;             // R_X86_64_64
+                    case 10: case 11: *(uint*)p = (uint)v; break; // R_X86_64_32, 32S
+                    case 2: *(uint*)p = (uint)(v - (bases[target.Index] + off)); break; // PC32
+                    default: throw new ElfFormatException($"{Path}: relocation type {type} in {rs.Name} is not supported");
+                }
+            }
+        }
+        return result;
+    }
 
     static ushort U16(ReadOnlySpan<byte> s) => System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(s);
     static uint U32(ReadOnlySpan<byte> s) => System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(s);

@@ -113,6 +113,45 @@ public class ElfTests
         finally { Directory.Delete(dir, true); }
     }
 
+    [Theory]
+    [InlineData("-gdwarf-4")]
+    [InlineData("-gdwarf-5")]
+    public void Relocatable_object_at_its_linked_addresses_matches_the_linked_binary(string dwarf)
+    {
+        // a module-like ET_REL object: placed at the addresses its sections got in a linked
+        // program, every byte of its functions must symbolize exactly as in that program
+        var dir = Directory.CreateTempSubdirectory("rs-rel-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "t.c"), OracleTests.TestC);
+            Shell.Run($"cd {dir} && gcc -c -O2 {dwarf} -o t.o t.c && gcc -no-pie -o t t.o");
+            var obj = Path.Combine(dir, "t.o");
+            var bin = Path.Combine(dir, "t");
+            using var o = ElfFile.Open(obj);
+            using var b = ElfFile.Open(bin);
+            var linked = b.ReadSymbols().Where(x => x.Type == ElfSymbol.STT_FUNC).GroupBy(x => x.Name).ToDictionary(g => g.Key, g => g.First().Value);
+            var funcs = o.ReadSymbols().Where(x => x.Type == ElfSymbol.STT_FUNC && x.Size > 0).ToList();
+            // each code section's address = linked address of a function in it - its offset there
+            var placed = new Dictionary<string, ulong>();
+            foreach (var f in funcs)
+                placed[o.Sections[f.SectionIndex].Name] = linked[f.Name] - f.Value;
+            Assert.True(placed.Count >= 2, "expected .text and .text.startup");
+            using var rs = DwarfSymbolizer.OpenRelocatable(obj, placed);
+            using var ls = DwarfSymbolizer.Open(bin);
+            int n = 0;
+            foreach (var f in funcs)
+                for (ulong off = 0; off < f.Size; off++, n++)
+                {
+                    ulong a = linked[f.Name] + off;
+                    Assert.Equal(ls.Symbolize(a), rs.Symbolize(a));
+                }
+            Assert.True(n > 50);
+            Assert.Equal("t.c", rs.Symbolize(linked["insert"])[^1].File);
+            Assert.Contains(funcs, f => Enumerable.Range(0, (int)f.Size).Any(o => rs.Symbolize(linked[f.Name] + (ulong)o).Count >= 2));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void Not_an_elf_and_no_debug_info_are_clear_errors()
     {
@@ -125,6 +164,8 @@ public class ElfTests
         {
             var bin = Build(dir, "-g0");
             Assert.Contains(".debug_info", Assert.Throws<DwarfFormatException>(() => DwarfSymbolizer.Open(bin)).Message);
+            Shell.Run($"cd {dir} && gcc -c -g -O2 -o t.o t.c");
+            Assert.Contains("OpenRelocatable", Assert.Throws<DwarfFormatException>(() => DwarfSymbolizer.Open(Path.Combine(dir, "t.o"))).Message);
         }
         finally { Directory.Delete(dir, true); }
     }

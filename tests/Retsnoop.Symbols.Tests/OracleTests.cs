@@ -47,7 +47,7 @@ public class OracleTests(ITestOutputHelper output)
         Assert.True(r.ExactRate >= 0.95, r.Summary());
     }
 
-    const string TestC = """
+    internal const string TestC = """
         #include <stdio.h>
         #include <stdlib.h>
         #include <string.h>
