@@ -53,7 +53,9 @@ while ((line = stdin.ReadLine()) != null)
     addrs.Add(a);
     valid.Add(ok);
 }
-var all = sym.SymbolizeAll(addrs, inlines);
+var all = Environment.GetEnvironmentVariable("RS_SYMBOLIZE_SEQUENTIAL") == "1"
+    ? addrs.Select(a => sym.Symbolize(a, inlines)).ToArray()
+    : sym.SymbolizeAll(addrs, inlines);
 for (int i = 0; i < all.Length; i++)
 {
     var frames = valid[i] ? all[i] : [];
