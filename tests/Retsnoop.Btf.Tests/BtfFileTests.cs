@@ -1,161 +1,333 @@
 using System.Diagnostics;
-using System.Text.RegularExpressions;
 using Retsnoop.Btf;
+using Xunit.Abstractions;
 
 namespace Retsnoop.Btf.Tests;
 
 /// <summary>Our reader against bpftool's raw dump of this machine's real kernel BTF.</summary>
-public class BtfFileTests
+public class BtfFileTests(ITestOutputHelper output)
 {
-    const string Vmlinux = "/sys/kernel/btf/vmlinux";
-    static readonly Lazy<BtfFile> Btf = new(() => BtfFile.Load(Vmlinux));
-    static readonly Lazy<string[]> Raw = new(() => BpfTool($"btf dump file {Vmlinux} format raw").Split('\n'));
-
-    static string BpfTool(string args)
-    {
-        var tool = File.Exists("/usr/sbin/bpftool") ? "/usr/sbin/bpftool" : "bpftool";
-        var psi = new ProcessStartInfo(tool, args) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        var text = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"bpftool {args} failed: {p.StandardError.ReadToEnd()}");
-        return text;
-    }
-
-    static readonly Regex TypeLine = new(@"^\[(\d+)\] (\w+) '([^']*)'", RegexOptions.Compiled);
+    const string Vmlinux = Bpftool.Vmlinux;
+    internal static readonly Lazy<BtfFile> Btf = new(() => BtfFile.Load(Vmlinux));
+    static Dictionary<int, OracleType> ById => byId.Value;
+    static readonly Lazy<Dictionary<int, OracleType>> byId = new(() => Bpftool.VmlinuxTypes.ToDictionary(t => t.Id));
 
     [Fact]
-    public void EveryTypeKindAndNameMatchesBpftool()
+    public void EveryTypeMatchesBpftool()
     {
         var btf = Btf.Value;
-        int n = 0;
-        foreach (var line in Raw.Value)
-        {
-            var m = TypeLine.Match(line);
-            if (!m.Success)
-                continue;
-            int id = int.Parse(m.Groups[1].Value);
-            var kind = m.Groups[2].Value.Replace("_", "");
-            Assert.Equal(kind, btf.KindOf(id).ToString().ToUpperInvariant());
-            var name = m.Groups[3].Value;
-            if (name != "(anon)")
-                Assert.Equal(name, btf.NameOf(id));
-            n++;
-        }
+        var oracle = Bpftool.VmlinuxTypes;
+        OracleCompare.AssertAllMatch(btf, oracle, out int n, out int fields);
+        Assert.Equal(oracle.Count, n);
+        Assert.Equal(oracle.Count, btf.TypeCount);
+        Assert.Equal(oracle[^1].Id, btf.TypeCount);
         Assert.True(n > 10000, $"only {n} types compared");
-        Assert.Equal(n, btf.TypeCount);
+        output.WriteLine($"{n} types, {fields} fields compared with bpftool");
     }
 
     [Fact]
-    public void FunctionSignaturesMatchBpftool()
+    public void FindFunctionFindsEveryFunctionBpftoolLists()
     {
         var btf = Btf.Value;
-        foreach (var fname in new[] { "do_sys_openat2", "array_map_alloc_check", "bpf_map_area_alloc", "map_create" })
+        var firstByName = new Dictionary<string, int>();
+        foreach (var t in Bpftool.VmlinuxTypes)
+            if (t.Kind == "FUNC")
+                firstByName.TryAdd(t.Name, t.Id);
+        foreach (var (name, id) in firstByName)
+            Assert.Equal(id, btf.FindFunction(name));
+        Assert.Null(btf.FindFunction("no_such_function_in_any_kernel"));
+        Assert.Null(btf.FindFunction("task_struct")); // a STRUCT, not a FUNC
+        Assert.Null(btf.FindFunction(""));
+        var all = btf.Functions().ToList();
+        Assert.Equal(Bpftool.VmlinuxTypes.Where(t => t.Kind == "FUNC").Select(t => (t.Id, t.Name)), all);
+        Assert.Equal(all.Count, btf.LocalFunctionCount);
+        // duplicate names (static functions in several files) are all found
+        var dup = Bpftool.VmlinuxTypes.Where(t => t.Kind == "FUNC").GroupBy(t => t.Name).FirstOrDefault(g => g.Count() > 1);
+        if (dup is not null)
+            Assert.Equal(dup.Select(t => t.Id), btf.FindFunctions(dup.Key));
+        Assert.Equal(ById.Values.First(t => t.Kind == "STRUCT" && t.Name == "task_struct").Id, btf.FindType(BtfKind.Struct, "task_struct"));
+    }
+
+    /// <summary>C text of a type, computed from bpftool's records alone (the simple kinds that parameters use).</summary>
+    static string? OracleText(int id)
+    {
+        string stars = "";
+        for (int depth = 0; depth < 40; depth++)
         {
-            int? id = btf.FindFunction(fname);
-            Assert.NotNull(id);
-            var sig = btf.GetFuncSignature(id!.Value);
-            // bpftool: [FUNC id] 'name' type_id=PROTO; [PROTO] FUNC_PROTO '(anon)' ret_type_id=R vlen=N, then 'pname' type_id=T lines
-            int idx = Array.FindIndex(Raw.Value, l => l.StartsWith($"[{id}] FUNC '{fname}'"));
-            Assert.True(idx >= 0);
-            int proto = int.Parse(Regex.Match(Raw.Value[idx], @"type_id=(\d+)").Groups[1].Value);
-            int pidx = Array.FindIndex(Raw.Value, l => l.StartsWith($"[{proto}] FUNC_PROTO"));
-            var pm = Regex.Match(Raw.Value[pidx], @"ret_type_id=(\d+) vlen=(\d+)");
-            Assert.Equal(int.Parse(pm.Groups[1].Value), sig.ReturnTypeId);
-            int vlen = int.Parse(pm.Groups[2].Value);
-            Assert.Equal(vlen, sig.Params.Count);
-            for (int i = 0; i < vlen; i++)
+            if (id == 0)
+                return "void" + (stars.Length > 0 ? " " + stars : "");
+            var t = ById[id];
+            string Tail() => stars.Length > 0 ? " " + stars : "";
+            switch (t.Kind)
             {
-                var am = Regex.Match(Raw.Value[pidx + 1 + i], @"'([^']*)' type_id=(\d+)");
-                Assert.Equal(am.Groups[1].Value, sig.Params[i].Name);
-                Assert.Equal(int.Parse(am.Groups[2].Value), sig.Params[i].TypeId);
+                case "PTR":
+                    stars = "*" + stars;
+                    id = t.I("type_id");
+                    continue;
+                case "TYPE_TAG":
+                    id = t.I("type_id");
+                    continue;
+                case "CONST" or "VOLATILE":
+                {
+                    var target = ById.GetValueOrDefault(t.I("type_id"));
+                    if (target?.Kind is "PTR" or "ARRAY" or "FUNC_PROTO" or "TYPE_TAG" or "CONST" or "VOLATILE" or "RESTRICT")
+                        return null; // qualified pointers and the like: not modelled here
+                    var inner = OracleText(t.I("type_id"));
+                    return inner is null ? null : t.Kind.ToLowerInvariant() + " " + inner + Tail();
+                }
+                case "STRUCT" or "UNION" or "ENUM" or "ENUM64":
+                    return (t.Kind == "ENUM64" ? "enum" : t.Kind.ToLowerInvariant()) + " " + t.Name + Tail();
+                case "FWD":
+                    return t.Attrs["fwd_kind"] + " " + t.Name + Tail();
+                case "INT" or "TYPEDEF" or "FLOAT":
+                    return t.Name + Tail();
+                default:
+                    return null; // arrays, function pointers, restrict
             }
         }
+        return null;
     }
 
     [Fact]
-    public void ClassifiesResults()
+    public void SignaturesOfEveryFunctionMatchBpftool()
     {
         var btf = Btf.Value;
-        FuncSignature Sig(string n) => btf.GetFuncSignature(btf.FindFunction(n)!.Value);
+        int funcs = 0, texts = 0;
+        foreach (var f in Bpftool.VmlinuxTypes.Where(t => t.Kind == "FUNC"))
+        {
+            var sig = btf.GetFuncSignature(f.Id);
+            var proto = ById[f.I("type_id")];
+            Assert.Equal(f.Name, sig.Name);
+            Assert.Equal(proto.Id, sig.ProtoId);
+            Assert.Equal(proto.I("ret_type_id"), sig.ReturnTypeId);
+            var lines = proto.Lines;
+            bool variadic = lines.Count > 0 && lines[^1].EndsWith(" type_id=0");
+            Assert.Equal(variadic, sig.IsVariadic);
+            Assert.Equal(lines.Count - (variadic ? 1 : 0), sig.Params.Count);
+            for (int i = 0; i < sig.Params.Count; i++)
+            {
+                var parts = lines[i].Split(" type_id=");
+                Assert.Equal(parts[0].Trim('\''), sig.Params[i].Name.Length == 0 ? "(anon)" : sig.Params[i].Name);
+                int pt = int.Parse(parts[1]);
+                Assert.Equal(pt, sig.Params[i].TypeId);
+                if (OracleText(pt) is { } expected)
+                {
+                    Assert.Equal(expected, sig.Params[i].TypeText);
+                    texts++;
+                }
+            }
+            if (OracleText(sig.ReturnTypeId) is { } rt)
+            {
+                Assert.Equal(rt, sig.ReturnTypeText);
+                texts++;
+            }
+            CheckClassification(btf, sig.ReturnTypeId, (sig.ReturnKind, sig.ReturnSize, sig.ReturnSigned));
+            funcs++;
+        }
+        output.WriteLine($"{funcs} signatures, {texts} type texts compared with bpftool");
+        Assert.True(texts > funcs);
+    }
+
+    /// <summary>Classification from bpftool's records: typedefs and qualifiers skipped by hand.</summary>
+    static void CheckClassification(BtfFile btf, int id, (ValueKind Kind, int Size, bool Signed) ours)
+    {
+        while (id != 0 && ById[id].Kind is "TYPEDEF" or "CONST" or "VOLATILE" or "RESTRICT" or "TYPE_TAG")
+            id = ById[id].I("type_id");
+        if (id == 0)
+        {
+            Assert.Equal((ValueKind.Void, 0, false), ours);
+            return;
+        }
+        var t = ById[id];
+        var expected = t.Kind switch
+        {
+            "INT" when t.Attrs["encoding"] == "BOOL" => (ValueKind.Bool, t.I("size"), false),
+            "INT" when t.Name == "char" || t.Attrs["encoding"] == "CHAR" => (ValueKind.Char, t.I("size"), t.Attrs["encoding"] == "SIGNED"),
+            "INT" => (ValueKind.Int, t.I("size"), t.Attrs["encoding"] == "SIGNED"),
+            "PTR" => (ValueKind.Pointer, 8, false),
+            "ENUM" or "ENUM64" => (ValueKind.Enum, t.I("size"), t.Attrs["encoding"] == "SIGNED"),
+            "STRUCT" => (ValueKind.Struct, t.I("size"), false),
+            "UNION" => (ValueKind.Union, t.I("size"), false),
+            "FLOAT" => (ValueKind.Float, t.I("size"), true),
+            _ => (ValueKind.Other, 0, false),
+        };
+        Assert.Equal(expected, ours);
+        Assert.Equal(expected.Item1, btf.Classify(id));
+    }
+
+    FuncSignature Sig(string name) => Btf.Value.GetFuncSignature(Btf.Value.FindFunction(name) ?? throw new Exception($"{name} not in BTF"));
+
+    /// <summary>The INT bpftool shows at the end of a typedef/qualifier chain.</summary>
+    static OracleType OracleInt(int id)
+    {
+        while (ById[id].Kind != "INT")
+            id = ById[id].I("type_id");
+        return ById[id];
+    }
+
+    [Fact]
+    public void KnownFunctions()
+    {
+        var btf = Btf.Value;
         var open = Sig("do_sys_openat2");
-        Assert.Equal(ValueKind.Int, open.ReturnKind);
-        // its result type differs between kernels (long, later int): take the size bpftool reports
-        var retLine = Raw.Value.First(l => l.StartsWith($"[{btf.Resolve(open.ReturnTypeId)}] INT"));
-        Assert.Equal(int.Parse(Regex.Match(retLine, @"size=(\d+)").Groups[1].Value), open.ReturnSize);
-        Assert.True(open.ReturnSigned);
+        // its result type differs between kernels (long, later int): take the name and size bpftool reports
+        var ret = OracleInt(open.ReturnTypeId);
+        Assert.Equal(ret.Name, open.ReturnTypeText);
+        Assert.Equal((ValueKind.Int, ret.I("size"), true), (open.ReturnKind, open.ReturnSize, open.ReturnSigned));
+        Assert.Equal(["dfd", "filename", "how"], open.Params.Select(p => p.Name));
+        Assert.Equal(["int", "const char *", "struct open_how *"], open.Params.Select(p => p.TypeText));
+        Assert.Equal($"{ret.Name} do_sys_openat2(int dfd, const char *filename, struct open_how *how)", open.ToString());
+        Assert.Equal(BtfLinkage.Static, open.Linkage);
+
+        var check = Sig("array_map_alloc_check");
+        Assert.Equal((ValueKind.Int, 4, true), (check.ReturnKind, check.ReturnSize, check.ReturnSigned));
+        Assert.Equal("int", check.ReturnTypeText);
+        Assert.Equal(("attr", "union bpf_attr *"), (check.Params[0].Name, check.Params[0].TypeText));
+
+        var alloc = Sig("bpf_map_area_alloc");
+        Assert.Equal((ValueKind.Pointer, 8), (alloc.ReturnKind, alloc.ReturnSize));
+        Assert.Equal("void *", alloc.ReturnTypeText);
+
         var sysBpf = Sig("__x64_sys_bpf");
         Assert.Equal((ValueKind.Int, 8, true), (sysBpf.ReturnKind, sysBpf.ReturnSize, sysBpf.ReturnSigned));
-        Assert.Equal(["dfd", "filename", "how"], open.Params.Select(p => p.Name));
-        Assert.Equal("const char *", open.Params[1].TypeText);
-        Assert.Equal("struct open_how *", open.Params[2].TypeText);
-        var check = Sig("array_map_alloc_check");
-        Assert.Equal((ValueKind.Int, 4), (check.ReturnKind, check.ReturnSize));
-        Assert.Equal("union bpf_attr *", check.Params[0].TypeText);
-        Assert.Equal(ValueKind.Pointer, Sig("bpf_map_area_alloc").ReturnKind);
+        Assert.Equal("const struct pt_regs *", sysBpf.Params[0].TypeText);
+
         Assert.True(BtfFile.IsFentryAttachable(open, btf));
+        Assert.True(btf.IsFentryAttachable(check));
+        // a void function and a bool one
+        var v = btf.Functions().Select(f => btf.GetFuncSignature(f.Id)).First(s => s.ReturnKind == ValueKind.Void);
+        Assert.Equal("void", v.ReturnTypeText);
+        var b = Sig("capable");
+        Assert.Equal((ValueKind.Bool, 1), (b.ReturnKind, b.ReturnSize));
+        Assert.Equal("bool", b.ReturnTypeText);
     }
 
     [Fact]
-    public void ModuleSplitBtf()
+    public void FormatsDeclarationsLikeC()
     {
-        var mod = Directory.GetFiles("/sys/kernel/btf").Select(Path.GetFileName).FirstOrDefault(n => n != "vmlinux");
-        if (mod is null)
-            return; // this kernel has no modules with BTF: nothing to compare
-        var split = BtfFile.Load($"/sys/kernel/btf/{mod}", Btf.Value);
-        var raw = BpfTool($"btf dump file /sys/kernel/btf/{mod} base {Vmlinux} format raw").Split('\n');
-        int n = 0;
-        foreach (var line in raw)
-        {
-            var m = TypeLine.Match(line);
-            if (!m.Success)
-                continue;
-            int id = int.Parse(m.Groups[1].Value);
-            Assert.Equal(m.Groups[2].Value.Replace("_", ""), split.KindOf(id).ToString().ToUpperInvariant());
-            if (m.Groups[3].Value != "(anon)")
-                Assert.Equal(m.Groups[3].Value, split.NameOf(id));
-            n++;
-        }
-        Assert.True(split.FirstId > 1000);
+        var btf = Btf.Value;
+        int task = btf.FindType(BtfKind.Struct, "task_struct")!.Value;
+        var comm = btf.GetMembers(task).Single(m => m.Name == "comm");
+        Assert.Matches(@"^char comm\[\d+\]$", btf.FormatDeclaration(comm.TypeId, comm.Name));
+        Assert.Matches(@"^char\[\d+\]$", btf.FormatType(comm.TypeId));
+        Assert.Equal(16, btf.SizeOf(comm.TypeId));
+        Assert.Equal(ById[task].I("size"), btf.SizeOf(task));
+        // a function pointer member: struct file_operations.open
+        int fops = btf.FindType(BtfKind.Struct, "file_operations")!.Value;
+        var openM = btf.GetMembers(fops).Single(m => m.Name == "open");
+        Assert.Equal("int (*open)(struct inode *, struct file *)", btf.FormatDeclaration(openM.TypeId, "open"));
+        Assert.Equal("int (*)(struct inode *, struct file *)", btf.FormatType(openM.TypeId));
+        // bitfields with kind_flag, and their text
+        var bf = btf.GetMembers(task).First(m => m.IsBitfield);
+        Assert.Contains($" : {bf.BitfieldSize};", btf.FormatMembers(task));
+        Assert.Contains($"/* {bf.BitOffset / 8}:{bf.BitOffset % 8} */", btf.FormatMembers(task));
+        // an anonymous union
+        var anonUnion = Bpftool.VmlinuxTypes.First(t => t.Kind == "UNION" && t.Name == "(anon)");
+        Assert.Equal("union (anon)", btf.FormatType(anonUnion.Id));
+        Assert.Equal("(anon)", btf.DisplayNameOf(anonUnion.Id));
+        Assert.Equal("", btf.NameOf(anonUnion.Id));
     }
 
     [Fact]
-    public void CorruptedInputEndsInBtfFormatException()
+    public void SizeOfMatchesBpftoolForAllSizedTypes()
+    {
+        var btf = Btf.Value;
+        int n = 0;
+        foreach (var t in Bpftool.VmlinuxTypes)
+        {
+            long? expected = t.Kind switch
+            {
+                "INT" or "STRUCT" or "UNION" or "ENUM" or "ENUM64" or "FLOAT" or "DATASEC" => t.L("size"),
+                "PTR" => 8,
+                "ARRAY" => OracleSize(t.Id),
+                "FUNC" or "FUNC_PROTO" or "FWD" => 0,
+                _ => null,
+            };
+            if (expected is { } e)
+            {
+                Assert.Equal(e, btf.SizeOf(t.Id));
+                n++;
+            }
+        }
+        Assert.True(n > 100000, $"{n}");
+    }
+
+    static long OracleSize(int id)
+    {
+        var t = ById[id];
+        return t.Kind switch
+        {
+            "ARRAY" => t.L("nr_elems") * OracleSize(t.I("type_id")),
+            "PTR" => 8,
+            "TYPEDEF" or "CONST" or "VOLATILE" or "RESTRICT" or "TYPE_TAG" => OracleSize(t.I("type_id")),
+            _ => t.L("size"),
+        };
+    }
+
+    [Fact]
+    public void EnumNamesMatchBpftool()
+    {
+        var btf = Btf.Value;
+        int n = 0;
+        foreach (var t in Bpftool.VmlinuxTypes.Where(t => t.Kind is "ENUM" or "ENUM64"))
+        {
+            var firstByValue = new Dictionary<string, string>();
+            foreach (var line in t.Lines)
+            {
+                var parts = line.Split(" val=");
+                firstByValue.TryAdd(parts[1].TrimEnd('L', 'U'), parts[0].Trim('\''));
+            }
+            foreach (var (val, name) in firstByValue)
+            {
+                long v = val.StartsWith('-') ? long.Parse(val) : (long)ulong.Parse(val);
+                Assert.Equal(name, btf.EnumName(t.Id, v));
+                n++;
+            }
+        }
+        Assert.True(n > 1000);
+        // through a typedef-free lookup of a well known enum, and a value no constant has
+        int bpfCmd = btf.FindType(BtfKind.Enum, "bpf_cmd")!.Value;
+        Assert.Equal("BPF_MAP_CREATE", btf.EnumName(bpfCmd, 0));
+        Assert.Null(btf.EnumName(bpfCmd, 123456789));
+        Assert.Null(btf.EnumName(btf.FindType(BtfKind.Struct, "task_struct")!.Value, 0));
+    }
+
+    [Fact]
+    public void LoadAndLookupAreFast()
+    {
+        // warm the JIT on one load, then measure a fresh load + first lookup (builds the FUNC index)
+        BtfFile.Load(Vmlinux).FindFunction("do_sys_openat2");
+        var times = new List<double>();
+        for (int i = 0; i < 5; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            var b = BtfFile.Load(Vmlinux);
+            double load = sw.Elapsed.TotalMilliseconds;
+            var id = b.FindFunction("do_sys_openat2");
+            var sig = b.GetFuncSignature(id!.Value);
+            _ = sig.Params[2].TypeText;
+            double total = sw.Elapsed.TotalMilliseconds;
+            sw.Restart();
+            for (int k = 0; k < 10000; k++)
+                b.FindFunction("array_map_alloc_check");
+            double per = sw.Elapsed.TotalMilliseconds * 1000 / 10000;
+            output.WriteLine($"load {load:F1} ms, load+first lookup+signature {total:F1} ms, later lookups {per:F2} µs");
+            times.Add(total);
+        }
+        Assert.True(times.Min() < 100, $"best load+lookup {times.Min():F1} ms");
+    }
+
+    [Fact]
+    public void RejectsBigEndianAndNonBtf()
     {
         var good = File.ReadAllBytes(Vmlinux);
-        var rng = new Random(1234);
-        int results = 0, errors = 0;
-        for (int i = 0; i < 300; i++)
-        {
-            var bad = (byte[])good.Clone();
-            switch (i % 3)
-            {
-                case 0:
-                    bad = bad[..rng.Next(0, bad.Length)];
-                    break;
-                case 1:
-                    for (int k = 0; k < 8; k++)
-                        bad[rng.Next(0, Math.Min(bad.Length, 4096))] ^= (byte)rng.Next(1, 256);
-                    break;
-                default:
-                    BitConverter.GetBytes(uint.MaxValue - (uint)rng.Next(0, 1000)).CopyTo(bad, 4 + 4 * rng.Next(0, 5));
-                    break;
-            }
-            try
-            {
-                var b = BtfFile.FromBytes(bad, "mutant");
-                var f = b.FindFunction("do_sys_openat2");
-                if (f is { } id)
-                    b.GetFuncSignature(id);
-                results++;
-            }
-            catch (BtfFormatException e)
-            {
-                Assert.Contains("mutant", e.Message);
-                errors++;
-            }
-        }
-        Assert.Equal(300, results + errors);
-        Assert.True(errors > 100);
+        var be = (byte[])good.Clone();
+        (be[0], be[1]) = (be[1], be[0]);
+        var e = Assert.Throws<BtfEndiannessException>(() => BtfFile.FromBytes(be, "be"));
+        Assert.Equal(0, e.Offset);
+        Assert.Contains("be", e.Message);
+        var elf = Assert.Throws<BtfFormatException>(() => BtfFile.FromBytes("\x7f" + "ELF\x02\x01\x01" + new string('\0', 40) is var s ? System.Text.Encoding.Latin1.GetBytes(s) : [], "elf"));
+        Assert.Contains("magic", elf.Message);
+        Assert.Throws<BtfFormatException>(() => BtfFile.FromBytes([], "empty"));
     }
 }
