@@ -1,0 +1,58 @@
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
+namespace Retsnoop.VmTests;
+
+/// <summary>
+/// simfail cases with the functions to trace and the chain the tool must print. The chains were
+/// cross-checked in the 6.12 guest with bpftrace, e.g. for the per-CPU array case:
+///   bpftrace -e 'kretprobe:array_map_alloc_check,kretprobe:map_create,kretprobe:__sys_bpf { printf("%s %d\n", probe, retval); }'
+/// printed array_map_alloc_check -7, map_create -7, __sys_bpf -7 for `simfail bpf-bad-map-val-size-percpu-array`.
+/// </summary>
+public static class StackModeCases
+{
+    public sealed record Failure(string SimfailCase, string Globs, string[] Chain, string Errno, string Origin, string OriginResult);
+
+    public static readonly Failure[] Failures =
+    [
+        new("bpf-bad-map-val-size-percpu-array", "-e '*sys_bpf' -a map_create -a array_map_alloc_check",
+            ["__x64_sys_bpf", "__sys_bpf", "map_create", "array_map_alloc_check"], "[-E2BIG]", "array_map_alloc_check", "[-E2BIG]"),
+        new("bpf-bad-map-key-size-array", "-e '*sys_bpf' -a map_create -a array_map_alloc_check",
+            ["__x64_sys_bpf", "__sys_bpf", "map_create", "array_map_alloc_check"], "[-EINVAL]", "array_map_alloc_check", "[-EINVAL]"),
+        new("bpf-bad-map-key-size-stackmap", "-e '*sys_bpf' -a map_create -a stack_map_alloc",
+            ["__x64_sys_bpf", "__sys_bpf", "map_create", "stack_map_alloc"], "[-EINVAL]", "stack_map_alloc", "[-EINVAL]"),
+        new("bpf-bad-map-max-entries-ringbuf", "-e '*sys_bpf' -a map_create -a ringbuf_map_alloc",
+            ["__x64_sys_bpf", "__sys_bpf", "map_create", "ringbuf_map_alloc"], "[-EINVAL]", "ringbuf_map_alloc", "[-EINVAL]"),
+        // outside BPF: get_fs_type finds no such filesystem type (NULL), path_mount turns it into -ENODEV
+        new("mount-unknown-fs", "-e '*sys_mount' -a path_mount -a get_fs_type",
+            ["__x64_sys_mount", "path_mount", "get_fs_type"], "[-ENODEV]", "get_fs_type", "[NULL]"),
+        // do_vfs_ioctl says -ENOIOCTLCMD (handled), then vfs_ioctl finds no ioctl for /dev/null
+        new("ioctl-unsupported", "-e '*sys_ioctl' -a do_vfs_ioctl -a vfs_ioctl",
+            ["__x64_sys_ioctl", "vfs_ioctl"], "[-ENOTTY]", "vfs_ioctl", "[-ENOTTY]"),
+    ];
+
+    public static string CaseName(string mode, Failure f) => $"{mode.TrimStart('-').Replace(" ", "")}-{f.SimfailCase}";
+
+    public static List<VmCase> For(string kernel, string[] modes)
+    {
+        var cases = new List<VmCase>();
+        foreach (var mode in modes)
+        {
+            foreach (var f in Failures)
+                cases.Add(new(CaseName(mode, f), $"traced \"$SIMFAIL_BIN {f.SimfailCase}\" -- {mode} -n simfail {f.Globs}"));
+        }
+        var pc = Failures[0];
+        // filters: another pid sees nothing, -x EINVAL drops an -E2BIG stack, -L 1000 drops a fast one
+        cases.Add(new("filter-other-pid", $"traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -p 1 {pc.Globs}"));
+        cases.Add(new("filter-allow-einval", $"traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -x EINVAL -n simfail {pc.Globs}"));
+        cases.Add(new("filter-allow-e2big", $"traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -x E2BIG -n simfail {pc.Globs}"));
+        cases.Add(new("filter-longer", $"traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -L 1000 -n simfail {pc.Globs}"));
+        // bad input: one line, non-zero exit
+        cases.Add(new("bad-errno", "\"$RETSNOOP_BIN\" -e '*sys_bpf' -x ENOSUCHERR"));
+        cases.Add(new("bad-glob", "\"$RETSNOOP_BIN\" -e '*sys_bpf' -a 'no_such_function_xyz*'"));
+        cases.Add(new("not-root", "setpriv --reuid=65534 --regid=65534 --clear-groups \"$RETSNOOP_BIN\" -e '*sys_bpf'"));
+        cases.Add(new("dry-run", $"\"$RETSNOOP_BIN\" --dry-run -v {pc.Globs}"));
+        cases.Add(new("version-features", "\"$RETSNOOP_BIN\" -V -v"));
+        cases.Add(new("sigterm-detach", $"STOP_SIGNAL=TERM traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -n simfail {pc.Globs}"));
+        return cases;
+    }
+}

@@ -1,0 +1,162 @@
+namespace Retsnoop.VmTests;
+
+public sealed class Kernel612 : IDisposable
+{
+    public static readonly string[] Modes = ["-M", "-F", "-K"];
+    public VmBoot Boot { get; } = VmBoot.Run("6.12", StackModeCases.For("6.12", Modes), timeoutSeconds: 1800);
+    public void Dispose() { }
+}
+
+public sealed class Kernel61 : IDisposable
+{
+    public static readonly string[] Modes = ["-M", "-F"];
+    public VmBoot Boot { get; } = VmBoot.Run("6.1", StackModeCases.For("6.1", Modes), timeoutSeconds: 1500);
+    public void Dispose() { }
+}
+
+public abstract class StackModeTestsBase(VmBoot boot)
+{
+    protected VmBoot Boot => boot;
+
+    protected static PrintedStack SingleStack(CaseResult r)
+    {
+        var stacks = PrintedStack.Parse(r.TracerOut);
+        Assert.True(stacks.Count == 1, $"expected one stack, got {stacks.Count}\n{r.Describe()}");
+        return stacks[0];
+    }
+
+    protected void AssertFailureStack(string mode, StackModeCases.Failure f)
+    {
+        var r = boot.Case(StackModeCases.CaseName(mode, f));
+        Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
+        Assert.Contains($"{f.SimfailCase}: -", r.File("trigger.out"));
+        var s = SingleStack(r);
+        Assert.Equal("simfail", s.Comm);
+        Assert.True(s.HasChain(f.Chain), $"chain {string.Join(" > ", s.Chain)} lacks {string.Join(" > ", f.Chain)}\n{r.Describe()}");
+        Assert.Equal(f.Chain[0], s.Frames[0].Function);
+        Assert.Equal(f.Errno, s.Frames[0].Result);
+        var origin = s.Frames[^1];
+        Assert.Equal(f.Origin, origin.Function);
+        Assert.Equal(f.OriginResult, origin.Result);
+        Assert.True(origin.TrackedOnly, $"the origin is not marked '!'\n{r.Describe()}");
+        Assert.Matches(@"Detaching\.\.\. DONE in \d+ ms\.", r.TracerOut);
+    }
+
+    protected void FiltersAndErrors()
+    {
+        var other = boot.Case("filter-other-pid");
+        Assert.True(other.TracerRc == 0, other.Describe());
+        Assert.Empty(PrintedStack.Parse(other.TracerOut));
+        var einval = boot.Case("filter-allow-einval");
+        Assert.True(einval.TracerRc == 0, einval.Describe());
+        Assert.Empty(PrintedStack.Parse(einval.TracerOut));
+        var e2big = boot.Case("filter-allow-e2big");
+        Assert.Single(PrintedStack.Parse(e2big.TracerOut));
+        var longer = boot.Case("filter-longer");
+        Assert.True(longer.TracerRc == 0, longer.Describe());
+        Assert.Empty(PrintedStack.Parse(longer.TracerOut));
+
+        foreach (var (name, text) in new[] { ("bad-errno", "unknown error 'ENOSUCHERR'"), ("bad-glob", "'no_such_function_xyz*'"), ("not-root", "needs root or CAP_BPF") })
+        {
+            var r = boot.Case(name);
+            Assert.True(r.Rc is > 0, r.Describe());
+            var lines = r.File("stderr").Trim().Split('\n');
+            Assert.True(lines.Length == 1 && lines[0].StartsWith("retsnoop: ") && lines[0].Contains(text), r.Describe());
+        }
+        var term = boot.Case("sigterm-detach");
+        Assert.True(term.TracerRc == 0, term.Describe());
+        Assert.Single(PrintedStack.Parse(term.TracerOut));
+        Assert.Matches(@"Detaching\.\.\. DONE in \d+ ms\.", term.TracerOut);
+    }
+}
+
+[CollectionDefinition("6.12")]
+public sealed class Kernel612Collection : ICollectionFixture<Kernel612>;
+
+[Collection("6.12")]
+public sealed class StackMode612Tests(Kernel612 k) : StackModeTestsBase(k.Boot)
+{
+    public static TheoryData<string, int> Matrix()
+    {
+        var d = new TheoryData<string, int>();
+        foreach (var m in Kernel612.Modes)
+            for (int i = 0; i < StackModeCases.Failures.Length; i++)
+                d.Add(m, i);
+        return d;
+    }
+
+    [Theory]
+    [MemberData(nameof(Matrix))]
+    public void FailingCallChain(string mode, int failure) => AssertFailureStack(mode, StackModeCases.Failures[failure]);
+
+    [Fact]
+    public void Filters_and_bad_input() => FiltersAndErrors();
+
+    [Fact]
+    public void DefaultModeUsesKprobeMulti()
+    {
+        var r = Boot.Case("M-" + StackModeCases.Failures[0].SimfailCase);
+        Assert.DoesNotContain("falling back", r.TracerErr);
+    }
+
+    [Fact]
+    public void DryRunListsFunctionsAndAttachesNothing()
+    {
+        var r = Boot.Case("dry-run");
+        Assert.True(r.Rc == 0, r.Describe());
+        Assert.Contains("Dry run: would attach", r.File("stdout"));
+        Assert.Matches(@"entry\s+__x64_sys_bpf", r.File("stdout"));
+        Assert.Matches(@"allow\s+array_map_alloc_check", r.File("stdout"));
+        Assert.DoesNotContain("Receiving data", r.File("stdout"));
+    }
+
+    [Fact]
+    public void FeatureReport()
+    {
+        var r = Boot.Case("version-features");
+        Assert.True(r.Rc == 0, r.Describe());
+        var o = r.File("stdout");
+        Assert.Contains("kernel BTF (/sys/kernel/btf/vmlinux): yes", o);
+        Assert.Contains("kprobe.multi links (CONFIG_FPROBE): yes", o);
+        Assert.Contains("fentry/fexit programs (bpf_get_func_ret, BPF cookies): yes", o);
+        Assert.Contains("LBR (branch stack perf events): no", o);
+    }
+}
+
+[CollectionDefinition("6.1")]
+public sealed class Kernel61Collection : ICollectionFixture<Kernel61>;
+
+[Collection("6.1")]
+public sealed class StackMode61Tests(Kernel61 k) : StackModeTestsBase(k.Boot)
+{
+    public static TheoryData<string, int> Matrix()
+    {
+        var d = new TheoryData<string, int>();
+        foreach (var m in Kernel61.Modes)
+            for (int i = 0; i < StackModeCases.Failures.Length; i++)
+                d.Add(m, i);
+        return d;
+    }
+
+    [Theory]
+    [MemberData(nameof(Matrix))]
+    public void FailingCallChain(string mode, int failure) => AssertFailureStack(mode, StackModeCases.Failures[failure]);
+
+    [Fact]
+    public void Filters_and_bad_input() => FiltersAndErrors();
+
+    [Fact]
+    public void KprobeMultiFallsBackToSingleKprobesAndSaysSo()
+    {
+        var r = Boot.Case("M-" + StackModeCases.Failures[0].SimfailCase);
+        Assert.Contains("kprobe.multi is not supported by this kernel", r.TracerErr);
+        Assert.Contains("falling back to single kprobes", r.TracerErr);
+    }
+
+    [Fact]
+    public void FeatureReportSaysNoKprobeMulti()
+    {
+        var r = Boot.Case("version-features");
+        Assert.Contains("kprobe.multi links (CONFIG_FPROBE): no", r.File("stdout"));
+    }
+}

@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Retsnoop.VmTests;
+
+/// <summary>A command run inside the guest, in its own result directory (cwd), with its own timeout.</summary>
+public sealed record VmCase(string Name, string Script, int TimeoutSeconds = 300);
+
+/// <summary>What one case left behind: its files, exit code and output.</summary>
+public sealed class CaseResult(string dir)
+{
+    public string Dir { get; } = dir;
+    public string File(string name) => System.IO.File.Exists(Path.Combine(Dir, name)) ? System.IO.File.ReadAllText(Path.Combine(Dir, name)) : "";
+    public int? Rc => int.TryParse(File("rc").Trim(), out var rc) ? rc : null;
+    public int? TracerRc => int.TryParse(File("tracer.rc").Trim(), out var rc) ? rc : null;
+    public string TracerOut => File("tracer.out");
+    public string TracerErr => File("tracer.err");
+    public string Describe() => $"case dir {Dir}\n--- rc {File("rc").Trim()} tracer.rc {File("tracer.rc").Trim()}\n--- stdout\n{File("stdout")}\n--- stderr\n{File("stderr")}\n--- tracer.out\n{TracerOut}\n--- tracer.err\n{TracerErr}\n--- trigger.out\n{File("trigger.out")}";
+}
+
+/// <summary>
+/// One VM boot per kernel per test run: every case of that kernel is written to the results
+/// share, the guest runs them one after another, and tests read their case's files. A boot that
+/// fails or times out fails every test of that kernel with the console log tail.
+/// </summary>
+public sealed class VmBoot
+{
+    public string Kernel { get; }
+    public string ShareDir { get; }
+    public string BootLog { get; private set; } = "";
+    public int ExitCode { get; private set; }
+    public TimeSpan Elapsed { get; private set; }
+
+    VmBoot(string kernel, string share)
+    {
+        Kernel = kernel;
+        ShareDir = share;
+    }
+
+    public static string Root { get; } = FindRoot();
+    public static string RetsnoopBin => Environment.GetEnvironmentVariable("RETSNOOP_BIN") ?? Path.Combine(Root, "artifacts/bin/retsnoop");
+    public static string SimfailBin => Environment.GetEnvironmentVariable("SIMFAIL_BIN") ?? Path.Combine(Root, "artifacts/bin/simfail");
+
+    static string FindRoot()
+    {
+        var env = Environment.GetEnvironmentVariable("RETSNOOP_ROOT");
+        if (env is not null)
+            return env;
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (d is not null && !System.IO.File.Exists(Path.Combine(d.FullName, "retsnoop.slnx")))
+            d = d.Parent;
+        return d?.FullName ?? throw new InvalidOperationException("cannot find the repository root (retsnoop.slnx)");
+    }
+
+    public static VmBoot Run(string kernel, IReadOnlyList<VmCase> cases, int timeoutSeconds)
+    {
+        if (!System.IO.File.Exists(RetsnoopBin) || !System.IO.File.Exists(SimfailBin))
+            throw new InvalidOperationException($"published binaries missing ({RetsnoopBin}, {SimfailBin}): run ./test, which builds them");
+        var share = Path.Combine(Root, "artifacts", "vm", kernel);
+        if (Directory.Exists(share))
+            Directory.Delete(share, true);
+        Directory.CreateDirectory(share);
+        var runner = new StringBuilder("#!/bin/bash\n");
+        runner.AppendLine($"export RETSNOOP_BIN='{RetsnoopBin}' SIMFAIL_BIN='{SimfailBin}'");
+        foreach (var c in cases)
+        {
+            var dir = Path.Combine(share, "cases", c.Name);
+            Directory.CreateDirectory(dir);
+            System.IO.File.WriteAllText(Path.Combine(dir, "script.sh"), $". '{Root}/tools/vm/guest-lib.sh'\n{c.Script}\n");
+            runner.AppendLine($"(cd '{dir}' && timeout -s KILL {c.TimeoutSeconds} bash script.sh > stdout 2> stderr; echo $? > '{dir}/rc')");
+        }
+        System.IO.File.WriteAllText(Path.Combine(share, "runner.sh"), runner.ToString());
+        var boot = new VmBoot(kernel, share);
+        var psi = new ProcessStartInfo(Path.Combine(Root, "tools/vm/run"))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Root,
+        };
+        foreach (var a in new[] { "--kernel", kernel, "--timeout", timeoutSeconds.ToString(), "--share", share, "--", "bash", Path.Combine(share, "runner.sh") })
+            psi.ArgumentList.Add(a);
+        var sw = Stopwatch.StartNew();
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var outp = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        boot.Elapsed = sw.Elapsed;
+        boot.ExitCode = p.ExitCode;
+        boot.BootLog = outp + err.Result;
+        return boot;
+    }
+
+    public CaseResult Case(string name)
+    {
+        var r = new CaseResult(Path.Combine(ShareDir, "cases", name));
+        if (ExitCode == 124 || r.Rc is null)
+        {
+            var console = System.IO.File.Exists(Path.Combine(ShareDir, "console.log"))
+                ? string.Join('\n', System.IO.File.ReadAllLines(Path.Combine(ShareDir, "console.log")).TakeLast(30)) : "";
+            Assert.Fail($"the {Kernel} VM did not run case {name} (vm exit {ExitCode}):\n{BootLog}\n--- console tail\n{console}");
+        }
+        return r;
+    }
+}
