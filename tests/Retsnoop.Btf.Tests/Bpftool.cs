@@ -64,7 +64,7 @@ static partial class Bpftool
     /// <summary>bpftool btf dump file PATH [base BASE] format raw, parsed; ids in order.</summary>
     public static List<OracleType> Raw(string path, string? basePath = null)
     {
-        var text = Dump($"btf dump file {path}{(basePath is null ? "" : $" base {basePath}")} format raw");
+        var text = Dump($"{(basePath is null ? "" : $"-B {basePath} ")}btf dump file {path} format raw");
         var list = new List<OracleType>();
         foreach (var line in text.Split('\n'))
         {

@@ -22,6 +22,12 @@ sealed class BtfWriter
         strIndex[""] = 0; // "" is offset 0, in the base too
     }
 
+    /// <summary>The next id a type added now gets.</summary>
+    public int NextId => nextId;
+
+    /// <summary>Makes Str(s) answer an offset in the base's string section instead of adding s.</summary>
+    public void SeedBaseString(string s, uint baseOffset) => strIndex[s] = baseOffset;
+
     public uint Str(string s)
     {
         if (strIndex.TryGetValue(s, out var off))

@@ -72,7 +72,7 @@ static partial class OracleCompare
                     BtfIntEncoding.Char => "CHAR",
                     BtfIntEncoding.Bool => "BOOL",
                     BtfIntEncoding.None => "(none)",
-                    _ => "?",
+                    _ => "UNKN", // bpftool's word for a combination of bits
                 };
                 Eq(o.Attrs["encoding"], enc, "encoding");
                 break;
@@ -147,7 +147,7 @@ static partial class OracleCompare
             }
             case BtfKind.Var:
                 Eq(o.I("type_id"), t.Type, "type_id");
-                Eq(o.Attrs["linkage"], Linkage(btf.GetVarLinkage(o.Id)) switch { "global" => "global", var s => s }, "linkage");
+                Eq(o.Attrs["linkage"], Linkage(btf.GetVarLinkage(o.Id)), "linkage");
                 break;
             case BtfKind.Datasec:
             {
