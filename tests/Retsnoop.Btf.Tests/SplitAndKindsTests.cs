@@ -28,6 +28,73 @@ public class SplitAndKindsTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>Real module BTF from a Debian stock kernel package, when the project's VM tooling
+    /// (tools/vm/kernel 6.12 --dbg) has cached one: .BTF of a few .ko files on top of the .BTF of the matching
+    /// vmlinux, compared with bpftool -B. Skipped (and said so) without that cache.</summary>
+    [Fact]
+    public void DebianModulesMatchBpftool()
+    {
+        var cache = Environment.GetEnvironmentVariable("RETSNOOP_CACHE")
+            ?? System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "retsnoop");
+        var kdir = Directory.Exists(System.IO.Path.Combine(cache, "kernels"))
+            ? Directory.GetDirectories(System.IO.Path.Combine(cache, "kernels")).Where(d => File.Exists(System.IO.Path.Combine(d, "vmlinux-dbg"))).Order().LastOrDefault()
+            : null;
+        var ver = kdir is null ? null : System.IO.Path.GetFileName(kdir);
+        var deb = ver is null || !Directory.Exists(System.IO.Path.Combine(cache, "debs")) ? null
+            : Directory.GetFiles(System.IO.Path.Combine(cache, "debs"), $"linux-image-{ver}_*.deb").FirstOrDefault();
+        if (deb is null || !File.Exists("/usr/bin/objcopy"))
+        {
+            output.WriteLine("no cached Debian kernel package with vmlinux-dbg: skipped");
+            return;
+        }
+        var tmp = Directory.CreateTempSubdirectory("retsnoop-btf-deb");
+        try
+        {
+            string[] mods = ["fs/fat/vfat.ko", "fs/fat/fat.ko", "fs/btrfs/btrfs.ko"];
+            Sh($"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{tmp.FullName}' --wildcards "
+               + string.Join(" ", mods.Select(m => $"'./lib/modules/*/kernel/{m}*'")));
+            var baseBtf = System.IO.Path.Combine(tmp.FullName, "vmlinux.btf");
+            Sh($"objcopy -O binary --only-section=.BTF '{kdir}/vmlinux-dbg' '{baseBtf}'");
+            var vmlinux = BtfFile.Load(baseBtf);
+            OracleCompare.AssertAllMatch(vmlinux, Bpftool.Raw(baseBtf), out int nb, out _);
+            output.WriteLine($"Debian {ver} vmlinux: {nb} types match bpftool");
+            foreach (var ko in Directory.GetFiles(tmp.FullName, "*.ko*", SearchOption.AllDirectories))
+            {
+                var name = System.IO.Path.GetFileName(ko).Split('.')[0];
+                var btf = System.IO.Path.Combine(tmp.FullName, name + ".btf");
+                var plain = ko.EndsWith(".xz") ? $"xz -dc '{ko}'" : ko.EndsWith(".zst") ? $"zstd -dc '{ko}'" : $"cat '{ko}'";
+                Sh($"{plain} > '{tmp.FullName}/{name}.o' && objcopy --dump-section .BTF='{btf}' '{tmp.FullName}/{name}.o' '{tmp.FullName}/{name}.junk'");
+                var split = BtfFile.Load(btf, vmlinux);
+                var oracle = Bpftool.Raw(btf, baseBtf);
+                Assert.Equal(oracle[0].Id, split.FirstId);
+                OracleCompare.AssertAllMatch(split, oracle, out int n, out int fields);
+                Assert.Equal(split.LocalTypeCount, n);
+                // every module function: signature decodes, and FindFunction finds it through the split
+                int funcs = 0;
+                foreach (var (id, fname) in split.Functions())
+                {
+                    Assert.Contains(id, split.FindFunctions(fname));
+                    _ = split.GetFuncSignature(id).ToString();
+                    funcs++;
+                }
+                output.WriteLine($"{name}: {n} types, {fields} fields, {funcs} functions match bpftool");
+            }
+        }
+        finally
+        {
+            tmp.Delete(true);
+        }
+    }
+
+    static void Sh(string cmd)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("bash", ["-c", cmd]) { RedirectStandardError = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0, $"{cmd}: {err}");
+    }
+
     static uint StrLen(byte[] btf) => BinaryPrimitives.ReadUInt32LittleEndian(btf.AsSpan(20));
 
     /// <summary>A module-like split BTF: its own types refer to vmlinux types by id, its names include
