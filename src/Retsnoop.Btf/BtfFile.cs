@@ -161,6 +161,14 @@ public sealed partial class BtfFile
         return (f, f.typeOffsets[i]);
     }
 
+    /// <summary>Byte offset, from the start of this blob, of the record of a type defined here (for diagnostics).</summary>
+    public int RecordOffsetOf(int id)
+    {
+        if (id < FirstId || id > TypeCount)
+            throw new ArgumentOutOfRangeException(nameof(id), $"type {id} is not defined in {Path} ({FirstId}..{TypeCount})");
+        return typeOffsets[id - FirstId];
+    }
+
     /// <summary>Kind of a type; 0 (void) is Unknown.</summary>
     public BtfKind KindOf(int id)
     {

@@ -22,6 +22,18 @@ public static unsafe partial class Libc
     public static partial uint geteuid();
 
     [LibraryImport("libc")]
+    public static partial nint signal(int signum, nint handler);
+
+    /// <summary>A shell starts background jobs with SIGINT ignored, and the runtime keeps an
+    /// inherited SIG_IGN; a tracer must still detach on SIGINT, so take the default back.</summary>
+    public static void UnignoreSignal(int signum)
+    {
+        nint old = signal(signum, 0 /* SIG_DFL */);
+        if (old != 1 /* SIG_IGN */ && old != -1)
+            signal(signum, old);
+    }
+
+    [LibraryImport("libc")]
     public static partial int getpid();
 
     [LibraryImport("libc", SetLastError = true)]

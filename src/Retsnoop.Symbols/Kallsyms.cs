@@ -1,4 +1,5 @@
 using System.Buffers.Text;
+using System.Text.Unicode;
 using System.Text;
 
 namespace Retsnoop.Symbols;
@@ -18,8 +19,10 @@ public sealed class Kallsyms
 {
     readonly ulong[] addrs;        // sorted text symbol addresses
     readonly KernelSymbol[] syms;  // parallel to addrs
-    readonly Dictionary<string, List<ulong>> byName;
-    readonly Dictionary<string, string?> moduleByName;
+    readonly Dictionary<string, (int First, int Last)> byName;  // indices into the all-lines arrays
+    readonly ulong[] allAddr;
+    readonly int[] nextSame;       // next line with the same name, -1 at the end
+    readonly string?[] allModule;
 
     /// <summary>
     /// False when the kernel hides addresses (every address reads 0: not root, or kptr_restrict).
@@ -31,15 +34,28 @@ public sealed class Kallsyms
     /// <summary>Number of lines parsed (all symbol types).</summary>
     public int TotalCount { get; }
 
-    Kallsyms(List<KernelSymbol> text, Dictionary<string, List<ulong>> byName, Dictionary<string, string?> moduleByName, bool hasAddresses, int total)
+    Kallsyms(KernelSymbol[] text, Dictionary<string, (int, int)> byName, ulong[] allAddr, int[] nextSame, string?[] allModule, bool hasAddresses, int total)
     {
-        text.Sort(Compare);
-        syms = [.. text];
-        addrs = new ulong[syms.Length];
-        for (int i = 0; i < syms.Length; i++)
-            addrs[i] = syms[i].Address;
+        // sort by address with a primitive key sort, then order each run of equal addresses
+        var keys = new ulong[text.Length];
+        for (int i = 0; i < keys.Length; i++)
+            keys[i] = text[i].Address;
+        Array.Sort(keys, text);
+        for (int i = 0; i < text.Length;)
+        {
+            int j = i + 1;
+            while (j < text.Length && keys[j] == keys[i])
+                j++;
+            if (j - i > 1)
+                Array.Sort(text, i, j - i, Comparer<KernelSymbol>.Create(Compare));
+            i = j;
+        }
+        syms = text;
+        addrs = keys;
         this.byName = byName;
-        this.moduleByName = moduleByName;
+        this.allAddr = allAddr;
+        this.nextSame = nextSame;
+        this.allModule = allModule;
         HasAddresses = hasAddresses;
         TotalCount = total;
     }
@@ -72,9 +88,9 @@ public sealed class Kallsyms
     /// <summary>Reads and parses a kallsyms file (procfs files report size 0, so it is read as a stream).</summary>
     public static Kallsyms Load(string path = "/proc/kallsyms")
     {
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
         using var ms = new MemoryStream(1 << 23);
-        fs.CopyTo(ms, 1 << 16);
+        fs.CopyTo(ms, 1 << 20);
         return Parse(ms.GetBuffer().AsSpan(0, (int)ms.Length));
     }
 
@@ -83,14 +99,18 @@ public sealed class Kallsyms
     /// <summary>Parses kallsyms text: "ADDR TYPE NAME[\t[MODULE]]" per line. Malformed lines are skipped.</summary>
     public static Kallsyms Parse(ReadOnlySpan<byte> data)
     {
-        var text = new List<KernelSymbol>(131_072);
-        var byName = new Dictionary<string, List<ulong>>(131_072);
-        var moduleByName = new Dictionary<string, string?>(131_072);
+        int estimate = Math.Max(16, data.Count((byte)'\n') + 1);
+        var text = new List<KernelSymbol>(estimate);
+        var byName = new Dictionary<string, (int First, int Last)>(estimate);
+        var allAddr = new ulong[estimate];
+        var nextSame = new int[estimate];
+        var allModule = new string?[estimate];
         var modules = new Dictionary<string, string>();
         var lookup = byName.GetAlternateLookup<ReadOnlySpan<char>>();
         Span<char> buf = stackalloc char[512];
         bool anyAddr = false;
         int total = 0;
+        string? lastModText = null;
         while (!data.IsEmpty)
         {
             int nl = data.IndexOf((byte)'\n');
@@ -110,9 +130,16 @@ public sealed class Kallsyms
                 var m = rest[(tab + 1)..].Trim((byte)' ').TrimEnd((byte)'\r');
                 if (m.Length >= 2 && m[0] == (byte)'[' && m[^1] == (byte)']')
                     m = m[1..^1];
-                var ms = Encoding.UTF8.GetString(m);
-                if (!modules.TryGetValue(ms, out module))
-                    modules[ms] = module = ms;
+                // module lines come in runs: reuse the last module string when it matches
+                if (lastModText != null && Encoding.UTF8.GetByteCount(lastModText) == m.Length && Ascii.Equals(m, lastModText))
+                    module = lastModText;
+                else
+                {
+                    var ms = Encoding.UTF8.GetString(m);
+                    if (!modules.TryGetValue(ms, out module))
+                        modules[ms] = module = ms;
+                    lastModText = module;
+                }
                 rest = rest[..tab];
             }
             rest = rest.TrimEnd((byte)'\r').TrimEnd((byte)' ');
@@ -120,24 +147,27 @@ public sealed class Kallsyms
                 continue;
             int n = Encoding.UTF8.GetChars(rest, buf);
             var nameSpan = buf[..n];
-            total++;
+            int idx = total++;
             anyAddr |= addr != 0;
+            allAddr[idx] = addr;
+            allModule[idx] = module;
+            nextSame[idx] = -1;
             string name;
-            if (lookup.TryGetValue(nameSpan, out var existing, out var list))
+            if (lookup.TryGetValue(nameSpan, out var existing, out var fl))
             {
                 name = existing;
-                list.Add(addr);
+                nextSame[fl.Last] = idx;
+                byName[existing] = (fl.First, idx);
             }
             else
             {
                 name = new string(nameSpan);
-                byName[name] = [addr];
-                moduleByName[name] = module;
+                byName[name] = (idx, idx);
             }
             if (type is 't' or 'T' or 'w' or 'W')
                 text.Add(new KernelSymbol(addr, name, type, module));
         }
-        return new Kallsyms(text, byName, moduleByName, anyAddr, total);
+        return new Kallsyms([.. text], byName, allAddr, nextSame, allModule, anyAddr, total);
     }
 
     int IndexOf(ulong address)
@@ -172,14 +202,23 @@ public sealed class Kallsyms
     }
 
     /// <summary>Every address a name has (static functions in several files share names), in file order.</summary>
-    public IReadOnlyList<ulong> AddressesOf(string name) =>
-        byName.TryGetValue(name, out var l) ? l : [];
+    public IReadOnlyList<ulong> AddressesOf(string name)
+    {
+        if (!byName.TryGetValue(name, out var fl))
+            return [];
+        if (fl.First == fl.Last)
+            return [allAddr[fl.First]];
+        var l = new List<ulong>(4);
+        for (int i = fl.First; i >= 0; i = nextSame[i])
+            l.Add(allAddr[i]);
+        return l;
+    }
 
     /// <summary>Module of the text symbol containing an address; null for vmlinux or unknown.</summary>
     public string? ModuleOf(ulong address) => TryResolve(address, out var s, out _) ? s.Module : null;
 
     /// <summary>Module of the first symbol with this name; null for vmlinux or unknown names.</summary>
-    public string? ModuleOf(string name) => moduleByName.TryGetValue(name, out var m) ? m : null;
+    public string? ModuleOf(string name) => byName.TryGetValue(name, out var fl) ? allModule[fl.First] : null;
 
     /// <summary>Whether any symbol has this name.</summary>
     public bool Contains(string name) => byName.ContainsKey(name);

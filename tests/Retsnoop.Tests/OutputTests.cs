@@ -107,6 +107,18 @@ public class StackMergerTests
     }
 
     [Fact]
+    public void FentryCallSitesAreNotFrames()
+    {
+        // fexit: each traced function also shows up at its fentry call site (+0x9) under the trampoline
+        var s = Sample() with { KernelStack = [0x8009, 0x7010, 0x6020, 0x5040, 0x4380, 0x4009, 0x3010, 0x3009, 0x2030, 0x1063] };
+        var rows = StackMerger.Merge(s, new Syms(), null, inlines: false, unfiltered: false);
+        Assert.Equal(["entry_SYSCALL_64_after_hwframe", "do_syscall_64", "__x64_sys_bpf", "__sys_bpf", "map_create", "array_map_alloc_check"],
+            rows.Select(r => r.Symbol));
+        Assert.Equal(0x10UL, rows[2].Offset);
+        Assert.True(rows[5].TrackedOnly);
+    }
+
+    [Fact]
     public void UnfilteredKeepsMachineryFrames()
     {
         var rows = StackMerger.Merge(Sample(), new Syms(), null, inlines: false, unfiltered: true);

@@ -122,6 +122,8 @@ public static class Entry
             if (Interlocked.Increment(ref signals) == 1)
                 cancel.Cancel();
         }
+        Libc.UnignoreSignal(2 /* SIGINT */);
+        Libc.UnignoreSignal(1 /* SIGHUP */);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);

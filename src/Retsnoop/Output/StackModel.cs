@@ -72,6 +72,10 @@ public static class StackMerger
         "ftrace_ops_list_func", "__ftrace_ops_list_func", "fentry_", "fexit_",
     ];
 
+    /// <summary>A return address this close to a function's start is its patched fentry/ftrace
+    /// call (endbr64 + call = 9 bytes): the trampoline's frame, not a real call site.</summary>
+    const ulong FentryCallSiteEnd = 16;
+
     public static bool IsMachinery(string name, string? module) =>
         module == "bpf" || MachineryPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal));
 
@@ -84,7 +88,7 @@ public static class StackMerger
             ulong a = s.KernelStack[i];
             if (ksyms.TryResolve(a, out var name, out var off, out var mod))
             {
-                if (!unfiltered && IsMachinery(name, mod))
+                if (!unfiltered && (IsMachinery(name, mod) || off < FentryCallSiteEnd))
                     continue;
                 kframes.Add((a, name, off));
             }
