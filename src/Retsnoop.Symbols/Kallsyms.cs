@@ -1,5 +1,4 @@
 using System.Buffers.Text;
-using System.Text.Unicode;
 using System.Text;
 
 namespace Retsnoop.Symbols;
