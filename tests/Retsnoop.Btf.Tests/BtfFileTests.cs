@@ -292,6 +292,62 @@ public class BtfFileTests(ITestOutputHelper output)
         Assert.Null(btf.EnumName(btf.FindType(BtfKind.Struct, "task_struct")!.Value, 0));
     }
 
+    /// <summary>The fentry rules applied to every vmlinux function, with sizes and kinds taken from bpftool's records.</summary>
+    [Fact]
+    public void FentryAttachabilityOfEveryFunction()
+    {
+        var btf = Btf.Value;
+        foreach (var (limits, label) in new[] { (FentryLimits.Default, "default"), (FentryLimits.ForKernel(6, 12), "6.12"), (FentryLimits.ForKernel(5, 15), "5.15") })
+        {
+            int yes = 0, no = 0;
+            foreach (var f in Bpftool.VmlinuxTypes.Where(t => t.Kind == "FUNC"))
+            {
+                var proto = ById[f.I("type_id")];
+                bool expected = OracleAttachable(proto, limits);
+                var sig = btf.GetFuncSignature(f.Id);
+                bool ours = btf.IsFentryAttachable(sig, limits, out var reason);
+                Assert.True(expected == ours, $"{f.Name} under {label}: bpftool-derived {expected}, ours {ours} ({reason})");
+                Assert.Equal(ours, reason is null);
+                if (ours) yes++; else no++;
+            }
+            output.WriteLine($"{label}: {yes} attachable, {no} not");
+            Assert.True(yes > 40000 && no > 0);
+        }
+    }
+
+    static bool OracleAttachable(OracleType proto, FentryLimits limits)
+    {
+        OracleType? Peel(int id)
+        {
+            while (id != 0 && ById[id].Kind is "TYPEDEF" or "CONST" or "VOLATILE" or "RESTRICT" or "TYPE_TAG")
+                id = ById[id].I("type_id");
+            return id == 0 ? null : ById[id];
+        }
+        var ret = Peel(proto.I("ret_type_id"));
+        if (ret is not null && ret.Kind is not ("INT" or "PTR" or "ENUM" or "ENUM64"))
+            return false;
+        if (proto.Lines.Count > 12)
+            return false;
+        int slots = 0;
+        foreach (var line in proto.Lines)
+        {
+            var t = Peel(int.Parse(line.Split(" type_id=")[1]));
+            if (t is null)
+                return false; // void: variadic or malformed
+            long size = t.Kind switch
+            {
+                "PTR" => 8,
+                "INT" or "ENUM" or "ENUM64" => t.L("size"),
+                "STRUCT" or "UNION" when limits.StructArgs => t.L("size"),
+                _ => -1,
+            };
+            if (size is <= 0 or > 16)
+                return false;
+            slots += (int)((size + 7) / 8);
+        }
+        return slots <= limits.MaxArgSlots;
+    }
+
     [Fact]
     public void RejectsBigEndianAndNonBtf()
     {

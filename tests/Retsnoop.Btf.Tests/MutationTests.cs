@@ -10,7 +10,7 @@ namespace Retsnoop.Btf.Tests;
 public class MutationTests(ITestOutputHelper output)
 {
     const int Mutants = 3000;
-    const int FullWalkEvery = 250;
+    const int FullWalkEvery = 500;
     static readonly string[] Names = ["do_sys_openat2", "array_map_alloc_check", "bpf_map_area_alloc", "__x64_sys_bpf", "capable", "vfs_read"];
 
     enum Mutation { Truncate, FlipBytes, HeaderField, RecordHeader, HugeRef, SelfCycle, TwoCycle, NameOffset, SubRecordField, StringSection }
