@@ -3,7 +3,12 @@ namespace Retsnoop.VmTests;
 public sealed class Kernel612 : IDisposable
 {
     public static readonly string[] Modes = ["-M", "-F", "-K"];
-    public VmBoot Boot { get; } = VmBoot.Run("6.12", StackModeCases.For("6.12", Modes), timeoutSeconds: 1800);
+    public VmBoot Boot { get; } = VmBoot.Run("6.12",
+    [
+        .. StackModeCases.For("6.12", Modes),
+        // file:line from the Debian -dbg vmlinux of the guest's kernel
+        new VmCase("dwarf-lines", $"traced \"$SIMFAIL_BIN {StackModeCases.Failures[0].SimfailCase}\" -- -k '{VmBoot.DebugVmlinux("6.12")}' -n simfail {StackModeCases.Failures[0].Globs}"),
+    ], timeoutSeconds: 1800);
     public void Dispose() { }
 }
 
@@ -30,7 +35,7 @@ public abstract class StackModeTestsBase(VmBoot boot)
         var r = boot.Case(StackModeCases.CaseName(mode, f));
         Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
         Assert.Contains($"{f.SimfailCase}: -", r.File("trigger.out"));
-        var s = SingleStack(r);
+        var s = f.MaybeRepeated ? PrintedStack.Parse(r.TracerOut).LastOrDefault() ?? SingleStack(r) : SingleStack(r);
         Assert.Equal("simfail", s.Comm);
         Assert.True(s.HasChain(f.Chain), $"chain {string.Join(" > ", s.Chain)} lacks {string.Join(" > ", f.Chain)}\n{r.Describe()}");
         Assert.Equal(f.Chain[0], s.Frames[0].Function);
@@ -97,6 +102,19 @@ public sealed class StackMode612Tests(Kernel612 k) : StackModeTestsBase(k.Boot)
     {
         var r = Boot.Case("M-" + StackModeCases.Failures[0].SimfailCase);
         Assert.DoesNotContain("falling back", r.TracerErr);
+    }
+
+    [Fact]
+    public void EveryTracedFrameHasFileAndLine()
+    {
+        var r = Boot.Case("dwarf-lines");
+        Assert.True(r.TracerRc == 0, r.Describe());
+        var s = SingleStack(r);
+        Assert.True(s.HasChain(StackModeCases.Failures[0].Chain), r.Describe());
+        foreach (var f in s.Frames)
+            Assert.Matches(@"\((kernel|arch|include|mm)/[\w/.-]+\.[ch]:\d+(:\d+)?\)$", f.Line);
+        Assert.Contains(s.Frames, f => f.Line.Contains("kernel/bpf/arraymap.c:"));
+        Assert.Contains(s.Lines, l => l.TrimStart().StartsWith(". ")); // inlined frames are shown
     }
 
     [Fact]

@@ -52,6 +52,18 @@ public sealed class VmBoot
         return d?.FullName ?? throw new InvalidOperationException("cannot find the repository root (retsnoop.slnx)");
     }
 
+    /// <summary>The vmlinux with DWARF of a test kernel (downloads its -dbg package once, cached).</summary>
+    public static string DebugVmlinux(string kernel)
+    {
+        var psi = new ProcessStartInfo(Path.Combine(Root, "tools/vm/kernel")) { RedirectStandardOutput = true };
+        psi.ArgumentList.Add(kernel);
+        psi.ArgumentList.Add("--dbg");
+        using var p = Process.Start(psi)!;
+        var dir = p.StandardOutput.ReadToEnd().Trim();
+        p.WaitForExit();
+        return p.ExitCode == 0 ? Path.Combine(dir, "vmlinux-dbg") : throw new InvalidOperationException($"tools/vm/kernel {kernel} --dbg failed");
+    }
+
     public static VmBoot Run(string kernel, IReadOnlyList<VmCase> cases, int timeoutSeconds)
     {
         if (!System.IO.File.Exists(RetsnoopBin) || !System.IO.File.Exists(SimfailBin))

@@ -12,17 +12,22 @@ namespace Retsnoop.Tracing;
 public sealed class KernelFacts
 {
     readonly Options opts;
+    readonly Lazy<Kallsyms> raw;
     readonly Lazy<KallsymsTable> kallsyms;
     readonly Lazy<DwarfLines?> dwarf;
 
     public KernelFacts(Options opts)
     {
         this.opts = opts;
-        kallsyms = new(() => new KallsymsTable(Kallsyms.Load()), LazyThreadSafetyMode.ExecutionAndPublication);
-        dwarf = new(() => DwarfLines.Find(opts), LazyThreadSafetyMode.ExecutionAndPublication);
+        raw = new(() => Kallsyms.Load(), LazyThreadSafetyMode.ExecutionAndPublication);
+        kallsyms = new(() => new KallsymsTable(raw.Value), LazyThreadSafetyMode.ExecutionAndPublication);
+        dwarf = new(() => opts.Symbolize == SymbolizeMode.None && !HasSourceGlobs(opts) ? null : DwarfLines.Find(opts, () => raw.Value),
+            LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     public IKernelSymbolTable Symbols => kallsyms.Value;
+
+    static bool HasSourceGlobs(Options o) => o.EntryGlobs.Concat(o.AllowGlobs).Concat(o.DenyGlobs).Any(g => g.TrimStart().StartsWith(':'));
 
     public IFunctionTypes Types { get; } = new BtfFunctionTypes();
 
@@ -119,25 +124,55 @@ public sealed class BtfFunctionTypes : IFunctionTypes
     };
 }
 
-/// <summary>Source lines and source-file globs from the running kernel's vmlinux DWARF.</summary>
+/// <summary>Source lines and source-file globs from the running kernel's vmlinux DWARF,
+/// placed at the running kernel's (KASLR) addresses.</summary>
 public sealed class DwarfLines : ISourceLines, ISourceIndex
 {
-    /// <summary>Finds the vmlinux; file:line needs the DWARF reader, which this build does not have yet.</summary>
-    public static DwarfLines? Find(Options opts)
+    readonly DwarfSymbolizer sym;
+
+    DwarfLines(DwarfSymbolizer sym) => this.sym = sym;
+
+    /// <summary>-k PATH or the usual places; null (after saying once how to get one) when there is none.</summary>
+    public static DwarfLines? Find(Options opts, Func<Kallsyms> kallsyms)
     {
         var path = opts.KernelImage ?? VmlinuxLocator.Find();
-        if (path is not null && Directory.Exists(path))
+        if (path is null)
+        {
+            Console.Error.WriteLine($"Note: no vmlinux with DWARF for this kernel, so no file:line info; install it with 'apt-get install {VmlinuxLocator.DebugPackageName()}' or give -k PATH.");
+            return null;
+        }
+        if (Directory.Exists(path))
             throw new OptionException($"-k/--kernel {path} is a directory: give the vmlinux file itself");
-        if (opts.KernelImage is not null && !File.Exists(path))
+        if (!File.Exists(path))
             throw new OptionException($"-k/--kernel {path}: no such file");
-        return null;
+        ulong linkStext;
+        string? buildId;
+        using (var elf = ElfFile.Open(path))
+        {
+            buildId = elf.BuildId;
+            linkStext = elf.ReadSymbols().FirstOrDefault(s => s.Name == "_stext").Value;
+        }
+        var running = VmlinuxLocator.RunningBuildId();
+        if (running is not null && buildId is not null && !string.Equals(running, buildId, StringComparison.OrdinalIgnoreCase))
+        {
+            Console.Error.WriteLine($"WARNING: {path} has build id {buildId} but the running kernel has {running}: not using it for file:line info.");
+            return null;
+        }
+        var runStext = kallsyms().AddressesOf("_stext");
+        ulong bias = linkStext != 0 && runStext.Count > 0 ? runStext[0] - linkStext : 0;
+        return new DwarfLines(DwarfSymbolizer.Open(path, bias));
     }
 
-    public void WarmUp()
+    public void WarmUp() => sym.Symbolize(0, false);
+
+    public IReadOnlyList<SourceLocation> Lookup(ulong address, bool inlines)
     {
+        var frames = sym.Symbolize(address, inlines);
+        var list = new List<SourceLocation>(frames.Count);
+        foreach (var f in frames)
+            list.Add(new SourceLocation(f.Function, f.File, f.Line, f.Column));
+        return list;
     }
 
-    public IReadOnlyList<SourceLocation> Lookup(ulong address, bool inlines) => [];
-
-    public IReadOnlyCollection<string> FunctionsInFiles(string glob) => [];
+    public IReadOnlyCollection<string> FunctionsInFiles(string glob) => sym.FunctionsInSourceFiles(glob);
 }
