@@ -34,12 +34,15 @@ public abstract class StackModeTestsBase(VmBoot boot)
     {
         var r = boot.Case(StackModeCases.CaseName(mode, f));
         Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
-        Assert.Contains($"{f.SimfailCase}: -", r.File("trigger.out"));
+        // what simfail got from the syscall is what the BPF side saw the entry function return
+        var got = System.Text.RegularExpressions.Regex.Match(r.File("trigger.out"), $@"{f.SimfailCase}: (-E\w+) \(\d+\)");
+        Assert.True(got.Success, r.Describe());
         var s = f.MaybeRepeated ? PrintedStack.Parse(r.TracerOut).LastOrDefault() ?? SingleStack(r) : SingleStack(r);
         Assert.Equal("simfail", s.Comm);
         Assert.True(s.HasChain(f.Chain), $"chain {string.Join(" > ", s.Chain)} lacks {string.Join(" > ", f.Chain)}\n{r.Describe()}");
         Assert.Equal(f.Chain[0], s.Frames[0].Function);
         Assert.Equal(f.Errno, s.Frames[0].Result);
+        Assert.Equal($"[{got.Groups[1].Value}]", s.Frames[0].Result);
         var origin = s.Frames[^1];
         Assert.Equal(f.Origin, origin.Function);
         Assert.Equal(f.OriginResult, origin.Result);
