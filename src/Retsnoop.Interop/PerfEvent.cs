@@ -18,7 +18,10 @@ public static unsafe class PerfEvent
     public static bool KprobePmuAvailable => File.Exists("/sys/bus/event_source/devices/kprobe/type");
 
     /// <summary>A kprobe (or kretprobe) at a function's start address; name is for messages only.</summary>
-    public static FdHandle OpenKprobe(ulong address, bool isReturn, string function)
+    /// <remarks>A unique name is passed by name (the kernel then places the probe past an IBT
+    /// endbr64 itself; 6.1 crashed on address-only probes at a function's first byte); a name shared
+    /// by several static functions goes by address.</remarks>
+    public static FdHandle OpenKprobe(ulong address, bool isReturn, string function, bool byName)
     {
         kprobeType ??= ReadInt("/sys/bus/event_source/devices/kprobe/type", "the kprobe PMU type");
         if (isReturn && retprobeBit is null)
@@ -29,14 +32,16 @@ public static unsafe class PerfEvent
         }
         byte* attr = stackalloc byte[128];
         new Span<byte>(attr, 128).Clear();
+        var nameBytes = System.Text.Encoding.ASCII.GetBytes(function + "\0");
+        fixed (byte* n = nameBytes)
         {
             *(uint*)(attr + 0) = (uint)kprobeType.Value;   // type
             *(uint*)(attr + 4) = 128;                        // size
             *(ulong*)(attr + 8) = isReturn ? 1UL << retprobeBit!.Value : 0; // config
             *(ulong*)(attr + 16) = 1;                        // sample_period
             // flags (bit field at 40): disabled=0 so the link enables it
-            *(ulong*)(attr + 56) = 0;                        // config1: kprobe_func (none: by address)
-            *(ulong*)(attr + 64) = address;                  // config2: kprobe_addr
+            *(ulong*)(attr + 56) = byName ? (ulong)n : 0;    // config1: kprobe_func
+            *(ulong*)(attr + 64) = byName ? 0 : address;     // config2: offset, or kprobe_addr without a name
             long fd = Libc.syscall(Libc.SYS_perf_event_open, (long)attr, -1 /* pid */, 0 /* cpu */, -1, 8 /* PERF_FLAG_FD_CLOEXEC */);
             if (fd < 0)
                 throw new BpfException($"opening {(isReturn ? "kretprobe" : "kprobe")} on {function}", Libc.LastErrno);

@@ -212,10 +212,10 @@ public sealed unsafe class Attacher : IDisposable
     {
         var entryProg = Borrow("kprobe_tmpl");
         var exitProg = Borrow("kretprobe_tmpl");
-        var pe = PerfEvent.OpenKprobe(f.Address, isReturn: false, f.Name);
+        var pe = PerfEvent.OpenKprobe(f.Address, isReturn: false, f.Name, f.NameIsUnique);
         perfEvents.Add(pe);
         links.Add(Bpf.LinkCreatePerfEvent(entryProg, pe, (ulong)f.Id));
-        var pr = PerfEvent.OpenKprobe(f.Address, isReturn: true, f.Name);
+        var pr = PerfEvent.OpenKprobe(f.Address, isReturn: true, f.Name, f.NameIsUnique);
         perfEvents.Add(pr);
         links.Add(Bpf.LinkCreatePerfEvent(exitProg, pr, (ulong)f.Id));
     }

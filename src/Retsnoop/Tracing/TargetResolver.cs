@@ -163,6 +163,7 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
             var func = new TracedFunction(result.Count, f.Name, f.Module, addr, t?.Return ?? ReturnClass.Unknown, isEntry)
             {
                 BtfId = t?.BtfId ?? 0,
+                NameIsUnique = ksyms.TextAddresses(f.Name, f.Module).Count == 1 && occurrences[(f.Name, f.Module)] == 1,
                 FentryRefusal = t is null ? "no BTF for this function" : t.Value.FentryRefusal,
             };
             result.Add(func);

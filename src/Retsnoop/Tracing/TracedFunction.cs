@@ -21,6 +21,9 @@ public sealed record TracedFunction(int Id, string Name, string? Module, ulong A
     /// <summary>BTF type id of the FUNC (0: none), in vmlinux or in the module's split BTF.</summary>
     public int BtfId { get; init; }
 
+    /// <summary>No other kernel text symbol has this name, so the kernel can resolve it by name.</summary>
+    public bool NameIsUnique { get; init; }
+
     /// <summary>Why fentry/fexit cannot attach here (null: it can).</summary>
     public string? FentryRefusal { get; init; }
 
