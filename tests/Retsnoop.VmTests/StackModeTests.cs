@@ -23,6 +23,16 @@ public abstract class StackModeTestsBase(VmBoot boot)
 {
     protected VmBoot Boot => boot;
 
+    /// <summary>Every attach mode with every simfail failure.</summary>
+    protected static TheoryData<string, int> MatrixFor(string[] modes)
+    {
+        var d = new TheoryData<string, int>();
+        foreach (var m in modes)
+            for (int i = 0; i < StackModeCases.Failures.Length; i++)
+                d.Add(m, i);
+        return d;
+    }
+
     protected static PrintedStack SingleStack(CaseResult r)
     {
         var stacks = PrintedStack.Parse(r.TracerOut);
@@ -84,14 +94,7 @@ public sealed class Kernel612Collection : ICollectionFixture<Kernel612>;
 [Collection("6.12")]
 public sealed class StackMode612Tests(Kernel612 k) : StackModeTestsBase(k.Boot)
 {
-    public static TheoryData<string, int> Matrix()
-    {
-        var d = new TheoryData<string, int>();
-        foreach (var m in Kernel612.Modes)
-            for (int i = 0; i < StackModeCases.Failures.Length; i++)
-                d.Add(m, i);
-        return d;
-    }
+    public static TheoryData<string, int> Matrix() => MatrixFor(Kernel612.Modes);
 
     [Theory]
     [MemberData(nameof(Matrix))]
@@ -150,14 +153,7 @@ public sealed class Kernel61Collection : ICollectionFixture<Kernel61>;
 [Collection("6.1")]
 public sealed class StackMode61Tests(Kernel61 k) : StackModeTestsBase(k.Boot)
 {
-    public static TheoryData<string, int> Matrix()
-    {
-        var d = new TheoryData<string, int>();
-        foreach (var m in Kernel61.Modes)
-            for (int i = 0; i < StackModeCases.Failures.Length; i++)
-                d.Add(m, i);
-        return d;
-    }
+    public static TheoryData<string, int> Matrix() => MatrixFor(Kernel61.Modes);
 
     [Theory]
     [MemberData(nameof(Matrix))]
