@@ -10,7 +10,7 @@ upstream=${1:-$HOME/.cache/retsnoop/upstream/bin/retsnoop}
 . "$repo/tools/build/deps.sh"
 publish_aot src/Retsnoop/Retsnoop.csproj "$repo/artifacts/bin" retsnoop
 publish_aot tools/simfail/simfail.csproj "$repo/artifacts/bin" simfail
-share=$repo/artifacts/bench-attach; rm -rf "$share"; mkdir -p "$share"
+share=$repo/artifacts/bench-attach; rm -rf "$share"; mkdir -p "$share/vm"
 cat > "$share/guest.sh" <<GUEST
 . '$repo/tools/vm/guest-lib.sh'
 ours='$repo/artifacts/bin/retsnoop'; up='$upstream'; sf='$repo/artifacts/bin/simfail'
@@ -19,8 +19,8 @@ big="-e '*sys_bpf' -a '*map*'"
 one() { # one TOOL LABEL ARGS...
     local tool=\$1 label=\$2; shift 2
     [ -x "\$tool" ] || { echo "\$label: not built"; return; }
-    mkdir -p "$share/\$label" && cd "$share/\$label"
-    RETSNOOP_BIN=\$tool READY_TIMEOUT=900 traced "\$sf bpf-bad-map-val-size-percpu-array" -- "\$@" || true
+    mkdir -p "$share/vm/\$label" && cd "$share/vm/\$label"
+    RETSNOOP_BIN=\$tool READY_TIMEOUT=300 traced "\$sf bpf-bad-map-val-size-percpu-array" -- "\$@" || true
     local funcs
     printf '%-34s ready %6s ms  %s  stack:%s\n' "\$label" "\$(cat ready-ms 2>/dev/null || echo -)" \
         "\$(grep -o 'DONE in [0-9]* ms' tracer.out || tail -1 tracer.err)" "\$(grep -c 'E2BIG' tracer.out || true)"
