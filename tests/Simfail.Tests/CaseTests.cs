@@ -1,0 +1,86 @@
+namespace Simfail.Tests;
+
+/// <summary>The case table called in-process: every case gets the errno it promises from this kernel.</summary>
+public sealed class CaseTests : IDisposable
+{
+    // the in-process mount case leaves its mount point until the process would exit: remove it
+    public void Dispose() => Cases.Cleanup();
+
+    // The errnos the brief and the VM tests rely on, spelled out independently of the table.
+    public static readonly TheoryData<string, string> Expected = new()
+    {
+        { "bpf-bad-map-type", "-EINVAL (22)" },
+        { "bpf-bad-map-create-flags", "-EINVAL (22)" },
+        { "bpf-bad-map-key-size-array", "-EINVAL (22)" },
+        { "bpf-bad-map-key-size-stackmap", "-EINVAL (22)" },
+        { "bpf-bad-map-key-size-ringbuf", "-EINVAL (22)" },
+        { "bpf-bad-map-val-size-percpu-array", "-E2BIG (7)" },
+        { "bpf-bad-map-max-entries-array", "-EINVAL (22)" },
+        { "bpf-bad-map-max-entries-ringbuf", "-EINVAL (22)" },
+        { "bpf-bad-map-lookup-key", "-EFAULT (14)" },
+        { "bpf-bad-map-lookup-value", "-EFAULT (14)" },
+        { "mount-unknown-fs", "-ENODEV (19)" },
+        { "ioctl-unsupported", "-ENOTTY (25)" },
+        { "open-missing", "-ENOENT (2)" },
+        { "socket-bad-family", "-EAFNOSUPPORT (97)" },
+        { "perf-bad-attr-size", "-E2BIG (7)" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Expected))]
+    public void CaseFailsWithItsErrno(string name, string errno)
+    {
+        var c = Cases.Find(name);
+        Assert.NotNull(c);
+        Assert.Equal(errno, Errno.Format(c!.Expected));
+        c.Setup?.Invoke();
+        int got = c.Run();
+        if (got == 1 /* EPERM */ && !SimfailRunner.IsRoot)
+            Assert.Fail($"{name}: -EPERM: this test needs root (CAP_BPF / CAP_SYS_ADMIN / CAP_PERFMON) to reach the kernel check");
+        Assert.True(got == c.Expected, $"{name}: expected {Errno.Format(c.Expected)}, got {Errno.Format(got)}");
+        // the same again: a case is repeatable (the loop relies on it)
+        Assert.Equal(c.Expected, c.Run());
+    }
+
+    [Fact]
+    public void TableMatchesTheExpectedList()
+    {
+        var names = Expected.Select(r => (string)r[0]).ToArray();
+        Assert.Equal(names, Cases.All.Select(c => c.Name).ToArray());
+        Assert.All(Cases.All, c => Assert.False(string.IsNullOrWhiteSpace(c.Where)));
+    }
+
+    [Fact]
+    public void MountPointIsAFreshDirUnderTmp()
+    {
+        var c = Cases.Find("mount-unknown-fs")!;
+        c.Setup!.Invoke();
+        var dir = Cases.MountDir;
+        Assert.NotNull(dir);
+        Assert.StartsWith("/tmp/simfail-mnt-", dir);
+        Assert.True(Directory.Exists(dir));
+        Cases.Cleanup();
+        Assert.False(Directory.Exists(dir));
+        Assert.Null(Cases.MountDir);
+    }
+
+    [Fact]
+    public void LoopInProcessCountsEveryCall()
+    {
+        var c = Cases.Find("bpf-bad-map-type")!;
+        var r = Program.RunLoop(c, 0.2, 3);
+        Assert.True(r.Calls > 0);
+        Assert.Equal(r.Calls, r.Failures);
+        Assert.Equal(-1, r.FirstOther);
+    }
+
+    [Fact]
+    public void ErrnoNames()
+    {
+        Assert.Equal("-ENOTTY (25)", Errno.Format(25));
+        Assert.Equal("-ENOTSUPP (524)", Errno.Format(524));
+        Assert.Equal("-ENOIOCTLCMD (515)", Errno.Format(515));
+        Assert.Equal("-E? (999)", Errno.Format(999));
+        Assert.Equal("success", Errno.Format(0));
+    }
+}
