@@ -131,7 +131,7 @@ public sealed unsafe class Attacher : IDisposable
     {
         if (Mode == AttachMode.KprobeMulti)
         {
-            int probe = Bpf.ProbeKprobeMulti(Borrow("kmulti_entry"));
+            int probe = ProbeKprobeMulti();
             if (probe == 0)
             {
                 try
@@ -146,6 +146,17 @@ public sealed unsafe class Attacher : IDisposable
             }
             note($"kprobe.multi is not supported by this kernel ({Errno.Describe(probe)}): falling back to single kprobes (-K)");
             Mode = AttachMode.Kprobe;
+        }
+        // the templates are looked up once, not per function
+        if (Mode == AttachMode.Fentry)
+        {
+            fentryInsns = obj!.Instructions("fentry_tmpl").ToArray();
+            fexitInsns = obj.Instructions("fexit_tmpl").ToArray();
+        }
+        else
+        {
+            kprobeProg = Borrow("kprobe_tmpl");
+            kretprobeProg = Borrow("kretprobe_tmpl");
         }
         var work = Mode == AttachMode.Fentry ? (Action<TracedFunction>)AttachFentry : AttachKprobe;
         int done = 0;
@@ -210,14 +221,12 @@ public sealed unsafe class Attacher : IDisposable
 
     void AttachKprobe(TracedFunction f)
     {
-        var entryProg = Borrow("kprobe_tmpl");
-        var exitProg = Borrow("kretprobe_tmpl");
         var pe = PerfEvent.OpenKprobe(f.Address, isReturn: false, f.Name, f.NameIsUnique);
         perfEvents.Add(pe);
-        links.Add(Bpf.LinkCreatePerfEvent(entryProg, pe, (ulong)f.Id));
+        links.Add(Bpf.LinkCreatePerfEvent(kprobeProg!, pe, (ulong)f.Id));
         var pr = PerfEvent.OpenKprobe(f.Address, isReturn: true, f.Name, f.NameIsUnique);
         perfEvents.Add(pr);
-        links.Add(Bpf.LinkCreatePerfEvent(exitProg, pr, (ulong)f.Id));
+        links.Add(Bpf.LinkCreatePerfEvent(kretprobeProg!, pr, (ulong)f.Id));
     }
 
     void AttachFentry(TracedFunction f)
@@ -225,10 +234,10 @@ public sealed unsafe class Attacher : IDisposable
         if (f.BtfId <= 0)
             throw new BpfException($"fentry on {f.Name}: no BTF for this function", 2);
         int btfObjFd = f.Module is null ? 0 : ModuleBtfFd(f.Module);
-        var entry = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFentry, obj!.Instructions("fentry_tmpl"), "fentry_" + f.Name,
+        var entry = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFentry, fentryInsns, "fentry_" + f.Name,
             (uint)f.BtfId, btfObjFd);
         progs.Add(entry);
-        var exit = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFexit, obj.Instructions("fexit_tmpl"), "fexit_" + f.Name,
+        var exit = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFexit, fexitInsns, "fexit_" + f.Name,
             (uint)f.BtfId, btfObjFd);
         progs.Add(exit);
         links.Add(Bpf.LinkCreateTracing(entry, Bpf.AttachTraceFentry, (ulong)f.Id));
@@ -236,13 +245,17 @@ public sealed unsafe class Attacher : IDisposable
     }
 
     readonly Dictionary<string, FdHandle> moduleBtf = [];
+    bool moduleBtfListed;
+    byte[] fentryInsns = [], fexitInsns = [];
+    FdHandle? kprobeProg, kretprobeProg;
 
     int ModuleBtfFd(string module)
     {
         lock (moduleBtf)
         {
-            if (moduleBtf.Count == 0)
+            if (!moduleBtfListed)
             {
+                moduleBtfListed = true;
                 uint id = 0;
                 while (Bpf.BtfGetNextId(id, out id))
                 {

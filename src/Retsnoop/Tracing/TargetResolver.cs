@@ -137,13 +137,13 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
         foreach (var (f, isEntry) in chosen)
         {
             ulong addr;
+            var addrs = ksyms.TextAddresses(f.Name, f.Module);
             if (f.Address != 0)
             {
                 addr = ksyms.FunctionStart(f.Address) ?? f.Address;
             }
             else
             {
-                var addrs = ksyms.TextAddresses(f.Name, f.Module);
                 int n = occurrences[(f.Name, f.Module)];
                 if (addrs.Count == 0)
                 {
@@ -163,7 +163,7 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
             var func = new TracedFunction(result.Count, f.Name, f.Module, addr, t?.Return ?? ReturnClass.Unknown, isEntry)
             {
                 BtfId = t?.BtfId ?? 0,
-                NameIsUnique = ksyms.TextAddresses(f.Name, f.Module).Count == 1 && occurrences[(f.Name, f.Module)] == 1,
+                NameIsUnique = addrs.Count == 1 && occurrences[(f.Name, f.Module)] == 1,
                 FentryRefusal = t is null ? "no BTF for this function" : t.Value.FentryRefusal,
             };
             result.Add(func);
