@@ -64,11 +64,13 @@ public sealed class VmBoot
         return p.ExitCode == 0 ? Path.Combine(dir, "vmlinux-dbg") : throw new InvalidOperationException($"tools/vm/kernel {kernel} --dbg failed");
     }
 
-    public static VmBoot Run(string kernel, IReadOnlyList<VmCase> cases, int timeoutSeconds)
+    /// <summary>Boots <paramref name="kernel"/> once and runs <paramref name="cases"/>; <paramref name="name"/>
+    /// names the results share (artifacts/vm/NAME), so several fixtures may boot the same kernel.</summary>
+    public static VmBoot Run(string kernel, IReadOnlyList<VmCase> cases, int timeoutSeconds, string? name = null)
     {
         if (!System.IO.File.Exists(RetsnoopBin) || !System.IO.File.Exists(SimfailBin))
             throw new InvalidOperationException($"published binaries missing ({RetsnoopBin}, {SimfailBin}): run ./test, which builds them");
-        var share = Path.Combine(Root, "artifacts", "vm", kernel);
+        var share = Path.Combine(Root, "artifacts", "vm", name ?? kernel);
         if (Directory.Exists(share))
             Directory.Delete(share, true);
         Directory.CreateDirectory(share);
