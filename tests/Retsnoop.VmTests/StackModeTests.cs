@@ -74,7 +74,7 @@ public abstract class StackModeTestsBase(VmBoot boot)
         Assert.True(longer.TracerRc == 0, longer.Describe());
         Assert.Empty(PrintedStack.Parse(longer.TracerOut));
 
-        foreach (var (name, text) in new[] { ("bad-errno", "unknown error 'ENOSUCHERR'"), ("bad-glob", "'no_such_function_xyz*'"), ("not-root", "needs root or CAP_BPF") })
+        foreach (var (name, text) in new[] { ("bad-errno", "unknown error 'ENOSUCHERR'"), ("bad-glob", "'no_such_function_xyz*'"), ("not-root", "needs the CAP_BPF and CAP_PERFMON capabilities") })
         {
             var r = boot.Case(name);
             Assert.True(r.Rc is > 0, r.Describe());

@@ -68,7 +68,7 @@ public static class Entry
         if (opts.Verbosity == 0)
             return 0;
         if (Privileges.Missing() is { } missing)
-            return Fail($"the feature report needs root or {missing}: run with sudo", 1);
+            return Fail($"the feature report {Privileges.Describe(missing)}", 1);
         Console.Out.WriteLine("Feature detection:");
         foreach (var f in Features.Detect())
             Console.Out.WriteLine($"\t{f.Name}: {(f.Supported ? "yes" : "no")}{(f.Supported || f.Detail.Length == 0 ? "" : $" ({f.Detail})")}");
@@ -83,7 +83,7 @@ public static class Entry
         if (opts.UseLbr && Lbr.Probe() is var lbrErr && lbrErr != 0)
             throw new TracingException($"this CPU has no LBR (branch stack sampling: {Errno.Describe(lbrErr)}); run without -B/--lbr");
         if (Privileges.Missing() is { } missing)
-            throw new TracingException($"tracing the kernel needs root or {missing}: run with sudo");
+            throw new TracingException($"tracing the kernel {Privileges.Describe(missing)}");
         if (!File.Exists("/sys/kernel/btf/vmlinux"))
             throw new TracingException("this kernel has no BTF (/sys/kernel/btf/vmlinux): retsnoop needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
 
@@ -122,8 +122,6 @@ public static class Entry
             if (Interlocked.Increment(ref signals) == 1)
                 cancel.Cancel();
         }
-        Libc.UnignoreSignal(2 /* SIGINT */);
-        Libc.UnignoreSignal(1 /* SIGHUP */);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);
@@ -187,12 +185,14 @@ public static class Privileges
 {
     const int CapSysAdmin = 21, CapPerfmon = 38, CapBpf = 39;
 
+    public static string Describe(string missing) =>
+        $"needs the {missing} {(missing.Contains(" and ") ? "capabilities" : "capability")} (or CAP_SYS_ADMIN): run as root (sudo) with the full capability set";
+
     /// <summary>null when we may trace, else the names of the missing capabilities.</summary>
     public static string? Missing()
     {
-        if (Libc.geteuid() == 0)
-            return null;
-        ulong eff = 0;
+        // capabilities, not the uid: root under capsh/containers may lack some of them
+        ulong eff = Libc.geteuid() == 0 ? ulong.MaxValue : 0;
         try
         {
             foreach (var line in File.ReadLines("/proc/self/status"))

@@ -59,7 +59,7 @@ public static class OptionParser
         new('I', "interim-stacks", Arg.None, "", "Also print interim stacks (errors that were later recovered from)", (o, _) => o.InterimStacks = true),
         new('x', "allow-errors", Arg.Required, "ERROR", "Only print stacks with this error (ENOMEM, -ENOMEM, NOMEM, 12, NULL or any)", (o, v) => ApplyError(o, v!, allow: true)),
         new('X', "deny-errors", Arg.Required, "ERROR", "Never print stacks with this error", (o, v) => ApplyError(o, v!, allow: false)),
-        new('k', "kernel", Arg.Required, "PATH", "vmlinux image with DWARF for file:line and inlines", (o, v) => o.KernelImage = v),
+        new('k', "kernel", Arg.Required, "PATH", "vmlinux image with DWARF for file:line and inlines", (o, v) => o.KernelImage = CheckKernelImage(v!)),
         new('s', "symbolize", Arg.Optional, "LEVEL", "Symbolization: -s file:line, -ss also inlines, -sn kallsyms only", ApplySymbolize),
         new('\0', "debug", Arg.Required, "FEATURE", "Debug features: multi-kprobe, full-lbr, bpf", ApplyDebug),
         new('C', "config", Arg.Required, "KEY=VALUE", "Advanced setting (see --config-help)", (o, v) => ConfigKeys.Apply(o, v!)),
@@ -128,6 +128,16 @@ public static class OptionParser
             }
         }
         return o;
+    }
+
+    // a stat, not a read: the file itself is opened lazily, only when a stack needs file:line
+    static string CheckKernelImage(string path)
+    {
+        if (Directory.Exists(path))
+            throw new OptionException($"invalid -k/--kernel value '{path}': it is a directory; give the vmlinux file (e.g. /usr/lib/debug/boot/vmlinux-$(uname -r))");
+        if (!File.Exists(path))
+            throw new OptionException($"invalid -k/--kernel value '{path}': no such file; give the path of a vmlinux with DWARF");
+        return path;
     }
 
     public static bool? ParseBool(string v) => v.ToLowerInvariant() switch
