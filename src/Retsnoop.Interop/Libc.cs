@@ -39,6 +39,42 @@ public static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int setrlimit(int resource, void* rlim);
 
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int getrlimit(int resource, void* rlim);
+
+    /// <summary>
+    /// Makes room for <paramref name="needed"/> open files (each attached function holds link fds):
+    /// the soft limit goes to the hard one, and the hard one up to fs.nr_open when we may raise it.
+    /// Returns the soft limit now in effect.
+    /// </summary>
+    public static ulong RaiseFileLimit(ulong needed)
+    {
+        const int RLIMIT_NOFILE = 7;
+        ulong* lim = stackalloc ulong[2];
+        if (getrlimit(RLIMIT_NOFILE, lim) != 0)
+            return 0;
+        if (lim[0] >= needed)
+            return lim[0];
+        if (lim[1] < needed)
+        {
+            ulong max = 1 << 20;
+            try
+            {
+                max = ulong.Parse(File.ReadAllText("/proc/sys/fs/nr_open").Trim());
+            }
+            catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException)
+            {
+            }
+            ulong* want = stackalloc ulong[2] { Math.Min(needed, max), Math.Min(needed, max) };
+            if (setrlimit(RLIMIT_NOFILE, want) == 0)
+                return want[0];
+        }
+        lim[0] = lim[1];
+        setrlimit(RLIMIT_NOFILE, lim);
+        getrlimit(RLIMIT_NOFILE, lim);
+        return lim[0];
+    }
+
     [LibraryImport("libc")]
     public static partial int vsnprintf(byte* buf, nuint size, byte* fmt, nint va);
 

@@ -66,7 +66,7 @@ public sealed class VmBoot
 
     /// <summary>Boots <paramref name="kernel"/> once and runs <paramref name="cases"/>; <paramref name="name"/>
     /// names the results share (artifacts/vm/NAME), so several fixtures may boot the same kernel.</summary>
-    public static VmBoot Run(string kernel, IReadOnlyList<VmCase> cases, int timeoutSeconds, string? name = null)
+    public static VmBoot Run(string kernel, IReadOnlyList<VmCase> cases, int timeoutSeconds, string? name = null, int cpus = 2)
     {
         if (!System.IO.File.Exists(RetsnoopBin) || !System.IO.File.Exists(SimfailBin))
             throw new InvalidOperationException($"published binaries missing ({RetsnoopBin}, {SimfailBin}): run ./test, which builds them");
@@ -91,7 +91,7 @@ public sealed class VmBoot
             RedirectStandardError = true,
             WorkingDirectory = Root,
         };
-        foreach (var a in new[] { "--kernel", kernel, "--timeout", timeoutSeconds.ToString(), "--share", share, "--", "bash", Path.Combine(share, "runner.sh") })
+        foreach (var a in new[] { "--kernel", kernel, "--cpus", cpus.ToString(), "--timeout", timeoutSeconds.ToString(), "--share", share, "--", "bash", Path.Combine(share, "runner.sh") })
             psi.ArgumentList.Add(a);
         var sw = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;

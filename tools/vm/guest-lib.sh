@@ -30,3 +30,43 @@ traced() {
     kill -"${STOP_SIGNAL:-INT}" "$pid"
     wait "$pid"; echo $? > tracer.rc
 }
+
+# bpf_objects: "PROGS LINKS" the kernel lists now
+bpf_objects() {
+    echo "$(bpftool prog show | grep -c '^[0-9]*: ') $(bpftool link show | grep -c '^[0-9]*: ')"
+}
+
+# wait_clean BASELINE SECONDS: polls until the kernel lists no more programs and links than
+# BASELINE ("PROGS LINKS" from bpf_objects); writes clean-ms, or left.txt with what stayed.
+wait_clean() {
+    local base=$1 limit=$2 start now
+    start=$(date +%s%N)
+    while :; do
+        now=$(bpf_objects)
+        if [ "$now" = "$base" ]; then
+            echo $(( ($(date +%s%N) - start) / 1000000 )) > clean-ms
+            return 0
+        fi
+        if [ $(( ($(date +%s%N) - start) / 1000000000 )) -ge "$limit" ]; then
+            { echo "baseline $base, now $now"; bpftool prog show; bpftool link show; } > left.txt
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# kill9_after FILE TEXT -- TRACER_ARGS...: starts the tracer, kills it with SIGKILL as soon as TEXT
+# appears in FILE (tracer.out or tracer.err), then waits until the kernel is back to the baseline.
+kill9_after() {
+    local file=$1 text=$2; shift 2; [ "${1:-}" = -- ] && shift
+    local base pid
+    base=$(bpf_objects); echo "$base" > baseline
+    "$RETSNOOP_BIN" "$@" > tracer.out 2> tracer.err &
+    pid=$!
+    if ! wait_for "$file" "$text" "${READY_TIMEOUT:-180}"; then
+        echo "never saw '$text' in $file" >&2
+        kill -9 "$pid"; wait "$pid"; return 1
+    fi
+    kill -9 "$pid"; wait "$pid"; echo $? > tracer.rc
+    wait_clean "$base" 300
+}

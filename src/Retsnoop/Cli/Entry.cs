@@ -90,7 +90,10 @@ public static class Entry
         var facts = new KernelFacts(opts);
         var traceable = TraceableFunctions.Load(out var listSource);
         Log(opts, 1, $"{traceable.Count} traceable functions in {listSource}");
-        var resolver = new TargetResolver(opts, facts.Symbols, facts.Types, facts.SourceIndexFactory());
+        var resolver = new TargetResolver(opts, facts.Symbols, facts.Types, facts.SourceIndexFactory())
+        {
+            KernelNoProbe = TargetResolver.ReadKernelNoProbe(),
+        };
         var funcs = resolver.Resolve(traceable);
         foreach (var n in resolver.Notes)
             Log(opts, 1, n);

@@ -49,7 +49,45 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
         "preempt_count_add", "preempt_count_sub", "preempt_schedule*", "arch_cpu_idle*", "default_idle*", "cpu_idle*",
         "do_idle", "mwait_idle*", "intel_idle*", "acpi_idle*", "native_*", "paravirt_*", "__x86_return_thunk",
         "nmi_*", "do_nmi", "exc_nmi", "in_nmi*", "lockdep_*", "lock_acquire", "lock_release", "trace_hardirqs_*",
+        "rcu_is_watching", "trace_clock*", "bsearch", "bpf_kprobe_multi_*", "bpf_get_func_*", "bpf_prog_run*",
+        "__bpf_prog_run*", "bpf_dispatcher_*",
+        // what the BPF side's own helpers run: hash map lookups/updates/deletes (sessions, filters),
+        // their locks and allocators, the stack unwinder behind bpf_get_stack, comm copies. Tracing
+        // them fires our probes inside our probes (a broad -a '*' crashed a 6.12 guest in
+        // __htab_map_lookup_elem while it was being patched).
+        "htab_*", "__htab_*", "alloc_htab_elem", "free_htab_elem", "lookup_elem_raw", "lookup_nulls_elem_raw",
+        "pcpu_freelist_*", "__pcpu_freelist_*", "bpf_mem_cache_*", "bpf_mem_alloc*", "bpf_mem_free*", "unit_alloc",
+        "unit_free", "check_and_free_fields", "bpf_obj_free_fields", "array_map_lookup_elem", "percpu_array_map_lookup_elem",
+        "_raw_spin_*", "_raw_read_*", "_raw_write_*", "queued_spin_*", "queued_read_*", "queued_write_*", "__pv_queued_*",
+        "pv_*", "do_raw_spin_*", "unwind_*", "__unwind_*", "orc_*", "__orc_*", "*kernel_text_address", "is_bpf_text_address",
+        "bpf_ksym_find", "is_ftrace_trampoline", "is_module_text_address", "__module_address", "core_kernel_text",
+        "get_stack_info*", "stack_access_ok", "deref_stack_reg", "get_callchain_entry", "put_callchain_entry",
+        "__get_task_comm", "strscpy*", "sized_strscpy", "strncpy_from_kernel_nofault",
     ];
+
+    /// <summary>Functions the kernel itself forbids probing (NOKPROBE_SYMBOL; debugfs kprobes/blacklist):
+    /// they run in the int3/exception paths probes rely on, so we stay off them in every mode.</summary>
+    public IReadOnlySet<string> KernelNoProbe { get; init; } = new HashSet<string>();
+
+    public static HashSet<string> ReadKernelNoProbe(string path = "/sys/kernel/debug/kprobes/blacklist")
+    {
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        try
+        {
+            // "0xffffffff81001000-0xffffffff81001030\tname" or with " [module]"
+            foreach (var line in File.ReadLines(path))
+            {
+                var parts = line.Split((char[])['\t', ' '], StringSplitOptions.RemoveEmptyEntries);
+                if (parts.Length >= 2)
+                    set.Add(parts[1]);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // no debugfs: the built-in denylist still applies
+        }
+        return set;
+    }
 
     readonly List<string> notes = [];
     public IReadOnlyList<string> Notes => notes;
@@ -76,7 +114,7 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
 
         var hits = new Dictionary<FunctionSpec, int>();
         var chosen = new List<(TraceableFunction F, bool IsEntry)>();
-        int denied = 0, builtinDenied = 0;
+        int denied = 0, builtinDenied = 0, noProbe = 0;
         foreach (var f in traceable)
         {
             bool isEntry = false, isAllowed = false;
@@ -117,6 +155,11 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
                 builtinDenied++;
                 continue;
             }
+            if (KernelNoProbe.Contains(f.Name))
+            {
+                noProbe++;
+                continue;
+            }
             chosen.Add((f, isEntry));
         }
 
@@ -129,6 +172,8 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
             notes.Add($"{denied} matching functions denied by -d globs");
         if (builtinDenied > 0)
             notes.Add($"{builtinDenied} matching functions left out by the built-in denylist (unsafe to trace)");
+        if (noProbe > 0)
+            notes.Add($"{noProbe} matching functions left out because the kernel forbids probing them (kprobes/blacklist)");
 
         var result = new List<TracedFunction>();
         // names that occur more than once (static functions in several files) need exact addresses
