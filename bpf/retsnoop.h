@@ -12,6 +12,7 @@ enum rec_type {
 	REC_TRACE_ENTRY = 2,  /* struct trace_rec: function entry inside a session (-T) */
 	REC_TRACE_EXIT = 3,   /* struct trace_rec: function exit inside a session (-T) */
 	REC_SESSION_END = 4,  /* struct trace_rec: session ended without a stack record (-T) */
+	REC_INJ_PROBE = 5,    /* struct inj_rec: an injected probe (-J) fired inside a session */
 };
 
 /* per-function flags, set by user space from BTF */
@@ -50,6 +51,19 @@ struct trace_rec {
 	unsigned long long ts;
 	long long res;
 	unsigned long long lat;
+};
+
+#define INJ_DATA_MAX 512 /* buffer for an injected probe's bytes (tracepoint record, raw args,
+                           registers); at most INJ_DATA_MAX - 1 are kept */
+
+/* -J: h.func_id is the probe's index, h.depth the session depth it fired at,
+ * h.res the return value for kretprobes
+ */
+struct inj_rec {
+	struct trace_rec h;
+	unsigned int data_len;
+	unsigned int pad;
+	unsigned char data[INJ_DATA_MAX];
 };
 
 /* user-space settings, the whole of .rodata */

@@ -8,7 +8,7 @@ public static unsafe class Bpf
 {
     // commands
     const int BPF_MAP_LOOKUP_ELEM = 1, BPF_MAP_UPDATE_ELEM = 2, BPF_PROG_LOAD = 5,
-        BPF_OBJ_GET_INFO_BY_FD = 15, BPF_BTF_GET_FD_BY_ID = 19, BPF_BTF_GET_NEXT_ID = 23, BPF_LINK_CREATE = 28;
+        BPF_OBJ_GET_INFO_BY_FD = 15, BPF_RAW_TRACEPOINT_OPEN = 17, BPF_BTF_GET_FD_BY_ID = 19, BPF_BTF_GET_NEXT_ID = 23, BPF_LINK_CREATE = 28;
 
     public const int ProgTypeKprobe = 2, ProgTypeTracing = 26;
     public const int AttachTraceFentry = 24, AttachTraceFexit = 25, AttachPerfEvent = 41, AttachKprobeMulti = 42;
@@ -120,6 +120,24 @@ public static unsafe class Bpf
         }
         int err = Libc.LastErrno;
         return err == 22 /* EINVAL: supported, the empty list was refused */ ? 0 : err;
+    }
+
+    /// <summary>A raw tracepoint link with a BPF cookie (the cookie needs 6.10+; older kernels say E2BIG/EINVAL).</summary>
+    public static FdHandle RawTracepointOpen(FdHandle prog, string tracepoint, ulong cookie)
+    {
+        byte* attr = stackalloc byte[AttrSize];
+        new Span<byte>(attr, AttrSize).Clear();
+        var name = Encoding.ASCII.GetBytes(tracepoint + "\0");
+        fixed (byte* n = name)
+        {
+            *(ulong*)(attr + 0) = (ulong)n;
+            *(uint*)(attr + 8) = (uint)prog.Fd;
+            *(ulong*)(attr + 16) = cookie;
+            long fd = Call(BPF_RAW_TRACEPOINT_OPEN, attr);
+            if (fd < 0)
+                throw new BpfException($"attaching raw tracepoint {tracepoint}", Libc.LastErrno);
+            return new FdHandle((int)fd);
+        }
     }
 
     static FdHandle LinkOrThrow(byte* attr, string what)

@@ -48,4 +48,47 @@ public static unsafe class PerfEvent
             return new FdHandle((int)fd);
         }
     }
+
+    /// <summary>A kprobe at function+offset or a kretprobe on a function, by name (-J).</summary>
+    public static FdHandle OpenKprobeAt(string function, ulong offset, bool isReturn)
+    {
+        kprobeType ??= ReadInt("/sys/bus/event_source/devices/kprobe/type", "the kprobe PMU type");
+        if (isReturn && retprobeBit is null)
+        {
+            var text = File.ReadAllText("/sys/bus/event_source/devices/kprobe/format/retprobe").Trim();
+            retprobeBit = int.Parse(text[(text.IndexOf(':') + 1)..]);
+        }
+        byte* attr = stackalloc byte[128];
+        new Span<byte>(attr, 128).Clear();
+        var nameBytes = System.Text.Encoding.ASCII.GetBytes(function + "\0");
+        fixed (byte* n = nameBytes)
+        {
+            *(uint*)(attr + 0) = (uint)kprobeType.Value;
+            *(uint*)(attr + 4) = 128;
+            *(ulong*)(attr + 8) = isReturn ? 1UL << retprobeBit!.Value : 0;
+            *(ulong*)(attr + 16) = 1;
+            *(ulong*)(attr + 56) = (ulong)n;   // config1: kprobe_func
+            *(ulong*)(attr + 64) = offset;     // config2: probe_offset
+            long fd = Libc.syscall(Libc.SYS_perf_event_open, (long)attr, -1, 0, -1, 8 /* PERF_FLAG_FD_CLOEXEC */);
+            if (fd < 0)
+                throw new BpfException($"opening {(isReturn ? "kretprobe" : "kprobe")} on {function}{(offset != 0 ? $"+0x{offset:x}" : "")}", Libc.LastErrno);
+            return new FdHandle((int)fd);
+        }
+    }
+
+    /// <summary>A tracepoint event (PERF_TYPE_TRACEPOINT with its tracefs id); a BPF program attached
+    /// to it runs on every CPU, so one event on CPU 0 is enough.</summary>
+    public static FdHandle OpenTracepoint(ulong id, string name)
+    {
+        byte* attr = stackalloc byte[128];
+        new Span<byte>(attr, 128).Clear();
+        *(uint*)(attr + 0) = 2;      // PERF_TYPE_TRACEPOINT
+        *(uint*)(attr + 4) = 128;
+        *(ulong*)(attr + 8) = id;    // config
+        *(ulong*)(attr + 16) = 1;    // sample_period
+        long fd = Libc.syscall(Libc.SYS_perf_event_open, (long)attr, -1, 0, -1, 8);
+        if (fd < 0)
+            throw new BpfException($"opening tracepoint {name}", Libc.LastErrno);
+        return new FdHandle((int)fd);
+    }
 }

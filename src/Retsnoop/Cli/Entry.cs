@@ -129,23 +129,29 @@ public static class Entry
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);
 
-        var attacher = new Attacher(opts, funcs, msg => Console.Error.WriteLine(msg));
+        var probes = InjectedProbe.ParseAll(opts.InjectProbes);
+        foreach (var p in probes)
+            p.Resolve(() => facts.VmlinuxBtf);
+        var attacher = new Attacher(opts, funcs, msg => Console.Error.WriteLine(msg)) { Probes = probes };
+        bool receiving = false;
         try
         {
             attacher.Load(opts.AttachMode);
             var attachClock = Stopwatch.StartNew();
             attacher.Attach((done, total) =>
                 Console.Error.WriteLine($"Attaching... {done}/{total} functions ({attachClock.Elapsed.TotalSeconds:0.0} s)"));
+            attacher.AttachInjected();
             foreach (var (f, why) in attacher.Skipped.OrderBy(s => s.Func.Id))
                 Log(opts, 1, $"skipped {f.DisplayName}: {why}");
             if (!attacher.Skipped.IsEmpty)
                 Console.Error.WriteLine($"Note: {attacher.Skipped.Count} of {funcs.Count} functions could not be attached ({attacher.Skipped.First().Reason}); -v lists them.");
             Log(opts, 1, $"attached {attacher.Attached} functions with {ModeName(attacher.Mode)} in {attachClock.ElapsedMilliseconds} ms");
 
-            var sink = new EventSink(opts, funcs, facts.SymbolContext, Console.Out);
+            var sink = new EventSink(opts, funcs, facts.SymbolContext, Console.Out) { Probes = probes };
             using var rb = new RingBuffer(attacher.RingBufferFd, sink.Handle);
             Console.Out.WriteLine("Receiving data...");
             Console.Out.Flush();
+            receiving = true;
             Log(opts, 1, $"ready {launch.ElapsedMilliseconds} ms after launch");
             facts.WarmUpInBackground();
             while (!cancel.IsCancellationRequested)
@@ -160,11 +166,16 @@ public static class Entry
         }
         finally
         {
+            // the detach line belongs to a run that was receiving; a failed setup just cleans up
             var detach = Stopwatch.StartNew();
-            Console.Out.Write("Detaching... ");
-            Console.Out.Flush();
+            if (receiving)
+            {
+                Console.Out.Write("Detaching... ");
+                Console.Out.Flush();
+            }
             attacher.Dispose();
-            Console.Out.WriteLine($"DONE in {detach.ElapsedMilliseconds} ms.");
+            if (receiving)
+                Console.Out.WriteLine($"DONE in {detach.ElapsedMilliseconds} ms.");
         }
         return 0;
     }

@@ -44,7 +44,7 @@ public static class OptionParser
         new('E', "call-stack", Arg.None, "", "Capture and print call stacks (default mode)", (o, _) => o.CallStacks = true),
         new('T', "trace", Arg.None, "", "Capture and print the function call trace of each session", (o, _) => o.Trace = true),
         new('A', "capture-args", Arg.None, "", "Capture and print function arguments", (o, _) => o.CaptureArgs = true),
-        new('J', "inject-probe", Arg.Required, "PROBE", "Extra probe: kprobe:NAME[+OFF], rawtp:NAME, tp:CATEGORY:NAME", (o, v) => o.InjectProbes.Add(v!)),
+        new('J', "inject-probe", Arg.Required, "PROBE", "Extra probe shown in the call trace (implies -T): kprobe:NAME[+OFF], kretprobe:NAME, tp:CATEGORY:NAME, rawtp:NAME, or @FILE with one per line", ApplyInjectProbe),
         new('B', "lbr", Arg.Optional, "SPEC", "Capture Last Branch Records (any_return by default; any, any_call, cond, call, ind_call, ind_jump, call_stack, abort_tx, in_tx, no_tx, or a number; repeatable)", ApplyLbr),
         new('\0', "dry-run", Arg.None, "", "Resolve and report everything, attach nothing", (o, _) => o.DryRun = true),
         new('M', "kprobes-multi", Arg.None, "", "Attach with kprobe.multi (falls back to single kprobes when the kernel lacks it)", (o, _) => SetMode(o, AttachMode.KprobeMulti)),
@@ -164,6 +164,14 @@ public static class OptionParser
         o.DenyGlobs.AddRange(p.Deny);
         foreach (var g in p.Allow.Concat(p.Deny))
             o.OptionalGlobs.Add(g);
+    }
+
+    static void ApplyInjectProbe(Options o, string? v)
+    {
+        // checked now (bad syntax is exit 2); resolved against the kernel when attaching
+        Tracing.InjectedProbe.ParseAll([v!]);
+        o.InjectProbes.Add(v!);
+        o.Trace = true;
     }
 
     static void ApplyLbr(Options o, string? v)

@@ -3,8 +3,12 @@ using Retsnoop.Tracing;
 
 namespace Retsnoop.Output;
 
-/// <summary>One entry or exit inside a session, in the order the BPF side saw them.</summary>
-public readonly record struct TraceEvent(bool IsEntry, TracedFunction Func, int Depth, long Result, ulong LatencyNs);
+/// <summary>One entry or exit inside a session, in the order the BPF side saw them; or, with
+/// <see cref="Probe"/> set, a -J probe hit at that depth (Func is then null).</summary>
+public readonly record struct TraceEvent(bool IsEntry, TracedFunction Func, int Depth, long Result, ulong LatencyNs, ProbeHit? Probe = null);
+
+/// <summary>An injected probe's hit: "◎ label", an optional result, and decoded detail lines.</summary>
+public sealed record ProbeHit(string Label, string Result, IReadOnlyList<string> Details);
 
 /// <summary>The -T tree: "→ f" on entry, "← f [res] dur" on exit, "↔ f" for a call with no traced callee.</summary>
 public static class CallTraceRenderer
@@ -12,14 +16,22 @@ public static class CallTraceRenderer
     public static string Render(IReadOnlyList<TraceEvent> events, int truncated)
     {
         var rows = new List<(string Sym, string Res, string Dur)>();
+        var details = new Dictionary<int, IReadOnlyList<string>>(); // row index -> "› ..." lines under it
         for (int i = 0; i < events.Count; i++)
         {
             var e = events[i];
+            if (e.Probe is { } hit)
+            {
+                // fired inside the function at depth Depth: one level deeper than it
+                details[rows.Count] = hit.Details;
+                rows.Add(($"{new string(' ', 4 * Math.Max(0, e.Depth))}◎ {hit.Label}", hit.Result, ""));
+                continue;
+            }
             var indent = new string(' ', 4 * Math.Max(0, e.Depth - 1));
             if (e.IsEntry)
             {
                 // a leaf call: entry immediately followed by its own exit
-                if (i + 1 < events.Count && !events[i + 1].IsEntry && events[i + 1].Func.Id == e.Func.Id && events[i + 1].Depth == e.Depth)
+                if (i + 1 < events.Count && events[i + 1].Probe is null && !events[i + 1].IsEntry && events[i + 1].Func.Id == e.Func.Id && events[i + 1].Depth == e.Depth)
                 {
                     var x = events[++i];
                     rows.Add(($"{indent}↔ {x.Func.Name}", ResultFormat.Format(x.Result, x.Func.Return), Micros(x.LatencyNs)));
@@ -41,8 +53,16 @@ public static class CallTraceRenderer
         var sb = new StringBuilder();
         sb.Append($"{h1.PadRight(symLen)}   {h2.PadRight(resLen)}  {h3.PadLeft(durLen)}\n");
         sb.Append($"{new string('-', symLen)}   {new string('-', resLen)}  {new string('-', durLen)}\n");
-        foreach (var r in rows)
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var r = rows[i];
             sb.Append($"{r.Sym.PadRight(symLen)}   {r.Res.PadRight(resLen)}  {r.Dur.PadLeft(durLen)}".TrimEnd()).Append('\n');
+            if (details.TryGetValue(i, out var lines))
+            {
+                foreach (var l in lines)
+                    sb.Append(new string(' ', symLen + 3)).Append("› ").Append(TerminalSafe.Escape(l)).Append('\n');
+            }
+        }
         if (truncated > 0)
             sb.Append($"[... {truncated} more call trace events not kept: raise -C trace.max-events ...]\n");
         return sb.ToString();

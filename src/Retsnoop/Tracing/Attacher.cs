@@ -23,6 +23,8 @@ public sealed unsafe class Attacher : IDisposable
     /// <summary>Functions left out at attach time, with the kernel's reason.</summary>
     public ConcurrentBag<(TracedFunction Func, string Reason)> Skipped { get; } = [];
     public int Attached { get; private set; }
+    /// <summary>-J probes; their index is the BPF cookie of their link.</summary>
+    public IReadOnlyList<InjectedProbe> Probes { get; init; } = [];
 
     public Attacher(Options opts, IReadOnlyList<TracedFunction> funcs, Action<string> note)
     {
@@ -31,7 +33,7 @@ public sealed unsafe class Attacher : IDisposable
         this.note = note;
     }
 
-    static byte[] EmbeddedObject()
+    public static byte[] EmbeddedObject()
     {
         using var s = typeof(Attacher).Assembly.GetManifestResourceStream("retsnoop.bpf.o")
             ?? throw new InvalidOperationException("retsnoop.bpf.o is not embedded: the build did not compile bpf/");
@@ -56,6 +58,11 @@ public sealed unsafe class Attacher : IDisposable
         obj.SetAutoload("kretprobe_tmpl", !fentry);
         obj.SetAutoload("kmulti_entry", Mode == AttachMode.KprobeMulti);
         obj.SetAutoload("kmulti_exit", Mode == AttachMode.KprobeMulti);
+        obj.SetAutoload("inj_kprobe", Probes.Any(p => p.Kind == InjectedKind.Kprobe));
+        obj.SetAutoload("inj_kretprobe", Probes.Any(p => p.Kind == InjectedKind.Kretprobe));
+        obj.SetAutoload("inj_tp", Probes.Any(p => p.Kind == InjectedKind.Tracepoint));
+        obj.SetAutoload("inj_rawtp", Probes.Any(p => p.Kind == InjectedKind.RawTracepoint));
+        obj.SetMaxEntries("inj_size", (uint)Math.Max(1, Probes.Count));
         if (fentry)
         {
             var target = funcs.FirstOrDefault(f => f.BtfId > 0 && f.Module is null) ?? funcs.FirstOrDefault(f => f.BtfId > 0)
@@ -90,11 +97,21 @@ public sealed unsafe class Attacher : IDisposable
         {
             throw new TracingException($"the kernel refused fentry/fexit programs ({Errno.Describe(1)}; kernel lockdown or missing capabilities?); try -K or -M for kprobes");
         }
+        catch (BpfException e) when (e.Message.Contains("inj_rawtp", StringComparison.Ordinal))
+        {
+            throw new TracingException($"the kernel refused the raw tracepoint program for -J rawtp ({e.Message.Split('\n')[0]}): raw tracepoint BPF cookies need Linux 6.10+; use -J tp:CATEGORY:NAME instead");
+        }
         FillMaps();
     }
 
     void FillMaps()
     {
+        int sizes = obj!.MapFd("inj_size");
+        for (int i = 0; i < Probes.Count; i++)
+        {
+            uint key = (uint)i, size = Probes[i].CaptureSize;
+            Bpf.MapUpdate(sizes, &key, &size);
+        }
         int fd = obj!.MapFd("func_flags");
         foreach (var f in funcs)
         {
@@ -199,6 +216,47 @@ public sealed unsafe class Attacher : IDisposable
                 msg += $" (verifier: {last.Trim()})";
         }
         return msg;
+    }
+
+    /// <summary>Attaches the -J probes; any refusal is an error naming the probe (the user asked for each).</summary>
+    public void AttachInjected()
+    {
+        for (int i = 0; i < Probes.Count; i++)
+        {
+            var p = Probes[i];
+            try
+            {
+                switch (p.Kind)
+                {
+                    case InjectedKind.Kprobe or InjectedKind.Kretprobe:
+                    {
+                        bool ret = p.Kind == InjectedKind.Kretprobe;
+                        using var pe = PerfEvent.OpenKprobeAt(p.Name, p.Offset, ret);
+                        links.Add(Bpf.LinkCreatePerfEvent(Borrow(ret ? "inj_kretprobe" : "inj_kprobe"), pe, (ulong)i));
+                        break;
+                    }
+                    case InjectedKind.Tracepoint:
+                    {
+                        using var pe = PerfEvent.OpenTracepoint(p.Format!.Id, p.Label);
+                        links.Add(Bpf.LinkCreatePerfEvent(Borrow("inj_tp"), pe, (ulong)i));
+                        break;
+                    }
+                    default:
+                        links.Add(Bpf.RawTracepointOpen(Borrow("inj_rawtp"), p.Name, (ulong)i));
+                        break;
+                }
+            }
+            catch (BpfException e)
+            {
+                var hint = p.Kind switch
+                {
+                    InjectedKind.Kprobe when p.Offset != 0 => "; the offset must fall on an instruction boundary inside the function",
+                    InjectedKind.RawTracepoint when e.Errno is 7 or 22 => "; raw tracepoint BPF cookies need Linux 6.10+, use -J tp:CATEGORY:NAME instead",
+                    _ => "",
+                };
+                throw new TracingException($"cannot attach -J {p.Label}: {e.Message.Split('\n')[0]}{hint}");
+            }
+        }
     }
 
     void AttachKprobeMulti()

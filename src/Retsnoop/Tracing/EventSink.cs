@@ -15,6 +15,8 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
     public int StacksPrinted { get; private set; }
     public int StacksFiltered { get; private set; }
     public int BadRecords { get; private set; }
+    /// <summary>-J probes, indexed by the record's probe id.</summary>
+    public IReadOnlyList<InjectedProbe> Probes { get; init; } = [];
 
     public void Handle(ReadOnlySpan<byte> rec)
     {
@@ -31,6 +33,9 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
                 break;
             case RecordType.TraceEntry or RecordType.TraceExit or RecordType.SessionEnd when rec.Length >= Marshal.SizeOf<TraceRecord>():
                 OnTrace(MemoryMarshal.Read<TraceRecord>(rec));
+                break;
+            case RecordType.InjectedProbe when rec.Length >= Marshal.SizeOf<InjectedRecord>():
+                OnProbe(rec);
                 break;
             default:
                 BadRecords++;
@@ -57,6 +62,24 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
             return;
         }
         tr.Events.Add(new TraceEvent(t.Type == RecordType.TraceEntry, funcs[(int)t.FuncId], (int)t.Depth, t.Res, t.Lat));
+    }
+
+    void OnProbe(ReadOnlySpan<byte> rec)
+    {
+        var h = MemoryMarshal.Read<TraceRecord>(rec);
+        if (h.FuncId >= Probes.Count || !traces.TryGetValue(h.Tid, out var tr))
+            return;
+        if (tr.Events.Count >= opts.TraceMaxEvents)
+        {
+            traces[h.Tid] = (tr.Events, tr.Truncated + 1);
+            return;
+        }
+        int hdr = Marshal.SizeOf<TraceRecord>();
+        uint len = Math.Min(MemoryMarshal.Read<uint>(rec[hdr..]), InjectedRecord.DataMax);
+        var probe = Probes[(int)h.FuncId];
+        var data = rec.Slice(hdr + 8, (int)len);
+        string result = probe.Kind == InjectedKind.Kretprobe ? $"[{h.Res}]" : "";
+        tr.Events.Add(new TraceEvent(false, null!, (int)h.Depth, h.Res, 0, new ProbeHit(probe.Label, result, probe.Describe(data))));
     }
 
     void OnStack(in StackRecord r)

@@ -29,7 +29,10 @@ public sealed class KernelFacts
 
     static bool HasSourceGlobs(Options o) => o.EntryGlobs.Concat(o.AllowGlobs).Concat(o.DenyGlobs).Any(g => g.TrimStart().StartsWith(':'));
 
-    public IFunctionTypes Types { get; } = new BtfFunctionTypes();
+    public IFunctionTypes Types => types;
+    readonly BtfFunctionTypes types = new();
+    /// <summary>vmlinux BTF, shared with the function type lookups (read once, on first use).</summary>
+    public Btf.BtfFile VmlinuxBtf => types.Vmlinux;
 
     public static IFunctionTypes? FunctionTypesOrNull() =>
         File.Exists("/sys/kernel/btf/vmlinux") ? new BtfFunctionTypes() : null;
@@ -86,6 +89,7 @@ public sealed class KallsymsTable(Kallsyms ks) : IKernelSymbolTable, IKernelSymb
 public sealed class BtfFunctionTypes : IFunctionTypes
 {
     readonly Lazy<BtfFile> vmlinux = new(() => BtfFile.Load("/sys/kernel/btf/vmlinux"));
+    public BtfFile Vmlinux => vmlinux.Value;
     readonly Dictionary<string, BtfFile?> modules = [];
 
     public FunctionType? Lookup(string name, string? module)

@@ -10,7 +10,7 @@ public static class BpfLimits
     public const int MaxKstackDepth = 128;
 }
 
-public enum RecordType : uint { Stack = 1, TraceEntry = 2, TraceExit = 3, SessionEnd = 4 }
+public enum RecordType : uint { Stack = 1, TraceEntry = 2, TraceExit = 3, SessionEnd = 4, InjectedProbe = 5 }
 
 [Flags]
 public enum FuncFlags : uint
@@ -61,4 +61,14 @@ public struct TraceRecord
     public ulong SessStart, Ts;
     public long Res;
     public ulong Lat;
+}
+
+/// <summary>struct inj_rec: a -J probe hit; Header.FuncId is the probe index.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct InjectedRecord
+{
+    public const int DataMax = 512;
+    public TraceRecord Header;
+    public uint DataLen, Pad;
+    public fixed byte Data[DataMax];
 }

@@ -1,0 +1,120 @@
+using System.Buffers.Binary;
+using System.Text;
+using Retsnoop.Cli;
+using Retsnoop.Output;
+using Retsnoop.Tracing;
+
+namespace Retsnoop.Tests;
+
+public class InjectedProbeTests
+{
+    [Theory]
+    [InlineData("kprobe:get_fs_type", InjectedKind.Kprobe, "get_fs_type", null, 0UL, "kprobe:get_fs_type+0x0")]
+    [InlineData("kprobe:get_fs_type+9", InjectedKind.Kprobe, "get_fs_type", null, 9UL, "kprobe:get_fs_type+0x9")]
+    [InlineData("kprobe:bprm_execve+0x1f", InjectedKind.Kprobe, "bprm_execve", null, 0x1fUL, "kprobe:bprm_execve+0x1f")]
+    [InlineData("kretprobe:get_fs_type", InjectedKind.Kretprobe, "get_fs_type", null, 0UL, "kretprobe:get_fs_type")]
+    [InlineData("rawtp:module_request", InjectedKind.RawTracepoint, "module_request", null, 0UL, "rawtp:module_request")]
+    [InlineData("tp:module:module_request", InjectedKind.Tracepoint, "module_request", "module", 0UL, "tp:module:module_request")]
+    public void ParsesUpstreamSpecs(string spec, InjectedKind kind, string name, string? category, ulong offset, string label)
+    {
+        var p = InjectedProbe.Parse(spec);
+        Assert.Equal((kind, name, category, offset, label), (p.Kind, p.Name, p.Category, p.Offset, p.Label));
+    }
+
+    [Theory]
+    [InlineData("bogus")]
+    [InlineData("kprobe:")]
+    [InlineData("kprobe:foo+bar")]
+    [InlineData("kretprobe:foo+4")]
+    [InlineData("tp:onlyname")]
+    [InlineData("uprobe:x")]
+    [InlineData("kprobe:foo;rm -rf")]
+    public void RejectsMalformedSpecsNamingTheOption(string spec)
+    {
+        var e = Assert.Throws<OptionException>(() => InjectedProbe.Parse(spec));
+        Assert.Contains("-J/--inject-probe", e.Message);
+        Assert.Contains(spec, e.Message);
+    }
+
+    [Fact]
+    public void AtFileReadsOneSpecPerLineAndImpliesTrace()
+    {
+        var f = Path.GetTempFileName();
+        File.WriteAllText(f, "# probes\ntp:module:module_request\n\nkretprobe:get_fs_type\n");
+        try
+        {
+            var o = OptionParser.Parse(["-e", "x", "-J", "@" + f]);
+            Assert.True(o.Trace);
+            Assert.Equal(["tp:module:module_request", "kretprobe:get_fs_type"], InjectedProbe.ParseAll(o.InjectProbes).Select(p => p.Label));
+        }
+        finally
+        {
+            File.Delete(f);
+        }
+        Assert.Throws<OptionException>(() => OptionParser.Parse(["-e", "x", "-J", "@/no/such/file"]));
+    }
+
+    // recorded from the Debian 6.12 guest: /sys/kernel/tracing/events/module/module_request/format
+    const string ModuleRequestFormat = """
+        name: module_request
+        ID: 391
+        format:
+        	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
+        	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
+        	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
+        	field:int common_pid;	offset:4;	size:4;	signed:1;
+
+        	field:unsigned long ip;	offset:8;	size:8;	signed:0;
+        	field:bool wait;	offset:16;	size:1;	signed:0;
+        	field:__data_loc char[] name;	offset:20;	size:4;	signed:0;
+
+        print fmt: "%s wait=%d call_site=%ps", __get_str(name), (int)REC->wait, (void *)REC->ip
+        """;
+
+    [Fact]
+    public void DecodesATracepointRecordWithItsFormat()
+    {
+        var fmt = TracepointFormat.Parse(ModuleRequestFormat);
+        Assert.Equal(["common_type", "common_flags", "common_preempt_count", "common_pid", "ip", "wait", "name"], fmt.Fields.Select(f => f.Name));
+        Assert.Equal(24, fmt.FixedSize);
+        Assert.True(fmt.HasDynamicData);
+
+        // a record as the kernel lays it out: fixed part, then the __data_loc string after it
+        var name = Encoding.ASCII.GetBytes("fs-simfail_no_such_fs\0");
+        var rec = new byte[24 + name.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(rec.AsSpan(8), 0xffffffffb5886e93);
+        rec[16] = 1;
+        BinaryPrimitives.WriteUInt32LittleEndian(rec.AsSpan(20), (uint)(name.Length << 16 | 24));
+        name.CopyTo(rec, 24);
+        Assert.Equal(["ip = 0xffffffffb5886e93", "wait = 1", "name = 'fs-simfail_no_such_fs'"], fmt.Decode(rec));
+
+        // a string that was not captured is said so, not read out of bounds
+        Assert.Equal("name = (not captured)", fmt.Decode(rec.AsSpan(0, 30)).Last());
+    }
+
+    [Fact]
+    public void HostileTracepointStringIsEscaped()
+    {
+        var fmt = TracepointFormat.Parse("\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n");
+        var rec = new byte[24];
+        Encoding.ASCII.GetBytes("\u001b]2;x\u0007").CopyTo(rec, 8);
+        Assert.Equal([@"comm = '\x1b]2;x\x07'"], fmt.Decode(rec));
+    }
+
+    [Fact]
+    public void ProbeHitsRenderAtTheirDepthWithDetails()
+    {
+        var f = new TracedFunction(0, "get_fs_type", null, 0x1000, ReturnClass.Pointer, true);
+        var events = new List<TraceEvent>
+        {
+            new(true, f, 1, 0, 0),
+            new(false, null!, 1, 0, 0, new ProbeHit("tp:module:module_request", "", ["name = 'fs-x'"])),
+            new(false, f, 1, 0, 1500),
+        };
+        var lines = CallTraceRenderer.Render(events, 0).Split('\n');
+        Assert.Equal("→ get_fs_type", lines[2].TrimEnd());
+        Assert.Equal("    ◎ tp:module:module_request", lines[3].TrimEnd());
+        Assert.Matches(@"^\s+› name = 'fs-x'$", lines[4]);
+        Assert.StartsWith("← get_fs_type", lines[5]); // not folded into "↔": a probe fired inside it
+    }
+}
