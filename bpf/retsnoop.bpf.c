@@ -36,6 +36,7 @@ const volatile struct config cfg = {};
 #define has_comm_allow cfg.has_comm_allow
 #define has_comm_deny cfg.has_comm_deny
 #define min_duration_ns cfg.min_duration_ns
+#define emit_interim_stacks cfg.emit_interim_stacks
 
 struct session {
 	__s32 depth;             /* live frames, may exceed MAX_FSTACK_DEPTH */
@@ -269,6 +270,18 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 	r->kstack_sz = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
 }
 
+/* -I: the kept error chain is about to be replaced or cleared; send it as it is now */
+static __always_inline void emit_interim(struct stack_rec *r, __u64 now)
+{
+	if (!emit_interim_stacks || !r->is_err || !r->depth)
+		return;
+	r->end_ts = now;
+	r->is_err = STACK_ERR | STACK_INTERIM;
+	if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
+		count_dropped_record();
+	r->is_err = STACK_ERR;
+}
+
 static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), *fl, flags;
@@ -310,12 +323,14 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 	if (failed) {
 		if (!(match && r->is_err)) {
 			/* a new origin of the error */
+			emit_interim(r, now);
 			keep_chain(ctx, sess, d);
-			r->is_err = 1;
+			r->is_err = STACK_ERR;
 		}
 	} else if (!(flags & FUNC_CANT_FAIL)) {
 		/* a success: an error kept below this frame was handled */
 		if (!match || r->is_err) {
+			emit_interim(r, now);
 			if (emit_success_stacks && !match)
 				keep_chain(ctx, sess, d);
 			r->is_err = 0;

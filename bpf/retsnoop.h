@@ -23,6 +23,9 @@ enum func_flags {
 	FUNC_NEEDS_SIGN_EXT = 8,/* 32-bit integer result: sign-extend before checking */
 };
 
+#define STACK_ERR 1
+#define STACK_INTERIM 2
+
 struct stack_rec {
 	unsigned int type;
 	unsigned int tid;
@@ -32,7 +35,8 @@ struct stack_rec {
 	unsigned long long end_ts;
 	char comm[16];               /* thread name */
 	char pcomm[16];              /* process (thread group leader) name */
-	unsigned int is_err;         /* the stack ends in an error (not a -S success) */
+	unsigned int is_err;         /* STACK_ERR: ends in an error (not a -S success); STACK_INTERIM:
+	                              * an error chain the session went past (-I) */
 	int kstack_sz;               /* bytes in kstack, or a negative error */
 	unsigned int ids[MAX_FSTACK_DEPTH];
 	unsigned int seqs[MAX_FSTACK_DEPTH];
@@ -75,7 +79,8 @@ struct config {
 	unsigned char has_pid_deny;
 	unsigned char has_comm_allow;
 	unsigned char has_comm_deny;
-	unsigned char pad[2];
+	unsigned char emit_interim_stacks; /* -I */
+	unsigned char pad[1];
 };
 
 struct stats {

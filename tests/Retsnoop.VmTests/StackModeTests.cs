@@ -15,7 +15,13 @@ public sealed class Kernel612 : IDisposable
 public sealed class Kernel61 : IDisposable
 {
     public static readonly string[] Modes = ["-M", "-F"];
-    public VmBoot Boot { get; } = VmBoot.Run("6.1", StackModeCases.For("6.1", Modes), timeoutSeconds: 1500);
+    public VmBoot Boot { get; } = VmBoot.Run("6.1",
+    [
+        .. StackModeCases.For("6.1", Modes),
+        // -J on a kernel without raw tracepoint cookies: tracepoints work, rawtp says why not
+        new VmCase("inject-tp", $"traced \"$SIMFAIL_BIN mount-unknown-fs\" -- -n simfail {ModesKernel.MountGlobs} -J tp:module:module_request -J kprobe:get_fs_type+9"),
+        new VmCase("inject-rawtp", $"\"$RETSNOOP_BIN\" -n simfail {ModesKernel.MountGlobs} -J rawtp:module_request"),
+    ], timeoutSeconds: 1500);
     public void Dispose() { }
 }
 
@@ -168,6 +174,20 @@ public sealed class StackMode61Tests(Kernel61 k) : StackModeTestsBase(k.Boot)
         var r = Boot.Case("M-" + StackModeCases.Failures[0].SimfailCase);
         Assert.Contains("kprobe.multi is not supported by this kernel", r.TracerErr);
         Assert.Contains("falling back to single kprobes", r.TracerErr);
+    }
+
+    [Fact]
+    public void InjectedTracepointWorksAndRawTracepointSaysWhyNot()
+    {
+        var r = Boot.Case("inject-tp");
+        Assert.True(r.TracerRc == 0, r.Describe());
+        Assert.Contains("◎ tp:module:module_request", r.TracerOut);
+        Assert.Contains("› name = 'fs-simfail_no_such_fs'", r.TracerOut);
+        Assert.Contains("◎ kprobe:get_fs_type+0x9", r.TracerOut);
+        var raw = Boot.Case("inject-rawtp");
+        Assert.True(raw.Rc == 1, raw.Describe());
+        var lines = raw.File("stderr").Trim().Split('\n');
+        Assert.True(lines.Length == 1 && lines[0].Contains("6.10+"), raw.Describe());
     }
 
     [Fact]

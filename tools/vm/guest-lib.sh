@@ -9,6 +9,16 @@ wait_for() {
     done
 }
 
+# wait_ready PID SECONDS: until tracer.out says "Receiving data..."; fails at once if PID exits
+wait_ready() {
+    local pid=$1 limit=$2 start=$SECONDS
+    while ! grep -qF "Receiving data..." tracer.out 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        [ $((SECONDS - start)) -ge "$limit" ] && return 1
+        sleep 0.05
+    done
+}
+
 # traced TRIGGER -- TRACER_ARGS...
 # Starts the tracer in the background, waits for "Receiving data...", runs TRIGGER (bash), then
 # stops the tracer with SIGINT (or $STOP_SIGNAL) and waits for it. Outputs: tracer.out,
@@ -19,7 +29,7 @@ traced() {
     t0=$(date +%s%N)
     "$RETSNOOP_BIN" "$@" > tracer.out 2> tracer.err &
     local pid=$!
-    if ! wait_for tracer.out "Receiving data..." "${READY_TIMEOUT:-180}"; then
+    if ! wait_ready "$pid" "${READY_TIMEOUT:-180}"; then
         echo "tracer never became ready" >&2
         kill -9 "$pid" 2>/dev/null; wait "$pid"; echo $? > tracer.rc
         return 1

@@ -10,6 +10,9 @@ public sealed record SessionStack(
     uint Tid, uint Pid, string Comm, string ProcComm, ulong StartNs, ulong EndNs, bool IsError,
     IReadOnlyList<TracedFrame> Chain, IReadOnlyList<ulong> KernelStack)
 {
+    /// <summary>-I: an error chain the session went past (replaced by another error or handled).</summary>
+    public bool IsInterim { get; init; }
+
     public static unsafe SessionStack Decode(in StackRecord r, IReadOnlyList<TracedFunction> funcs)
     {
         var chain = new List<TracedFrame>();
@@ -29,7 +32,10 @@ public sealed record SessionStack(
                 ks.Add(r.Kstack[i]);
         }
         fixed (byte* c = r.Comm, p = r.PComm)
-            return new SessionStack(r.Tid, r.Pid, CString(c), CString(p), r.StartTs, r.EndTs, r.IsErr != 0, chain, ks);
+            return new SessionStack(r.Tid, r.Pid, CString(c), CString(p), r.StartTs, r.EndTs, (r.IsErr & (uint)StackFlags.Error) != 0, chain, ks)
+            {
+                IsInterim = (r.IsErr & (uint)StackFlags.Interim) != 0,
+            };
     }
 
     static unsafe string CString(byte* p)

@@ -83,6 +83,7 @@ public sealed unsafe class Attacher : IDisposable
             HasPidDeny = (byte)(opts.DenyPids.Count > 0 ? 1 : 0),
             HasCommAllow = (byte)(opts.AllowComms.Count > 0 ? 1 : 0),
             HasCommDeny = (byte)(opts.DenyComms.Count > 0 ? 1 : 0),
+            EmitInterimStacks = (byte)(opts.InterimStacks ? 1 : 0),
         };
         var rodata = obj.ReadOnlyData();
         if (rodata.Length < sizeof(BpfConfig))

@@ -85,7 +85,10 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
     void OnStack(in StackRecord r)
     {
         var stack = SessionStack.Decode(r, funcs);
-        traces.Remove(stack.Tid, out var trace);
+        // an interim stack is a snapshot: the session (and its call trace) goes on
+        (List<TraceEvent> Events, int Truncated) trace = default;
+        if (!stack.IsInterim)
+            traces.Remove(stack.Tid, out trace);
         if (!ShouldReport(stack))
         {
             StacksFiltered++;
@@ -96,6 +99,8 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
         var renderer = new TextRenderer(opts, clock);
         var sb = new System.Text.StringBuilder();
         sb.Append(renderer.Header(stack)).Append('\n');
+        if (stack.IsInterim)
+            sb.Append("(interim stack: the session went on past this error)\n");
         if (opts.Trace && trace.Events is not null)
             sb.Append('\n').Append(CallTraceRenderer.Render(trace.Events, trace.Truncated));
         if (opts.CallStacks)

@@ -26,8 +26,11 @@ public enum FuncFlags : uint
 public struct BpfConfig
 {
     public ulong MinDurationNs;
-    public byte EmitSuccessStacks, EmitFuncTrace, HasPidAllow, HasPidDeny, HasCommAllow, HasCommDeny, Pad0, Pad1;
+    public byte EmitSuccessStacks, EmitFuncTrace, HasPidAllow, HasPidDeny, HasCommAllow, HasCommDeny, EmitInterimStacks, Pad1;
 }
+
+[Flags]
+public enum StackFlags : uint { Error = 1, Interim = 2 }
 
 [StructLayout(LayoutKind.Sequential)]
 public struct BpfStats
@@ -43,7 +46,7 @@ public unsafe struct StackRecord
     public ulong StartTs, EndTs;
     public fixed byte Comm[16];
     public fixed byte PComm[16];
-    public uint IsErr;
+    public uint IsErr; // StackFlags
     public int KstackSize;
     public fixed uint Ids[BpfLimits.MaxFstackDepth];
     public fixed uint Seqs[BpfLimits.MaxFstackDepth];
