@@ -65,7 +65,7 @@ public static class ConfigKeys
         new("fmt.lbr-max-count", "int", "Print at most N LBR entries (0: all).",
             o => o.LbrMaxCount.ToString(), Int(0, 1024, (o, n) => o.LbrMaxCount = (int)n, "fmt.lbr-max-count")),
         new("trace.max-events", "int", "Most call trace (-T) events kept per session; the rest is reported as truncated.",
-            o => o.TraceMaxEvents.ToString(), Int(16, 10_000_000, (o, n) => o.TraceMaxEvents = (int)n, "trace.max-events")),
+            o => o.TraceMaxEvents.ToString(), Int(1, 10_000_000, (o, n) => o.TraceMaxEvents = (int)n, "trace.max-events")),
     ];
 
     public static void Apply(Options o, string kv)

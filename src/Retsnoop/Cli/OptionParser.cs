@@ -60,6 +60,7 @@ public static class OptionParser
         new('x', "allow-errors", Arg.Required, "ERROR", "Only print stacks with this error (ENOMEM, -ENOMEM, NOMEM, 12, NULL or any)", (o, v) => ApplyError(o, v!, allow: true)),
         new('X', "deny-errors", Arg.Required, "ERROR", "Never print stacks with this error", (o, v) => ApplyError(o, v!, allow: false)),
         new('k', "kernel", Arg.Required, "PATH", "vmlinux image with DWARF for file:line and inlines", (o, v) => o.KernelImage = CheckKernelImage(v!)),
+        new('\0', "modules-debug-dir", Arg.Required, "DIR", "Where kernel modules' debug .ko files are (default /usr/lib/debug/lib/modules/$(uname -r))", (o, v) => o.ModulesDebugDir = Directory.Exists(v) ? v : throw new OptionException($"invalid --modules-debug-dir value '{v}': no such directory")),
         new('s', "symbolize", Arg.Optional, "LEVEL", "Symbolization: -s file:line, -ss also inlines, -sn kallsyms only", ApplySymbolize),
         new('\0', "debug", Arg.Required, "FEATURE", "Debug features: multi-kprobe, full-lbr, bpf", ApplyDebug),
         new('C', "config", Arg.Required, "KEY=VALUE", "Advanced setting (see --config-help)", (o, v) => ConfigKeys.Apply(o, v!)),

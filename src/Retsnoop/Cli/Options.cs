@@ -34,6 +34,8 @@ public sealed class Options
     public bool AllowAnyError { get; set; }
 
     public string? KernelImage { get; set; }
+    /// <summary>Where module debug files (.ko with DWARF) are; default /usr/lib/debug/lib/modules/RELEASE.</summary>
+    public string? ModulesDebugDir { get; set; }
     public SymbolizeMode Symbolize { get; set; }
     public bool DryRun { get; set; }
     public int Verbosity { get; set; }

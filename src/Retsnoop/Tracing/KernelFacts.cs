@@ -42,8 +42,18 @@ public sealed class KernelFacts
 
     bool WantLines => opts.Symbolize != SymbolizeMode.None;
 
-    public SymbolContext SymbolContext() =>
-        new(kallsyms.Value, WantLines ? dwarf.Value : null, opts.Symbolize is SymbolizeMode.Default or SymbolizeMode.Inlines);
+    ModuleDebugInfo? modules;
+
+    public SymbolContext SymbolContext()
+    {
+        ISourceLines? lines = null;
+        if (WantLines)
+        {
+            modules ??= new ModuleDebugInfo(opts.ModulesDebugDir ?? ModuleDebugInfo.DefaultRoot, msg => Console.Error.WriteLine(msg));
+            lines = new KernelSourceLines(dwarf.Value, modules, a => raw.Value.ModuleOf(a));
+        }
+        return new(kallsyms.Value, lines, opts.Symbolize is SymbolizeMode.Default or SymbolizeMode.Inlines);
+    }
 
     /// <summary>Loads kallsyms and indexes DWARF while we wait for the first record.</summary>
     public void WarmUpInBackground() => Task.Run(() =>
