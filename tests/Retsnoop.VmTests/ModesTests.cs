@@ -28,6 +28,9 @@ public sealed class ModesKernel
         new("interim", $"traced \"$SIMFAIL_BIN mount-unknown-fs\" -- -I -n simfail {InterimGlobs}"),
         new("no-interim", $"traced \"$SIMFAIL_BIN mount-unknown-fs\" -- -n simfail {InterimGlobs}"),
         new("source-glob", $"traced \"$SIMFAIL_BIN bpf-bad-map-val-size-percpu-array\" -- -k '{VmBoot.DebugVmlinux("6.12")}' -n simfail -e '*sys_bpf' -a map_create -a ':kernel/bpf/arraymap.c'"),
+        // the guest's root is 9p: a missing file's lookup fails inside the 9p modules, and -I keeps
+        // those inner errors; their frames get file:line from the modules' debug files
+        new("module-lines", $"traced \"cat /nonexistent-retsnoop-file\" -- -I -k '{VmBoot.DebugVmlinux("6.12")}' --modules-debug-dir '{Path.Combine(Path.GetDirectoryName(VmBoot.DebugVmlinux("6.12"))!, "modules-dbg")}' -n cat -e '*sys_openat' -a 'v9fs_*' -a 'p9_*' -a do_sys_openat2 -a path_openat"),
         new("source-glob-dry-run", $"\"$RETSNOOP_BIN\" --dry-run -v -k '{VmBoot.DebugVmlinux("6.12")}' -e ':kernel/bpf/arraymap.c'"),
     ], timeoutSeconds: 1800, name: "6.12-modes");
 }
@@ -184,5 +187,15 @@ public sealed class ModesTests(ModesKernel k)
         Assert.True(listed.Count > 20, dry.Describe());
         Assert.DoesNotContain("map_create", listed); // kernel/bpf/syscall.c
         Assert.DoesNotContain("htab_map_alloc", listed); // kernel/bpf/hashtab.c
+    }
+
+    [Fact]
+    public void ModuleFramesHaveFileAndLine()
+    {
+        var r = Ok(k.Boot.Case("module-lines"));
+        Assert.DoesNotContain("WARNING", r.TracerErr);
+        var moduleFrames = PrintedStack.Parse(r.TracerOut).SelectMany(s => s.Lines).Where(l => Regex.IsMatch(l, @"\+0x[0-9a-f]+ \[9p(net)?\]|^\S*\s+\S+\s+\[\S+\]\s+\w+ \[9p(net)?\]")).ToList();
+        Assert.True(moduleFrames.Count > 0, "no 9p frame in any stack\n" + r.Describe());
+        Assert.All(moduleFrames, l => Assert.Matches(@"\((fs/9p|net/9p)/[\w/.-]+\.[ch]:\d+(:\d+)?\)$", l));
     }
 }

@@ -54,6 +54,8 @@ public sealed record StackRow(
 {
     /// <summary>Known only from function tracking: it had returned when the kernel stack was taken.</summary>
     public bool TrackedOnly => Address is null;
+    /// <summary>The kernel module the function belongs to; null for vmlinux.</summary>
+    public string? Module { get; init; }
 }
 
 /// <summary>
@@ -88,7 +90,7 @@ public static class StackMerger
     public static List<StackRow> Merge(SessionStack s, IKernelSymbols ksyms, ISourceLines? lines, bool inlines, bool unfiltered)
     {
         // kernel frames, outermost first, machinery dropped
-        var kframes = new List<(ulong Addr, string Name, ulong Off)>();
+        var kframes = new List<(ulong Addr, string Name, ulong Off, string? Module)>();
         for (int i = s.KernelStack.Count - 1; i >= 0; i--)
         {
             ulong a = s.KernelStack[i];
@@ -96,11 +98,11 @@ public static class StackMerger
             {
                 if (!unfiltered && (IsMachinery(name, mod) || off < FentryCallSiteEnd))
                     continue;
-                kframes.Add((a, name, off));
+                kframes.Add((a, name, off, mod));
             }
             else if (unfiltered)
             {
-                kframes.Add((a, "", 0));
+                kframes.Add((a, "", 0, null));
             }
         }
 
@@ -143,14 +145,14 @@ public static class StackMerger
     }
 
     // return addresses point after the call: look up the call instruction itself
-    static StackRow KernelRow((ulong Addr, string Name, ulong Off) kf, TracedFrame? traced, ISourceLines? lines, bool inlines) =>
-        Row(kf.Addr, kf.Name, kf.Off, traced, lines?.Lookup(kf.Addr - 1, inlines), inlines);
+    static StackRow KernelRow((ulong Addr, string Name, ulong Off, string? Module) kf, TracedFrame? traced, ISourceLines? lines, bool inlines) =>
+        Row(kf.Addr, kf.Name, kf.Off, traced, lines?.Lookup(kf.Addr - 1, inlines), inlines) with { Module = kf.Module };
 
     static StackRow TrackedRow(TracedFrame f, ISourceLines? lines) =>
-        Row(null, f.Func.Name, 0, f, f.Func.Address != 0 ? lines?.Lookup(f.Func.Address, false) : null, false);
+        Row(null, f.Func.Name, 0, f, f.Func.Address != 0 ? lines?.Lookup(f.Func.Address, false) : null, false) with { Module = f.Func.Module };
 
     // the next kernel frame at or after k with this name, or -1
-    static int NextMatch(List<(ulong Addr, string Name, ulong Off)> kframes, int k, string name)
+    static int NextMatch(List<(ulong Addr, string Name, ulong Off, string? Module)> kframes, int k, string name)
     {
         for (int j = k; j < kframes.Count; j++)
         {

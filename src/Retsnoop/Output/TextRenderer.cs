@@ -23,6 +23,8 @@ public sealed class TextRenderer(Options opts, Clock clock)
             sym.Append(TerminalSafe.Escape(r.Symbol));
             if (r.Address is not null)
                 sym.Append(opts.StacksDecOffsets ? $"+{r.Offset}" : $"+0x{r.Offset:x}");
+            if (r.Module is not null)
+                sym.Append(" [").Append(TerminalSafe.Escape(r.Module)).Append(']');
             string src = "";
             if (r.Location is { } loc)
                 src = "(" + (loc.Function != r.Symbol ? TerminalSafe.Escape(loc.Function) + " @ " : "") + Where(loc) + ")";
