@@ -207,7 +207,9 @@ public sealed unsafe class ElfFile : IDisposable
     /// </summary>
     public int ReadSectionBytes(ElfSection s, long offsetInSection, Span<byte> dest)
     {
-        if (s.IsCompressed)
+        // compressed, or relocated in the private mapping (ET_REL): the file's bytes are not the
+        // section's contents, the mapping is
+        if (s.IsCompressed || writable)
         {
             var d = GetData(s).Span;
             if (offsetInSection >= d.Length) return 0;
