@@ -85,7 +85,7 @@ internal sealed class DwarfIndex
                     ulong a = r.Sized(asz), l = r.Sized(asz);
                     if (a == 0 && l == 0)
                         break;
-                    if (l > 0 && a != 0)
+                    if (l > 0 && (a != 0 || !S.ZeroIsTombstone))
                     {
                         list.Add((a, a + l, ui));
                         any = true;
@@ -102,7 +102,7 @@ internal sealed class DwarfIndex
                 if (covered[i] || Units[i].IsTypeUnit)
                     continue;
                 foreach (var (lo, hi) in Units[i].UnitRanges())
-                    if (lo != 0)
+                    if (lo != 0 || !S.ZeroIsTombstone)   // ET_REL: a section placed at 0 is real code
                         list.Add((lo, hi, i));
             }
             var arr = list.ToArray();
@@ -363,6 +363,7 @@ public sealed class DwarfSymbolizer : IDisposable
         var d = elf.GetData(symtab).Span;
         strtab = elf.GetData(secs[(int)symtab.Link]);
         int n = d.Length / 24;
+        var bases = elf.SectionBases;
         var l = new List<(ulong Addr, uint Size, uint Name)>(n);
         for (int i = 1; i < n; i++)
         {
@@ -372,7 +373,16 @@ public sealed class DwarfSymbolizer : IDisposable
             ushort shndx = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(e[6..]);
             ulong value = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(e[8..]);
             ulong size = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(e[16..]);
-            if (value == 0 || name == 0 || shndx == 0 || shndx >= secs.Count)
+            if (name == 0 || shndx == 0 || shndx >= secs.Count)
+                continue;
+            if (bases != null)
+            {
+                // ET_REL: values are offsets in their section, which sits where it was placed
+                if ((secs[shndx].Flags & ElfSection.SHF_ALLOC) == 0)
+                    continue;
+                value += bases[shndx];
+            }
+            else if (value == 0)
                 continue;
             // functions, and untyped labels of executable sections (assembly entry points)
             if (type == ElfSymbol.STT_FUNC || (type == 0 && (secs[shndx].Flags & ElfSection.SHF_EXECINSTR) != 0))

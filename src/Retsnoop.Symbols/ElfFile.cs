@@ -126,7 +126,7 @@ public sealed unsafe class ElfFile : IDisposable
             throw new InvalidOperationException("open the file with OpenPrivate to relocate it");
         if (Machine != 62)
             throw new ElfFormatException($"{Path}: relocations for machine {Machine} are not supported (x86-64 only)");
-        var bases = new ulong[Sections.Count];
+        var bases = SectionBases = new ulong[Sections.Count];
         var result = new Dictionary<string, ulong>();
         ulong next = 0;
         foreach (var s in Sections)
@@ -185,6 +185,10 @@ public sealed unsafe class ElfFile : IDisposable
         }
         return result;
     }
+
+    /// <summary>After <see cref="RelocateDebugSections"/>: the address of each section by index
+    /// (0 for sections that are not allocated); null before.</summary>
+    public ulong[]? SectionBases { get; private set; }
 
     static ushort U16(ReadOnlySpan<byte> s) => System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(s);
     static uint U32(ReadOnlySpan<byte> s) => System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(s);
