@@ -152,6 +152,63 @@ public class ElfTests
         finally { Directory.Delete(dir, true); }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Relocatable_object_of_several_units_matches_the_linked_binary(bool placed)
+    {
+        // like a kernel module: `ld -r` of several compiled files, so every unit but the first has
+        // a relocated abbreviation offset, and .text starts with the first unit's code (at 0 when
+        // no addresses are given); also a function without a DWARF subprogram, found through the symbol table
+        var dir = Directory.CreateTempSubdirectory("rs-rel-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "t.c"), OracleTests.TestC);
+            File.WriteAllText(Path.Combine(dir, "a.c"), """
+                static inline int twice(int x) { return x * 2 + (x >> 3); }
+                __attribute__((noinline)) int first(int x) { return twice(x) ^ 7; }
+                """);
+            File.WriteAllText(Path.Combine(dir, "b.c"), """
+                struct big { long a[5]; char c; };
+                __attribute__((noinline)) long second(struct big *b, int n) { long s = 0; for (int i = 0; i < n && i < 5; i++) s += b->a[i] * b->c; return s; }
+                """);
+            File.WriteAllText(Path.Combine(dir, "asm.s"), ".text\n.globl asmfn\n.type asmfn,@function\nasmfn:\n nop\n nop\n ret\n.size asmfn,3\n");
+            Shell.Run($"cd {dir} && gcc -c -O2 -gdwarf-5 a.c b.c t.c && as -o asm.o asm.s && ld -r -o m.o a.o b.o asm.o t.o && gcc -no-pie -o t m.o");
+            var obj = Path.Combine(dir, "m.o");
+            var bin = Path.Combine(dir, "t");
+            using var o = ElfFile.Open(obj);
+            using var b = ElfFile.Open(bin);
+            var linked = b.ReadSymbols().Where(x => x.Type == ElfSymbol.STT_FUNC).GroupBy(x => x.Name).ToDictionary(g => g.Key, g => g.First().Value);
+            var funcs = o.ReadSymbols().Where(x => x.Type == ElfSymbol.STT_FUNC && x.Size > 0).ToList();
+            Dictionary<string, ulong>? given = null;
+            if (placed)
+            {
+                given = [];
+                foreach (var f in funcs)
+                    given[o.Sections[f.SectionIndex].Name] = linked[f.Name] - f.Value;
+            }
+            using var rs = DwarfSymbolizer.OpenRelocatable(obj, given);
+            Assert.True(rs.UnitCount >= 3);
+            Assert.Equal(placed ? linked["first"] : 0, rs.SectionAddresses![".text"]);
+            using var ls = DwarfSymbolizer.Open(bin);
+            int n = 0;
+            foreach (var f in funcs)
+            {
+                ulong at = rs.SectionAddresses[o.Sections[f.SectionIndex].Name] + f.Value;
+                for (ulong off = 0; off < f.Size; off++, n++)
+                    Assert.Equal(ls.Symbolize(linked[f.Name] + off), rs.Symbolize(at + off));
+            }
+            Assert.True(n > 100);
+            ulong text = rs.SectionAddresses[".text"];
+            // at 0 when not placed: the inlined twice() (line 1) in first() (line 2)
+            var first = rs.Symbolize(text + o.ReadSymbols().Single(x => x.Name == "first").Value);
+            Assert.Equal("twice@a.c:1 < first@a.c:2", string.Join(" < ", first.Select(f => $"{f.Function}@{f.File}:{f.Line}")));
+            Assert.Equal("b.c", rs.Symbolize(text + o.ReadSymbols().Single(x => x.Name == "second").Value)[^1].File);
+            Assert.Equal("asmfn", Assert.Single(rs.Symbolize(text + o.ReadSymbols().Single(x => x.Name == "asmfn").Value + 1)).Function);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void Not_an_elf_and_no_debug_info_are_clear_errors()
     {

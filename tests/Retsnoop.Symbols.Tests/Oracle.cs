@@ -82,11 +82,17 @@ static partial class Oracle
         return string.Join('/', parts);
     }
 
-    public static Result Compare(string elfPath, IReadOnlyList<ulong> addrs, string compDirPrefix)
+    /// <summary>
+    /// llvm-symbolizer on <paramref name="elfPath"/> against ours: by default ours opens the same
+    /// file; <paramref name="symbolizer"/> replaces it (e.g. a .ko opened relocatable and placed
+    /// where <paramref name="elfPath"/>, the linked copy, has its sections).
+    /// </summary>
+    public static Result Compare(string elfPath, IReadOnlyList<ulong> addrs, string compDirPrefix, DwarfSymbolizer? symbolizer = null)
     {
         var llvm = RunLlvm(elfPath, addrs);
         Assert.Equal(addrs.Count, llvm.Count);
-        using var ours = DwarfSymbolizer.Open(elfPath);
+        using var opened = symbolizer == null ? DwarfSymbolizer.Open(elfPath) : null;
+        var ours = symbolizer ?? opened!;
         using var elf = ElfFile.Open(elfPath);
         var symAt = elf.ReadSymbols().Where(s => s.Type is ElfSymbol.STT_FUNC or 0).GroupBy(s => s.Name).ToDictionary(g => g.Key, g => g.ToList());
         int exact = 0;
