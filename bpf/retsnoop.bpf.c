@@ -173,12 +173,185 @@ static __always_inline void emit_trace(__u32 type, __u32 tid, __u32 id, __u32 de
 	bpf_ringbuf_submit(t, 0);
 }
 
-static __always_inline void do_entry(void *ctx, __u32 id)
+/* ---- -A/--capture-args: argument capture at function entry ----
+ * Follows the function's func_args_spec (computed by user space from BTF) and sends one
+ * args_rec per traced call. Sizes come from .rodata, so the verifier sees constant bounds:
+ * a capture starts below args_max_total and takes at most 8 + args_max_any bytes, and the
+ * record is reserved that much larger.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);   /* resized to the number of traced functions */
+	__type(key, __u32);
+	__type(value, struct func_args_spec);
+} func_args SEC(".maps");
+
+/* argument slot idx: fentry reads the trampoline's ctx, the others pt_regs */
+static __always_inline __u64 arg_slot(void *ctx, __u32 idx, bool fentry_ctx)
+{
+	struct pt_regs *regs = ctx;
+	__u64 v = 0;
+
+	if (fentry_ctx) {
+		bpf_get_func_arg(ctx, idx, &v);
+		return v;
+	}
+	switch (idx) {
+	/* x86-64 calling convention */
+	case 0: return regs->di;
+	case 1: return regs->si;
+	case 2: return regs->dx;
+	case 3: return regs->cx;
+	case 4: return regs->r8;
+	case 5: return regs->r9;
+	default: return 0;
+	}
+}
+
+/* user-space addresses are below the kernel's half of the address space */
+static __always_inline bool is_kernel_addr(const void *p)
+{
+	return (long)p < 0;
+}
+
+static __always_inline void capture_args(void *ctx, bool fentry_ctx, __u32 id,
+					 __u32 seq, __u32 depth, __u64 sess_start)
+{
+	struct func_args_spec *spec;
+	struct args_rec *r;
+	__u64 rec_sz;
+	__u32 i;
+
+	spec = bpf_map_lookup_elem(&func_args, &id);
+	if (!spec)
+		return;
+	rec_sz = sizeof(*r) + cfg.args_max_total + 8 + cfg.args_max_any;
+	r = bpf_ringbuf_reserve(&rb, rec_sz, 0);
+	if (!r) {
+		count_dropped_record();
+		return;
+	}
+	r->type = REC_FUNC_ARGS;
+	r->tid = (__u32)bpf_get_current_pid_tgid();
+	r->func_id = id;
+	r->seq = seq;
+	r->depth = depth;
+	r->data_len = 0;
+	r->sess_start = sess_start;
+	r->ptrs = 0;
+
+#pragma clang loop unroll(disable)
+	for (i = 0; i < MAX_FUNC_ARGS; i++) {
+		struct arg_spec *a;
+		__u64 vals[2] = {}, len, off;
+		__u32 k = i;
+		void *src;
+		long err;
+		__u8 kind;
+
+		/* a bound the verifier sees on the index itself */
+		barrier_var(k);
+		if (k >= MAX_FUNC_ARGS)
+			break;
+		a = &spec->args[k];
+		kind = a->kind;
+		r->lens[k] = 0;
+		if (kind == ARG_SKIP)
+			continue;
+		len = a->len;
+		if (a->loc == ARG_LOC_STACK) {
+			__u64 at;
+
+			if (fentry_ctx) {
+				r->lens[k] = -22; /* EINVAL: trampolines have no stack arguments */
+				continue;
+			}
+			at = PT_REGS_SP((struct pt_regs *)ctx) + a->idx;
+			if (kind == ARG_RAW) {
+				src = (void *)at;
+			} else {
+				err = bpf_probe_read_kernel(&vals[0], 8, (void *)at);
+				if (err) {
+					r->lens[k] = err;
+					continue;
+				}
+				src = (void *)vals[0];
+			}
+		} else {
+			vals[0] = arg_slot(ctx, a->idx, fentry_ctx);
+			if (kind == ARG_RAW) {
+				if (len > 8)
+					vals[1] = arg_slot(ctx, a->idx + 1, fentry_ctx);
+				if (len > 16)
+					len = 16;
+				src = vals;
+			} else {
+				src = (void *)vals[0];
+			}
+		}
+		if (kind != ARG_RAW && !src) {
+			r->lens[k] = -61; /* ENODATA: a NULL pointer */
+			continue;
+		}
+
+		off = r->data_len;
+		barrier_var(off);
+		if (off >= cfg.args_max_total) {
+			r->lens[k] = -28; /* ENOSPC: over args.max-total-args-size */
+			continue;
+		}
+		if (kind != ARG_RAW && cfg.capture_raw_ptrs) {
+			*(__u64 *)&r->data[off] = (__u64)src;
+			r->ptrs |= 1 << k;
+			off += 8;
+			r->data_len = off;
+		}
+		if (len > cfg.args_max_any)
+			len = cfg.args_max_any;
+		barrier_var(len);
+		if (kind == ARG_STR) {
+			if (is_kernel_addr(src))
+				err = bpf_probe_read_kernel_str(&r->data[off], len, src);
+			else
+				err = bpf_probe_read_user_str(&r->data[off], len, src);
+			if (err > 0)
+				len = err;
+		} else if (kind == ARG_PTR && !is_kernel_addr(src)) {
+			err = bpf_probe_read_user(&r->data[off], len, src);
+		} else {
+			err = bpf_probe_read_kernel(&r->data[off], len, src);
+		}
+		if (err < 0) {
+			r->lens[k] = err;
+			continue;
+		}
+		r->data_len = off + ((len + 7) & ~7ULL);
+		r->lens[k] = len;
+	}
+	bpf_ringbuf_submit(r, 0);
+}
+
+/* one specialized copy for each context kind, so each program holds only helpers it may call
+ * (BPF functions take at most five arguments: the thread id is looked up again inside)
+ */
+static __noinline void capture_args_fentry(void *ctx, __u32 id, __u32 seq, __u32 depth, __u64 sess_start)
+{
+	capture_args(ctx, true, id, seq, depth, sess_start);
+}
+
+static __noinline void capture_args_regs(void *ctx, __u32 id, __u32 seq, __u32 depth, __u64 sess_start)
+{
+	capture_args(ctx, false, id, seq, depth, sess_start);
+}
+/* ---- end of -A ---- */
+
+static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid, zero = 0, *flags;
 	struct session *sess;
 	__u64 now;
+	__u32 seq;
 	__s32 d;
 
 	sess = bpf_map_lookup_elem(&sessions, &tid);
@@ -232,12 +405,20 @@ static __always_inline void do_entry(void *ctx, __u32 id)
 	}
 	now = bpf_ktime_get_ns();
 	sess->ids[fidx(d)] = id;
-	sess->seqs[fidx(d)] = sess->next_seq++;
+	seq = sess->next_seq++;
+	sess->seqs[fidx(d)] = seq;
 	sess->ts[fidx(d)] = now;
 	sess->depth = d + 1;
 
 	if (emit_func_trace)
 		emit_trace(REC_TRACE_ENTRY, tid, id, d + 1, sess->rec.start_ts, now, 0, 0);
+	/* -A */
+	if (cfg.capture_args) {
+		if (fentry_ctx)
+			capture_args_fentry(ctx, id, seq, d + 1, sess->rec.start_ts);
+		else
+			capture_args_regs(ctx, id, seq, d + 1, sess->rec.start_ts);
+	}
 }
 
 static __always_inline bool is_failure(__u32 flags, __u64 res)
@@ -353,21 +534,29 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 			r->end_ts = now;
 			if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 				count_dropped_record();
-		} else if (emit_func_trace) {
+		} else if (emit_func_trace || cfg.capture_args) {
+			/* user space drops what it kept for this session (-T events, -A args) */
 			emit_trace(REC_SESSION_END, tid, id, 0, r->start_ts, now, res, lat);
 		}
 		bpf_map_delete_elem(&sessions, &tid);
 	}
 }
 
-static __always_inline void on_entry(void *ctx, __u32 id)
+/* fentry_ctx: arguments come from the trampoline's ctx (fentry) rather than pt_regs */
+static __always_inline void on_entry_from(void *ctx, __u32 id, bool fentry_ctx)
 {
 	__u32 *guard;
 
 	if (!enter_guard(&guard))
 		return;
-	do_entry(ctx, id);
+	do_entry(ctx, id, fentry_ctx);
 	*guard = 0;
+}
+
+/* entry programs whose ctx is pt_regs */
+static __always_inline void on_entry(void *ctx, __u32 id)
+{
+	on_entry_from(ctx, id, false);
 }
 
 static __always_inline void on_exit(void *ctx, __u32 id, __u64 res)
@@ -384,7 +573,7 @@ static __always_inline void on_exit(void *ctx, __u32 id, __u64 res)
 SEC("fentry")
 int fentry_tmpl(void *ctx)
 {
-	on_entry(ctx, (__u32)bpf_get_attach_cookie(ctx));
+	on_entry_from(ctx, (__u32)bpf_get_attach_cookie(ctx), true);
 	return 0;
 }
 

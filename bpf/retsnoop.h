@@ -11,8 +11,9 @@ enum rec_type {
 	REC_STACK = 1,        /* struct stack_rec: a finished session's deepest stack */
 	REC_TRACE_ENTRY = 2,  /* struct trace_rec: function entry inside a session (-T) */
 	REC_TRACE_EXIT = 3,   /* struct trace_rec: function exit inside a session (-T) */
-	REC_SESSION_END = 4,  /* struct trace_rec: session ended without a stack record (-T) */
+	REC_SESSION_END = 4,  /* struct trace_rec: session ended without a stack record (-T, -A) */
 	REC_INJ_PROBE = 5,    /* struct inj_rec: an injected probe (-J) fired inside a session */
+	REC_FUNC_ARGS = 6,    /* struct args_rec: argument values at a function's entry (-A) */
 };
 
 /* per-function flags, set by user space from BTF */
@@ -81,6 +82,13 @@ struct config {
 	unsigned char has_comm_deny;
 	unsigned char emit_interim_stacks; /* -I */
 	unsigned char pad[1];
+	/* -A: argument capture */
+	unsigned char capture_args;
+	unsigned char capture_raw_ptrs;  /* put each pointer's own value before its data */
+	unsigned char args_pad[2];
+	unsigned int args_max_total;     /* data bytes per args_rec */
+	unsigned int args_max_any;       /* most bytes one argument may take (sized or string limit) */
+	unsigned int args_pad2;
 };
 
 struct stats {
@@ -88,6 +96,50 @@ struct stats {
 	unsigned long long dropped_sessions; /* session map full or mismatched frames */
 	unsigned long long too_deep;         /* frames beyond MAX_FSTACK_DEPTH */
 	unsigned long long sessions;         /* sessions started */
+};
+
+/* ---- -A/--capture-args: function arguments ----
+ * User space puts one func_args_spec per traced function (by func id) into the func_args map,
+ * computed from BTF; at each entry the BPF side follows it and sends one args_rec.
+ */
+#define MAX_FUNC_ARGS 12
+
+enum arg_kind {
+	ARG_SKIP = 0,   /* not captured (no such argument, vararg, unsupported type) */
+	ARG_RAW = 1,    /* the value itself: 1..16 bytes from one or two slots, or from the stack */
+	ARG_PTR = 2,    /* len bytes behind a pointer */
+	ARG_STR = 3,    /* a NUL-terminated string behind a pointer, at most len bytes */
+};
+
+enum arg_loc {
+	ARG_LOC_SLOT = 0,  /* fentry: ctx slot idx; kprobes: argument register idx (di, si, dx, cx, r8, r9) */
+	ARG_LOC_STACK = 1, /* kprobes only: at sp + idx bytes (sp points at the return address) */
+};
+
+struct arg_spec {
+	unsigned short len;  /* bytes to capture (RAW: the value's size, <= 16 in slots) */
+	unsigned char kind;  /* enum arg_kind */
+	unsigned char loc;   /* enum arg_loc */
+	unsigned short idx;
+	unsigned short pad;
+};
+
+struct func_args_spec {
+	struct arg_spec args[MAX_FUNC_ARGS];
+};
+
+struct args_rec {
+	unsigned int type;           /* REC_FUNC_ARGS */
+	unsigned int tid;
+	unsigned int func_id;
+	unsigned int seq;            /* the frame's seq in its session (as in stack_rec.seqs) */
+	unsigned int depth;          /* 1 = entry function */
+	unsigned int data_len;       /* bytes used in data */
+	unsigned long long sess_start;
+	unsigned short ptrs;         /* bit i: argument i's data starts with the pointer's own value (8 bytes) */
+	short lens[MAX_FUNC_ARGS];   /* bytes captured for argument i; 0: none; < 0: -errno */
+	unsigned short pad[3];
+	unsigned char data[];        /* each argument's bytes, 8-byte aligned */
 };
 
 #endif

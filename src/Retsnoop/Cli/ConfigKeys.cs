@@ -46,19 +46,24 @@ public static class ConfigKeys
         new("stacks.unfiltered", "bool", "Print every kernel stack entry, including the tracing machinery's own frames.",
             o => o.StacksUnfiltered ? "true" : "false", Bool((o, b) => o.StacksUnfiltered = b, "stacks.unfiltered")),
         new("args.max-total-args-size", "bytes", "Most argument bytes captured per function call.",
-            o => o.ArgsMaxTotalArgsSize.ToString(), Int(0, 16384, (o, n) => o.ArgsMaxTotalArgsSize = (int)n, "args.max-total-args-size")),
-        new("args.max-sized-arg-size", "bytes", "Most bytes captured for one fixed-size argument (struct behind a pointer).",
-            o => o.ArgsMaxSizedArgSize.ToString(), Int(0, 4096, (o, n) => o.ArgsMaxSizedArgSize = (int)n, "args.max-sized-arg-size")),
+            o => o.ArgsMaxTotalArgsSize.ToString(), Int(1, 16384, (o, n) => o.ArgsMaxTotalArgsSize = (int)n, "args.max-total-args-size")),
+        new("args.max-sized-arg-size", "bytes", "Most bytes captured for one fixed-size argument (a value, or a struct behind a pointer).",
+            o => o.ArgsMaxSizedArgSize.ToString(), Int(1, 4096, (o, n) => o.ArgsMaxSizedArgSize = (int)n, "args.max-sized-arg-size")),
         new("args.max-str-arg-size", "bytes", "Most bytes captured for one string argument.",
-            o => o.ArgsMaxStrArgSize.ToString(), Int(0, 4096, (o, n) => o.ArgsMaxStrArgSize = (int)n, "args.max-str-arg-size")),
-        new("args.capture-raw-ptrs", "bool", "Also capture the bytes behind raw (void/char-less) pointers.",
+            o => o.ArgsMaxStrArgSize.ToString(), Int(1, 4096, (o, n) => o.ArgsMaxStrArgSize = (int)n, "args.max-str-arg-size")),
+        new("args.capture-raw-ptrs", "bool", "For pointer arguments, also capture and print the pointer's own value.",
             o => o.ArgsCaptureRawPtrs ? "true" : "false", Bool((o, b) => o.ArgsCaptureRawPtrs = b, "args.capture-raw-ptrs")),
         new("args.fmt-mode", "compact|multiline|verbose", "Function arguments formatting mode.",
             o => o.ArgsFmtMode, (o, v) =>
             {
-                if (v is not ("compact" or "multiline" or "verbose"))
-                    throw new OptionException($"invalid value '{v}' for config key args.fmt-mode: expected compact, multiline or verbose");
-                o.ArgsFmtMode = v;
+                // upstream also takes the first letter
+                o.ArgsFmtMode = v switch
+                {
+                    "compact" or "c" => "compact",
+                    "multiline" or "m" => "multiline",
+                    "verbose" or "v" => "verbose",
+                    _ => throw new OptionException($"invalid value '{v}' for config key args.fmt-mode: expected compact, multiline or verbose"),
+                };
             }),
         new("args.fmt-max-arg-width", "int", "Widest one argument may print in compact and multiline modes (0: no limit).",
             o => o.ArgsFmtMaxArgWidth.ToString(), Int(0, 100000, (o, n) => o.ArgsFmtMaxArgWidth = (int)n, "args.fmt-max-arg-width")),

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Retsnoop.Interop;
+using Retsnoop.Output;
 using Retsnoop.Tracing;
 
 namespace Retsnoop.Cli;
@@ -132,7 +133,19 @@ public static class Entry
         var probes = InjectedProbe.ParseAll(opts.InjectProbes);
         foreach (var p in probes)
             p.Resolve(() => facts.VmlinuxBtf);
-        var attacher = new Attacher(opts, funcs, msg => Console.Error.WriteLine(msg)) { Probes = probes };
+        // -A: capture instructions from BTF; kprobes (also the fallback from kprobe.multi) read pt_regs
+        FuncArgsSpec[]? argSpecs = null;
+        if (opts.CaptureArgs)
+        {
+            argSpecs = facts.Types.ArgSpecs(funcs, opts.AttachMode == AttachMode.Fentry, ArgLimits.From(opts));
+            if (opts.Verbosity >= 2)
+            {
+                foreach (var f in funcs)
+                    Console.Error.WriteLine($"args of {f.DisplayName}: " + string.Join(", ", argSpecs[f.Id].Args.Select(a =>
+                        $"{a.Name}={a.Kind}{(a.Kind == ArgKind.Skip ? $"({a.Note})" : $"@{(a.Loc == ArgLoc.Stack ? "sp+" : "")}{a.Index},len={a.Len}")}")));
+            }
+        }
+        var attacher = new Attacher(opts, funcs, msg => Console.Error.WriteLine(msg), argSpecs) { Probes = probes };
         bool receiving = false;
         try
         {
@@ -147,7 +160,9 @@ public static class Entry
                 Console.Error.WriteLine($"Note: {attacher.Skipped.Count} of {funcs.Count} functions could not be attached ({attacher.Skipped.First().Reason}); -v lists them.");
             Log(opts, 1, $"attached {attacher.Attached} functions with {ModeName(attacher.Mode)} in {attachClock.ElapsedMilliseconds} ms");
 
-            var sink = new EventSink(opts, funcs, facts.SymbolContext, Console.Out) { Probes = probes };
+            var argsFormatter = argSpecs is null ? null
+                : new ArgsFormatter(argSpecs, ArgsFormatter.ParseLayout(opts.ArgsFmtMode), opts.ArgsFmtMaxArgWidth, opts.ArgsCaptureRawPtrs);
+            var sink = new EventSink(opts, funcs, facts.SymbolContext, Console.Out, argsFormatter) { Probes = probes };
             using var rb = new RingBuffer(attacher.RingBufferFd, sink.Handle);
             Console.Out.WriteLine("Receiving data...");
             Console.Out.Flush();

@@ -50,9 +50,10 @@ public sealed class Options
     public bool StacksUnfiltered { get; set; }
     public bool StacksEmitAddrs { get; set; }
     public bool StacksDecOffsets { get; set; }
-    public int ArgsMaxTotalArgsSize { get; set; } = 1024;
+    // upstream's defaults
+    public int ArgsMaxTotalArgsSize { get; set; } = 3072;
     public int ArgsMaxSizedArgSize { get; set; } = 256;
-    public int ArgsMaxStrArgSize { get; set; } = 64;
+    public int ArgsMaxStrArgSize { get; set; } = 256;
     public bool ArgsCaptureRawPtrs { get; set; }
     public string ArgsFmtMode { get; set; } = "compact";
     public int ArgsFmtMaxArgWidth { get; set; } = 120;

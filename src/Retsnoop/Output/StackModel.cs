@@ -3,7 +3,13 @@ using Retsnoop.Tracing;
 namespace Retsnoop.Output;
 
 /// <summary>One traced function in a session's kept chain.</summary>
-public sealed record TracedFrame(TracedFunction Func, long Result, ulong LatencyNs, bool Finished);
+public sealed record TracedFrame(TracedFunction Func, long Result, ulong LatencyNs, bool Finished)
+{
+    /// <summary>The call's sequence number in its session (matches its -A args record).</summary>
+    public uint Seq { get; init; }
+    /// <summary>-A: the arguments captured at this call's entry (null: none received).</summary>
+    public CapturedArgs? Args { get; init; }
+}
 
 /// <summary>A finished session as the BPF side reported it: the kept chain and the kernel stack.</summary>
 public sealed record SessionStack(
@@ -22,7 +28,7 @@ public sealed record SessionStack(
             int id = (int)r.Ids[i];
             if (id < 0 || id >= funcs.Count)
                 continue;
-            chain.Add(new TracedFrame(funcs[id], r.Res[i], r.Lat[i], r.Done[i] != 0));
+            chain.Add(new TracedFrame(funcs[id], r.Res[i], r.Lat[i], r.Done[i] != 0) { Seq = r.Seqs[i] });
         }
         var ks = new List<ulong>();
         int n = Math.Min(Math.Max(r.KstackSize, 0) / 8, BpfLimits.MaxKstackDepth);

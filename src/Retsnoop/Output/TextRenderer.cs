@@ -4,14 +4,15 @@ using Retsnoop.Cli;
 namespace Retsnoop.Output;
 
 /// <summary>Upstream retsnoop's text layout: a session header, then one aligned line per stack row.</summary>
-public sealed class TextRenderer(Options opts, Clock clock)
+/// <param name="args">-A: shows each traced frame's arguments after its row (compact) or under it.</param>
+public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args = null)
 {
     public string Header(SessionStack s) =>
         $"{clock.Format(s.StartNs)} -> {clock.Format(s.EndNs)} TID/PID {s.Tid}/{s.Pid} ({TerminalSafe.Escape(s.Comm)}/{TerminalSafe.Escape(s.ProcComm)}):";
 
     public string RenderStack(IReadOnlyList<StackRow> rows)
     {
-        var lines = new List<(string Marks, string Dur, string Res, string Sym, string Src)>();
+        var lines = new List<(string Marks, string Dur, string Res, string Sym, string Src, TracedFrame? Traced)>();
         foreach (var r in rows)
         {
             var t = r.Traced;
@@ -28,20 +29,31 @@ public sealed class TextRenderer(Options opts, Clock clock)
             string src = "";
             if (r.Location is { } loc)
                 src = "(" + (loc.Function != r.Symbol ? TerminalSafe.Escape(loc.Function) + " @ " : "") + Where(loc) + ")";
-            lines.Add((r.TrackedOnly ? "! " : "  ", dur, res, sym.ToString(), src));
+            lines.Add((r.TrackedOnly ? "! " : "  ", dur, res, sym.ToString(), src, t));
             foreach (var inl in r.Inlined)
             {
                 var pad = opts.StacksEmitAddrs ? new string(' ', 17) : "";
-                lines.Add(("  ", "", "", $"{pad}. {TerminalSafe.Escape(inl.Function)}", "(" + Where(inl) + ")"));
+                lines.Add(("  ", "", "", $"{pad}. {TerminalSafe.Escape(inl.Function)}", "(" + Where(inl) + ")", null));
             }
         }
         int durLen = Math.Max(5, lines.Max(l => l.Dur.Length));
         int resLen = lines.Max(l => l.Res.Length);
         int symLen = lines.Max(l => l.Sym.Length);
+        int srcLen = lines.Max(l => l.Src.Length);
         var sb = new StringBuilder();
         foreach (var l in lines)
         {
             var line = $"{l.Marks} {l.Dur.PadLeft(durLen)} {l.Res.PadRight(resLen)}  {l.Sym.PadRight(symLen)}  {l.Src}";
+            if (args is not null && l.Traced is { } tf)
+            {
+                // compact: after the source column; otherwise under the row, aligned with the result column
+                var text = args.Render(tf.Func.Id, tf.Args, 3 + durLen + 1);
+                line = args.Layout == ArgsLayout.Compact ? line + new string(' ', srcLen - l.Src.Length) + text
+                    : line.TrimEnd() + text;
+                foreach (var part in line.Split('\n'))
+                    sb.Append(part.TrimEnd()).Append('\n');
+                continue;
+            }
             sb.Append(line.TrimEnd()).Append('\n');
         }
         return sb.ToString();

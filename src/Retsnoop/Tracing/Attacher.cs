@@ -26,11 +26,15 @@ public sealed unsafe class Attacher : IDisposable
     /// <summary>-J probes; their index is the BPF cookie of their link.</summary>
     public IReadOnlyList<InjectedProbe> Probes { get; init; } = [];
 
-    public Attacher(Options opts, IReadOnlyList<TracedFunction> funcs, Action<string> note)
+    /// <summary>-A: capture instructions per function id (null: no argument capture).</summary>
+    readonly IReadOnlyList<FuncArgsSpec>? argSpecs;
+
+    public Attacher(Options opts, IReadOnlyList<TracedFunction> funcs, Action<string> note, IReadOnlyList<FuncArgsSpec>? argSpecs = null)
     {
         this.opts = opts;
         this.funcs = funcs;
         this.note = note;
+        this.argSpecs = argSpecs;
     }
 
     public static byte[] EmbeddedObject()
@@ -73,6 +77,7 @@ public sealed unsafe class Attacher : IDisposable
         obj.SetMaxEntries("rb", opts.RingbufSize);
         obj.SetMaxEntries("sessions", opts.SessionsSize);
         obj.SetMaxEntries("func_flags", (uint)Math.Max(1, funcs.Count));
+        obj.SetMaxEntries("func_args", argSpecs is null ? 1 : (uint)Math.Max(1, funcs.Count));
 
         var cfg = new BpfConfig
         {
@@ -84,6 +89,11 @@ public sealed unsafe class Attacher : IDisposable
             HasCommAllow = (byte)(opts.AllowComms.Count > 0 ? 1 : 0),
             HasCommDeny = (byte)(opts.DenyComms.Count > 0 ? 1 : 0),
             EmitInterimStacks = (byte)(opts.InterimStacks ? 1 : 0),
+            // -A
+            CaptureArgs = (byte)(argSpecs is null ? 0 : 1),
+            CaptureRawPtrs = (byte)(opts.ArgsCaptureRawPtrs ? 1 : 0),
+            ArgsMaxTotal = (uint)opts.ArgsMaxTotalArgsSize,
+            ArgsMaxAny = (uint)Math.Max(opts.ArgsMaxSizedArgSize, opts.ArgsMaxStrArgSize),
         };
         var rodata = obj.ReadOnlyData();
         if (rodata.Length < sizeof(BpfConfig))
@@ -118,6 +128,16 @@ public sealed unsafe class Attacher : IDisposable
         {
             uint id = (uint)f.Id, val = (uint)f.Flags;
             Bpf.MapUpdate(fd, &id, &val);
+        }
+        if (argSpecs is not null)
+        {
+            int afd = obj.MapFd("func_args");
+            foreach (var f in funcs)
+            {
+                uint id = (uint)f.Id;
+                var spec = argSpecs[f.Id].ToBpf();
+                Bpf.MapUpdate(afd, &id, &spec);
+            }
         }
         byte one = 1;
         foreach (var (list, map) in new[] { (opts.AllowPids, "pid_allow"), (opts.DenyPids, "pid_deny") })

@@ -8,9 +8,12 @@ namespace Retsnoop.Tracing;
 /// Consumes ring buffer records: keeps -T events per thread until their session ends, applies the
 /// error filters, and prints each reported session (call trace first, then the stack).
 /// </summary>
-public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs, Func<SymbolContext> symbols, TextWriter output)
+public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs, Func<SymbolContext> symbols, TextWriter output,
+    ArgsFormatter? argsFormatter = null)
 {
     readonly Dictionary<uint, (List<TraceEvent> Events, int Truncated)> traces = [];
+    /// <summary>-A: per thread, the current session's captured arguments by call sequence number.</summary>
+    readonly Dictionary<uint, SessionArgs> args = [];
     readonly Clock clock = new();
     public int StacksPrinted { get; private set; }
     public int StacksFiltered { get; private set; }
@@ -37,6 +40,9 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
             case RecordType.InjectedProbe when rec.Length >= Marshal.SizeOf<InjectedRecord>():
                 OnProbe(rec);
                 break;
+            case RecordType.FuncArgs when CapturedArgs.Decode(rec) is { } a:
+                OnArgs(a);
+                break;
             default:
                 BadRecords++;
                 break;
@@ -48,6 +54,7 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
         if (t.Type == RecordType.SessionEnd)
         {
             traces.Remove(t.Tid);
+            args.Remove(t.Tid);
             return;
         }
         if (t.FuncId >= funcs.Count)
@@ -82,6 +89,34 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
         tr.Events.Add(new TraceEvent(false, null!, (int)h.Depth, h.Res, 0, new ProbeHit(probe.Label, result, probe.Describe(data))));
     }
 
+    sealed class SessionArgs(ulong sessStart)
+    {
+        public ulong SessStart { get; } = sessStart;
+        public Dictionary<uint, CapturedArgs> BySeq { get; } = [];
+    }
+
+    /// <summary>-A: keeps a call's arguments for its session's stack, and hangs them on its -T entry event.</summary>
+    void OnArgs(CapturedArgs a)
+    {
+        if (a.FuncId >= funcs.Count)
+        {
+            BadRecords++;
+            return;
+        }
+        // a new session on this thread (its entry function's record, or the first one that got through)
+        if (!args.TryGetValue(a.Tid, out var sa) || sa.SessStart != a.SessStart)
+            args[a.Tid] = sa = new SessionArgs(a.SessStart);
+        if (sa.BySeq.Count < opts.TraceMaxEvents)
+            sa.BySeq[a.Seq] = a;
+        // the BPF side sends a call's args right after its entry event
+        if (opts.Trace && traces.TryGetValue(a.Tid, out var tr) && tr.Events.Count > 0)
+        {
+            var last = tr.Events[^1];
+            if (last.IsEntry && last.Args is null && last.Func is { } lf && lf.Id == (int)a.FuncId && last.Depth == a.Depth)
+                tr.Events[^1] = last with { Args = a };
+        }
+    }
+
     void OnStack(in StackRecord r)
     {
         var stack = SessionStack.Decode(r, funcs);
@@ -89,6 +124,14 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
         (List<TraceEvent> Events, int Truncated) trace = default;
         if (!stack.IsInterim)
             traces.Remove(stack.Tid, out trace);
+        // -A: the frames' arguments; an interim stack leaves them for the rest of the session
+        if (args.TryGetValue(stack.Tid, out var sa))
+        {
+            if (!stack.IsInterim)
+                args.Remove(stack.Tid);
+            if (sa.SessStart == r.StartTs)
+                stack = stack with { Chain = stack.Chain.Select(f => sa.BySeq.TryGetValue(f.Seq, out var a) && a.FuncId == f.Func.Id ? f with { Args = a } : f).ToList() };
+        }
         if (!ShouldReport(stack))
         {
             StacksFiltered++;
@@ -96,13 +139,13 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
         }
         StacksPrinted++;
         var sym = symbols();
-        var renderer = new TextRenderer(opts, clock);
+        var renderer = new TextRenderer(opts, clock, argsFormatter);
         var sb = new System.Text.StringBuilder();
         sb.Append(renderer.Header(stack)).Append('\n');
         if (stack.IsInterim)
             sb.Append("(interim stack: the session went on past this error)\n");
         if (opts.Trace && trace.Events is not null)
-            sb.Append('\n').Append(CallTraceRenderer.Render(trace.Events, trace.Truncated));
+            sb.Append('\n').Append(CallTraceRenderer.Render(trace.Events, trace.Truncated, argsFormatter));
         if (opts.CallStacks)
         {
             var rows = StackMerger.Merge(stack, sym.Kernel, sym.Lines, sym.Inlines, opts.StacksUnfiltered);

@@ -29,7 +29,7 @@ public sealed class KernelFacts
 
     static bool HasSourceGlobs(Options o) => o.EntryGlobs.Concat(o.AllowGlobs).Concat(o.DenyGlobs).Any(g => g.TrimStart().StartsWith(':'));
 
-    public IFunctionTypes Types => types;
+    public BtfFunctionTypes Types => types;
     readonly BtfFunctionTypes types = new();
     /// <summary>vmlinux BTF, shared with the function type lookups (read once, on first use).</summary>
     public Btf.BtfFile VmlinuxBtf => types.Vmlinux;
@@ -112,6 +112,18 @@ public sealed class BtfFunctionTypes : IFunctionTypes
             return null;
         var sig = btf.GetFuncSignature(id.Value);
         return new FunctionType(id.Value, Classify(btf, sig), BtfFile.IsFentryAttachable(sig, btf) ? null : "its arguments are not supported by fentry trampolines");
+    }
+
+    /// <summary>-A: how to capture each function's arguments, indexed by function id.</summary>
+    public FuncArgsSpec[] ArgSpecs(IReadOnlyList<TracedFunction> funcs, bool fentry, ArgLimits limits)
+    {
+        var specs = new FuncArgsSpec[funcs.Count];
+        foreach (var f in funcs)
+        {
+            var btf = f.BtfId > 0 ? (f.Module is null ? vmlinux.Value : Module(f.Module)) : null;
+            specs[f.Id] = ArgSpecBuilder.Build(btf, btf?.GetFuncSignature(f.BtfId), fentry, limits);
+        }
+        return specs;
     }
 
     BtfFile? Module(string module)

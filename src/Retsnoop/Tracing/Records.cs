@@ -10,7 +10,7 @@ public static class BpfLimits
     public const int MaxKstackDepth = 128;
 }
 
-public enum RecordType : uint { Stack = 1, TraceEntry = 2, TraceExit = 3, SessionEnd = 4, InjectedProbe = 5 }
+public enum RecordType : uint { Stack = 1, TraceEntry = 2, TraceExit = 3, SessionEnd = 4, InjectedProbe = 5, FuncArgs = 6 }
 
 [Flags]
 public enum FuncFlags : uint
@@ -27,6 +27,9 @@ public struct BpfConfig
 {
     public ulong MinDurationNs;
     public byte EmitSuccessStacks, EmitFuncTrace, HasPidAllow, HasPidDeny, HasCommAllow, HasCommDeny, EmitInterimStacks, Pad1;
+    // -A
+    public byte CaptureArgs, CaptureRawPtrs, ArgsPad0, ArgsPad1;
+    public uint ArgsMaxTotal, ArgsMaxAny, ArgsPad2;
 }
 
 [Flags]
@@ -74,4 +77,42 @@ public unsafe struct InjectedRecord
     public TraceRecord Header;
     public uint DataLen, Pad;
     public fixed byte Data[DataMax];
+}
+
+// ---- -A/--capture-args (struct func_args_spec, struct args_rec) ----
+
+public enum ArgKind : byte { Skip = 0, Raw = 1, Ptr = 2, Str = 3 }
+
+public enum ArgLoc : byte { Slot = 0, Stack = 1 }
+
+/// <summary>struct arg_spec: what the BPF side captures for one argument.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct BpfArgSpec
+{
+    public ushort Len;
+    public ArgKind Kind;
+    public ArgLoc Loc;
+    public ushort Idx;
+    public ushort Pad;
+}
+
+/// <summary>struct func_args_spec: the func_args map value.</summary>
+[System.Runtime.CompilerServices.InlineArray(MaxFuncArgs)]
+public struct BpfFuncArgsSpec
+{
+    public const int MaxFuncArgs = 12;
+    BpfArgSpec first;
+}
+
+/// <summary>The fixed head of struct args_rec; data follows at <see cref="Size"/>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct ArgsRecordHeader
+{
+    public const int Size = 64;
+    public RecordType Type;
+    public uint Tid, FuncId, Seq, Depth, DataLen;
+    public ulong SessStart;
+    public ushort Ptrs;
+    public fixed short Lens[BpfFuncArgsSpec.MaxFuncArgs];
+    public fixed ushort Pad[3];
 }
