@@ -186,26 +186,20 @@ struct {
 	__type(value, struct func_args_spec);
 } func_args SEC(".maps");
 
-/* argument slot idx: fentry reads the trampoline's ctx, the others pt_regs */
-static __always_inline __u64 arg_slot(void *ctx, __u32 idx, bool fentry_ctx)
+/* argument slot idx: fentry reads the trampoline's ctx; kprobes take it from the argument
+ * registers, copied out of pt_regs beforehand (a ctx load at a computed offset is refused)
+ */
+static __always_inline __u64 arg_slot(void *ctx, const __u64 *regs, __u32 idx, bool fentry_ctx)
 {
-	struct pt_regs *regs = ctx;
 	__u64 v = 0;
 
 	if (fentry_ctx) {
 		bpf_get_func_arg(ctx, idx, &v);
 		return v;
 	}
-	switch (idx) {
-	/* x86-64 calling convention */
-	case 0: return regs->di;
-	case 1: return regs->si;
-	case 2: return regs->dx;
-	case 3: return regs->cx;
-	case 4: return regs->r8;
-	case 5: return regs->r9;
-	default: return 0;
-	}
+	if (idx >= 6)
+		return 0;
+	return regs[idx];
 }
 
 /* user-space addresses are below the kernel's half of the address space */
@@ -219,12 +213,24 @@ static __always_inline void capture_args(void *ctx, bool fentry_ctx, __u32 id,
 {
 	struct func_args_spec *spec;
 	struct args_rec *r;
+	__u64 regs[6] = {};
 	__u64 rec_sz;
 	__u32 i;
 
 	spec = bpf_map_lookup_elem(&func_args, &id);
 	if (!spec)
 		return;
+	if (!fentry_ctx) {
+		/* x86-64 calling convention: di, si, dx, cx, r8, r9 */
+		struct pt_regs *pr = ctx;
+
+		regs[0] = pr->di;
+		regs[1] = pr->si;
+		regs[2] = pr->dx;
+		regs[3] = pr->cx;
+		regs[4] = pr->r8;
+		regs[5] = pr->r9;
+	}
 	rec_sz = sizeof(*r) + cfg.args_max_total + 8 + cfg.args_max_any;
 	r = bpf_ringbuf_reserve(&rb, rec_sz, 0);
 	if (!r) {
@@ -244,6 +250,7 @@ static __always_inline void capture_args(void *ctx, bool fentry_ctx, __u32 id,
 	for (i = 0; i < MAX_FUNC_ARGS; i++) {
 		struct arg_spec *a;
 		__u64 vals[2] = {}, len, off;
+		__u8 *dst;
 		__u32 k = i;
 		void *src;
 		long err;
@@ -278,10 +285,10 @@ static __always_inline void capture_args(void *ctx, bool fentry_ctx, __u32 id,
 				src = (void *)vals[0];
 			}
 		} else {
-			vals[0] = arg_slot(ctx, a->idx, fentry_ctx);
+			vals[0] = arg_slot(ctx, regs, a->idx, fentry_ctx);
 			if (kind == ARG_RAW) {
 				if (len > 8)
-					vals[1] = arg_slot(ctx, a->idx + 1, fentry_ctx);
+					vals[1] = arg_slot(ctx, regs, a->idx + 1, fentry_ctx);
 				if (len > 16)
 					len = 16;
 				src = vals;
@@ -300,8 +307,15 @@ static __always_inline void capture_args(void *ctx, bool fentry_ctx, __u32 id,
 			r->lens[k] = -28; /* ENOSPC: over args.max-total-args-size */
 			continue;
 		}
+		/* a pointer made from the checked offset keeps its bounds when spilled (6.1 loses
+		 * them on a scalar spilled before the check)
+		 */
+		barrier_var(off);
+		dst = &r->data[off];
+		barrier_var(dst);
 		if (kind != ARG_RAW && cfg.capture_raw_ptrs) {
-			*(__u64 *)&r->data[off] = (__u64)src;
+			*(__u64 *)dst = (__u64)src;
+			dst += 8;
 			r->ptrs |= 1 << k;
 			off += 8;
 			r->data_len = off;
@@ -311,15 +325,15 @@ static __always_inline void capture_args(void *ctx, bool fentry_ctx, __u32 id,
 		barrier_var(len);
 		if (kind == ARG_STR) {
 			if (is_kernel_addr(src))
-				err = bpf_probe_read_kernel_str(&r->data[off], len, src);
+				err = bpf_probe_read_kernel_str(dst, len, src);
 			else
-				err = bpf_probe_read_user_str(&r->data[off], len, src);
+				err = bpf_probe_read_user_str(dst, len, src);
 			if (err > 0)
 				len = err;
 		} else if (kind == ARG_PTR && !is_kernel_addr(src)) {
-			err = bpf_probe_read_user(&r->data[off], len, src);
+			err = bpf_probe_read_user(dst, len, src);
 		} else {
-			err = bpf_probe_read_kernel(&r->data[off], len, src);
+			err = bpf_probe_read_kernel(dst, len, src);
 		}
 		if (err < 0) {
 			r->lens[k] = err;
