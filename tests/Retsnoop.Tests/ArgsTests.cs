@@ -343,4 +343,31 @@ public class ArgsTests
             }
         }
     }
+
+    /// <summary>The pt_regs capture code passes this machine's verifier with -A on, at the limits'
+    /// extremes (fentry cannot load here; the VM tests cover it).</summary>
+    [Theory]
+    [InlineData(false, 3072, 256, 256)]
+    [InlineData(true, 16384, 4096, 4096)]
+    [InlineData(true, 1, 1, 1)]
+    public void KprobeProgramsWithArgumentCaptureLoad(bool rawPtrs, int total, int sized, int str)
+    {
+        Assert.True(Environment.UserName == "root", "loading BPF programs needs root (CI runs as root)");
+        using var obj = Retsnoop.Interop.BpfObject.Open(Attacher.EmbeddedObject());
+        var programs = new[] { "kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit" };
+        foreach (var p in new[] { "fentry_tmpl", "fexit_tmpl", "kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit", "inj_kprobe", "inj_kretprobe", "inj_tp", "inj_rawtp" })
+            obj.SetAutoload(p, programs.Contains(p));
+        var cfg = new BpfConfig
+        {
+            EmitFuncTrace = 1,
+            CaptureArgs = 1,
+            CaptureRawPtrs = (byte)(rawPtrs ? 1 : 0),
+            ArgsMaxTotal = (uint)total,
+            ArgsMaxAny = (uint)Math.Max(sized, str),
+        };
+        MemoryMarshal.Write(obj.ReadOnlyData(), in cfg);
+        obj.Load();
+        foreach (var p in programs)
+            Assert.True(obj.ProgramFd(p) > 0, $"{p} has no fd after load");
+    }
 }
