@@ -90,6 +90,10 @@ public static class StackMerger
     /// call (endbr64 + call = 9 bytes): the trampoline's frame, not a real call site.</summary>
     const ulong FentryCallSiteEnd = 16;
 
+    /// <summary>No module function is this long: such an address is code kallsyms does not name
+    /// (6.1's fentry trampolines resolved to "cleanup_module+0x1039c"), so it is machinery.</summary>
+    const ulong UnnamedModuleCode = 0x10000;
+
     public static bool IsMachinery(string name, string? module) =>
         module == "bpf" || MachineryPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal));
 
@@ -102,7 +106,7 @@ public static class StackMerger
             ulong a = s.KernelStack[i];
             if (ksyms.TryResolve(a, out var name, out var off, out var mod))
             {
-                if (!unfiltered && (IsMachinery(name, mod) || off < FentryCallSiteEnd))
+                if (!unfiltered && (IsMachinery(name, mod) || off < FentryCallSiteEnd || (mod is not null && off >= UnnamedModuleCode)))
                     continue;
                 kframes.Add((a, name, off, mod));
             }
