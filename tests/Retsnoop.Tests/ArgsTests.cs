@@ -303,7 +303,13 @@ public class ArgsTests
             var opts = OptionParser.Parse(["-e", "*sys_bpf", "-A", "-T", "-C", $"args.fmt-mode={mode}"]);
             var fmt = new ArgsFormatter(specs, ArgsFormatter.ParseLayout(opts.ArgsFmtMode), opts.ArgsFmtMaxArgWidth, false);
             var output = new StringWriter();
-            var sink = new EventSink(opts, funcs, () => new SymbolContext(new NoSymbols(), null, false), output, fmt);
+            var reports = new List<SessionReport>();
+            var renderer = new TextRenderer(opts, new Clock(), fmt);
+            var sink = new EventSink(opts, funcs, () => new SymbolContext(new NoSymbols(), null, false), r =>
+            {
+                reports.Add(r);
+                output.Write(renderer.Session(r));
+            });
             const uint tid = 42;
             // an earlier session on this thread that ended without a stack
             sink.Handle(new RecordBuilder().Arg(0, [1, 0, 0, 0]).Arg(1, uattr).Arg(2, [8, 0, 0, 0]).Raw(tid, 0, 0, 1, 100));
@@ -329,6 +335,18 @@ public class ArgsTests
                 Assert.Contains(lines, l => l.StartsWith("!") && l.Contains("__sys_bpf") && l.EndsWith("cmd=BPF_MAP_CREATE uattr={{.kernel=0x7ffd1234abc0,.user=0x7ffd1234abc0}} size=72"));
                 Assert.Contains(lines, l => l.StartsWith("!") && l.Contains("array_map_alloc_check") && l.Contains("attr=&{{.map_type=6,"));
                 Assert.DoesNotContain("cmd=BPF_MAP_LOOKUP_ELEM", text); // the earlier session's
+                // JSON from the same report: each traced frame's and entry row's args are the text's name=value pairs
+                var json = new JsonRenderer(new Clock(), fmt).Session(Assert.Single(reports)).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                    .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+                static string Pairs(System.Text.Json.JsonElement a) =>
+                    string.Join(' ', a.EnumerateArray().Select(x => $"{x.GetProperty("name").GetString()}={x.GetProperty("value").GetString()}"));
+                var entries = json[0].GetProperty("events").EnumerateArray().Where(e => e.TryGetProperty("args", out _)).ToList();
+                Assert.Equal(["entry", "leaf"], entries.Select(e => e.GetProperty("kind").GetString()));
+                Assert.Equal("cmd=BPF_MAP_CREATE uattr={{.kernel=0x7ffd1234abc0,.user=0x7ffd1234abc0}} size=72", Pairs(entries[0].GetProperty("args")));
+                var frames = json[1].GetProperty("frames").EnumerateArray().ToList();
+                Assert.Equal(Pairs(entries[0].GetProperty("args")), Pairs(frames[0].GetProperty("args")));
+                Assert.StartsWith("attr=&{{.map_type=6,.key_size=4,.value_size=40000,.max_entries=1}", Pairs(frames[1].GetProperty("args")));
+                Assert.Contains(lines, l => l.Contains("array_map_alloc_check") && l.EndsWith(Pairs(frames[1].GetProperty("args"))));
             }
             else
             {

@@ -39,7 +39,7 @@ public class ResultFormatTests
 public class StackMergerTests
 {
     // recorded kallsyms facts for a bpf(BPF_MAP_CREATE) failing in array_map_alloc_check
-    sealed class Syms : IKernelSymbols
+    internal sealed class Syms : IKernelSymbols
     {
         static readonly (ulong Addr, string Name, string? Mod)[] Table =
         [
@@ -67,7 +67,7 @@ public class StackMergerTests
         }
     }
 
-    sealed class Lines : ISourceLines
+    internal sealed class Lines : ISourceLines
     {
         public IReadOnlyList<SourceLocation> Lookup(ulong address, bool inlines) => address switch
         {
@@ -79,9 +79,9 @@ public class StackMergerTests
         };
     }
 
-    static TracedFunction F(int id, string name, ReturnClass rc = ReturnClass.Int, ulong addr = 0) => new(id, name, null, addr, rc, id == 0);
+    internal static TracedFunction F(int id, string name, ReturnClass rc = ReturnClass.Int, ulong addr = 0) => new(id, name, null, addr, rc, id == 0);
 
-    static SessionStack Sample() => new(
+    internal static SessionStack Sample() => new(
         100, 100, "simfail", "simfail", 0, 75_000, true,
         [
             new TracedFrame(F(0, "__x64_sys_bpf", ReturnClass.Long), -7, 73_000, true),
@@ -154,7 +154,7 @@ public class StackMergerTests
     public void ErrorFiltersFollowUpstreamRules()
     {
         var s = Sample();
-        bool Report(params string[] args) => new EventSink(OptionParser.Parse(args), [], () => null!, TextWriter.Null).ShouldReport(s);
+        bool Report(params string[] args) => new EventSink(OptionParser.Parse(args), [], () => null!, _ => { }).ShouldReport(s);
         Assert.True(Report());
         Assert.False(Report("-x", "EINVAL"));
         Assert.True(Report("-x", "E2BIG"));

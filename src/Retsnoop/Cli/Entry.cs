@@ -145,6 +145,17 @@ public static class Entry
                         $"{a.Name}={a.Kind}{(a.Kind == ArgKind.Skip ? $"({a.Note})" : $"@{(a.Loc == ArgLoc.Stack ? "sp+" : "")}{a.Index},len={a.Len}")}")));
             }
         }
+        var argsFormatter = argSpecs is null ? null
+            : new ArgsFormatter(argSpecs, ArgsFormatter.ParseLayout(opts.ArgsFmtMode), opts.ArgsFmtMaxArgWidth, opts.ArgsCaptureRawPtrs);
+
+        // stacks and traces go to the data stream; status lines where they do not mix with JSON
+        using var data = OpenOutput(opts);
+        var status = opts.StatusOnStderr ? Console.Error : Console.Out;
+        var clock = new Clock();
+        var text = new TextRenderer(opts, clock, argsFormatter);
+        IReportRenderer renderer = opts.Json ? new JsonRenderer(clock, argsFormatter) : text;
+        RunSummary? summary = null;
+
         var attacher = new Attacher(opts, funcs, msg => Console.Error.WriteLine(msg), argSpecs) { Probes = probes };
         bool receiving = false;
         try
@@ -160,12 +171,14 @@ public static class Entry
                 Console.Error.WriteLine($"Note: {attacher.Skipped.Count} of {funcs.Count} functions could not be attached ({attacher.Skipped.First().Reason}); -v lists them.");
             Log(opts, 1, $"attached {attacher.Attached} functions with {ModeName(attacher.Mode)} in {attachClock.ElapsedMilliseconds} ms");
 
-            var argsFormatter = argSpecs is null ? null
-                : new ArgsFormatter(argSpecs, ArgsFormatter.ParseLayout(opts.ArgsFmtMode), opts.ArgsFmtMaxArgWidth, opts.ArgsCaptureRawPtrs);
-            var sink = new EventSink(opts, funcs, facts.SymbolContext, Console.Out, argsFormatter) { Probes = probes };
+            var sink = new EventSink(opts, funcs, facts.SymbolContext, report =>
+            {
+                data.Writer.Write(renderer.Session(report));
+                data.Writer.Flush();
+            }) { Probes = probes };
             using var rb = new RingBuffer(attacher.RingBufferFd, sink.Handle);
-            Console.Out.WriteLine("Receiving data...");
-            Console.Out.Flush();
+            status.WriteLine("Receiving data...");
+            status.Flush();
             receiving = true;
             Log(opts, 1, $"ready {launch.ElapsedMilliseconds} ms after launch");
             facts.WarmUpInBackground();
@@ -178,6 +191,7 @@ public static class Entry
             if (stats.DroppedSessions > 0)
                 Console.Error.WriteLine($"WARNING: {stats.DroppedSessions} sessions were dropped (sessions map full or returns seen without their entry); raise -C bpf.sessions-size if this grows.");
             Log(opts, 1, $"{stats.Sessions} sessions, {sink.StacksPrinted} stacks printed, {sink.StacksFiltered} filtered out");
+            summary = new RunSummary(sink.Tally, sink.StacksFiltered, stats.Sessions, stats.DroppedRecords, stats.DroppedSessions, sink.BadRecords, 0);
         }
         finally
         {
@@ -185,14 +199,56 @@ public static class Entry
             var detach = Stopwatch.StartNew();
             if (receiving)
             {
-                Console.Out.Write("Detaching... ");
-                Console.Out.Flush();
+                status.Write("Detaching... ");
+                status.Flush();
             }
             attacher.Dispose();
             if (receiving)
-                Console.Out.WriteLine($"DONE in {detach.ElapsedMilliseconds} ms.");
+                status.WriteLine($"DONE in {detach.ElapsedMilliseconds} ms.");
+            if (summary is not null)
+                summary = summary with { DetachMs = detach.ElapsedMilliseconds };
+        }
+        // the closing table follows the detach line; JSON also gets a summary object
+        if (summary is null)
+            return 0;
+        if (summary.Tally.Stacks > 0 || summary.Filtered > 0)
+        {
+            status.Write('\n' + text.Summary(summary));
+            status.Flush();
+        }
+        if (opts.Json)
+        {
+            data.Writer.Write(renderer.Summary(summary));
+            data.Writer.Flush();
         }
         return 0;
+    }
+
+    /// <summary>The data stream: --output FILE (created or truncated) or stdout.</summary>
+    static DataOutput OpenOutput(Options opts)
+    {
+        if (opts.OutputPath is null)
+            return new DataOutput(Console.Out, owned: false);
+        try
+        {
+            var stream = new FileStream(opts.OutputPath, FileMode.Create, FileAccess.Write, FileShare.Read);
+            return new DataOutput(new StreamWriter(stream, new System.Text.UTF8Encoding(false)), owned: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TracingException($"cannot write --output '{opts.OutputPath}' ({e.Message.TrimEnd('.')}); give a writable file path");
+        }
+    }
+
+    sealed class DataOutput(TextWriter writer, bool owned) : IDisposable
+    {
+        public TextWriter Writer => writer;
+
+        public void Dispose()
+        {
+            if (owned)
+                writer.Dispose();
+        }
     }
 
     static string ModeName(AttachMode m) => m switch

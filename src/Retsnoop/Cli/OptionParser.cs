@@ -63,6 +63,8 @@ public static class OptionParser
         new('\0', "modules-debug-dir", Arg.Required, "DIR", "Where kernel modules' debug .ko files are (default /usr/lib/debug/lib/modules/$(uname -r))", (o, v) => o.ModulesDebugDir = Directory.Exists(v) ? v : throw new OptionException($"invalid --modules-debug-dir value '{v}': no such directory")),
         new('s', "symbolize", Arg.Optional, "LEVEL", "Symbolization: -s file:line, -ss also inlines, -sn kallsyms only", ApplySymbolize),
         new('\0', "debug", Arg.Required, "FEATURE", "Debug features: multi-kprobe, full-lbr, bpf", ApplyDebug),
+        new('\0', "json", Arg.None, "", "Print JSON Lines (stacks, call traces, a closing summary; see docs/json.md); with JSON on stdout, status lines go to stderr", (o, _) => o.Json = true),
+        new('\0', "output", Arg.Required, "FILE", "Write stacks, call traces (and the JSON summary) to FILE instead of stdout; status lines and the summary table stay on stdout", ApplyOutput),
         new('C', "config", Arg.Required, "KEY=VALUE", "Advanced setting (see --config-help)", (o, v) => ConfigKeys.Apply(o, v!)),
         new('\0', "config-help", Arg.None, "", "List the advanced settings", (o, _) => o.ShowConfigHelp = true),
         new('v', "verbose", Arg.None, "", "Verbose output (-vv, -vvv for more)", (o, _) => o.Verbosity++),
@@ -262,6 +264,13 @@ public static class OptionParser
             "s" or "inlines" => SymbolizeMode.Inlines,
             _ => throw new OptionException($"invalid -s/--symbolize value '{v}': expected -s (file:line), -ss (also inlines) or -sn (none)"),
         };
+    }
+
+    static void ApplyOutput(Options o, string? v)
+    {
+        if (string.IsNullOrEmpty(v))
+            throw new OptionException("option --output needs a file name: --output FILE (or - for stdout)");
+        o.OutputPath = v == "-" ? null : v;
     }
 
     static void ApplyDebug(Options o, string? v)

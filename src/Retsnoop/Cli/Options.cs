@@ -44,6 +44,14 @@ public sealed class Options
     public bool ShowConfigHelp { get; set; }
     public HashSet<string> DebugFeatures { get; } = [];
 
+    // beyond upstream: machine-readable output and an output file
+    /// <summary>--json: JSON Lines instead of text (docs/json.md).</summary>
+    public bool Json { get; set; }
+    /// <summary>--output FILE: where stacks, traces and the JSON summary go (null: stdout).</summary>
+    public string? OutputPath { get; set; }
+    /// <summary>Status lines (Receiving data..., Detaching...) go to stderr when JSON takes stdout.</summary>
+    public bool StatusOnStderr => Json && OutputPath is null;
+
     // --config keys
     public uint RingbufSize { get; set; } = 8 * 1024 * 1024;
     public uint SessionsSize { get; set; } = 4096;

@@ -56,6 +56,10 @@ public sealed class ArgsFormatter(IReadOnlyList<FuncArgsSpec?> specs, ArgsLayout
         return sb.ToString();
     }
 
+    /// <summary>A call's name/value pairs as the text shows them; null when none were captured ("... data missing ...").</summary>
+    public List<(string Name, string Value)>? ValuesOf(int funcId, CapturedArgs? args) =>
+        args is null || funcId < 0 || funcId >= specs.Count || specs[funcId] is not { } spec ? null : Values(spec, args);
+
     /// <summary>Each argument's name and value text (width-limited except in verbose mode).</summary>
     public List<(string Name, string Value)> Values(FuncArgsSpec spec, CapturedArgs a, int indent = 0)
     {

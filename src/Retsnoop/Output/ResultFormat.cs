@@ -1,7 +1,27 @@
+using System.Globalization;
 using Retsnoop.Interop;
 using Retsnoop.Tracing;
 
 namespace Retsnoop.Output;
+
+/// <summary>What kind of value a function result is, as both renderers show it.</summary>
+public enum ResultKind { Void, Errno, Null, Pointer, Bool, Int, Pending }
+
+/// <summary>
+/// One function result, classified once: the text renderer prints <see cref="Text"/>, the JSON
+/// renderer writes the parts, so the two cannot disagree.
+/// </summary>
+public readonly record struct ResultView(ResultKind Kind, long Value, string? ErrnoName, bool IsHex, string Text)
+{
+    /// <summary>A traced function that had not returned yet when the session was reported.</summary>
+    public static readonly ResultView Pending = new(ResultKind.Pending, 0, null, false, "[...]");
+
+    /// <summary>The errno (positive) for an errno result, else 0.</summary>
+    public int Errno => Kind == ResultKind.Errno ? (int)-Value : 0;
+
+    /// <summary>The bare text without brackets: -E2BIG, NULL, 0x..., 42.</summary>
+    public string Bare => Text[1..^1];
+}
 
 /// <summary>How a function result prints: [-ENOMEM], [NULL], [0xffff...], [true], [void], [42].</summary>
 public static class ResultFormat
@@ -13,24 +33,31 @@ public static class ResultFormat
         _ => res,
     };
 
-    public static string Format(long res, ReturnClass rc)
+    public static ResultView View(long res, ReturnClass rc)
     {
         if (rc == ReturnClass.Void)
-            return "[void]";
+            return new(ResultKind.Void, 0, null, false, "[void]");
         res = Normalize(res, rc);
         if (res < 0 && res >= -4095)
         {
             var name = Errno.Name((int)-res);
-            return name is null ? $"[{res}]" : $"[-{name}]";
+            return new(ResultKind.Errno, res, name, false, name is null ? $"[{res}]" : $"[-{name}]");
         }
         return rc switch
         {
-            ReturnClass.Pointer => res == 0 ? "[NULL]" : $"[0x{(ulong)res:x}]",
-            ReturnClass.Bool => res == 0 ? "[false]" : "[true]",
-            _ when res >= -1024L * 1024 * 1024 && res < 1024 * 1024 => $"[{res}]",
-            _ => $"[0x{(ulong)res:x}]",
+            ReturnClass.Pointer => res == 0 ? new(ResultKind.Null, 0, null, false, "[NULL]") : new(ResultKind.Pointer, res, null, true, Hex(res)),
+            ReturnClass.Bool => new(ResultKind.Bool, res == 0 ? 0 : 1, null, false, res == 0 ? "[false]" : "[true]"),
+            _ when res >= -1024L * 1024 * 1024 && res < 1024 * 1024 => new(ResultKind.Int, res, null, false, $"[{res.ToString(CultureInfo.InvariantCulture)}]"),
+            _ => new(ResultKind.Int, res, null, true, Hex(res)),
         };
     }
+
+    /// <summary>A traced frame's result: pending while the function has not returned.</summary>
+    public static ResultView View(TracedFrame f) => f.Finished ? View(f.Result, f.Func.Return) : ResultView.Pending;
+
+    public static string Format(long res, ReturnClass rc) => View(res, rc).Text;
+
+    static string Hex(long v) => $"[0x{(ulong)v:x}]";
 
     /// <summary>The errno a result stands for (positive), 0 for a NULL pointer, null for no error.</summary>
     public static int? ErrorOf(long res, ReturnClass rc)
@@ -45,5 +72,11 @@ public static class ResultFormat
         return null;
     }
 
+    /// <summary>A stack frame's latency as printed: whole microseconds, "..." while running.</summary>
     public static string Duration(ulong ns) => $"{ns / 1000}us";
+
+    public static string Duration(TracedFrame f) => f.Finished ? Duration(f.LatencyNs) : "...";
+
+    /// <summary>A call trace latency as printed: microseconds with three decimals.</summary>
+    public static string TraceDuration(ulong ns) => (ns / 1000.0).ToString("0.000", CultureInfo.InvariantCulture) + "us";
 }

@@ -5,8 +5,25 @@ namespace Retsnoop.Output;
 
 /// <summary>Upstream retsnoop's text layout: a session header, then one aligned line per stack row.</summary>
 /// <param name="args">-A: shows each traced frame's arguments after its row (compact) or under it.</param>
-public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args = null)
+public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args = null) : IReportRenderer
 {
+    /// <summary>A reported session as upstream prints it: header, call trace, LBR, stack, blank line.</summary>
+    public string Session(SessionReport r)
+    {
+        var sb = new StringBuilder();
+        sb.Append(Header(r.Stack)).Append('\n');
+        if (r.Stack.IsInterim)
+            sb.Append("(interim stack: the session went on past this error)\n");
+        if (r.Trace is not null)
+            sb.Append('\n').Append(CallTraceRenderer.Render(r.Trace, args));
+        if (r.Lbr is not null)
+            sb.Append('\n').Append(RenderLbr(r.Lbr));
+        if (r.Rows is not null)
+            sb.Append('\n').Append(RenderStack(r.Rows));
+        sb.Append('\n');
+        return sb.ToString();
+    }
+
     public string Header(SessionStack s) =>
         $"{clock.Format(s.StartNs)} -> {clock.Format(s.EndNs)} TID/PID {s.Tid}/{s.Pid} ({TerminalSafe.Escape(s.Comm)}/{TerminalSafe.Escape(s.ProcComm)}):";
 
@@ -16,8 +33,8 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
         foreach (var r in rows)
         {
             var t = r.Traced;
-            string dur = t is null ? "" : t.Finished ? ResultFormat.Duration(t.LatencyNs) : "...";
-            string res = t is null ? "" : t.Finished ? ResultFormat.Format(t.Result, t.Func.Return) : "[...]";
+            string dur = t is null ? "" : ResultFormat.Duration(t);
+            string res = t is null ? "" : ResultFormat.View(t).Text;
             var sym = new StringBuilder();
             if (opts.StacksEmitAddrs)
                 sym.Append(r.Address is { } a ? $"{a:x16} " : new string(' ', 17));
@@ -36,6 +53,8 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
                 lines.Add(("  ", "", "", $"{pad}. {TerminalSafe.Escape(inl.Function)}", "(" + Where(inl) + ")", null));
             }
         }
+        if (lines.Count == 0)
+            return ""; // no kernel stack and no traced frame survived: nothing to align
         int durLen = Math.Max(5, lines.Max(l => l.Dur.Length));
         int resLen = lines.Max(l => l.Res.Length);
         int symLen = lines.Max(l => l.Sym.Length);
@@ -59,27 +78,122 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
         return sb.ToString();
     }
 
-    static string Where(SourceLocation l)
+    /// <summary>Upstream's LBR layout: "[#NN] from (src)  ->  to (src)", inlined frames below each end.</summary>
+    public string RenderLbr(LbrBlock lbr)
+    {
+        switch (lbr.Status)
+        {
+            case LbrStatus.Dropped:
+                return "LBR data was dropped and is missing in this sample!\n";
+            case LbrStatus.Failed:
+                return $"Failed to capture LBR entries: {lbr.Error}\n";
+        }
+        var rows = new List<(string Slot, string Sym1, string Src1, string Arrow, string Sym2, string Src2)>();
+        foreach (var e in lbr.Entries)
+        {
+            var from = PointLines(e.From);
+            var to = PointLines(e.To);
+            for (int i = 0; i < Math.Max(from.Count, to.Count); i++)
+            {
+                var (s1, c1) = i < from.Count ? from[i] : ("", "");
+                var (s2, c2) = i < to.Count ? to[i] : ("", "");
+                rows.Add((i == 0 ? $"[#{e.Index:00}]" : "", s1, c1, i == 0 ? "->" : "  ", s2, c2));
+            }
+        }
+        int sym1 = rows.Count == 0 ? 0 : rows.Max(r => r.Sym1.Length), src1 = rows.Count == 0 ? 0 : rows.Max(r => r.Src1.Length);
+        int sym2 = rows.Count == 0 ? 0 : rows.Max(r => r.Sym2.Length), src2 = rows.Count == 0 ? 0 : rows.Max(r => r.Src2.Length);
+        var sb = new StringBuilder();
+        foreach (var r in rows)
+        {
+            var line = $"{r.Slot,-5} {r.Sym1.PadRight(sym1)} {r.Src1.PadRight(src1)}  {r.Arrow}  {r.Sym2.PadRight(sym2)} {r.Src2.PadRight(src2)}";
+            sb.Append(line.TrimEnd()).Append('\n');
+        }
+        if (!lbr.Relevant)
+            sb.Append("[LBR] No relevant LBR data were captured, showing unfiltered LBR stack!\n");
+        return sb.ToString();
+    }
+
+    List<(string Sym, string Src)> PointLines(LbrPoint p)
+    {
+        var lines = new List<(string, string)>();
+        var sym = new StringBuilder();
+        if (opts.StacksEmitAddrs)
+            sym.Append($"{p.Address:x16} ");
+        if (p.Symbol is null)
+            sym.Append($"0x{p.Address:x}");
+        else
+            sym.Append(TerminalSafe.Escape(p.Symbol)).Append(opts.StacksDecOffsets ? $"+{p.Offset}" : $"+0x{p.Offset:x}");
+        if (p.Module is not null)
+            sym.Append(" [").Append(TerminalSafe.Escape(p.Module)).Append(']');
+        string src = "";
+        if (p.Location is { } loc)
+            src = "(" + (loc.Function != p.Symbol ? TerminalSafe.Escape(loc.Function) + " @ " : "") + Where(loc, column: false) + ")";
+        lines.Add((sym.ToString(), src));
+        // upstream leaves columns out of LBR lines to keep both halves narrow
+        foreach (var inl in p.Inlined)
+            lines.Add(($"{(opts.StacksEmitAddrs ? new string(' ', 17) : "")}. {TerminalSafe.Escape(inl.Function)}", "(" + Where(inl, column: false) + ")"));
+        return lines;
+    }
+
+    /// <summary>The closing table: stacks by the result their caller saw and by deepest failing function.</summary>
+    public string Summary(RunSummary s)
+    {
+        var t = s.Tally;
+        var sb = new StringBuilder();
+        sb.Append($"Summary: {t.Stacks} stack{(t.Stacks == 1 ? "" : "s")} reported");
+        if (s.Filtered > 0)
+            sb.Append($", {s.Filtered} filtered out");
+        if (s.DroppedRecords > 0 || s.DroppedSessions > 0)
+            sb.Append($"; {s.DroppedRecords} records and {s.DroppedSessions} sessions dropped");
+        sb.Append(".\n");
+        if (t.Stacks == 0)
+            return sb.ToString();
+        sb.Append('\n');
+        Table(sb, ["RESULT", "STACKS"], [.. t.ByResult.Select(r => new[] { r.Result, r.Count.ToString() })]);
+        sb.Append('\n');
+        Table(sb, ["DEEPEST FAILING FUNCTION", "RESULT", "STACKS"],
+            [.. t.ByOrigin.Select(r => new[] { r.Function.Length == 0 ? "(none failed)" : TerminalSafe.Escape(r.Function), r.Result, r.Count.ToString() })]);
+        return sb.ToString();
+    }
+
+    // left-aligned columns, the last (a count) right-aligned
+    static void Table(StringBuilder sb, string[] head, List<string[]> rows)
+    {
+        var widths = head.Select((h, i) => Math.Max(h.Length, rows.Count == 0 ? 0 : rows.Max(r => r[i].Length))).ToArray();
+        foreach (var r in rows.Prepend(head))
+        {
+            var cells = r.Select((c, i) => i == r.Length - 1 ? c.PadLeft(widths[i]) : c.PadRight(widths[i]));
+            sb.Append("  ").Append(string.Join("  ", cells).TrimEnd()).Append('\n');
+        }
+    }
+
+    static string Where(SourceLocation l, bool column = true)
     {
         var file = TerminalSafe.Escape(l.File ?? "??");
-        return l.Column > 0 ? $"{file}:{l.Line}:{l.Column}" : $"{file}:{l.Line}";
+        return column && l.Column > 0 ? $"{file}:{l.Line}:{l.Column}" : $"{file}:{l.Line}";
     }
 }
 
 /// <summary>Turns BPF timestamps (CLOCK_MONOTONIC ns) into local wall-clock time of day.</summary>
 public sealed class Clock
 {
-    readonly long offsetNs; // realtime - monotonic, in ns
+    readonly long offsetNs; // local wall clock - monotonic, in ns
+    readonly long unixOffsetNs; // realtime (UTC) - monotonic, in ns
 
     public Clock()
     {
         long mono = System.Diagnostics.Stopwatch.GetTimestamp(); // CLOCK_MONOTONIC on Linux, ns ticks
         long monoNs = (long)(mono * (1e9 / System.Diagnostics.Stopwatch.Frequency));
-        long realNs = (DateTime.Now.Ticks - DateTime.UnixEpoch.Ticks) * 100;
+        var utc = DateTime.UtcNow;
+        long realNs = (utc.ToLocalTime().Ticks - DateTime.UnixEpoch.Ticks) * 100;
         offsetNs = realNs - monoNs;
+        unixOffsetNs = (utc.Ticks - DateTime.UnixEpoch.Ticks) * 100 - monoNs;
     }
 
     public DateTime ToLocal(ulong monoNs) => DateTime.UnixEpoch.AddTicks(((long)monoNs + offsetNs) / 100);
+
+    /// <summary>The same instant as nanoseconds since the Unix epoch (UTC).</summary>
+    public long ToUnixNs(ulong monoNs) => (long)monoNs + unixOffsetNs;
 
     public string Format(ulong monoNs) => ToLocal(monoNs).ToString("HH:mm:ss.ffffff", System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -6,16 +6,16 @@ namespace Retsnoop.Tracing;
 
 /// <summary>
 /// Consumes ring buffer records: keeps -T events per thread until their session ends, applies the
-/// error filters, and prints each reported session (call trace first, then the stack).
+/// error filters, and hands each reported session (call trace, stack) as one report to the output.
 /// </summary>
-public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs, Func<SymbolContext> symbols, TextWriter output,
-    ArgsFormatter? argsFormatter = null)
+public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs, Func<SymbolContext> symbols, Action<SessionReport> emit)
 {
     readonly Dictionary<uint, (List<TraceEvent> Events, int Truncated)> traces = [];
     /// <summary>-A: per thread, the current session's captured arguments by call sequence number.</summary>
     readonly Dictionary<uint, SessionArgs> args = [];
-    readonly Clock clock = new();
-    public int StacksPrinted { get; private set; }
+    /// <summary>Reported stacks by result and origin, for the closing summary.</summary>
+    public StackTally Tally { get; } = new();
+    public int StacksPrinted => Tally.Stacks;
     public int StacksFiltered { get; private set; }
     public int BadRecords { get; private set; }
     /// <summary>-J probes, indexed by the record's probe id.</summary>
@@ -137,23 +137,12 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
             StacksFiltered++;
             return;
         }
-        StacksPrinted++;
         var sym = symbols();
-        var renderer = new TextRenderer(opts, clock, argsFormatter);
-        var sb = new System.Text.StringBuilder();
-        sb.Append(renderer.Header(stack)).Append('\n');
-        if (stack.IsInterim)
-            sb.Append("(interim stack: the session went on past this error)\n");
-        if (opts.Trace && trace.Events is not null)
-            sb.Append('\n').Append(CallTraceRenderer.Render(trace.Events, trace.Truncated, argsFormatter));
-        if (opts.CallStacks)
-        {
-            var rows = StackMerger.Merge(stack, sym.Kernel, sym.Lines, sym.Inlines, opts.StacksUnfiltered);
-            sb.Append('\n').Append(renderer.RenderStack(rows));
-        }
-        sb.Append('\n');
-        output.Write(sb.ToString());
-        output.Flush();
+        var callTrace = opts.Trace && trace.Events is not null ? CallTrace.Build(trace.Events, trace.Truncated) : null;
+        var rows = opts.CallStacks ? StackMerger.Merge(stack, sym.Kernel, sym.Lines, sym.Inlines, opts.StacksUnfiltered) : null;
+        var report = new SessionReport(StacksPrinted + 1, stack, callTrace, Lbr: null, rows);
+        Tally.Add(report.Outcome);
+        emit(report);
     }
 
     /// <summary>-x/-X: deny wins; with -x, some frame's error must be allowed.</summary>
