@@ -9,10 +9,11 @@ wait_for() {
     done
 }
 
-# wait_ready PID SECONDS: until tracer.out says "Receiving data..."; fails at once if PID exits
+# wait_ready PID SECONDS: until tracer.out (or $READY_FILE: tracer.err when --json takes stdout)
+# says "Receiving data..."; fails at once if PID exits
 wait_ready() {
     local pid=$1 limit=$2 start=$SECONDS
-    while ! grep -qF "Receiving data..." tracer.out 2>/dev/null; do
+    while ! grep -qF "Receiving data..." "${READY_FILE:-tracer.out}" 2>/dev/null; do
         kill -0 "$pid" 2>/dev/null || return 1
         [ $((SECONDS - start)) -ge "$limit" ] && return 1
         sleep 0.05
