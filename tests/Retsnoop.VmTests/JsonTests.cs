@@ -17,6 +17,7 @@ public sealed class JsonKernel
         new("json-mount", $"READY_FILE=tracer.err traced \"$SIMFAIL_BIN {Mount.SimfailCase}\" -- --json -n simfail {Mount.Globs}"),
         new("json-output-file", $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- --json --output out.json -n simfail {Bpf.Globs}"),
         new("text-output-file", $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- --output stacks.txt -n simfail {Bpf.Globs}"),
+        new("json-args", $"READY_FILE=tracer.err traced \"$SIMFAIL_BIN {ArgsCases.Simfail}\" -- --json -A -T -n simfail {ArgsCases.Globs}"),
         new("json-bad-output", "\"$RETSNOOP_BIN\" --json --output /nonexistent-dir/out.json -e '*sys_bpf'"),
         // the same failure twice with DWARF, as text and as JSON: the frames must agree line by line
         new("text-dwarf", $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- -k '{VmBoot.DebugVmlinux("6.12")}' -n simfail {Bpf.Globs}"),
@@ -87,7 +88,6 @@ public sealed class JsonTests(JsonKernel k)
         {
             Assert.True(t.GetProperty("finished").GetBoolean());
             Assert.True(t.GetProperty("latency_ns").GetUInt64() > 0, $"{t}\n{r.Describe()}");
-            Assert.False(t.TryGetProperty("args", out _));
         }
         Assert.Matches(@"^\d\d:\d\d:\d\d\.\d{6}$", stack.GetProperty("start").GetString());
         ulong start = stack.GetProperty("start_ns").GetUInt64(), end = stack.GetProperty("end_ns").GetUInt64();
@@ -135,6 +135,8 @@ public sealed class JsonTests(JsonKernel k)
         AssertStack(objs[0], JsonKernel.Bpf, r);
         AssertSummary(objs[1], objs[0], JsonKernel.Bpf);
         Assert.Equal(1, objs[0].GetProperty("session").GetInt32());
+        // without -A no frame has an args field
+        Assert.All(objs[0].GetProperty("frames").EnumerateArray(), f => Assert.False(f.TryGetProperty("args", out _)));
         // status lines stay out of the JSON stream
         Assert.Contains("Receiving data...", r.TracerErr);
         Assert.Matches(@"Detaching\.\.\. DONE in \d+ ms\.", r.TracerErr);
@@ -262,6 +264,28 @@ public sealed class JsonTests(JsonKernel k)
         Assert.All(stack.GetProperty("frames").EnumerateArray(), f => Assert.True(f.GetProperty("line").GetInt32() > 0, f.ToString()));
         Assert.Contains(stack.GetProperty("frames").EnumerateArray(), f => f.GetProperty("inlined").GetArrayLength() > 0);
         AssertStack(stack, JsonKernel.Bpf, json);
+    }
+
+    [Fact]
+    public void CapturedArgumentsAreNameValuePairs()
+    {
+        var r = k.Boot.Case("json-args");
+        Assert.True(r.TracerRc == 0, r.Describe());
+        var objs = JsonLines(r.TracerOut, r);
+        Assert.Equal(["trace", "stack", "summary"], objs.Select(Type));
+        string Args(JsonElement e) => string.Join(' ', e.GetProperty("args").EnumerateArray()
+            .Select(a => $"{a.GetProperty("name").GetString()}={a.GetProperty("value").GetString()}"));
+        var frames = Traced(objs[1]).ToDictionary(f => f.GetProperty("function").GetString()!);
+        Assert.Equal("attr=&" + ArgsCases.Attr, Args(frames["array_map_alloc_check"]));
+        Assert.Equal("attr=&" + ArgsCases.Attr, Args(frames["map_create"]));
+        Assert.Matches(@"^cmd=BPF_MAP_CREATE uattr=\{\{\.kernel=0x[0-9a-f]+,\.user=0x[0-9a-f]+\}\} size=72$", Args(frames["__sys_bpf"]));
+        // the call trace's entry rows carry the same values as the stack's frames
+        var starts = objs[0].GetProperty("events").EnumerateArray().Where(e => e.GetProperty("kind").GetString() is "entry" or "leaf").ToList();
+        Assert.Equal(frames.Count, starts.Count);
+        foreach (var e in starts)
+            Assert.Equal(Args(frames[e.GetProperty("function").GetString()!]), Args(e));
+        Assert.False(objs[0].GetProperty("events").EnumerateArray().First(e => e.GetProperty("kind").GetString() == "exit").TryGetProperty("args", out _));
+        AssertStack(objs[1], JsonKernel.Bpf, r);
     }
 
     [Fact]
