@@ -211,6 +211,16 @@ internal readonly struct AttrSpec(int name, int form, int small, bool big)
     public int Small => small;
 }
 
+/// <summary>Total size when every form of a DIE has a fixed size (-1 otherwise), and where DW_AT_sibling
+/// sits when everything before it is fixed (-1 otherwise).</summary>
+internal sealed class SkipPlan(int key, int fixedSize, int siblingAt, int siblingForm)
+{
+    public readonly int Key = key, FixedSize = fixedSize, SiblingAt = siblingAt, SiblingForm = siblingForm;
+}
+
+/// <summary>One parsed abbreviation table: codes 0..n-1 in an array, any others in a dictionary.</summary>
+internal sealed record AbbrevSet(Abbrev?[] Dense, Dictionary<ulong, Abbrev>? Sparse);
+
 internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs, long[]? bigConsts)
 {
     public readonly int Tag = tag;
@@ -220,16 +230,17 @@ internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs, long[]? b
     public long Const(in AttrSpec a) => a.BigConst ? bigConsts![a.Small] : a.Small;
     public bool Interesting => Tag is Dw.TAG_subprogram or Dw.TAG_inlined_subroutine;
 
-    // Skip plan for one (address size, offset size) pair: total size when every form has a fixed
-    // size (-1 otherwise), and where DW_AT_sibling sits when everything before it is fixed (-1 otherwise).
-    int planKey = -1;
-    public int FixedSize = -1, SiblingAt = -1, SiblingForm;
+    SkipPlan? plan;
 
-    public void Plan(int addrSize, bool dwarf64, int version)
+    /// <summary>How to skip a DIE of this abbreviation for one (address size, offset size, version):
+    /// immutable, so units with different parameters that share a table (it is cached by offset)
+    /// never see each other's half-written plan.</summary>
+    public SkipPlan Plan(int addrSize, bool dwarf64, int version)
     {
         int key = addrSize * 2 + (dwarf64 ? 1 : 0) + version * 64;
-        if (planKey == key)
-            return;
+        var p = plan;
+        if (p != null && p.Key == key)
+            return p;
         int off = 0;
         int sib = -1, sibForm = 0;
         bool fixedSoFar = true;
@@ -246,10 +257,7 @@ internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs, long[]? b
             else if (fixedSoFar)
                 off += n;
         }
-        FixedSize = fixedSoFar ? off : -1;
-        SiblingAt = sib;
-        SiblingForm = sibForm;
-        planKey = key;
+        return plan = new SkipPlan(key, fixedSoFar ? off : -1, sib, sibForm);
     }
 
     public static int FormSize(int form, int addrSize, bool dwarf64, int version) => form switch
@@ -273,8 +281,9 @@ internal static class AbbrevTable
     [ThreadStatic] static List<Abbrev?>? scratchDense;
     [ThreadStatic] static List<AttrSpec>? scratchAttrs;
 
-    public static Abbrev?[] Parse(DwSection sec, ulong offset, out Dictionary<ulong, Abbrev>? sparse)
+    public static AbbrevSet Parse(DwSection sec, ulong offset)
     {
+        Dictionary<ulong, Abbrev>? sparse;
         var r = sec.At(offset, "abbreviation table offset");
         var dense = scratchDense ??= new List<Abbrev?>(1024);
         dense.Clear();
@@ -316,6 +325,6 @@ internal static class AbbrevTable
             else
                 (sparse ??= [])[code] = a;
         }
-        return [.. dense];
+        return new AbbrevSet([.. dense], sparse);
     }
 }

@@ -10,6 +10,18 @@ internal sealed class DwarfSections(ElfFile elf)
         Aranges = Get(elf, ".debug_aranges");
     public readonly string Path = elf.Path;
 
+    readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, AbbrevSet> abbrevTables = new();
+
+    /// <summary>The abbreviation table at an offset, parsed once however many units use it (so units that
+    /// all point at one large table cost one parse, not one each).</summary>
+    public AbbrevSet AbbrevsAt(ulong offset)
+    {
+        if (abbrevTables.TryGetValue(offset, out var set))
+            return set;
+        set = AbbrevTable.Parse(Abbrev, offset);
+        return abbrevTables.GetOrAdd(offset, set);
+    }
+
     static DwSection Get(ElfFile elf, string name) => new(elf.Path, name, elf.GetData(name));
 
     /// <summary>An untrusted section offset or DIE reference as an int; -1 (never valid) when it cannot be one.</summary>
@@ -47,8 +59,7 @@ internal sealed class DwarfUnit
     public readonly int Version, UnitType, AddrSize;
     public readonly bool Dwarf64;
     readonly ulong abbrevOffset;
-    Abbrev?[]? abbrevs;
-    Dictionary<ulong, Abbrev>? sparseAbbrevs;
+    AbbrevSet? abbrevs;
 
     // from the unit DIE
     public string? Name, CompDir;
@@ -81,6 +92,8 @@ internal sealed class DwarfUnit
         if ((long)sectionSize - offset - r.Pos < 0 || len > (ulong)(sectionSize - offset - r.Pos))
             throw s.Info.Error(offset, $"unit length {len} runs past the end of .debug_info ({sectionSize - offset - r.Pos} bytes left)");
         End = offset + r.Pos + (int)len;
+        if (len < 7) // smaller than any header (version, abbreviation offset, address size)
+            throw s.Info.Error(offset, $"unit length {len} cannot hold a unit header");
         Version = r.U16();
         if (Version is < 2 or > 5)
         {
@@ -109,11 +122,8 @@ internal sealed class DwarfUnit
         if (AddrSize is not (1 or 2 or 4 or 8))
             headerError ??= $"address size {AddrSize} is not supported";
         DieStart = offset + r.Pos;
-        if (DieStart > End)
-        {
-            headerError ??= $"unit header ({r.Pos} bytes) is longer than the unit";
-            DieStart = End;
-        }
+        if (DieStart > End) // corrupt, not just unsupported: refused, so a run of tiny units cannot each cost an object
+            throw s.Info.Error(offset, $"unit header ({r.Pos} bytes) is longer than the unit ({End - offset} bytes)");
     }
 
     /// <summary>Throws the header problem, if the unit has one: every reader of DIEs calls this first.</summary>
@@ -137,14 +147,10 @@ internal sealed class DwarfUnit
 
     Abbrev GetAbbrev(ulong code, int dieOffset)
     {
-        if (abbrevs == null)
-        {
-            lock (gate)
-                abbrevs ??= AbbrevTable.Parse(S.Abbrev, abbrevOffset, out sparseAbbrevs);
-        }
-        if (code < (ulong)abbrevs.Length && abbrevs[code] is { } a)
+        var set = abbrevs ??= S.AbbrevsAt(abbrevOffset);
+        if (code < (ulong)set.Dense.Length && set.Dense[code] is { } a)
             return a;
-        if (sparseAbbrevs != null && sparseAbbrevs.TryGetValue(code, out var b))
+        if (set.Sparse != null && set.Sparse.TryGetValue(code, out var b))
             return b;
         throw S.Info.Error(dieOffset, $"unknown abbreviation {code} (unit at 0x{Offset:x})");
     }
@@ -346,6 +352,18 @@ internal sealed class DwarfUnit
         public ulong NameV, EntryOnly;
     }
 
+    /// <summary>Range list entries this unit may still read. Lists can be shared, so DIEs that all point
+    /// at one long list would otherwise cost (DIEs x list length); real units read each list about once.</summary>
+    long rangeEntriesLeft = long.MinValue; // not yet set
+
+    void CountRangeEntry(ref DwReader r)
+    {
+        if (rangeEntriesLeft == long.MinValue)
+            rangeEntriesLeft = 4L * (S.Ranges.Length / 2 + S.RngLists.Length) + 1024;
+        if (--rangeEntriesLeft < 0)
+            throw r.Error($"unit at 0x{Offset:x} reads more range list entries than the range sections hold four times over");
+    }
+
     void ReadRangeList(ValKind k, ulong v, bool isUnitDie, List<(ulong, ulong)> outRanges)
     {
         ulong baseAddr = isUnitDie ? 0 : LowPc;
@@ -360,6 +378,7 @@ internal sealed class DwarfUnit
             ulong max = AddrSize == 8 ? ulong.MaxValue : uint.MaxValue;
             while (r.Remaining >= 2 * AddrSize)
             {
+                CountRangeEntry(ref r);
                 ulong b = r.Sized(AddrSize), e = r.Sized(AddrSize);
                 if (b == 0 && e == 0)
                     break;
@@ -381,6 +400,7 @@ internal sealed class DwarfUnit
         var rr = S.RngLists.At(off, "range list offset");
         while (!rr.End)
         {
+            CountRangeEntry(ref rr);
             byte kind = rr.U8();
             switch (kind)
             {
@@ -460,27 +480,27 @@ internal sealed class DwarfUnit
             int enclosing = stack[depth];
             if (skipDepth >= 0 || !a.Interesting)
             {
-                a.Plan(AddrSize, Dwarf64, Version);
+                var plan = a.Plan(AddrSize, Dwarf64, Version);
                 int sibling;
-                if (a.FixedSize >= 0 && (!a.HasChildren || a.SiblingAt >= 0))
+                if (plan.FixedSize >= 0 && (!a.HasChildren || plan.SiblingAt >= 0))
                 {
                     // fast path: no form of variable size
                     sibling = 0;
-                    if (a.HasChildren && a.SiblingAt >= 0)
+                    if (a.HasChildren && plan.SiblingAt >= 0)
                     {
                         var sr = r;
-                        sr.Skip((ulong)a.SiblingAt);
-                        ReadValue(ref sr, a.SiblingForm, 0, out var sv);
+                        sr.Skip((ulong)plan.SiblingAt);
+                        ReadValue(ref sr, plan.SiblingForm, 0, out var sv);
                         sibling = DwarfSections.ToOffset(sv);
                     }
-                    r.Skip((ulong)a.FixedSize);
+                    r.Skip((ulong)plan.FixedSize);
                 }
-                else if (a.SiblingAt >= 0 && a.HasChildren && skipDepth < 0 && !Descend(a.Tag))
+                else if (plan.SiblingAt >= 0 && a.HasChildren && skipDepth < 0 && !Descend(a.Tag))
                 {
                     // the sibling is reachable without decoding the rest
                     var sr = r;
-                    sr.Skip((ulong)a.SiblingAt);
-                    ReadValue(ref sr, a.SiblingForm, 0, out var sv);
+                    sr.Skip((ulong)plan.SiblingAt);
+                    ReadValue(ref sr, plan.SiblingForm, 0, out var sv);
                     // only forward, inside the unit: a sibling pointing back would loop forever
                     if (sv > (ulong)r.Pos && sv <= (ulong)End)
                     {

@@ -354,7 +354,7 @@ public sealed unsafe class ElfFile : IDisposable
                 got += n;
             }
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or IOException) // corrupt stream: InvalidData, or ZLibException
         {
             throw new ElfFormatException(Path, (long)s.Offset + 24, $"section {s.Name}: bad zlib data after {got} inflated bytes ({e.Message})");
         }

@@ -161,19 +161,27 @@ public class MutationTests(ITestOutputHelper output)
         foreach (var cc in new[] { "gcc", "clang-14", "objcopy" })
             Assert.True(Shell.Has(cc), $"{cc} is needed for this test");
         File.WriteAllText(Path.Combine(dir, "t.c"), OracleTests.TestC);
+        File.WriteAllText(Path.Combine(dir, "u.c"), SecondUnitC);
         Shell.Run($"cd {dir} && gcc -O2 -gdwarf-5 -o gcc5 t.c && clang-14 -O2 -gdwarf-4 -o clang4 t.c && clang-14 -O2 -gdwarf-5 -o clang5 t.c"
-            + " && gcc -O2 -gdwarf-4 -o gcc4 t.c && objcopy --compress-debug-sections=zlib gcc4 gcc4z && gcc -c -O2 -gdwarf-5 -o gcc5.o t.c");
+            + " && gcc -O2 -gdwarf-4 -o gcc4 t.c && objcopy --compress-debug-sections=zlib gcc4 gcc4z && gcc -c -O2 -gdwarf-5 -o gcc5.o t.c"
+            + " && gcc -O2 -gdwarf-5 -o gcc5x2 t.c u.c");
         return
         [
-            Make(dir, "gcc5", false, 800, DwarfKinds),
-            Make(dir, "clang4", false, 800, DwarfKinds),
-            Make(dir, "clang5", false, 700, DwarfKinds),
+            Make(dir, "gcc5", false, 700, DwarfKinds),
+            Make(dir, "clang4", false, 700, DwarfKinds),
+            Make(dir, "clang5", false, 600, DwarfKinds),
+            Make(dir, "gcc5x2", false, 600, DwarfKinds), // two units: the unit chain, aranges sets, cross-unit offsets
             Make(dir, "gcc4z", false, 400, CompressedKinds),
-            Make(dir, "gcc5.o", true, 600, [.. DwarfKinds, Kind.Relocation]),
+            Make(dir, "gcc5.o", true, 500, [.. DwarfKinds, Kind.Relocation]),
         ];
     }
 
-    static readonly string[] OwnFunctions = ["insert", "lookup", "sum_sorted", "main", "cmp"];
+    static readonly string[] OwnFunctions = ["insert", "lookup", "sum_sorted", "main", "cmp", "weigh"];
+
+    const string SecondUnitC = """
+        static inline int twice(int x) { return x * 2; }
+        __attribute__((noinline)) int weigh(const char *s) { int n = 0; while (*s) n += twice(*s++); return n; }
+        """;
 
     static Input Make(string dir, string name, bool relocatable, int mutants, Kind[] kinds)
     {
