@@ -1,43 +1,130 @@
 using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 
 namespace Retsnoop.Symbols;
 
-/// <summary>Thrown for malformed or unsupported DWARF.</summary>
-public sealed class DwarfFormatException(string message) : Exception(message);
+/// <summary>One DWARF section: its bytes and what an error inside it must name (file, section).</summary>
+internal sealed class DwSection(string path, string name, ElfBytes bytes)
+{
+    public readonly string Path = path, Name = name;
+    public readonly ElfBytes Bytes = bytes;
+    public ReadOnlySpan<byte> Span => Bytes.Span;
+    public int Length => Bytes.Length;
+    public bool IsEmpty => Bytes.Length == 0;
 
-/// <summary>Forward-only little-endian cursor over a span.</summary>
-internal ref struct DwReader(ReadOnlySpan<byte> data, int pos = 0)
+    public DwarfFormatException Error(long offset, string reason) => new(Path, Name, offset, reason);
+
+    /// <summary>A cursor at an untrusted offset (a value read from the file): the offset must lie in the section.</summary>
+    public DwReader At(ulong offset, string what)
+    {
+        if (offset > (ulong)Length) // the error's offset is where reading stopped: the section's end
+            throw Error(Length, $"{what} 0x{offset:x} is past the end of {Name} ({Length} bytes)");
+        return new DwReader(this, Span, (int)offset);
+    }
+}
+
+/// <summary>
+/// Forward-only little-endian cursor over a DWARF section (or a copy of part of one, starting at
+/// <c>baseOffset</c> in it). Every read and skip is checked against the data: running off the end is
+/// a <see cref="DwarfFormatException"/> naming the file, section and offset, and the position
+/// never moves backwards, so loops that consume input always end.
+/// </summary>
+internal ref struct DwReader(DwSection section, ReadOnlySpan<byte> data, int pos = 0, int baseOffset = 0)
 {
     public readonly ReadOnlySpan<byte> Data = data;
-    public int Pos = pos;
-    public readonly bool End => Pos >= Data.Length;
+    readonly DwSection section = section;
+    readonly int baseOffset = baseOffset;
+    int pos = pos;
+    public readonly int Pos => pos;
+    public readonly bool End => pos >= Data.Length;
+    public readonly int Remaining => Data.Length - pos;
+    /// <summary>Offset in the section (for messages).</summary>
+    public readonly long SectionOffset => (long)baseOffset + pos;
 
-    public byte U8() => Data[Pos++];
-    public ushort U16() { var v = BinaryPrimitives.ReadUInt16LittleEndian(Data[Pos..]); Pos += 2; return v; }
-    public uint U24() { uint v = (uint)(Data[Pos] | Data[Pos + 1] << 8 | Data[Pos + 2] << 16); Pos += 3; return v; }
-    public uint U32() { var v = BinaryPrimitives.ReadUInt32LittleEndian(Data[Pos..]); Pos += 4; return v; }
-    public ulong U64() { var v = BinaryPrimitives.ReadUInt64LittleEndian(Data[Pos..]); Pos += 8; return v; }
-    public ulong Sized(int n) => n switch { 1 => U8(), 2 => U16(), 4 => U32(), 8 => U64(), 3 => U24(), _ => throw new DwarfFormatException($"bad size {n}") };
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
+    readonly void Truncated(ulong need) =>
+        throw section.Error(SectionOffset, $"{need} bytes needed, {Math.Max(0, Data.Length - pos)} left in {(baseOffset == 0 ? section.Name : "the header")}");
+
+    public readonly DwarfFormatException Error(string reason) => section.Error(SectionOffset, reason);
+    public readonly DwarfFormatException Error(long at, string reason) => section.Error(baseOffset + at, reason);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    readonly void Need(int n)
+    {
+        if ((ulong)(uint)pos + (uint)n > (ulong)(uint)Data.Length)
+            Truncated((uint)n);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public byte U8()
+    {
+        int p = pos;
+        if ((uint)p >= (uint)Data.Length)
+            Truncated(1);
+        pos = p + 1;
+        return Data[p];
+    }
+    public ushort U16() { Need(2); var v = BinaryPrimitives.ReadUInt16LittleEndian(Data[pos..]); pos += 2; return v; }
+    public uint U24() { Need(3); uint v = (uint)(Data[pos] | Data[pos + 1] << 8 | Data[pos + 2] << 16); pos += 3; return v; }
+    public uint U32() { Need(4); var v = BinaryPrimitives.ReadUInt32LittleEndian(Data[pos..]); pos += 4; return v; }
+    public ulong U64() { Need(8); var v = BinaryPrimitives.ReadUInt64LittleEndian(Data[pos..]); pos += 8; return v; }
+    public ulong Sized(int n) => n switch { 1 => U8(), 2 => U16(), 4 => U32(), 8 => U64(), 3 => U24(), _ => throw Error($"bad value size {n}") };
     public ulong Offset(bool dwarf64) => dwarf64 ? U64() : U32();
 
+    /// <summary>Skips an untrusted byte count: it must fit in what is left.</summary>
+    public void Skip(ulong n)
+    {
+        if (n > (ulong)(uint)Remaining)
+            Truncated(n);
+        pos += (int)n;
+    }
+
+    /// <summary>Moves to an untrusted position, which must lie ahead (or here) and inside the data.</summary>
+    public void SeekForward(long to, string what)
+    {
+        if (to < pos || to > Data.Length)
+            throw Error($"{what} 0x{(long)baseOffset + to:x} is {(to < pos ? "behind the current position" : "past the end")}");
+        pos = (int)to;
+    }
+
+    /// <summary>Moves to a position inside the data, backwards too: for a one-off jump (a line program's
+    /// start after its header), never inside a loop.</summary>
+    public void SeekTo(long to, string what)
+    {
+        if (to < 0 || to > Data.Length)
+            throw Error($"{what} 0x{(long)baseOffset + to:x} is outside the data");
+        pos = (int)to;
+    }
+
+    /// <summary>Reads a ULEB128; bits past 64 are dropped (and its bytes consumed).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Uleb()
     {
-        byte b = Data[Pos++];
+        byte b = U8();
         if (b < 0x80)
             return b;
         ulong r = (ulong)(b & 0x7f);
         int shift = 7;
         while (true)
         {
-            b = Data[Pos++];
+            b = U8();
             if (shift < 64)
                 r |= (ulong)(b & 0x7f) << shift;
             if (b < 0x80)
                 return r;
             shift += 7;
         }
+    }
+
+    /// <summary>A ULEB128 that must fit in a non-negative int (counts, lengths, indices).</summary>
+    public int UlebInt(string what)
+    {
+        long at = SectionOffset;
+        ulong v = Uleb();
+        if (v > int.MaxValue)
+            throw section.Error(at, $"{what} {v} is out of range");
+        return (int)v;
     }
 
     public long Sleb()
@@ -47,7 +134,7 @@ internal ref struct DwReader(ReadOnlySpan<byte> data, int pos = 0)
         byte b;
         do
         {
-            b = Data[Pos++];
+            b = U8();
             if (shift < 64)
                 r |= (long)(b & 0x7f) << shift;
             shift += 7;
@@ -59,26 +146,32 @@ internal ref struct DwReader(ReadOnlySpan<byte> data, int pos = 0)
 
     public void SkipCString()
     {
-        int z = Data[Pos..].IndexOf((byte)0);
-        Pos = z < 0 ? Data.Length : Pos + z + 1;
+        int z = Data[pos..].IndexOf((byte)0);
+        if (z < 0)
+            throw Error("string without a terminating NUL");
+        pos += z + 1;
     }
 
-    public string CString()
-    {
-        var s = Data[Pos..];
-        int z = s.IndexOf((byte)0);
-        if (z < 0) z = s.Length;
-        Pos += Math.Min(z + 1, s.Length);
-        return System.Text.Encoding.UTF8.GetString(s[..z]);
-    }
-
-    /// <summary>Reads an initial length; returns the end position of the unit.</summary>
+    /// <summary>Reads an initial length; returns the end position of the unit, which must lie in the data.</summary>
     public int UnitLength(out bool dwarf64)
     {
+        long at = pos;
         uint l = U32();
         dwarf64 = l == 0xffffffff;
+        if (l >= 0xfffffff0 && !dwarf64)
+            throw Error(at, $"reserved unit length 0x{l:x}");
         ulong len = dwarf64 ? U64() : l;
-        return (int)Math.Min(int.MaxValue, (ulong)Pos + len);
+        if (len > (ulong)(uint)Remaining)
+            throw Error(at, $"unit length {len} runs past the end ({Remaining} bytes left)");
+        return pos + (int)len;
+    }
+
+    /// <summary>Narrows the data to end at <paramref name="end"/> (a unit's end), so reads cannot run into the next unit.</summary>
+    public void Limit(int end)
+    {
+        if (end < pos || end > Data.Length)
+            throw Error($"end 0x{end:x} outside the data");
+        this = new DwReader(section, Data[..end], pos, baseOffset);
     }
 }
 
@@ -118,6 +211,16 @@ internal readonly struct AttrSpec(int name, int form, int small, bool big)
     public int Small => small;
 }
 
+/// <summary>Total size when every form of a DIE has a fixed size (-1 otherwise), and where DW_AT_sibling
+/// sits when everything before it is fixed (-1 otherwise).</summary>
+internal sealed class SkipPlan(int key, int fixedSize, int siblingAt, int siblingForm)
+{
+    public readonly int Key = key, FixedSize = fixedSize, SiblingAt = siblingAt, SiblingForm = siblingForm;
+}
+
+/// <summary>One parsed abbreviation table: codes 0..n-1 in an array, any others in a dictionary.</summary>
+internal sealed record AbbrevSet(Abbrev?[] Dense, Dictionary<ulong, Abbrev>? Sparse);
+
 internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs, long[]? bigConsts)
 {
     public readonly int Tag = tag;
@@ -127,16 +230,17 @@ internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs, long[]? b
     public long Const(in AttrSpec a) => a.BigConst ? bigConsts![a.Small] : a.Small;
     public bool Interesting => Tag is Dw.TAG_subprogram or Dw.TAG_inlined_subroutine;
 
-    // Skip plan for one (address size, offset size) pair: total size when every form has a fixed
-    // size (-1 otherwise), and where DW_AT_sibling sits when everything before it is fixed (-1 otherwise).
-    int planKey = -1;
-    public int FixedSize = -1, SiblingAt = -1, SiblingForm;
+    SkipPlan? plan;
 
-    public void Plan(int addrSize, bool dwarf64, int version)
+    /// <summary>How to skip a DIE of this abbreviation for one (address size, offset size, version):
+    /// immutable, so units with different parameters that share a table (it is cached by offset)
+    /// never see each other's half-written plan.</summary>
+    public SkipPlan Plan(int addrSize, bool dwarf64, int version)
     {
         int key = addrSize * 2 + (dwarf64 ? 1 : 0) + version * 64;
-        if (planKey == key)
-            return;
+        var p = plan;
+        if (p != null && p.Key == key)
+            return p;
         int off = 0;
         int sib = -1, sibForm = 0;
         bool fixedSoFar = true;
@@ -153,10 +257,7 @@ internal sealed class Abbrev(int tag, bool children, AttrSpec[] attrs, long[]? b
             else if (fixedSoFar)
                 off += n;
         }
-        FixedSize = fixedSoFar ? off : -1;
-        SiblingAt = sib;
-        SiblingForm = sibForm;
-        planKey = key;
+        return plan = new SkipPlan(key, fixedSoFar ? off : -1, sib, sibForm);
     }
 
     public static int FormSize(int form, int addrSize, bool dwarf64, int version) => form switch
@@ -180,9 +281,10 @@ internal static class AbbrevTable
     [ThreadStatic] static List<Abbrev?>? scratchDense;
     [ThreadStatic] static List<AttrSpec>? scratchAttrs;
 
-    public static Abbrev?[] Parse(ReadOnlySpan<byte> sec, int offset, out Dictionary<ulong, Abbrev>? sparse)
+    public static AbbrevSet Parse(DwSection sec, ulong offset)
     {
-        var r = new DwReader(sec, offset);
+        Dictionary<ulong, Abbrev>? sparse;
+        var r = sec.At(offset, "abbreviation table offset");
         var dense = scratchDense ??= new List<Abbrev?>(1024);
         dense.Clear();
         dense.Add(null);
@@ -194,24 +296,25 @@ internal static class AbbrevTable
             ulong code = r.Uleb();
             if (code == 0)
                 break;
-            int tag = (int)r.Uleb();
+            int tag = (int)Math.Min(r.Uleb(), int.MaxValue);
             bool children = r.U8() != 0;
             attrs.Clear();
             big?.Clear();
             while (true)
             {
-                int name = (int)r.Uleb(), form = (int)r.Uleb();
+                long at = r.SectionOffset;
+                ulong name = r.Uleb(), form = r.Uleb();
                 long ic = form == Dw.FORM_implicit_const ? r.Sleb() : 0;
                 if (name == 0 && form == 0)
                     break;
                 if (name > 0xffff || form > 0x7fff)
-                    throw new DwarfFormatException($"abbreviation at 0x{offset:x}: attribute 0x{name:x} form 0x{form:x} out of range");
+                    throw sec.Error(at, $"abbreviation {code}: attribute 0x{name:x} form 0x{form:x} out of range");
                 if (ic is >= int.MinValue and <= int.MaxValue)
-                    attrs.Add(new AttrSpec(name, form, (int)ic, false));
+                    attrs.Add(new AttrSpec((int)name, (int)form, (int)ic, false));
                 else
                 {
                     (big ??= []).Add(ic);
-                    attrs.Add(new AttrSpec(name, form, big.Count - 1, true));
+                    attrs.Add(new AttrSpec((int)name, (int)form, big.Count - 1, true));
                 }
             }
             var a = new Abbrev(tag, children, [.. attrs], big is { Count: > 0 } ? [.. big] : null);
@@ -222,6 +325,6 @@ internal static class AbbrevTable
             else
                 (sparse ??= [])[code] = a;
         }
-        return [.. dense];
+        return new AbbrevSet([.. dense], sparse);
     }
 }

@@ -33,12 +33,10 @@ internal sealed class DwarfIndex
         // charge to this process) the pages around every one of thousands of headers
         while (pos + 11 <= size)
         {
-            int n = s.Elf.ReadSectionBytes(sec, pos, hdr);
-            var u = new DwarfUnit(s, pos, hdr[..n]);
-            if (u.End <= pos || u.End > size)
-                break;
+            int n = s.Elf.ReadSectionBytes(sec, pos, hdr[..Math.Min(hdr.Length, size - pos)]);
+            var u = new DwarfUnit(s, pos, hdr[..n], size); // throws when the unit runs past the section
             list.Add(u);
-            pos = u.End;
+            pos = u.End; // > pos: a unit is at least its 4-byte length
         }
         Units = [.. list];
         unitOffsets = [.. list.Select(u => u.Offset)];
@@ -61,31 +59,36 @@ internal sealed class DwarfIndex
         {
             if (addrIndex != null)
                 return addrIndex;
-            var list = new List<(ulong, ulong, int)>(65536);
+            var list = new List<(ulong, ulong, int)>(S.Aranges.Length / 16 + Units.Length);
             var covered = new bool[Units.Length];
-            var ar = S.Aranges.Span;
-            var r = new DwReader(ar);
-            while (r.Pos + 16 <= ar.Length)
+            var r = new DwReader(S.Aranges, S.Aranges.Span);
+            while (r.Remaining >= 16)
             {
                 int start = r.Pos;
-                int end = r.UnitLength(out bool d64);
-                int ver = r.U16();
-                int cu = (int)r.Offset(d64);
-                int asz = r.U8();
-                int ssz = r.U8();
+                int end = r.UnitLength(out bool d64); // inside the section, and > start
+                var set = r;
+                set.Limit(end);
+                r.SeekForward(end, "next address range set");
+                int ver = set.U16();
+                ulong cu = set.Offset(d64);
+                int asz = set.U8();
+                int ssz = set.U8();
+                if (ver != 2)
+                    continue; // an unknown version: the units it would cover are read from their DIEs
+                if (asz is not (1 or 2 or 4 or 8) || ssz is not (0 or 1 or 2 or 4 or 8))
+                    throw set.Error(start, $"address range set with address size {asz}, segment size {ssz}");
                 int tuple = 2 * asz + ssz;
-                int hdr = r.Pos - start;
-                if (tuple > 0)
-                    r.Pos = start + (hdr + tuple - 1) / tuple * tuple;
-                int ui = Array.BinarySearch(unitOffsets, cu);
+                int hdr = set.Pos - start;
+                set.SeekTo(Math.Min(end, start + (hdr + tuple - 1) / tuple * tuple), "first address range");
+                int ui = Array.BinarySearch(unitOffsets, DwarfSections.ToOffset(cu));
                 bool any = false;
-                while (ver == 2 && ui >= 0 && r.Pos + tuple <= end)
+                while (ui >= 0 && set.Remaining >= tuple)
                 {
-                    if (ssz > 0) r.Pos += ssz;
-                    ulong a = r.Sized(asz), l = r.Sized(asz);
+                    set.Skip((ulong)ssz);
+                    ulong a = set.Sized(asz), l = set.Sized(asz);
                     if (a == 0 && l == 0)
                         break;
-                    if (l > 0 && (a != 0 || !S.ZeroIsTombstone))
+                    if (l > 0 && (a != 0 || !S.ZeroIsTombstone)) // ET_REL: a section may be placed at 0
                     {
                         list.Add((a, a + l, ui));
                         any = true;
@@ -93,15 +96,25 @@ internal sealed class DwarfIndex
                 }
                 if (ui >= 0 && any)
                     covered[ui] = true;
-                r.Pos = end;
             }
             // units .debug_aranges does not cover: their unit DIE's ranges (sequential on purpose:
             // this runs under the lock, and a nested parallel loop there can starve the pool)
             for (int i = 0; i < Units.Length; i++)
             {
-                if (covered[i] || Units[i].IsTypeUnit)
+                if (covered[i] || Units[i].IsTypeUnit || !Units[i].IsUsable)
                     continue;
-                foreach (var (lo, hi) in Units[i].UnitRanges())
+                List<(ulong Lo, ulong Hi)> unitRanges;
+                try
+                {
+                    unitRanges = Units[i].UnitRanges();
+                }
+                catch (SymbolFileFormatException)
+                {
+                    // a unit whose top DIE cannot be read is left out of the index, so the other units
+                    // still answer; its addresses fall back to the symbol table
+                    continue;
+                }
+                foreach (var (lo, hi) in unitRanges)
                     if (lo != 0 || !S.ZeroIsTombstone)   // ET_REL: a section placed at 0 is real code
                         list.Add((lo, hi, i));
             }
@@ -203,9 +216,9 @@ public sealed class DwarfSymbolizer : IDisposable
         try
         {
             if (elf.FindSection(".debug_info") == null)
-                throw new DwarfFormatException($"{elfPath}: no .debug_info section (not a debug build?)");
+                throw new DwarfFormatException(elfPath, null, 0, "no .debug_info section (not a debug build?)");
             if (elf.ElfType == 1 && elf.Sections.Any(x => x.Name is ".rela.debug_info" or ".rel.debug_info"))
-                throw new DwarfFormatException($"{elfPath}: relocatable object (ET_REL, e.g. a kernel module): open it with OpenRelocatable and its section addresses");
+                throw new DwarfFormatException(elfPath, null, 16, "relocatable object (ET_REL, e.g. a kernel module): open it with OpenRelocatable and its section addresses");
             return new DwarfSymbolizer(elf, bias);
         }
         catch
@@ -228,9 +241,9 @@ public sealed class DwarfSymbolizer : IDisposable
         try
         {
             if (elf.ElfType != 1)
-                throw new DwarfFormatException($"{path}: not a relocatable object; use Open");
+                throw new DwarfFormatException(path, null, 16, "not a relocatable object; use Open");
             if (elf.FindSection(".debug_info") == null)
-                throw new DwarfFormatException($"{path}: no .debug_info section (not a debug build?)");
+                throw new DwarfFormatException(path, null, 0, "no .debug_info section (not a debug build?)");
             var addrs = elf.RelocateDebugSections(sectionAddresses);
             return new DwarfSymbolizer(elf, 0) { SectionAddresses = addrs };
         }
@@ -323,13 +336,27 @@ public sealed class DwarfSymbolizer : IDisposable
             order[i] = i;
         Array.Sort(order, (x, y) => addresses[x].CompareTo(addresses[y]));
         int chunks = Math.Max(1, Math.Min(order.Length / 64, Environment.ProcessorCount * 16));
-        Parallel.For(0, chunks, c =>
+        ParallelFor(chunks, c =>
         {
             int lo = (int)((long)order.Length * c / chunks), hi = (int)((long)order.Length * (c + 1) / chunks);
             for (int k = lo; k < hi; k++)
                 res[order[k]] = Symbolize(addresses[order[k]], inlines);
         });
         return res;
+    }
+
+    /// <summary>Parallel.For that lets a format error out as itself, not wrapped in an AggregateException,
+    /// so callers of the parallel paths catch the same type as everywhere else.</summary>
+    static void ParallelFor(int count, Action<int> body)
+    {
+        try
+        {
+            Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, body);
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count > 0 && e.InnerExceptions.All(x => x is SymbolFileFormatException))
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
+        }
     }
 
     /// <summary>
@@ -425,10 +452,10 @@ public sealed class DwarfSymbolizer : IDisposable
         var rx = GlobToRegex(glob);
         bool baseOnly = !glob.Contains('/');
         var results = new List<SourceFunction>?[index.Units.Length];
-        Parallel.For(0, index.Units.Length, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
+        ParallelFor(index.Units.Length, i =>
         {
             var u = index.Units[i];
-            if (u.IsTypeUnit)
+            if (u.IsTypeUnit || !u.IsUsable)
                 return;
             var lh = u.LineHeader;
             if (lh == null)

@@ -4,11 +4,36 @@ namespace Retsnoop.Symbols;
 internal sealed class DwarfSections(ElfFile elf)
 {
     public readonly ElfFile Elf = elf;
-    public readonly ElfBytes Info = elf.GetData(".debug_info"), Abbrev = elf.GetData(".debug_abbrev"), Str = elf.GetData(".debug_str"),
-        LineStr = elf.GetData(".debug_line_str"), Line = elf.GetData(".debug_line"), StrOffsets = elf.GetData(".debug_str_offsets"),
-        Addr = elf.GetData(".debug_addr"), Ranges = elf.GetData(".debug_ranges"), RngLists = elf.GetData(".debug_rnglists"),
-        Aranges = elf.GetData(".debug_aranges");
+    public readonly DwSection Info = Get(elf, ".debug_info"), Abbrev = Get(elf, ".debug_abbrev"), Str = Get(elf, ".debug_str"),
+        LineStr = Get(elf, ".debug_line_str"), Line = Get(elf, ".debug_line"), StrOffsets = Get(elf, ".debug_str_offsets"),
+        Addr = Get(elf, ".debug_addr"), Ranges = Get(elf, ".debug_ranges"), RngLists = Get(elf, ".debug_rnglists"),
+        Aranges = Get(elf, ".debug_aranges");
     public readonly string Path = elf.Path;
+
+    readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, AbbrevSet> abbrevTables = new();
+
+    /// <summary>The abbreviation table at an offset, parsed once however many units use it (so units that
+    /// all point at one large table cost one parse, not one each).</summary>
+    public AbbrevSet AbbrevsAt(ulong offset)
+    {
+        if (abbrevTables.TryGetValue(offset, out var set))
+            return set;
+        set = AbbrevTable.Parse(Abbrev, offset);
+        return abbrevTables.GetOrAdd(offset, set);
+    }
+
+    static DwSection Get(ElfFile elf, string name) => new(elf.Path, name, elf.GetData(name));
+
+    /// <summary>An untrusted section offset or DIE reference as an int; -1 (never valid) when it cannot be one.</summary>
+    public static int ToOffset(ulong v) => v > int.MaxValue ? -1 : (int)v;
+
+    /// <summary>base + index * width for a table lookup, or an error when that overflows.</summary>
+    public static ulong TableSlot(DwSection sec, ulong tableBase, ulong index, int width, string what)
+    {
+        if (index > (ulong.MaxValue - tableBase) / (ulong)width)
+            throw sec.Error((long)Math.Min(tableBase, long.MaxValue), $"{what} index {index} is out of range");
+        return tableBase + index * (ulong)width;
+    }
     /// <summary>In linked files (not ET_REL) code at address 0 is a discarded function's tombstone
     /// (e.g. a __weak default overridden elsewhere): such ranges are dropped.</summary>
     public readonly bool ZeroIsTombstone = elf.ElfType != 1;
@@ -33,9 +58,8 @@ internal sealed class DwarfUnit
     public readonly int Offset, End, DieStart;
     public readonly int Version, UnitType, AddrSize;
     public readonly bool Dwarf64;
-    readonly int abbrevOffset;
-    Abbrev?[]? abbrevs;
-    Dictionary<ulong, Abbrev>? sparseAbbrevs;
+    readonly ulong abbrevOffset;
+    AbbrevSet? abbrevs;
 
     // from the unit DIE
     public string? Name, CompDir;
@@ -49,48 +73,86 @@ internal sealed class DwarfUnit
     LineTable? lines;
     readonly Lock gate = new();
 
-    /// <param name="header">the bytes of .debug_info from <paramref name="offset"/> on (at least the unit header)</param>
-    public DwarfUnit(DwarfSections s, int offset, ReadOnlySpan<byte> header)
+    /// <summary>Why the unit cannot be read (unsupported version, bad address size...), null when it can:
+    /// such a unit is kept (its length is sound, so the units after it are found) but any use of it fails.</summary>
+    readonly string? headerError;
+
+    /// <param name="header">the bytes of .debug_info from <paramref name="offset"/> on (at least the unit header, unless the section ends first)</param>
+    /// <param name="sectionSize">size of .debug_info: the unit must end inside it</param>
+    public DwarfUnit(DwarfSections s, int offset, ReadOnlySpan<byte> header, int sectionSize)
     {
         S = s;
         Offset = offset;
-        var r = new DwReader(header);
-        End = r.UnitLength(out Dwarf64);
+        var r = new DwReader(s.Info, header, 0, offset);
+        uint l = r.U32();
+        Dwarf64 = l == 0xffffffff;
+        if (l >= 0xfffffff0 && !Dwarf64)
+            throw s.Info.Error(offset, $"unit length 0x{l:x} is a reserved value");
+        ulong len = Dwarf64 ? r.U64() : l;
+        if ((long)sectionSize - offset - r.Pos < 0 || len > (ulong)(sectionSize - offset - r.Pos))
+            throw s.Info.Error(offset, $"unit length {len} runs past the end of .debug_info ({sectionSize - offset - r.Pos} bytes left)");
+        End = offset + r.Pos + (int)len;
+        if (len < 7) // smaller than any header (version, abbreviation offset, address size)
+            throw s.Info.Error(offset, $"unit length {len} cannot hold a unit header");
         Version = r.U16();
+        if (Version is < 2 or > 5)
+        {
+            headerError = $"DWARF version {Version} is not supported (2 to 5 are)";
+            DieStart = End;
+            return;
+        }
         if (Version >= 5)
         {
             UnitType = r.U8();
             AddrSize = r.U8();
-            abbrevOffset = (int)r.Offset(Dwarf64);
+            abbrevOffset = r.Offset(Dwarf64);
             if (UnitType is 4 or 5) // skeleton, split_compile: dwo_id
-                r.Pos += 8;
+                r.Skip(8);
             else if (UnitType is 2 or 6) // type, split_type: signature + type offset
-                r.Pos += 8 + (Dwarf64 ? 8 : 4);
+                r.Skip(8 + (Dwarf64 ? 8u : 4u));
+            else if (UnitType is not (1 or 3))
+                headerError = $"unit type {UnitType} is not known";
         }
         else
         {
             UnitType = 1;
-            abbrevOffset = (int)r.Offset(Dwarf64);
+            abbrevOffset = r.Offset(Dwarf64);
             AddrSize = r.U8();
         }
-        End += offset;
+        if (AddrSize is not (1 or 2 or 4 or 8))
+            headerError ??= $"address size {AddrSize} is not supported";
         DieStart = offset + r.Pos;
+        if (DieStart > End) // corrupt, not just unsupported: refused, so a run of tiny units cannot each cost an object
+            throw s.Info.Error(offset, $"unit header ({r.Pos} bytes) is longer than the unit ({End - offset} bytes)");
+    }
+
+    /// <summary>Throws the header problem, if the unit has one: every reader of DIEs calls this first.</summary>
+    void CheckUsable()
+    {
+        if (headerError != null)
+            throw S.Info.Error(Offset, headerError);
+    }
+
+    public bool IsUsable => headerError == null;
+
+    /// <summary>A cursor over this unit's DIEs (it cannot read past the unit's end) at an offset inside the unit.</summary>
+    DwReader DieReader(int at)
+    {
+        if (at < DieStart || at > End)
+            throw S.Info.Error(at, $"DIE offset outside unit 0x{Offset:x}..0x{End:x}");
+        return new DwReader(S.Info, S.Info.Span[..End], at);
     }
 
     public bool IsTypeUnit => UnitType is 2 or 6;
 
-    Abbrev GetAbbrev(ulong code)
+    Abbrev GetAbbrev(ulong code, int dieOffset)
     {
-        if (abbrevs == null)
-        {
-            lock (gate)
-                abbrevs ??= AbbrevTable.Parse(S.Abbrev.Span, abbrevOffset, out sparseAbbrevs);
-        }
-        if (code < (ulong)abbrevs.Length && abbrevs[code] is { } a)
+        var set = abbrevs ??= S.AbbrevsAt(abbrevOffset);
+        if (code < (ulong)set.Dense.Length && set.Dense[code] is { } a)
             return a;
-        if (sparseAbbrevs != null && sparseAbbrevs.TryGetValue(code, out var b))
+        if (set.Sparse != null && set.Sparse.TryGetValue(code, out var b))
             return b;
-        throw new DwarfFormatException($"{S.Path}: unit at 0x{Offset:x}: unknown abbreviation {code}");
+        throw S.Info.Error(dieOffset, $"unknown abbreviation {code} (unit at 0x{Offset:x})");
     }
 
     /// <summary>Decodes one attribute value. Blocks and inline strings leave their start position in val.</summary>
@@ -105,7 +167,7 @@ internal sealed class DwarfUnit
                 case Dw.FORM_data2: val = r.U16(); return ValKind.Const;
                 case Dw.FORM_data4: val = r.U32(); return ValKind.Const;
                 case Dw.FORM_data8: val = r.U64(); return ValKind.Const;
-                case Dw.FORM_data16: val = (ulong)r.Pos; r.Pos += 16; return ValKind.Block;
+                case Dw.FORM_data16: val = (ulong)r.Pos; r.Skip(16); return ValKind.Block;
                 case Dw.FORM_sdata: val = (ulong)r.Sleb(); return ValKind.Signed;
                 case Dw.FORM_udata: val = r.Uleb(); return ValKind.Const;
                 case Dw.FORM_implicit_const: val = (ulong)implicitConst; return ValKind.Signed;
@@ -138,12 +200,12 @@ internal sealed class DwarfUnit
                 case Dw.FORM_sec_offset: val = r.Offset(Dwarf64); return ValKind.SecOffset;
                 case Dw.FORM_rnglistx: val = r.Uleb(); return ValKind.RngListIndex;
                 case Dw.FORM_loclistx: val = r.Uleb(); return ValKind.LocListIndex;
-                case Dw.FORM_block1: { int n = r.U8(); val = (ulong)r.Pos; r.Pos += n; return ValKind.Block; }
-                case Dw.FORM_block2: { int n = r.U16(); val = (ulong)r.Pos; r.Pos += n; return ValKind.Block; }
-                case Dw.FORM_block4: { int n = (int)r.U32(); val = (ulong)r.Pos; r.Pos += n; return ValKind.Block; }
-                case Dw.FORM_block: case Dw.FORM_exprloc: { int n = (int)r.Uleb(); val = (ulong)r.Pos; r.Pos += n; return ValKind.Block; }
-                case Dw.FORM_indirect: form = (int)r.Uleb(); implicitConst = form == Dw.FORM_implicit_const ? r.Sleb() : 0; continue;
-                default: throw new DwarfFormatException($"{S.Path}: unit at 0x{Offset:x}: unknown form 0x{form:x}");
+                case Dw.FORM_block1: { ulong n = r.U8(); val = (ulong)r.Pos; r.Skip(n); return ValKind.Block; }
+                case Dw.FORM_block2: { ulong n = r.U16(); val = (ulong)r.Pos; r.Skip(n); return ValKind.Block; }
+                case Dw.FORM_block4: { ulong n = r.U32(); val = (ulong)r.Pos; r.Skip(n); return ValKind.Block; }
+                case Dw.FORM_block: case Dw.FORM_exprloc: { ulong n = r.Uleb(); val = (ulong)r.Pos; r.Skip(n); return ValKind.Block; }
+                case Dw.FORM_indirect: form = (int)Math.Min(r.Uleb(), int.MaxValue); implicitConst = form == Dw.FORM_implicit_const ? r.Sleb() : 0; continue;
+                default: throw r.Error($"unknown form 0x{form:x} (unit at 0x{Offset:x})");
             }
         }
     }
@@ -152,9 +214,10 @@ internal sealed class DwarfUnit
     {
         switch (k)
         {
-            case ValKind.Str: return ElfFile.CString(S.Info.Span, (int)v);
-            case ValKind.StrOffset: return ElfFile.CString(S.Str.Span, (int)v);
-            case ValKind.LineStrOffset: return ElfFile.CString(S.LineStr.Span, (int)v);
+            // an offset outside its section gives "" (ElfFile.CString): a wrong name, not a failed lookup
+            case ValKind.Str: return ElfFile.CString(S.Info.Span, DwarfSections.ToOffset(v));
+            case ValKind.StrOffset: return ElfFile.CString(S.Str.Span, DwarfSections.ToOffset(v));
+            case ValKind.LineStrOffset: return ElfFile.CString(S.LineStr.Span, DwarfSections.ToOffset(v));
             case ValKind.StrIndex: return ElfFile.CString(S.Str.Span, StrIndexToOffset(v));
             default: return null;
         }
@@ -166,8 +229,8 @@ internal sealed class DwarfUnit
         EnsureTop();
         int w = Dwarf64 ? 8 : 4;
         ulong b = StrOffsetsBase == 0 && Version >= 5 ? (ulong)(Dwarf64 ? 16 : 8) : StrOffsetsBase;
-        var r = new DwReader(S.StrOffsets.Span, (int)(b + v * (ulong)w));
-        return (int)r.Offset(Dwarf64);
+        var r = S.StrOffsets.At(DwarfSections.TableSlot(S.StrOffsets, b, v, w, "string"), "string offsets entry");
+        return DwarfSections.ToOffset(r.Offset(Dwarf64));
     }
 
     public ulong GetAddr(ValKind k, ulong v)
@@ -178,7 +241,7 @@ internal sealed class DwarfUnit
         {
             EnsureTop();
             ulong b = AddrBase == 0 && Version >= 5 ? 8 : AddrBase;
-            var r = new DwReader(S.Addr.Span, (int)(b + v * (ulong)AddrSize));
+            var r = S.Addr.At(DwarfSections.TableSlot(S.Addr, b, v, AddrSize, "address"), "address table entry");
             return r.Sized(AddrSize);
         }
         return 0;
@@ -193,13 +256,14 @@ internal sealed class DwarfUnit
         {
             if (topParsed)
                 return;
-            var r = new DwReader(S.Info.Span, DieStart);
-            ulong code = r.Uleb();
+            CheckUsable();
+            var r = DieReader(DieStart);
+            ulong code = r.End ? 0 : r.Uleb();
             if (code != 0)
             {
-                var a = GetAbbrev(code);
+                var a = GetAbbrev(code, DieStart);
                 // bases first (strx/addrx values may depend on them): two passes over the attributes
-                int start = r.Pos;
+                var again = r;
                 foreach (var at in a.Attrs)
                 {
                     var k = ReadValue(ref r, at.Form, a.Const(at), out var v);
@@ -212,7 +276,7 @@ internal sealed class DwarfUnit
                     }
                 }
                 topParsed = true; // bases known: string and address lookups below may use them
-                r.Pos = start;
+                r = again;
                 foreach (var at in a.Attrs)
                 {
                     var k = ReadValue(ref r, at.Form, a.Const(at), out var v);
@@ -233,11 +297,11 @@ internal sealed class DwarfUnit
     {
         EnsureTop();
         var list = new List<(ulong, ulong)>();
-        var r = new DwReader(S.Info.Span, DieStart);
-        ulong code = r.Uleb();
+        var r = DieReader(DieStart);
+        ulong code = r.End ? 0 : r.Uleb();
         if (code == 0)
             return list;
-        var a = GetAbbrev(code);
+        var a = GetAbbrev(code, DieStart);
         ReadRangesOf(ref r, a, list, out _);
         return list;
     }
@@ -257,9 +321,9 @@ internal sealed class DwarfUnit
                 case Dw.AT_low_pc: lo = v; loK = k; break;
                 case Dw.AT_high_pc: hi = v; hiK = k; break;
                 case Dw.AT_ranges: rangesV = v; rangesK = k; break;
-                case Dw.AT_sibling: attrs.Sibling = (int)v; break;
+                case Dw.AT_sibling: attrs.Sibling = DwarfSections.ToOffset(v); break;
                 case Dw.AT_name: attrs.NameK = k; attrs.NameV = v; break;
-                case Dw.AT_abstract_origin: case Dw.AT_specification: if (k == ValKind.Ref) attrs.Origin = (int)v; break;
+                case Dw.AT_abstract_origin: case Dw.AT_specification: if (k == ValKind.Ref) attrs.Origin = DwarfSections.ToOffset(v); break;
                 case Dw.AT_call_file: attrs.CallFile = (int)v; break;
                 case Dw.AT_call_line: attrs.CallLine = (int)v; break;
                 case Dw.AT_call_column: attrs.CallColumn = (int)v; break;
@@ -288,6 +352,18 @@ internal sealed class DwarfUnit
         public ulong NameV, EntryOnly;
     }
 
+    /// <summary>Range list entries this unit may still read. Lists can be shared, so DIEs that all point
+    /// at one long list would otherwise cost (DIEs x list length); real units read each list about once.</summary>
+    long rangeEntriesLeft = long.MinValue; // not yet set
+
+    void CountRangeEntry(ref DwReader r)
+    {
+        if (rangeEntriesLeft == long.MinValue)
+            rangeEntriesLeft = 4L * (S.Ranges.Length / 2 + S.RngLists.Length) + 1024;
+        if (--rangeEntriesLeft < 0)
+            throw r.Error($"unit at 0x{Offset:x} reads more range list entries than the range sections hold four times over");
+    }
+
     void ReadRangeList(ValKind k, ulong v, bool isUnitDie, List<(ulong, ulong)> outRanges)
     {
         ulong baseAddr = isUnitDie ? 0 : LowPc;
@@ -298,11 +374,11 @@ internal sealed class DwarfUnit
         }
         if (Version < 5 && k == ValKind.SecOffset)
         {
-            var d = S.Ranges.Span;
-            var r = new DwReader(d, (int)(v + (UnitType == 5 ? RngListsBase : 0)));
+            var r = S.Ranges.At(v + (UnitType == 5 ? RngListsBase : 0), "range list offset");
             ulong max = AddrSize == 8 ? ulong.MaxValue : uint.MaxValue;
-            while (r.Pos + 2 * AddrSize <= d.Length)
+            while (r.Remaining >= 2 * AddrSize)
             {
+                CountRangeEntry(ref r);
                 ulong b = r.Sized(AddrSize), e = r.Sized(AddrSize);
                 if (b == 0 && e == 0)
                     break;
@@ -312,19 +388,19 @@ internal sealed class DwarfUnit
             }
             return;
         }
-        var rd = S.RngLists.Span;
-        int off;
+        ulong off;
         if (k == ValKind.RngListIndex)
         {
             ulong b = RngListsBase;
-            var ir = new DwReader(rd, (int)(b + v * (ulong)(Dwarf64 ? 8 : 4)));
-            off = (int)(b + ir.Offset(Dwarf64));
+            var ir = S.RngLists.At(DwarfSections.TableSlot(S.RngLists, b, v, Dwarf64 ? 8 : 4, "range list"), "range list index entry");
+            off = b + ir.Offset(Dwarf64);
         }
         else
-            off = (int)v;
-        var rr = new DwReader(rd, off);
+            off = v;
+        var rr = S.RngLists.At(off, "range list offset");
         while (!rr.End)
         {
+            CountRangeEntry(ref rr);
             byte kind = rr.U8();
             switch (kind)
             {
@@ -336,7 +412,7 @@ internal sealed class DwarfUnit
                 case 5: baseAddr = rr.Sized(AddrSize); break;
                 case 6: { ulong s = rr.Sized(AddrSize), e = rr.Sized(AddrSize); if (e > s) outRanges.Add((s, e)); break; }
                 case 7: { ulong s = rr.Sized(AddrSize), l = rr.Uleb(); if (l > 0) outRanges.Add((s, s + l)); break; }
-                default: throw new DwarfFormatException($"{S.Path}: bad range list entry kind {kind} at 0x{rr.Pos - 1:x}");
+                default: throw rr.Error(rr.Pos - 1, $"bad range list entry kind {kind}");
             }
         }
     }
@@ -350,113 +426,137 @@ internal sealed class DwarfUnit
         if (funcs != null)
             return;
         lock (gate)
+            if (funcs == null)
+                Latched(ref funcsFailure, BuildFuncs);
+    }
+
+    // A unit that failed to parse fails the same way at once on every later use, instead of
+    // parsing (and allocating) again for each address that falls in it.
+    SymbolFileFormatException? funcsFailure, linesFailure, headerFailure;
+
+    static void Latched(ref SymbolFileFormatException? failure, Action build)
+    {
+        if (failure != null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        try
         {
-            if (funcs != null)
-                return;
-            EnsureTop();
-            var fl = scratchFuncs ??= new List<FuncInfo>(4096);
-            var rl = scratchRanges ??= new List<FuncRange>(4096);
-            fl.Clear();
-            rl.Clear();
-            var tmp = new List<(ulong, ulong)>();
-            var r = new DwReader(S.Info.Span, DieStart);
-            // stack of (enclosing func index) per depth
-            Span<int> stack = stackalloc int[512];
-            int depth = 0;
-            stack[0] = -1;
-            int skipDepth = -1; // when >= 0, we are inside a subtree we do not care about
-            while (r.Pos < End)
+            build();
+        }
+        catch (SymbolFileFormatException e)
+        {
+            failure = e;
+            throw;
+        }
+    }
+
+    void BuildFuncs()
+    {
+        EnsureTop();
+        var fl = scratchFuncs ??= new List<FuncInfo>(4096);
+        var rl = scratchRanges ??= new List<FuncRange>(4096);
+        fl.Clear();
+        rl.Clear();
+        var tmp = new List<(ulong, ulong)>();
+        var r = DieReader(DieStart);
+        // stack of (enclosing func index) per depth
+        Span<int> stack = stackalloc int[512];
+        int depth = 0;
+        stack[0] = -1;
+        int skipDepth = -1; // when >= 0, we are inside a subtree we do not care about
+        while (!r.End)
+        {
+            int dieOff = r.Pos;
+            ulong code = r.Uleb();
+            if (code == 0)
             {
-                int dieOff = r.Pos;
-                ulong code = r.Uleb();
-                if (code == 0)
+                if (depth == 0)
+                    break;
+                depth--;
+                if (skipDepth >= 0 && depth < skipDepth)
+                    skipDepth = -1;
+                continue;
+            }
+            var a = GetAbbrev(code, dieOff);
+            int enclosing = stack[depth];
+            if (skipDepth >= 0 || !a.Interesting)
+            {
+                var plan = a.Plan(AddrSize, Dwarf64, Version);
+                int sibling;
+                if (plan.FixedSize >= 0 && (!a.HasChildren || plan.SiblingAt >= 0))
                 {
-                    if (depth == 0)
-                        break;
-                    depth--;
-                    if (skipDepth >= 0 && depth < skipDepth)
-                        skipDepth = -1;
-                    continue;
+                    // fast path: no form of variable size
+                    sibling = 0;
+                    if (a.HasChildren && plan.SiblingAt >= 0)
+                    {
+                        var sr = r;
+                        sr.Skip((ulong)plan.SiblingAt);
+                        ReadValue(ref sr, plan.SiblingForm, 0, out var sv);
+                        sibling = DwarfSections.ToOffset(sv);
+                    }
+                    r.Skip((ulong)plan.FixedSize);
                 }
-                var a = GetAbbrev(code);
-                int enclosing = stack[depth];
-                if (skipDepth >= 0 || !a.Interesting)
+                else if (plan.SiblingAt >= 0 && a.HasChildren && skipDepth < 0 && !Descend(a.Tag))
                 {
-                    a.Plan(AddrSize, Dwarf64, Version);
-                    int sibling;
-                    if (a.FixedSize >= 0 && (!a.HasChildren || a.SiblingAt >= 0))
+                    // the sibling is reachable without decoding the rest
+                    var sr = r;
+                    sr.Skip((ulong)plan.SiblingAt);
+                    ReadValue(ref sr, plan.SiblingForm, 0, out var sv);
+                    // only forward, inside the unit: a sibling pointing back would loop forever
+                    if (sv > (ulong)r.Pos && sv <= (ulong)End)
                     {
-                        // fast path: no form of variable size
-                        sibling = 0;
-                        if (a.HasChildren && a.SiblingAt >= 0)
-                        {
-                            var sr = new DwReader(r.Data, r.Pos + a.SiblingAt);
-                            ReadValue(ref sr, a.SiblingForm, 0, out var sv);
-                            sibling = (int)sv;
-                        }
-                        r.Pos += a.FixedSize;
+                        r.SeekForward((long)sv, "DW_AT_sibling");
+                        continue;
                     }
-                    else if (a.SiblingAt >= 0 && a.HasChildren && skipDepth < 0 && !Descend(a.Tag))
-                    {
-                        // the sibling is reachable without decoding the rest
-                        var sr = new DwReader(r.Data, r.Pos + a.SiblingAt);
-                        ReadValue(ref sr, a.SiblingForm, 0, out var sv);
-                        if ((int)sv > r.Pos && (int)sv <= End)
-                        {
-                            r.Pos = (int)sv;
-                            continue;
-                        }
-                        SkipAttrs(ref r, a, out sibling);
-                    }
-                    else
-                        SkipAttrs(ref r, a, out sibling);
-                    if (a.HasChildren)
-                    {
-                        bool descend = skipDepth < 0 && Descend(a.Tag);
-                        if (!descend && sibling > r.Pos && sibling <= End)
-                        {
-                            r.Pos = sibling; // jump over the whole subtree
-                            continue;
-                        }
-                        if (!descend && skipDepth < 0)
-                            skipDepth = depth + 1;
-                        if (depth + 1 >= stack.Length)
-                            throw new DwarfFormatException($"{S.Path}: DIE nesting too deep at 0x{dieOff:x}");
-                        stack[++depth] = enclosing;
-                    }
-                    continue;
+                    SkipAttrs(ref r, a, out sibling);
                 }
-                tmp.Clear();
-                ReadRangesOf(ref r, a, tmp, out var at);
-                int idx = fl.Count;
-                var fi = new FuncInfo
-                {
-                    DieOffset = dieOff,
-                    Parent = enclosing,
-                    IsInlined = a.Tag == Dw.TAG_inlined_subroutine,
-                    CallFile = at.CallFile,
-                    CallLine = at.CallLine,
-                    CallColumn = at.CallColumn,
-                };
-                fl.Add(fi);
-                int fdepth = 0;
-                for (int p = enclosing; p >= 0; p = fl[p].Parent)
-                    fdepth++;
-                foreach (var (lo, hi) in tmp)
-                    if (!(lo == 0 && S.ZeroIsTombstone) && lo < 0xffff_ffff_ffff_fffe)
-                        rl.Add(new FuncRange(lo, hi, fdepth, idx));
+                else
+                    SkipAttrs(ref r, a, out sibling);
                 if (a.HasChildren)
                 {
+                    bool descend = skipDepth < 0 && Descend(a.Tag);
+                    if (!descend && sibling > r.Pos && sibling <= End)
+                    {
+                        r.SeekForward(sibling, "DW_AT_sibling"); // jump over the whole subtree
+                        continue;
+                    }
+                    if (!descend && skipDepth < 0)
+                        skipDepth = depth + 1;
                     if (depth + 1 >= stack.Length)
-                        throw new DwarfFormatException($"{S.Path}: DIE nesting too deep at 0x{dieOff:x}");
-                    stack[++depth] = idx;
+                        throw S.Info.Error(dieOff, "DIE nesting deeper than 512");
+                    stack[++depth] = enclosing;
                 }
+                continue;
             }
-            var ra = rl.ToArray();
-            Array.Sort(ra, (x, y) => x.Lo != y.Lo ? x.Lo.CompareTo(y.Lo) : x.Depth.CompareTo(y.Depth));
-            ranges = ra;
-            funcs = [.. fl];
+            tmp.Clear();
+            ReadRangesOf(ref r, a, tmp, out var at);
+            int idx = fl.Count;
+            var fi = new FuncInfo
+            {
+                DieOffset = dieOff,
+                Parent = enclosing,
+                IsInlined = a.Tag == Dw.TAG_inlined_subroutine,
+                CallFile = at.CallFile,
+                CallLine = at.CallLine,
+                CallColumn = at.CallColumn,
+            };
+            fl.Add(fi);
+            int fdepth = 0;
+            for (int p = enclosing; p >= 0; p = fl[p].Parent)
+                fdepth++;
+            foreach (var (lo, hi) in tmp)
+                if (!(lo == 0 && S.ZeroIsTombstone) && lo < 0xffff_ffff_ffff_fffe)
+                    rl.Add(new FuncRange(lo, hi, fdepth, idx));
+            if (a.HasChildren)
+            {
+                if (depth + 1 >= stack.Length)
+                    throw S.Info.Error(dieOff, "DIE nesting deeper than 512");
+                stack[++depth] = idx;
+            }
         }
+        var ra = rl.ToArray();
+        Array.Sort(ra, (x, y) => x.Lo != y.Lo ? x.Lo.CompareTo(y.Lo) : x.Depth.CompareTo(y.Depth));
+        ranges = ra;
+        funcs = [.. fl];
     }
 
     [ThreadStatic] static List<FuncInfo>? scratchFuncs;
@@ -469,7 +569,7 @@ internal sealed class DwarfUnit
         {
             ReadValue(ref r, at.Form, a.Const(at), out var v);
             if (at.Name == Dw.AT_sibling)
-                sibling = (int)v;
+                sibling = DwarfSections.ToOffset(v);
         }
     }
 
@@ -483,7 +583,11 @@ internal sealed class DwarfUnit
             if (StmtList == ulong.MaxValue || S.Line.IsEmpty)
                 return null;
             lock (gate)
-                return lines ??= LineTable.Parse(this, (int)StmtList, headerOnly: false);
+            {
+                if (lines == null)
+                    Latched(ref linesFailure, () => lines = LineTable.Parse(this, StmtList, headerOnly: false));
+                return lines;
+            }
         }
     }
 
@@ -501,7 +605,11 @@ internal sealed class DwarfUnit
             if (StmtList == ulong.MaxValue || S.Line.IsEmpty)
                 return null;
             lock (gate)
-                return header ??= LineTable.Parse(this, (int)StmtList, headerOnly: true);
+            {
+                if (header == null)
+                    Latched(ref headerFailure, () => header = LineTable.Parse(this, StmtList, headerOnly: true));
+                return header;
+            }
         }
     }
 
@@ -536,12 +644,13 @@ internal sealed class DwarfUnit
     /// <summary>Reads a DIE's name-related attributes (for name and decl_file resolution across units).</summary>
     public void ReadDie(int dieOffset, out int tag, out string? name, out int origin, out int declFile, out bool hasDeclFile, out bool hasCode)
     {
-        var r = new DwReader(S.Info.Span, dieOffset);
-        ulong code = r.Uleb();
+        CheckUsable();
+        var r = DieReader(dieOffset);
         name = null; origin = 0; declFile = 0; hasDeclFile = false; hasCode = false; tag = 0;
+        ulong code = r.End ? 0 : r.Uleb();
         if (code == 0)
             return;
-        var a = GetAbbrev(code);
+        var a = GetAbbrev(code, dieOffset);
         tag = a.Tag;
         string? linkage = null;
         foreach (var at in a.Attrs)
@@ -551,7 +660,7 @@ internal sealed class DwarfUnit
             {
                 case Dw.AT_name: name = GetString(k, v); break;
                 case Dw.AT_linkage_name: case Dw.AT_MIPS_linkage_name: linkage = GetString(k, v); break;
-                case Dw.AT_abstract_origin: case Dw.AT_specification: if (k == ValKind.Ref) origin = (int)v; break;
+                case Dw.AT_abstract_origin: case Dw.AT_specification: if (k == ValKind.Ref) origin = DwarfSections.ToOffset(v); break;
                 case Dw.AT_decl_file: declFile = (int)v; hasDeclFile = true; break;
                 case Dw.AT_low_pc: case Dw.AT_ranges: hasCode = true; break;
             }

@@ -22,9 +22,6 @@ public readonly record struct ElfSymbol(string Name, ulong Value, ulong Size, by
     public const byte STT_FUNC = 2;
 }
 
-/// <summary>Thrown for ELF contents this reader cannot handle (names the file and section).</summary>
-public sealed class ElfFormatException(string message) : Exception(message);
-
 /// <summary>
 /// Read-only pointer view of bytes that stay alive as long as the owning <see cref="ElfFile"/>:
 /// either inside the memory map or in a pinned array holding a decompressed section.
@@ -51,10 +48,14 @@ public sealed unsafe class ElfFile : IDisposable
     public long Length { get; }
     public ushort Machine { get; }
     public ushort ElfType { get; }
-    public IReadOnlyList<ElfSection> Sections { get; }
-    public IReadOnlyList<ElfSegment> Segments { get; }
+    public IReadOnlyList<ElfSection> Sections { get; } = [];
+    public IReadOnlyList<ElfSegment> Segments { get; } = [];
 
     readonly bool writable;
+    ulong sectionHeaders, sectionHeaderSize;
+
+    /// <summary>File offset of a section's header: where an error about its offset or size points.</summary>
+    long HeaderOf(ElfSection s) => (long)(sectionHeaders + (ulong)s.Index * sectionHeaderSize);
 
     ElfFile(string path, bool copyOnWrite = false)
     {
@@ -63,7 +64,7 @@ public sealed unsafe class ElfFile : IDisposable
         var fi = new FileInfo(path);
         Length = fi.Length;
         if (Length < 64)
-            throw new ElfFormatException($"{path}: too small for ELF");
+            throw new ElfFormatException(path, 0, $"too small for ELF ({Length} bytes)");
         var acc = copyOnWrite ? MemoryMappedFileAccess.CopyOnWrite : MemoryMappedFileAccess.Read;
         using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
             mmf = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
@@ -71,42 +72,69 @@ public sealed unsafe class ElfFile : IDisposable
         byte* p = null;
         view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         basePtr = p + view.PointerOffset;
+        try
+        {
+            (Sections, Segments) = ReadHeaders(out var elfType, out var machine);
+            ElfType = elfType;
+            Machine = machine;
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    (ElfSection[], ElfSegment[]) ReadHeaders(out ushort elfType, out ushort machine)
+    {
         var h = new ReadOnlySpan<byte>(basePtr, 64);
         if (h[0] != 0x7f || h[1] != (byte)'E' || h[2] != (byte)'L' || h[3] != (byte)'F')
-            throw new ElfFormatException($"{path}: not an ELF file");
+            throw new ElfFormatException(Path, 0, "not an ELF file");
         if (h[4] != 2 || h[5] != 1)
-            throw new ElfFormatException($"{path}: only ELF64 little-endian is supported");
-        ElfType = U16(h[16..]);
-        Machine = U16(h[18..]);
+            throw new ElfFormatException(Path, 4, "only ELF64 little-endian is supported");
+        elfType = U16(h[16..]);
+        machine = U16(h[18..]);
         ulong phoff = U64(h[32..]), shoff = U64(h[40..]);
-        ushort phentsize = U16(h[54..]), phnum = U16(h[56..]), shentsize = U16(h[58..]), shnum = U16(h[60..]), shstrndx = U16(h[62..]);
+        ushort phentsize = U16(h[54..]), phnum = U16(h[56..]), shentsize = U16(h[58..]), shstrndx = U16(h[62..]);
+        int shnum = U16(h[60..]);
         if (shoff != 0 && shnum == 0)
-            shnum = (ushort)Math.Min(U64(Bytes((long)shoff + 32, 8)), ushort.MaxValue); // extended count in section 0
+            shnum = (int)Math.Min(U64(Bytes(shoff + 32, 8)), int.MaxValue); // extended count in section 0
         if (shstrndx == 0xffff)
-            shstrndx = (ushort)U32(Bytes((long)shoff + 40, 4));
+            shstrndx = (ushort)U32(Bytes(shoff + 40, 4));
+        // the whole table must lie in the file before anything is allocated for it
+        if (shnum > 0 && shentsize < 64)
+            throw new ElfFormatException(Path, 58, $"section header size {shentsize} is below 64");
+        if (shnum > 0 && (shoff > (ulong)Length || (ulong)shnum * shentsize > (ulong)Length - shoff))
+            throw new ElfFormatException(Path, 40, $"{shnum} section headers at 0x{shoff:x} extend past the end of the file ({Length} bytes)");
+        if (phnum > 0 && phentsize < 56)
+            throw new ElfFormatException(Path, 54, $"program header size {phentsize} is below 56");
+        if (phnum > 0 && (phoff > (ulong)Length || (ulong)phnum * phentsize > (ulong)Length - phoff))
+            throw new ElfFormatException(Path, 32, $"{phnum} program headers at 0x{phoff:x} extend past the end of the file ({Length} bytes)");
+        sectionHeaders = shoff;
+        sectionHeaderSize = shentsize;
         var raw = new (uint name, uint type, ulong flags, ulong addr, ulong off, ulong size, uint link, uint info, ulong align, ulong entsize)[shnum];
         for (int i = 0; i < shnum; i++)
         {
-            var s = Bytes((long)shoff + (long)i * shentsize, 64);
+            var s = Bytes(shoff + (ulong)i * shentsize, 64);
             raw[i] = (U32(s), U32(s[4..]), U64(s[8..]), U64(s[16..]), U64(s[24..]), U64(s[32..]), U32(s[40..]), U32(s[44..]), U64(s[48..]), U64(s[56..]));
         }
+        // a section name table outside the file leaves every section nameless (and so unused), not an error
+        ReadOnlySpan<byte> names = default;
+        if (shstrndx < shnum && raw[shstrndx].off <= (ulong)Length && raw[shstrndx].size <= (ulong)Length - raw[shstrndx].off)
+            names = Bytes(raw[shstrndx].off, (int)raw[shstrndx].size);
         var secs = new ElfSection[shnum];
         for (int i = 0; i < shnum; i++)
         {
-            string name = "";
-            if (shstrndx < shnum)
-                name = CString(Bytes((long)raw[shstrndx].off, (int)raw[shstrndx].size), (int)raw[i].name);
             var r = raw[i];
-            secs[i] = new ElfSection(i, name, r.type, r.flags, r.addr, r.off, r.size, r.link, r.info, r.entsize, r.align);
+            secs[i] = new ElfSection(i, CString(names, (int)Math.Min(r.name, int.MaxValue)), r.type, r.flags, r.addr, r.off, r.size, r.link, r.info, r.entsize, r.align);
         }
-        Sections = secs;
         var segs = new ElfSegment[phnum];
         for (int i = 0; i < phnum; i++)
         {
-            var s = Bytes((long)phoff + (long)i * phentsize, 56);
+            var s = Bytes(phoff + (ulong)i * phentsize, 56);
             segs[i] = new ElfSegment(U32(s), U32(s[4..]), U64(s[8..]), U64(s[16..]), U64(s[32..]), U64(s[40..]));
         }
-        Segments = segs;
+        return (secs, segs);
     }
 
     public static ElfFile Open(string path) => new(path);
@@ -125,7 +153,7 @@ public sealed unsafe class ElfFile : IDisposable
         if (!writable)
             throw new InvalidOperationException("open the file with OpenPrivate to relocate it");
         if (Machine != 62)
-            throw new ElfFormatException($"{Path}: relocations for machine {Machine} are not supported (x86-64 only)");
+            throw new ElfFormatException(Path, 18, $"relocations for machine {Machine} are not supported (x86-64 only)");
         var bases = SectionBases = new ulong[Sections.Count];
         var result = new Dictionary<string, ulong>();
         ulong next = 0;
@@ -154,6 +182,8 @@ public sealed unsafe class ElfFile : IDisposable
             var target = Sections[(int)rs.Info];
             if ((target.Flags & ElfSection.SHF_ALLOC) != 0 || target.Type == ElfSection.SHT_NOBITS)
                 continue;
+            if (rs.Link >= Sections.Count)
+                throw new ElfFormatException(Path, HeaderOf(rs), $"{rs.Name} links to symbol table {rs.Link}, past the {Sections.Count} sections");
             var syms = GetData(Sections[(int)rs.Link]).Span;
             var rel = GetData(rs).Span;
             var dst = GetData(target);
@@ -165,21 +195,24 @@ public sealed unsafe class ElfFile : IDisposable
                 ulong S = 0;
                 if (sym != 0)
                 {
+                    if (sym >= syms.Length / 24)
+                        throw new ElfFormatException(Path, i, $"relocation names symbol {sym}, past the {syms.Length / 24} symbols", rs.Name);
                     var e = syms.Slice((int)sym * 24, 24);
                     ushort shndx = U16(e[6..]);
                     S = U64(e[8..]) + (shndx > 0 && shndx < bases.Length ? bases[shndx] : 0);
                 }
                 ulong v = S + (ulong)addend;
-                if (off >= (ulong)dst.Length)
-                    throw new ElfFormatException($"{Path}: relocation outside {target.Name}");
+                int width = type switch { 0 => 0, 1 => 8, 10 or 11 or 2 => 4, _ => -1 };
+                if (width < 0)
+                    throw new ElfFormatException(Path, i, $"relocation type {type} is not supported", rs.Name);
+                if (off > (ulong)dst.Length || (ulong)width > (ulong)dst.Length - off)
+                    throw new ElfFormatException(Path, i, $"relocation at 0x{off:x} is outside {target.Name} ({dst.Length} bytes)", rs.Name);
                 byte* p = dst.Pointer + (long)off;
                 switch (type)
                 {
-                    case 0: break;
-                    case 1: *(ulong*)p = v; break;             // R_X86_64_64
-                    case 10: case 11: *(uint*)p = (uint)v; break; // R_X86_64_32, 32S
-                    case 2: *(uint*)p = (uint)(v - (bases[target.Index] + off)); break; // PC32
-                    default: throw new ElfFormatException($"{Path}: relocation type {type} in {rs.Name} is not supported");
+                    case 1: Unsafe.WriteUnaligned(p, v); break;             // R_X86_64_64
+                    case 10: case 11: Unsafe.WriteUnaligned(p, (uint)v); break; // R_X86_64_32, 32S
+                    case 2: Unsafe.WriteUnaligned(p, (uint)(v - (bases[target.Index] + off))); break; // PC32
                 }
             }
         }
@@ -222,8 +255,10 @@ public sealed unsafe class ElfFile : IDisposable
             src[..n].CopyTo(dest);
             return n;
         }
+        if (s.Offset > (ulong)Length || s.Size > (ulong)Length - s.Offset)
+            throw new ElfFormatException(Path, HeaderOf(s), $"section {s.Name} ({s.Size} bytes at 0x{s.Offset:x}) extends past the end of the file ({Length} bytes)");
         long avail = (long)s.Size - offsetInSection;
-        if (avail <= 0) return 0;
+        if (avail <= 0 || offsetInSection < 0) return 0;
         if (dest.Length > avail) dest = dest[..(int)avail];
         if (handle == null)
             lock (inflated)
@@ -232,12 +267,22 @@ public sealed unsafe class ElfFile : IDisposable
     }
 
     /// <summary>Bytes of the file at an offset (bounds-checked).</summary>
-    public ReadOnlySpan<byte> Bytes(long offset, int length)
+    public ReadOnlySpan<byte> Bytes(long offset, int length) =>
+        offset < 0 ? throw new ElfFormatException(Path, 0, $"negative file offset {offset}") : Bytes((ulong)offset, length);
+
+    ReadOnlySpan<byte> Bytes(ulong offset, int length)
     {
-        if (offset < 0 || length < 0 || offset + length > Length)
-            throw new ElfFormatException($"{Path}: range {offset}+{length} outside the file");
+        // written so that no sum can wrap around
+        if (length < 0 || offset > (ulong)Length || (ulong)length > (ulong)Length - offset)
+            throw new ElfFormatException(Path, (long)Math.Min(offset, (ulong)Length), $"{length} bytes at 0x{offset:x} run past the end of the file ({Length} bytes)");
         return new ReadOnlySpan<byte>(basePtr + offset, length);
     }
+
+    /// <summary>Largest section this reader maps or inflates (spans are int-sized).</summary>
+    const ulong MaxSection = int.MaxValue;
+    /// <summary>zlib cannot expand data by more than about 1032 times: a header claiming more is corrupt
+    /// (and is refused before anything that large is allocated).</summary>
+    const ulong MaxInflateRatio = 1032;
 
     public ElfSection? FindSection(string name)
     {
@@ -252,40 +297,74 @@ public sealed unsafe class ElfFile : IDisposable
     {
         if (s.Type == ElfSection.SHT_NOBITS || s.Size == 0)
             return default;
-        if (s.Offset + s.Size > (ulong)Length)
-            throw new ElfFormatException($"{Path}: section {s.Name} extends past the end of the file");
+        if (s.Offset > (ulong)Length || s.Size > (ulong)Length - s.Offset)
+            throw new ElfFormatException(Path, HeaderOf(s), $"section {s.Name} ({s.Size} bytes at 0x{s.Offset:x}) extends past the end of the file ({Length} bytes)");
+        if (s.Size > MaxSection)
+            throw new ElfFormatException(Path, HeaderOf(s), $"section {s.Name} is {s.Size} bytes, more than this reader handles");
         if (!s.IsCompressed)
-            return new ElfBytes(basePtr + (long)s.Offset, checked((int)s.Size));
+            return new ElfBytes(basePtr + s.Offset, (int)s.Size);
         lock (inflated)
         {
             if (!inflated.TryGetValue(s.Index, out var arr))
             {
-                var ch = Bytes((long)s.Offset, 24);
+                if (s.Size < 24)
+                    throw new ElfFormatException(Path, HeaderOf(s), $"compressed section {s.Name} is {s.Size} bytes, smaller than its 24-byte header");
+                var ch = Bytes(s.Offset, 24);
                 uint type = U32(ch);
                 ulong size = U64(ch[8..]);
                 if (type == 2)
-                    throw new ElfFormatException($"{Path}: section {s.Name} is zstd-compressed (ELFCOMPRESS_ZSTD), which is not supported; decompress it with `objcopy --decompress-debug-sections`");
+                    throw new ElfFormatException(Path, (long)s.Offset, $"section {s.Name} is zstd-compressed (ELFCOMPRESS_ZSTD), which is not supported; decompress it with `objcopy --decompress-debug-sections`");
                 if (type != 1)
-                    throw new ElfFormatException($"{Path}: section {s.Name} has unknown compression type {type}");
-                arr = GC.AllocateUninitializedArray<byte>(checked((int)size), pinned: true);
-                using (var ums = new UnmanagedMemoryStream(basePtr + (long)s.Offset + 24, (long)s.Size - 24))
-                using (var z = new ZLibStream(ums, CompressionMode.Decompress))
-                {
-                    int got = 0;
-                    while (got < arr.Length)
-                    {
-                        int n = z.Read(arr, got, arr.Length - got);
-                        if (n == 0)
-                            break;
-                        got += n;
-                    }
-                    if (got != arr.Length)
-                        throw new ElfFormatException($"{Path}: section {s.Name} inflated to {got} bytes, header says {size}");
-                }
+                    throw new ElfFormatException(Path, (long)s.Offset, $"section {s.Name} has unknown compression type {type}");
+                if (size > (ulong)Array.MaxLength || size > (s.Size - 24) * MaxInflateRatio + 64)
+                    throw new ElfFormatException(Path, (long)s.Offset + 8, $"compressed section {s.Name} claims {size} bytes, more than {s.Size - 24} zlib bytes can hold");
+                arr = Inflate(s, (int)size);
                 inflated[s.Index] = arr;
             }
             return new ElfBytes((byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(arr)), arr.Length);
         }
+    }
+
+    /// <summary>
+    /// Inflates a zlib section into a pinned array of exactly <paramref name="size"/> bytes. The buffer
+    /// grows with what the stream really produces, so a header that lies about the size costs no more
+    /// memory than the data behind it.
+    /// </summary>
+    byte[] Inflate(ElfSection s, int size)
+    {
+        long compressed = (long)s.Size - 24;
+        int guess = (int)Math.Min(size, Math.Max(1 << 16, compressed * 4));
+        var buf = guess == size ? GC.AllocateUninitializedArray<byte>(size, pinned: true) : new byte[guess];
+        int got = 0;
+        try
+        {
+            using var ums = new UnmanagedMemoryStream(basePtr + s.Offset + 24, compressed);
+            using var z = new ZLibStream(ums, CompressionMode.Decompress);
+            while (true)
+            {
+                if (got == buf.Length)
+                {
+                    if (got == size)
+                        break;
+                    Array.Resize(ref buf, (int)Math.Min(size, 2L * buf.Length));
+                }
+                int n = z.Read(buf, got, buf.Length - got);
+                if (n == 0)
+                    break;
+                got += n;
+            }
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException) // corrupt stream: InvalidData, or ZLibException
+        {
+            throw new ElfFormatException(Path, (long)s.Offset + 24, $"section {s.Name}: bad zlib data after {got} inflated bytes ({e.Message})");
+        }
+        if (got != size)
+            throw new ElfFormatException(Path, (long)s.Offset + 24, $"section {s.Name} inflated to {got} bytes, header says {size}");
+        if (buf.Length == size && guess == size)
+            return buf;
+        var pinned = GC.AllocateUninitializedArray<byte>(size, pinned: true);
+        buf.AsSpan(0, size).CopyTo(pinned);
+        return pinned;
     }
 
     public ElfBytes GetData(string name) => FindSection(name) is { } s ? GetData(s) : default;
@@ -299,7 +378,7 @@ public sealed unsafe class ElfFile : IDisposable
                 if (s.Type == ElfSection.SHT_NOTE && FindBuildId(GetData(s).Span) is { } id)
                     return id;
             foreach (var p in Segments)
-                if (p.Type == 4 && p.Offset + p.FileSize <= (ulong)Length && FindBuildId(Bytes((long)p.Offset, (int)p.FileSize)) is { } id)
+                if (p.Type == 4 && p.Offset <= (ulong)Length && p.FileSize <= (ulong)Length - p.Offset && FindBuildId(Bytes(p.Offset, (int)p.FileSize)) is { } id)
                     return id;
             return null;
         }
@@ -307,17 +386,18 @@ public sealed unsafe class ElfFile : IDisposable
 
     static string? FindBuildId(ReadOnlySpan<byte> d)
     {
-        int pos = 0;
+        long pos = 0;
         while (pos + 12 <= d.Length)
         {
-            int namesz = (int)U32(d[pos..]), descsz = (int)U32(d[(pos + 4)..]);
-            uint type = U32(d[(pos + 8)..]);
-            int name = pos + 12, desc = name + ((namesz + 3) & ~3);
-            if (namesz < 0 || descsz < 0 || desc + descsz > d.Length)
+            // sizes are 32-bit and untrusted: long arithmetic cannot wrap, and pos only moves forward
+            long namesz = U32(d[(int)pos..]), descsz = U32(d[(int)(pos + 4)..]);
+            uint type = U32(d[(int)(pos + 8)..]);
+            long name = pos + 12, desc = name + ((namesz + 3) & ~3L);
+            if (desc + descsz > d.Length)
                 return null;
-            if (type == 3 && namesz == 4 && d.Slice(name, 4).SequenceEqual("GNU\0"u8))
-                return Convert.ToHexStringLower(d.Slice(desc, descsz));
-            pos = desc + ((descsz + 3) & ~3);
+            if (type == 3 && namesz == 4 && d.Slice((int)name, 4).SequenceEqual("GNU\0"u8))
+                return Convert.ToHexStringLower(d.Slice((int)desc, (int)descsz));
+            pos = desc + ((descsz + 3) & ~3L);
         }
         return null;
     }
@@ -334,7 +414,7 @@ public sealed unsafe class ElfFile : IDisposable
             var d = GetData(s).Span;
             var strs = s.Link < Sections.Count ? GetData(Sections[(int)s.Link]).Span : default;
             int n = d.Length / 24;
-            list.Capacity = n;
+            list.EnsureCapacity(list.Count + n);
             for (int i = 1; i < n; i++)
             {
                 var e = d.Slice(i * 24, 24);

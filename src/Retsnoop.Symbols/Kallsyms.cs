@@ -84,12 +84,26 @@ public sealed class Kallsyms
     /// <summary>Text symbols in address order (aliases included, preferred name first at each address).</summary>
     public IEnumerable<KernelSymbol> Symbols => syms;
 
-    /// <summary>Reads and parses a kallsyms file (procfs files report size 0, so it is read as a stream).</summary>
+    /// <summary>Largest kallsyms text accepted: a kernel with many modules writes about 20 MiB.</summary>
+    public const int MaxFileSize = 64 << 20;
+
+    /// <summary>
+    /// Reads and parses a kallsyms file (procfs files report size 0, so it is read as a stream).
+    /// A file larger than <see cref="MaxFileSize"/> is a <see cref="SymbolFileFormatException"/>, found
+    /// before it is all read.
+    /// </summary>
     public static Kallsyms Load(string path = "/proc/kallsyms")
     {
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
         using var ms = new MemoryStream(1 << 23);
-        fs.CopyTo(ms, 1 << 20);
+        var chunk = new byte[1 << 20];
+        int n;
+        while ((n = fs.Read(chunk)) > 0)
+        {
+            if (ms.Length + n > MaxFileSize)
+                throw new SymbolFileFormatException(path, null, MaxFileSize, $"larger than {MaxFileSize >> 20} MiB: not a kallsyms file");
+            ms.Write(chunk, 0, n);
+        }
         return Parse(ms.GetBuffer().AsSpan(0, (int)ms.Length));
     }
 
@@ -98,7 +112,9 @@ public sealed class Kallsyms
     /// <summary>Parses kallsyms text: "ADDR TYPE NAME[\t[MODULE]]" per line. Malformed lines are skipped.</summary>
     public static Kallsyms Parse(ReadOnlySpan<byte> data)
     {
-        int estimate = Math.Max(16, data.Count((byte)'\n') + 1);
+        // a usable line has at least 6 bytes ("0 t x\n"); and presizing stops at 512k lines, so garbage
+        // full of newlines does not reserve memory for lines that will never be kept
+        int estimate = Math.Max(16, Math.Min(Math.Min(data.Count((byte)'\n') + 1, data.Length / 6 + 1), 1 << 19));
         var text = new List<KernelSymbol>(estimate);
         var byName = new Dictionary<string, (int First, int Last)>(estimate);
         var allAddr = new ulong[estimate];
@@ -147,6 +163,12 @@ public sealed class Kallsyms
             int n = Encoding.UTF8.GetChars(rest, buf);
             var nameSpan = buf[..n];
             int idx = total++;
+            if (idx == allAddr.Length)
+            {
+                Array.Resize(ref allAddr, idx * 2);
+                Array.Resize(ref nextSame, idx * 2);
+                Array.Resize(ref allModule, idx * 2);
+            }
             anyAddr |= addr != 0;
             allAddr[idx] = addr;
             allModule[idx] = module;

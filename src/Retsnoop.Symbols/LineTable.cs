@@ -63,13 +63,16 @@ internal sealed class LineTable
         }
     }
 
-    public static LineTable Parse(DwarfUnit u, int offset, bool headerOnly)
+    public static LineTable Parse(DwarfUnit u, ulong offset, bool headerOnly)
     {
         var t = new LineTable();
-        var data = u.S.Line.Span;
-        var r = new DwReader(data, offset);
+        var r = u.S.Line.At(offset, "DW_AT_stmt_list");
+        long start = r.Pos;
         int end = r.UnitLength(out bool d64);
+        r.Limit(end); // nothing below may read into the next unit's program
         int version = r.U16();
+        if (version is < 2 or > 5)
+            throw r.Error(start, $"line table version {version} is not supported (2 to 5 are)");
         t.Version = version;
         int addrSize = u.AddrSize;
         if (version >= 5)
@@ -77,8 +80,11 @@ internal sealed class LineTable
             addrSize = r.U8();
             r.U8(); // segment selector size
         }
-        int headerLen = (int)r.Offset(d64);
-        int progStart = r.Pos + headerLen;
+        long headerLenAt = r.Pos;
+        ulong headerLen = r.Offset(d64);
+        if (headerLen > (ulong)r.Remaining)
+            throw r.Error(headerLenAt, $"header length {headerLen} runs past the end of the line table");
+        int progStart = r.Pos + (int)headerLen;
         int minInst = r.U8();
         int maxOps = version >= 4 ? r.U8() : 1;
         _ = maxOps;
@@ -86,6 +92,8 @@ internal sealed class LineTable
         _ = defaultIsStmt;
         sbyte lineBase = (sbyte)r.U8();
         int lineRange = r.U8();
+        if (lineRange == 0)
+            throw r.Error(r.Pos - 1, "line_range is 0");
         int opcodeBase = r.U8();
         Span<byte> stdLens = stackalloc byte[256];
         for (int i = 1; i < opcodeBase; i++)
@@ -96,14 +104,14 @@ internal sealed class LineTable
         if (version >= 5)
         {
             var dirFmt = ReadFormats(ref r);
-            int nd = (int)r.Uleb();
+            int nd = EntryCount(ref r, dirFmt, "directory");
             for (int i = 0; i < nd; i++)
             {
                 ReadEntry(u, ref r, dirFmt, d64, out var path, out _);
                 dirs.Add(path);
             }
             var fileFmt = ReadFormats(ref r);
-            int nf = (int)r.Uleb();
+            int nf = EntryCount(ref r, fileFmt, "file");
             for (int i = 0; i < nf; i++)
             {
                 ReadEntry(u, ref r, fileFmt, d64, out var path, out int di);
@@ -113,22 +121,21 @@ internal sealed class LineTable
         else
         {
             dirs.Add(new StrRef(0, 0)); // directory 0: the compilation directory
-            while (r.Data[r.Pos] != 0)
+            // each entry consumes input: these loops end with the data at the latest
+            while (r.U8() != 0)
             {
-                dirs.Add(new StrRef(0, r.Pos));
+                dirs.Add(new StrRef(0, r.Pos - 1));
                 r.SkipCString();
             }
-            r.Pos++;
             files.Add((0, default));  // file 0 is not used before DWARF 5: the unit's own name
-            while (r.Data[r.Pos] != 0)
+            while (r.U8() != 0)
             {
-                var nameRef = new StrRef(0, r.Pos);
+                var nameRef = new StrRef(0, r.Pos - 1);
                 r.SkipCString();
-                int di = (int)r.Uleb();
+                int di = (int)Math.Min(r.Uleb(), int.MaxValue);
                 r.Uleb(); r.Uleb();
                 files.Add((di, nameRef));
             }
-            r.Pos++;
         }
         t.dirRefs = [.. dirs];
         t.fileRefs = [.. files];
@@ -136,14 +143,14 @@ internal sealed class LineTable
         if (headerOnly)
             return t;
 
-        r.Pos = progStart;
+        r.SeekTo(progStart, "line program start");
         var buf = scratch ??= new Row[1 << 16];
         int count = 0;
         var seqs = new List<(ulong, ulong, int, int)>();
         ulong address = 0, seqBase = 0;
         int fileReg = 1, lineReg = 1, colReg = 0, seqStart = 0;
         bool inSeq = false;
-        while (r.Pos < end)
+        while (!r.End)
         {
             byte op = r.U8();
             bool emit = false, endSeq = false;
@@ -160,21 +167,23 @@ internal sealed class LineTable
                 {
                     case 0:
                         {
-                            int len = (int)r.Uleb();
-                            int next = r.Pos + len;
+                            ulong len = r.Uleb();
+                            if (len > (ulong)r.Remaining)
+                                throw r.Error($"extended opcode length {len} runs past the end of the line program");
+                            int next = r.Pos + (int)len;
                             byte ext = len > 0 ? r.U8() : (byte)0;
                             if (ext == 1)
                                 emit = endSeq = true;
                             else if (ext == 2)
-                                address = r.Sized(Math.Min(len - 1, 8));
-                            r.Pos = next;
+                                address = r.Sized((int)Math.Min(len - 1, 8));
+                            r.SeekForward(next, "end of extended opcode");
                             break;
                         }
                     case 1: emit = true; break;
                     case 2: address += r.Uleb() * (ulong)minInst; break;
                     case 3: lineReg += (int)r.Sleb(); break;
-                    case 4: fileReg = (int)r.Uleb(); break;
-                    case 5: colReg = (int)r.Uleb(); break;
+                    case 4: fileReg = (int)Math.Min(r.Uleb(), int.MaxValue); break;
+                    case 5: colReg = (int)Math.Min(r.Uleb(), int.MaxValue); break;
                     case 6: case 7: case 10: case 11: break;
                     case 8: address += (ulong)(((255 - opcodeBase) / lineRange) * minInst); break;
                     case 9: address += r.U16(); break;
@@ -218,8 +227,21 @@ internal sealed class LineTable
         int n = r.U8();
         var l = new List<(int, int)>(n);
         for (int i = 0; i < n; i++)
-            l.Add(((int)r.Uleb(), (int)r.Uleb()));
+            l.Add(((int)Math.Min(r.Uleb(), int.MaxValue), (int)Math.Min(r.Uleb(), int.MaxValue)));
         return l;
+    }
+
+    /// <summary>A directory or file count: each entry takes at least one byte, so more entries than bytes
+    /// left is corrupt (and refused before a list that large is built).</summary>
+    static int EntryCount(ref DwReader r, List<(int Type, int Form)> fmt, string what)
+    {
+        long at = r.Pos;
+        ulong n = r.Uleb();
+        if (n > 0 && fmt.Count == 0)
+            throw r.Error(at, $"{n} {what} entries but no entry format");
+        if (n > (ulong)r.Remaining)
+            throw r.Error(at, $"{n} {what} entries cannot fit in the {r.Remaining} bytes left");
+        return (int)n;
     }
 
     static void ReadEntry(DwarfUnit u, ref DwReader r, List<(int Type, int Form)> fmt, bool d64, out StrRef path, out int dirIndex)
@@ -232,8 +254,8 @@ internal sealed class LineTable
             switch (form)
             {
                 case Dw.FORM_string: s = new StrRef(0, r.Pos); r.SkipCString(); break;
-                case Dw.FORM_line_strp: s = new StrRef(1, (int)r.Offset(d64)); break;
-                case Dw.FORM_strp: s = new StrRef(2, (int)r.Offset(d64)); break;
+                case Dw.FORM_line_strp: s = new StrRef(1, DwarfSections.ToOffset(r.Offset(d64))); break;
+                case Dw.FORM_strp: s = new StrRef(2, DwarfSections.ToOffset(r.Offset(d64))); break;
                 case Dw.FORM_strx: case Dw.FORM_strx1: case Dw.FORM_strx2: case Dw.FORM_strx3: case Dw.FORM_strx4:
                     v = form switch { Dw.FORM_strx => r.Uleb(), Dw.FORM_strx1 => r.U8(), Dw.FORM_strx2 => r.U16(), Dw.FORM_strx3 => r.U24(), _ => r.U32() };
                     s = new StrRef(2, u.StrIndexToOffset(v));
@@ -243,12 +265,12 @@ internal sealed class LineTable
                 case Dw.FORM_data2: v = r.U16(); break;
                 case Dw.FORM_data4: v = r.U32(); break;
                 case Dw.FORM_data8: v = r.U64(); break;
-                case Dw.FORM_data16: r.Pos += 16; break; // DW_LNCT_MD5: not needed for symbolization
-                case Dw.FORM_block: r.Pos += (int)r.Uleb(); break;
-                default: throw new DwarfFormatException($"{u.S.Path}: unsupported form 0x{form:x} in a line table entry");
+                case Dw.FORM_data16: r.Skip(16); break; // DW_LNCT_MD5: not needed for symbolization
+                case Dw.FORM_block: r.Skip(r.Uleb()); break;
+                default: throw r.Error($"unsupported form 0x{form:x} in a line table entry");
             }
             if (type == 1) path = s;
-            else if (type == 2) dirIndex = (int)v;
+            else if (type == 2) dirIndex = (int)Math.Min(v, int.MaxValue);
         }
     }
 

@@ -11,6 +11,7 @@ public class MutationTests(ITestOutputHelper output)
 {
     const int Mutants = 3000;
     const int FullWalkEvery = 500;
+    const long MaxAllocPerMutant = 256L << 20;
     static readonly string[] Names = ["do_sys_openat2", "array_map_alloc_check", "bpf_map_area_alloc", "__x64_sys_bpf", "capable", "vfs_read"];
 
     enum Mutation { Truncate, FlipBytes, HeaderField, RecordHeader, HugeRef, SelfCycle, TwoCycle, NameOffset, SubRecordField, StringSection }
@@ -32,6 +33,7 @@ public class MutationTests(ITestOutputHelper output)
         var rng = new Random(20261125);
         var counts = new Dictionary<Mutation, (int Ok, int Err)>();
         var slowest = TimeSpan.Zero;
+        long maxAlloc = 0;
         var total = Stopwatch.StartNew();
         for (int i = 0; i < Mutants; i++)
         {
@@ -130,6 +132,7 @@ public class MutationTests(ITestOutputHelper output)
             }
 
             var sw = Stopwatch.StartNew();
+            long alloc0 = GC.GetAllocatedBytesForCurrentThread();
             bool ok;
             try
             {
@@ -150,6 +153,10 @@ public class MutationTests(ITestOutputHelper output)
             }
             if (sw.Elapsed > slowest)
                 slowest = sw.Elapsed;
+            // a corrupt count or length must not turn into a huge allocation (the good blob's full walks take a few MiB)
+            long alloc = GC.GetAllocatedBytesForCurrentThread() - alloc0;
+            maxAlloc = Math.Max(maxAlloc, alloc);
+            Assert.True(alloc < MaxAllocPerMutant, $"mutant {i} ({m}) allocated {alloc >> 20} MiB");
             Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"mutant {i} ({m}) took {sw.Elapsed}");
             var c = counts.GetValueOrDefault(m);
             counts[m] = ok ? (c.Ok + 1, c.Err) : (c.Ok, c.Err + 1);
@@ -159,7 +166,7 @@ public class MutationTests(ITestOutputHelper output)
         Assert.Equal(good, work);
         foreach (var (m, c) in counts.OrderBy(kv => kv.Key))
             output.WriteLine($"{m}: {c.Ok} results, {c.Err} BtfFormatException");
-        output.WriteLine($"{Mutants} mutants in {total.Elapsed.TotalSeconds:F1} s, slowest {slowest.TotalMilliseconds:F0} ms");
+        output.WriteLine($"{Mutants} mutants in {total.Elapsed.TotalSeconds:F1} s, slowest {slowest.TotalMilliseconds:F0} ms, most allocated {maxAlloc >> 20} MiB");
         Assert.Equal(Mutants, counts.Values.Sum(c => c.Ok + c.Err));
         Assert.True(counts.Values.Sum(c => c.Err) > Mutants / 4);
         Assert.True(counts.Values.Sum(c => c.Ok) > Mutants / 10);

@@ -42,6 +42,13 @@ public static class Entry
         {
             return Fail(e.Message, 2);
         }
+        catch (Symbols.SymbolFileFormatException e)
+        {
+            // a corrupt or unsupported vmlinux/kallsyms: one line naming the file and offset
+            if (opts.Verbosity >= 2)
+                Console.Error.WriteLine(e);
+            return Fail($"{e.Message}; give another vmlinux with -k PATH, or run without line info (-sn)", 1);
+        }
         catch (Exception e) when (e is TracingException or BpfException or IOException or UnauthorizedAccessException or Btf.BtfFormatException)
         {
             if (opts.Verbosity >= 2)

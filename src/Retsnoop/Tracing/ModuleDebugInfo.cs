@@ -70,7 +70,7 @@ public sealed class ModuleDebugInfo(string root, Action<string> warn)
             }
             return sym;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DwarfFormatException or ElfFormatException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SymbolFileFormatException)
         {
             warn($"WARNING: cannot read {path} for {module} line info: {e.Message}");
             return null;
@@ -116,7 +116,7 @@ public sealed class KernelSourceLines(ISourceLines? vmlinux, ModuleDebugInfo mod
         {
             frames = sym.Symbolize(address, inlines);
         }
-        catch (Exception e) when (e is DwarfFormatException or ElfFormatException)
+        catch (SymbolFileFormatException e)
         {
             // a bad or unsupported debug file costs its module's lines, not the stack
             modules.Disable(module, e.Message);
