@@ -59,7 +59,8 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
         return sb.ToString();
     }
 
-    static string Where(SourceLocation l)
+    /// <summary>file:line[:column] of a source location (shared with the LBR lines).</summary>
+    internal static string Where(SourceLocation l)
     {
         var file = TerminalSafe.Escape(l.File ?? "??");
         return l.Column > 0 ? $"{file}:{l.Line}:{l.Column}" : $"{file}:{l.Line}";

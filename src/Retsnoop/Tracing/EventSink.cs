@@ -14,6 +14,8 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
     readonly Dictionary<uint, (List<TraceEvent> Events, int Truncated)> traces = [];
     /// <summary>-A: per thread, the current session's captured arguments by call sequence number.</summary>
     readonly Dictionary<uint, SessionArgs> args = [];
+    readonly Dictionary<uint, LbrSnapshot> pendingLbr = []; // -B: each arrives right before its stack
+    HashSet<(string Name, string? Module)>? tracedNames;
     readonly Clock clock = new();
     public int StacksPrinted { get; private set; }
     public int StacksFiltered { get; private set; }
@@ -42,6 +44,10 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
                 break;
             case RecordType.FuncArgs when CapturedArgs.Decode(rec) is { } a:
                 OnArgs(a);
+                break;
+            case RecordType.Lbr when rec.Length >= Marshal.SizeOf<LbrRecord>():
+                var lbr = LbrSnapshot.Decode(MemoryMarshal.Read<LbrRecord>(rec));
+                pendingLbr[lbr.Tid] = lbr;
                 break;
             default:
                 BadRecords++;
@@ -132,6 +138,9 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
             if (sa.SessStart == r.StartTs)
                 stack = stack with { Chain = stack.Chain.Select(f => sa.BySeq.TryGetValue(f.Seq, out var a) && a.FuncId == f.Func.Id ? f with { Args = a } : f).ToList() };
         }
+        // a snapshot from an earlier session whose stack record was lost does not belong here
+        if (pendingLbr.Remove(stack.Tid, out var lbr) && lbr.StartNs != stack.StartNs)
+            lbr = null;
         if (!ShouldReport(stack))
         {
             StacksFiltered++;
@@ -146,6 +155,11 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
             sb.Append("(interim stack: the session went on past this error)\n");
         if (opts.Trace && trace.Events is not null)
             sb.Append('\n').Append(CallTraceRenderer.Render(trace.Events, trace.Truncated, argsFormatter));
+        if (opts.UseLbr)
+        {
+            tracedNames ??= funcs.Select(f => (f.Name, f.Module)).ToHashSet();
+            sb.Append(new LbrRenderer(opts).Render(lbr, stack.Chain, sym, tracedNames));
+        }
         if (opts.CallStacks)
         {
             var rows = StackMerger.Merge(stack, sym.Kernel, sym.Lines, sym.Inlines, opts.StacksUnfiltered);
