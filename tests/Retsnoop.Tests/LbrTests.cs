@@ -249,6 +249,24 @@ public class LbrTests
         Assert.Contains("array_map_alloc_check", plain.ToString());
     }
 
+    [Fact]
+    public void InterimStacksCarryTheirOwnSnapshot()
+    {
+        // -I: the BPF side sends the kept chain's snapshot before each interim stack too
+        var output = new StringWriter();
+        var sink = new EventSink(OptionParser.Parse(["-B", "-I", "-sn", "-C", "fmt.lbr-max-count=1"]), Funcs, () => new SymbolContext(Syms, null, false), output);
+        sink.Handle(RecordBytes(100, 5, 24, [Recorded[3]]));
+        sink.Handle(StackBytes(100, 5, isErr: 3 /* STACK_ERR | STACK_INTERIM */));
+        sink.Handle(RecordBytes(100, 5, 24, [Recorded[1]]));
+        sink.Handle(StackBytes(100, 5));
+        var text = output.ToString();
+        int interim = text.IndexOf("(interim stack", StringComparison.Ordinal);
+        int first = text.IndexOf("[#00] security_capable+0x6e", StringComparison.Ordinal);
+        int second = text.IndexOf("[#00] array_map_alloc_check+0xa5", StringComparison.Ordinal);
+        Assert.True(interim >= 0 && first > interim && second > first, text);
+        Assert.DoesNotContain("LBR data was dropped", text);
+    }
+
     static byte[] RecordBytes(uint tid, ulong start, long size, BranchRecord[] entries)
     {
         var r = new LbrRecord { Type = RecordType.Lbr, Tid = tid, StartTs = start, Size = size };
@@ -259,9 +277,9 @@ public class LbrTests
         return bytes;
     }
 
-    static unsafe byte[] StackBytes(uint tid, ulong start)
+    static unsafe byte[] StackBytes(uint tid, ulong start, uint isErr = 1)
     {
-        var r = new StackRecord { Type = RecordType.Stack, Tid = tid, Pid = tid, Depth = 3, StartTs = start, EndTs = start + 1000, IsErr = 1 };
+        var r = new StackRecord { Type = RecordType.Stack, Tid = tid, Pid = tid, Depth = 3, StartTs = start, EndTs = start + 1000, IsErr = isErr };
         for (int i = 0; i < 3; i++)
         {
             r.Ids[i] = (uint)i;

@@ -20,6 +20,8 @@ public static class LbrCases
             new("lbr-no-hw", "\"$RETSNOOP_BIN\" -B -e '*sys_bpf'"),
             new("lbr-no-hw-spec", "\"$RETSNOOP_BIN\" --lbr=any_call -Bcond -e '*sys_bpf'"),
         };
+        // -I with -B: the interim path sends a snapshot too, and must load with it
+        cases.Add(new("lbr-forced-interim", $"export {SkipPmu}; traced \"$SIMFAIL_BIN {Failure.SimfailCase}\" -- {modes[0]} -B -I -S -n simfail {Failure.Globs}"));
         foreach (var mode in modes)
         {
             cases.Add(new(StackModeCases.CaseName(mode, Failure), $"traced \"$SIMFAIL_BIN {Failure.SimfailCase}\" -- {mode} -n simfail {Failure.Globs}"));
@@ -78,6 +80,18 @@ public abstract class LbrTestsBase(VmBoot boot) : StackModeTestsBase(boot)
         Assert.True(failed >= 0 && failed < firstFrame, r.Describe());
         Assert.DoesNotContain("LBR data was dropped", r.TracerOut);
     }
+
+    protected void InterimPathLoadsWithLbr()
+    {
+        var r = Boot.Case("lbr-forced-interim");
+        Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
+        var stacks = PrintedStack.Parse(r.TracerOut);
+        Assert.True(stacks.Count >= 1, r.Describe());
+        // every printed stack, interim or final, got its own snapshot record
+        foreach (var s in stacks)
+            Assert.True(s.Lines.Contains("Failed to capture LBR entries: -2 (-ENOENT)"), r.Describe());
+        Assert.DoesNotContain("LBR data was dropped", r.TracerOut);
+    }
 }
 
 [CollectionDefinition("6.12-lbr")]
@@ -100,6 +114,9 @@ public sealed class Lbr612Tests(Lbr612 k) : LbrTestsBase(k.Boot)
     [Theory]
     [MemberData(nameof(Modes))]
     public void LbrCapturePathLoadsAndRuns(string mode) => CapturePathLoadsAndReportsMissingData(mode);
+
+    [Fact]
+    public void InterimStacksWithLbrLoadAndRun() => InterimPathLoadsWithLbr();
 }
 
 [CollectionDefinition("6.1-lbr")]
@@ -120,4 +137,7 @@ public sealed class Lbr61Tests(Lbr61 k) : LbrTestsBase(k.Boot)
     [Theory]
     [MemberData(nameof(Modes))]
     public void LbrCapturePathLoadsAndRuns(string mode) => CapturePathLoadsAndReportsMissingData(mode);
+
+    [Fact]
+    public void InterimStacksWithLbrLoadAndRun() => InterimPathLoadsWithLbr();
 }
