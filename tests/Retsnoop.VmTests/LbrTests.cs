@@ -21,7 +21,7 @@ public static class LbrCases
             new("lbr-no-hw-spec", "\"$RETSNOOP_BIN\" --lbr=any_call -Bcond -e '*sys_bpf'"),
         };
         // -I with -B: the interim path sends a snapshot too, and must load with it
-        cases.Add(new("lbr-forced-interim", $"export {SkipPmu}; traced \"$SIMFAIL_BIN {Failure.SimfailCase}\" -- {modes[0]} -B -I -S -n simfail {Failure.Globs}"));
+        cases.Add(new("lbr-forced-interim", $"export {SkipPmu}; traced \"$SIMFAIL_BIN mount-unknown-fs\" -- {modes[0]} -B -I -n simfail {ModesKernel.InterimGlobs}"));
         foreach (var mode in modes)
         {
             cases.Add(new(StackModeCases.CaseName(mode, Failure), $"traced \"$SIMFAIL_BIN {Failure.SimfailCase}\" -- {mode} -n simfail {Failure.Globs}"));
@@ -86,7 +86,8 @@ public abstract class LbrTestsBase(VmBoot boot) : StackModeTestsBase(boot)
         var r = Boot.Case("lbr-forced-interim");
         Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
         var stacks = PrintedStack.Parse(r.TracerOut);
-        Assert.True(stacks.Count >= 1, r.Describe());
+        Assert.True(stacks.Count >= 2, r.Describe());
+        Assert.Contains("(interim stack: the session went on past this error)", r.TracerOut);
         // every printed stack, interim or final, got its own snapshot record
         foreach (var s in stacks)
             Assert.True(s.Lines.Contains("Failed to capture LBR entries: -2 (-ENOENT)"), r.Describe());
