@@ -45,6 +45,7 @@ struct session {
 	__u32 seqs[MAX_FSTACK_DEPTH];
 	__u64 ts[MAX_FSTACK_DEPTH];
 	struct stack_rec rec;    /* the kept chain; emitted as is */
+	struct lbr_rec lbr;      /* -B: the LBR snapshot taken where the kept chain ends */
 };
 
 struct {
@@ -359,6 +360,65 @@ static __noinline void capture_args_regs(void *ctx, __u32 id, __u32 seq, __u32 d
 }
 /* ---- end of -A ---- */
 
+/* ---- LBR (-B) ----
+ * Every exit snapshots the LBR into a per-CPU buffer before doing anything else
+ * (each branch we take ourselves pushes an older, useful entry out); the
+ * snapshot is copied into the session when the chain is kept, and sent as a
+ * REC_LBR right before the session's REC_STACK. With cfg.use_lbr == 0 (frozen
+ * .rodata) the verifier drops all of it as dead code.
+ */
+struct lbr_buf {
+	long long size;
+	struct lbr_branch entries[MAX_LBR_ENTRIES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lbr_buf);
+} lbr_scratch SEC(".maps");
+
+static __always_inline void lbr_capture(void)
+{
+	struct lbr_buf *b;
+	__u32 zero = 0;
+
+	if (!cfg.use_lbr)
+		return;
+	b = bpf_map_lookup_elem(&lbr_scratch, &zero);
+	if (b)
+		b->size = bpf_get_branch_snapshot(b->entries, sizeof(b->entries), 0);
+}
+
+static __always_inline void lbr_keep(struct session *sess)
+{
+	struct lbr_buf *b;
+	__u32 zero = 0;
+
+	if (!cfg.use_lbr)
+		return;
+	b = bpf_map_lookup_elem(&lbr_scratch, &zero);
+	if (!b) {
+		sess->lbr.size = -2; /* -ENOENT */
+		return;
+	}
+	sess->lbr.size = b->size;
+	__builtin_memcpy(sess->lbr.entries, b->entries, sizeof(b->entries));
+}
+
+static __always_inline void lbr_emit(struct session *sess)
+{
+	if (!cfg.use_lbr)
+		return;
+	sess->lbr.type = REC_LBR;
+	sess->lbr.tid = sess->rec.tid;
+	sess->lbr.start_ts = sess->rec.start_ts;
+	if (bpf_ringbuf_output(&rb, &sess->lbr, sizeof(sess->lbr), 0))
+		count_dropped_record();
+}
+/* ---- end LBR ---- */
+
 static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -463,15 +523,19 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 	}
 	r->depth = d + 1;
 	r->kstack_sz = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
+	lbr_keep(sess); /* LBR (-B) */
 }
 
 /* -I: the kept error chain is about to be replaced or cleared; send it as it is now */
-static __always_inline void emit_interim(struct stack_rec *r, __u64 now)
+static __always_inline void emit_interim(struct session *sess, __u64 now)
 {
+	struct stack_rec *r = &sess->rec;
+
 	if (!emit_interim_stacks || !r->is_err || !r->depth)
 		return;
 	r->end_ts = now;
 	r->is_err = STACK_ERR | STACK_INTERIM;
+	lbr_emit(sess); /* LBR (-B): the snapshot kept with this chain */
 	if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 		count_dropped_record();
 	r->is_err = STACK_ERR;
@@ -518,14 +582,14 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 	if (failed) {
 		if (!(match && r->is_err)) {
 			/* a new origin of the error */
-			emit_interim(r, now);
+			emit_interim(sess, now);
 			keep_chain(ctx, sess, d);
 			r->is_err = STACK_ERR;
 		}
 	} else if (!(flags & FUNC_CANT_FAIL)) {
 		/* a success: an error kept below this frame was handled */
 		if (!match || r->is_err) {
-			emit_interim(r, now);
+			emit_interim(sess, now);
 			if (emit_success_stacks && !match)
 				keep_chain(ctx, sess, d);
 			r->is_err = 0;
@@ -546,6 +610,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 
 		if (emit) {
 			r->end_ts = now;
+			lbr_emit(sess); /* LBR (-B): before the stack, which user space pairs it with */
 			if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 				count_dropped_record();
 		} else if (emit_func_trace || cfg.capture_args) {
@@ -579,7 +644,23 @@ static __always_inline void on_exit(void *ctx, __u32 id, __u64 res)
 
 	if (!enter_guard(&guard))
 		return;
+	lbr_capture(); /* LBR (-B): first thing after the re-entry guard */
 	do_exit(ctx, id, res);
+	*guard = 0;
+}
+
+/* on_exit with the function id from the BPF cookie, read after the LBR
+ * snapshot: for kprobe.multi the cookie is a binary search whose returns
+ * would each push out an LBR entry (LBR (-B))
+ */
+static __always_inline void on_exit_by_cookie(void *ctx, __u64 res)
+{
+	__u32 *guard;
+
+	if (!enter_guard(&guard))
+		return;
+	lbr_capture();
+	do_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), res);
 	*guard = 0;
 }
 
@@ -597,7 +678,7 @@ int fexit_tmpl(void *ctx)
 	__u64 ret = 0;
 
 	bpf_get_func_ret(ctx, &ret);
-	on_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), ret);
+	on_exit_by_cookie(ctx, ret);
 	return 0;
 }
 
@@ -612,7 +693,7 @@ int kprobe_tmpl(struct pt_regs *ctx)
 SEC("kretprobe")
 int kretprobe_tmpl(struct pt_regs *ctx)
 {
-	on_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
+	on_exit_by_cookie(ctx, PT_REGS_RC(ctx));
 	return 0;
 }
 
@@ -627,7 +708,7 @@ int kmulti_entry(struct pt_regs *ctx)
 SEC("kretprobe.multi")
 int kmulti_exit(struct pt_regs *ctx)
 {
-	on_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
+	on_exit_by_cookie(ctx, PT_REGS_RC(ctx));
 	return 0;
 }
 

@@ -14,6 +14,7 @@ enum rec_type {
 	REC_SESSION_END = 4,  /* struct trace_rec: session ended without a stack record (-T, -A) */
 	REC_INJ_PROBE = 5,    /* struct inj_rec: an injected probe (-J) fired inside a session */
 	REC_FUNC_ARGS = 6,    /* struct args_rec: argument values at a function's entry (-A) */
+	REC_LBR = 7,          /* struct lbr_rec (-B): sent right before its session's REC_STACK */
 };
 
 /* per-function flags, set by user space from BTF */
@@ -81,7 +82,7 @@ struct config {
 	unsigned char has_comm_allow;
 	unsigned char has_comm_deny;
 	unsigned char emit_interim_stacks; /* -I */
-	unsigned char pad[1];
+	unsigned char use_lbr;            /* -B: snapshot the LBR on function exits */
 	/* -A: argument capture */
 	unsigned char capture_args;
 	unsigned char capture_raw_ptrs;  /* put each pointer's own value before its data */
@@ -141,5 +142,28 @@ struct args_rec {
 	unsigned short pad[3];
 	unsigned char data[];        /* each argument's bytes, 8-byte aligned */
 };
+
+/* ---- LBR (-B) ---- */
+
+#define MAX_LBR_ENTRIES 32  /* the most any CPU keeps (Intel arch LBR) */
+
+/* struct perf_branch_entry's layout: flags holds mispred:1 predicted:1 in_tx:1
+ * abort:1 cycles:16 type:4 ... from bit 0 up
+ */
+struct lbr_branch {
+	unsigned long long from;
+	unsigned long long to;
+	unsigned long long flags;
+};
+
+struct lbr_rec {
+	unsigned int type;           /* REC_LBR */
+	unsigned int tid;
+	unsigned long long start_ts; /* pairs it with its session's stack_rec */
+	long long size;              /* bytes in entries (newest first), or a negative errno */
+	struct lbr_branch entries[MAX_LBR_ENTRIES];
+};
+
+/* ---- end LBR ---- */
 
 #endif

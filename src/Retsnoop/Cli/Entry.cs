@@ -88,10 +88,12 @@ public static class Entry
         var launch = Stopwatch.StartNew();
         if (opts.EntryGlobs.Count == 0)
             throw new OptionException("no entry functions: give at least one -e GLOB (or -c CASE), e.g. -e '*sys_bpf'");
-        if (opts.UseLbr && Lbr.Probe() is var lbrErr && lbrErr != 0)
-            throw new TracingException($"this CPU has no LBR (branch stack sampling: {Errno.Describe(lbrErr)}); run without -B/--lbr");
         if (Privileges.Missing() is { } missing)
             throw new TracingException($"tracing the kernel {Privileges.Describe(missing)}");
+        // -B: the per-CPU branch-stack events keep the LBR running; without them there is nothing to snapshot
+        using var lbrEvents = opts.UseLbr ? Lbr.OpenAll(opts.LbrFlags) : null;
+        if (lbrEvents is not null)
+            Log(opts, 1, $"LBR capture enabled on {lbrEvents.Count} CPUs (branch_sample_type 0x{Lbr.BranchSampleType(opts.LbrFlags):x})");
         if (!File.Exists("/sys/kernel/btf/vmlinux"))
             throw new TracingException("this kernel has no BTF (/sys/kernel/btf/vmlinux): retsnoop needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
 

@@ -188,18 +188,35 @@ public static class OptionParser
             o.LbrFlags |= f.Value;
             return;
         }
-        if (TryParseNumber(v, out var n))
+        if (TryParseCNumber(v, out var n))
         {
+            if (n >= LbrFlagsEnd)
+                throw new OptionException($"invalid -B/--lbr value '{v}': perf branch_sample_type bits end below 0x{LbrFlagsEnd:x}; use the names ({string.Join(", ", LbrFlags.Select(x => x.Name))}) or a smaller number");
             o.LbrFlags |= n;
             return;
         }
         throw new OptionException($"invalid -B/--lbr value '{v}': expected a number or one of {string.Join(", ", LbrFlags.Select(x => x.Name))}");
     }
 
-    static bool TryParseNumber(string v, out ulong n)
+    // PERF_SAMPLE_BRANCH_MAX (1 << 20 since Linux 6.8): the kernel refuses anything at or above it
+    const ulong LbrFlagsEnd = 1UL << 20;
+
+    /// <summary>A number the way C's "%li" reads it: 0x hex, leading-0 octal, else decimal.</summary>
+    static bool TryParseCNumber(string v, out ulong n)
     {
+        n = 0;
         if (v.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
-            return ulong.TryParse(v[2..], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out n);
+            return v.Length > 2 && ulong.TryParse(v[2..], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out n);
+        if (v.Length > 1 && v[0] == '0')
+        {
+            foreach (char c in v.AsSpan(1))
+            {
+                if (c is < '0' or > '7' || n > ulong.MaxValue / 8)
+                    return false;
+                n = n * 8 + (ulong)(c - '0');
+            }
+            return true;
+        }
         return ulong.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out n);
     }
 

@@ -167,7 +167,8 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
         }
     }
 
-    static string Where(SourceLocation l, bool column = true)
+    /// <summary>file:line[:column] of a source location (shared with the LBR lines).</summary>
+    internal static string Where(SourceLocation l, bool column = true)
     {
         var file = TerminalSafe.Escape(l.File ?? "??");
         return column && l.Column > 0 ? $"{file}:{l.Line}:{l.Column}" : $"{file}:{l.Line}";

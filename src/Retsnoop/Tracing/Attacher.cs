@@ -94,6 +94,7 @@ public sealed unsafe class Attacher : IDisposable
             CaptureRawPtrs = (byte)(opts.ArgsCaptureRawPtrs ? 1 : 0),
             ArgsMaxTotal = (uint)opts.ArgsMaxTotalArgsSize,
             ArgsMaxAny = (uint)Math.Max(opts.ArgsMaxSizedArgSize, opts.ArgsMaxStrArgSize),
+            UseLbr = (byte)(opts.UseLbr ? 1 : 0),
         };
         var rodata = obj.ReadOnlyData();
         if (rodata.Length < sizeof(BpfConfig))

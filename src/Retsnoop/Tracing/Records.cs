@@ -10,7 +10,7 @@ public static class BpfLimits
     public const int MaxKstackDepth = 128;
 }
 
-public enum RecordType : uint { Stack = 1, TraceEntry = 2, TraceExit = 3, SessionEnd = 4, InjectedProbe = 5, FuncArgs = 6 }
+public enum RecordType : uint { Stack = 1, TraceEntry = 2, TraceExit = 3, SessionEnd = 4, InjectedProbe = 5, FuncArgs = 6, Lbr = 7 }
 
 [Flags]
 public enum FuncFlags : uint
@@ -26,7 +26,8 @@ public enum FuncFlags : uint
 public struct BpfConfig
 {
     public ulong MinDurationNs;
-    public byte EmitSuccessStacks, EmitFuncTrace, HasPidAllow, HasPidDeny, HasCommAllow, HasCommDeny, EmitInterimStacks, Pad1;
+    public byte EmitSuccessStacks, EmitFuncTrace, HasPidAllow, HasPidDeny, HasCommAllow, HasCommDeny, EmitInterimStacks;
+    public byte UseLbr; // -B
     // -A
     public byte CaptureArgs, CaptureRawPtrs, ArgsPad0, ArgsPad1;
     public uint ArgsMaxTotal, ArgsMaxAny, ArgsPad2;
@@ -115,4 +116,36 @@ public unsafe struct ArgsRecordHeader
     public ushort Ptrs;
     public fixed short Lens[BpfFuncArgsSpec.MaxFuncArgs];
     public fixed ushort Pad[3];
+}
+
+// ---- LBR (-B) ----
+
+public static class LbrLimits
+{
+    public const int MaxEntries = 32;
+}
+
+/// <summary>struct lbr_branch: the kernel's struct perf_branch_entry.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct LbrBranch
+{
+    public ulong From, To, Flags;
+}
+
+/// <summary>struct lbr_rec: sent right before the REC_STACK of the same session.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct LbrRecord
+{
+    public RecordType Type;
+    public uint Tid;
+    public ulong StartTs;
+    /// <summary>Bytes of Entries filled (newest first), or a negative errno.</summary>
+    public long Size;
+    public LbrEntries Entries;
+}
+
+[System.Runtime.CompilerServices.InlineArray(LbrLimits.MaxEntries)]
+public struct LbrEntries
+{
+    LbrBranch first;
 }
