@@ -226,7 +226,7 @@ public class LbrTests
     {
         var o = OptionParser.Parse(["-B", "-sn"]);
         var output = new StringWriter();
-        var sink = new EventSink(o, Funcs, () => new SymbolContext(Syms, null, false), output);
+        var sink = new EventSink(o, Funcs, () => new SymbolContext(Syms, null, false), TextTo(o, output));
         sink.Handle(RecordBytes(100, 5, Recorded.Length * 24, Recorded));
         sink.Handle(StackBytes(100, 5));
         var text = output.ToString();
@@ -244,7 +244,8 @@ public class LbrTests
 
         // without -B the LBR part is not printed at all
         var plain = new StringWriter();
-        new EventSink(OptionParser.Parse(["-sn"]), Funcs, () => new SymbolContext(Syms, null, false), plain).Handle(StackBytes(100, 5));
+        var plainOpts = OptionParser.Parse(["-sn"]);
+        new EventSink(plainOpts, Funcs, () => new SymbolContext(Syms, null, false), TextTo(plainOpts, plain)).Handle(StackBytes(100, 5));
         Assert.DoesNotContain("LBR", plain.ToString());
         Assert.Contains("array_map_alloc_check", plain.ToString());
     }
@@ -254,7 +255,8 @@ public class LbrTests
     {
         // -I: the BPF side sends the kept chain's snapshot before each interim stack too
         var output = new StringWriter();
-        var sink = new EventSink(OptionParser.Parse(["-B", "-I", "-sn", "-C", "fmt.lbr-max-count=1"]), Funcs, () => new SymbolContext(Syms, null, false), output);
+        var io = OptionParser.Parse(["-B", "-I", "-sn", "-C", "fmt.lbr-max-count=1"]);
+        var sink = new EventSink(io, Funcs, () => new SymbolContext(Syms, null, false), TextTo(io, output));
         sink.Handle(RecordBytes(100, 5, 24, [Recorded[3]]));
         sink.Handle(StackBytes(100, 5, isErr: 3 /* STACK_ERR | STACK_INTERIM */));
         sink.Handle(RecordBytes(100, 5, 24, [Recorded[1]]));
@@ -265,6 +267,13 @@ public class LbrTests
         int second = text.IndexOf("[#00] array_map_alloc_check+0xa5", StringComparison.Ordinal);
         Assert.True(interim >= 0 && first > interim && second > first, text);
         Assert.DoesNotContain("LBR data was dropped", text);
+    }
+
+    // the sink emits report models; the text renderer turns them into what a user sees
+    static Action<SessionReport> TextTo(Options o, StringWriter output)
+    {
+        var renderer = new TextRenderer(o, new Clock());
+        return r => output.Write(renderer.Session(r));
     }
 
     static byte[] RecordBytes(uint tid, ulong start, long size, BranchRecord[] entries)
