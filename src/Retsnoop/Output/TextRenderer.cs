@@ -86,7 +86,7 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
             case LbrStatus.Dropped:
                 return "LBR data was dropped and is missing in this sample!\n";
             case LbrStatus.Failed:
-                return $"Failed to capture LBR entries: {lbr.Error}\n";
+                return $"Failed to capture LBR entries: {lbr.Error}{(lbr.Error is < 0 and >= -4095 && Interop.Errno.Name(-lbr.Error) is { } n ? $" (-{n})" : "")}\n";
         }
         var rows = new List<(string Slot, string Sym1, string Src1, string Arrow, string Sym2, string Src2)>();
         foreach (var e in lbr.Entries)
