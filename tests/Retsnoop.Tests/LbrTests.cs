@@ -80,8 +80,19 @@ public class LbrTests
 
     static LbrSnapshot Snapshot(BranchRecord[]? entries = null) => new(100, 5, (entries ?? Recorded).Length * 24, entries ?? Recorded);
 
+    static LbrBlock Block(Options o, LbrSnapshot? snap, IReadOnlyList<TracedFrame>? chain = null, ISourceLines? lines = null, bool inlines = false) =>
+        LbrBlocks.Build(o, snap, chain ?? Chain(), new SymbolContext(Syms, lines, inlines), Traced);
+
     static string Render(Options o, LbrSnapshot? snap, IReadOnlyList<TracedFrame>? chain = null, ISourceLines? lines = null, bool inlines = false) =>
-        new LbrRenderer(o).Render(snap, chain ?? Chain(), new SymbolContext(Syms, lines, inlines), Traced);
+        new TextRenderer(o, new Clock()).RenderLbr(Block(o, snap, chain, lines, inlines));
+
+    static StringWriter Printed(out Action<SessionReport> emit, Options o)
+    {
+        var w = new StringWriter();
+        var text = new TextRenderer(o, new Clock());
+        emit = r => w.Write(text.Session(r));
+        return w;
+    }
 
     [Fact]
     public void DecodesPerfBranchEntryBitFields()
@@ -126,12 +137,11 @@ public class LbrTests
     {
         var text = Render(new Options(), Snapshot());
         Assert.Equal("""
-
             [#09] _copy_from_user+0x3b         ->  __sys_bpf+0xe4
             [#08] bpf_get_file_flag+0x1e       ->  map_create+0xb6
             [#03] security_capable+0x6e        ->  ns_capable+0x28
             [#02] ns_capable+0x2f              ->  array_map_alloc_check+0x5b
-            [#01] array_map_alloc_check+0xa5   ->  bpf_trampoline_6442536331+0x8e
+            [#01] array_map_alloc_check+0xa5   ->  bpf_trampoline_6442536331+0x8e [bpf]
 
             """, text);
     }
@@ -200,9 +210,9 @@ public class LbrTests
         var o = OptionParser.Parse(["-C", "stacks.emit-addrs=true", "-C", "stacks.dec-offs=true", "-C", "fmt.lbr-max-count=2"]);
         var rows = Render(o, Snapshot(), lines: lines, inlines: true).Trim('\n').Split('\n');
         Assert.Equal(3, rows.Length);
-        Assert.Matches(@"^\[#02\] ffffffff813681cf ns_capable\+47 +\(kernel/capability.c:397:9\) +->  ffffffff81521bab array_map_alloc_check\+91$", rows[0]);
-        Assert.Matches(@"^ {23}\. ns_capable_common +\(kernel/capability.c:375:9\)$", rows[1]);
-        Assert.Matches(@"^\[#01\] ffffffff81521bf5 array_map_alloc_check\+165 +\(kernel/bpf/arraymap.c:82:1\) +->  ffffffffc020808e bpf_trampoline_6442536331\+142$", rows[2]);
+        Assert.Matches(@"^\[#02\] ffffffff813681cf ns_capable\+47 +\(kernel/capability.c:397\) +->  ffffffff81521bab array_map_alloc_check\+91$", rows[0]);
+        Assert.Matches(@"^ {23}\. ns_capable_common +\(kernel/capability.c:375\)$", rows[1]);
+        Assert.Matches(@"^\[#01\] ffffffff81521bf5 array_map_alloc_check\+165 +\(kernel/bpf/arraymap.c:82\) +->  ffffffffc020808e bpf_trampoline_6442536331\+142 \[bpf\]$", rows[2]);
         // both columns line up
         Assert.Equal(rows[0].IndexOf("->"), rows[2].IndexOf("->"));
     }
@@ -218,6 +228,9 @@ public class LbrTests
     public void FailedOrMissingSnapshotsSayWhy()
     {
         Assert.Equal("Failed to capture LBR entries: -2 (-ENOENT)\n", Render(new Options(), new LbrSnapshot(1, 1, -2, [])));
+        var failed = Block(new Options(), new LbrSnapshot(1, 1, -2, []));
+        Assert.Equal((LbrStatus.Failed, -2), (failed.Status, failed.Error));
+        Assert.Equal(LbrStatus.Dropped, Block(new Options(), null).Status);
         Assert.Equal("LBR data was dropped and is missing in this sample!\n", Render(new Options(), null));
     }
 
@@ -225,8 +238,8 @@ public class LbrTests
     public void SinkPairsTheSnapshotWithItsStackAndPrintsItFirst()
     {
         var o = OptionParser.Parse(["-B", "-sn"]);
-        var output = new StringWriter();
-        var sink = new EventSink(o, Funcs, () => new SymbolContext(Syms, null, false), TextTo(o, output));
+        var output = Printed(out var emit, o);
+        var sink = new EventSink(o, Funcs, () => new SymbolContext(Syms, null, false), emit);
         sink.Handle(RecordBytes(100, 5, Recorded.Length * 24, Recorded));
         sink.Handle(StackBytes(100, 5));
         var text = output.ToString();
@@ -243,20 +256,40 @@ public class LbrTests
         Assert.DoesNotContain("[#01]", output.ToString());
 
         // without -B the LBR part is not printed at all
-        var plain = new StringWriter();
         var plainOpts = OptionParser.Parse(["-sn"]);
-        new EventSink(plainOpts, Funcs, () => new SymbolContext(Syms, null, false), TextTo(plainOpts, plain)).Handle(StackBytes(100, 5));
+        var plain = Printed(out var plainEmit, plainOpts);
+        new EventSink(plainOpts, Funcs, () => new SymbolContext(Syms, null, false), plainEmit).Handle(StackBytes(100, 5));
         Assert.DoesNotContain("LBR", plain.ToString());
         Assert.Contains("array_map_alloc_check", plain.ToString());
+    }
+
+    [Fact]
+    public void JsonCarriesTheSameFilteredEntries()
+    {
+        var o = OptionParser.Parse(["-B", "-sn", "--json"]);
+        var lines = new List<string>();
+        var json = new JsonRenderer(new Clock());
+        var sink = new EventSink(o, Funcs, () => new SymbolContext(Syms, null, false), r => lines.AddRange(json.Session(r).Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+        sink.Handle(RecordBytes(100, 5, Recorded.Length * 24, Recorded));
+        sink.Handle(StackBytes(100, 5));
+        var lbr = lines.Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).Single(e => e.GetProperty("type").GetString() == "lbr");
+        Assert.Equal("ok", lbr.GetProperty("status").GetString());
+        Assert.True(lbr.GetProperty("relevant").GetBoolean());
+        var entries = lbr.GetProperty("entries").EnumerateArray().ToList();
+        Assert.Equal([9, 8, 3, 2, 1], entries.Select(e => e.GetProperty("index").GetInt32()));
+        var last = entries[^1];
+        Assert.Equal("array_map_alloc_check", last.GetProperty("from").GetProperty("function").GetString());
+        Assert.Equal(0xa5, last.GetProperty("from").GetProperty("offset").GetInt32());
+        Assert.Equal("bpf", last.GetProperty("to").GetProperty("module").GetString());
     }
 
     [Fact]
     public void InterimStacksCarryTheirOwnSnapshot()
     {
         // -I: the BPF side sends the kept chain's snapshot before each interim stack too
-        var output = new StringWriter();
-        var io = OptionParser.Parse(["-B", "-I", "-sn", "-C", "fmt.lbr-max-count=1"]);
-        var sink = new EventSink(io, Funcs, () => new SymbolContext(Syms, null, false), TextTo(io, output));
+        var o = OptionParser.Parse(["-B", "-I", "-sn", "-C", "fmt.lbr-max-count=1"]);
+        var output = Printed(out var emit, o);
+        var sink = new EventSink(o, Funcs, () => new SymbolContext(Syms, null, false), emit);
         sink.Handle(RecordBytes(100, 5, 24, [Recorded[3]]));
         sink.Handle(StackBytes(100, 5, isErr: 3 /* STACK_ERR | STACK_INTERIM */));
         sink.Handle(RecordBytes(100, 5, 24, [Recorded[1]]));
@@ -267,13 +300,6 @@ public class LbrTests
         int second = text.IndexOf("[#00] array_map_alloc_check+0xa5", StringComparison.Ordinal);
         Assert.True(interim >= 0 && first > interim && second > first, text);
         Assert.DoesNotContain("LBR data was dropped", text);
-    }
-
-    // the sink emits report models; the text renderer turns them into what a user sees
-    static Action<SessionReport> TextTo(Options o, StringWriter output)
-    {
-        var renderer = new TextRenderer(o, new Clock());
-        return r => output.Write(renderer.Session(r));
     }
 
     static byte[] RecordBytes(uint tid, ulong start, long size, BranchRecord[] entries)

@@ -167,8 +167,7 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
         }
     }
 
-    /// <summary>file:line[:column] of a source location (shared with the LBR lines).</summary>
-    internal static string Where(SourceLocation l, bool column = true)
+    static string Where(SourceLocation l, bool column = true)
     {
         var file = TerminalSafe.Escape(l.File ?? "??");
         return column && l.Column > 0 ? $"{file}:{l.Line}:{l.Column}" : $"{file}:{l.Line}";

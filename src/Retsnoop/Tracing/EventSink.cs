@@ -13,11 +13,11 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
     readonly Dictionary<uint, (List<TraceEvent> Events, int Truncated)> traces = [];
     /// <summary>-A: per thread, the current session's captured arguments by call sequence number.</summary>
     readonly Dictionary<uint, SessionArgs> args = [];
+    readonly Dictionary<uint, LbrSnapshot> pendingLbr = []; // -B: each arrives right before its stack
+    HashSet<(string Name, string? Module)>? tracedNames;
     /// <summary>Reported stacks by result and origin, for the closing summary.</summary>
     public StackTally Tally { get; } = new();
     public int StacksPrinted => Tally.Stacks;
-    readonly Dictionary<uint, LbrSnapshot> pendingLbr = []; // -B: each arrives right before its stack
-    HashSet<(string Name, string? Module)>? tracedNames;
     public int StacksFiltered { get; private set; }
     public int BadRecords { get; private set; }
     /// <summary>-J probes, indexed by the record's probe id.</summary>
@@ -138,9 +138,9 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
             if (sa.SessStart == r.StartTs)
                 stack = stack with { Chain = stack.Chain.Select(f => sa.BySeq.TryGetValue(f.Seq, out var a) && a.FuncId == f.Func.Id ? f with { Args = a } : f).ToList() };
         }
-        // a snapshot from an earlier session whose stack record was lost does not belong here
-        if (pendingLbr.Remove(stack.Tid, out var lbr) && lbr.StartNs != stack.StartNs)
-            lbr = null;
+        // -B: a snapshot from an earlier session whose stack record was lost does not belong here
+        if (pendingLbr.Remove(stack.Tid, out var snap) && snap.StartNs != stack.StartNs)
+            snap = null;
         if (!ShouldReport(stack))
         {
             StacksFiltered++;
@@ -149,13 +149,13 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
         var sym = symbols();
         var callTrace = opts.Trace && trace.Events is not null ? CallTrace.Build(trace.Events, trace.Truncated) : null;
         var rows = opts.CallStacks ? StackMerger.Merge(stack, sym.Kernel, sym.Lines, sym.Inlines, opts.StacksUnfiltered) : null;
-        LbrBlock? lbrBlock = null;
+        LbrBlock? lbr = null;
         if (opts.UseLbr)
         {
             tracedNames ??= funcs.Select(f => (f.Name, f.Module)).ToHashSet();
-            lbrBlock = new LbrRenderer(opts).Build(lbr, stack.Chain, sym, tracedNames);
+            lbr = LbrBlocks.Build(opts, snap, stack.Chain, sym, tracedNames);
         }
-        var report = new SessionReport(StacksPrinted + 1, stack, callTrace, lbrBlock, rows);
+        var report = new SessionReport(StacksPrinted + 1, stack, callTrace, lbr, rows);
         Tally.Add(report.Outcome);
         emit(report);
     }

@@ -1,6 +1,4 @@
-using System.Text;
 using Retsnoop.Cli;
-using Retsnoop.Interop;
 using Retsnoop.Tracing;
 
 namespace Retsnoop.Output;
@@ -118,70 +116,23 @@ public static class LbrFilter
     }
 }
 
-/// <summary>Upstream's LBR layout: "[#NN] from-symbol (source)  ->  to-symbol (source)", oldest first.</summary>
-public sealed class LbrRenderer(Options opts)
+/// <summary>
+/// Builds a session's LBR block (Report.cs) from its snapshot: status, the entries chosen by
+/// <see cref="LbrFilter"/> oldest first as printed, each end symbolized (kallsyms, DWARF lines).
+/// </summary>
+public static class LbrBlocks
 {
-    public string Render(LbrSnapshot? snap, IReadOnlyList<TracedFrame> chain, SymbolContext sym, IReadOnlySet<(string Name, string? Module)> traced)
-    {
-        if (snap is null)
-            return "LBR data was dropped and is missing in this sample!\n";
-        if (snap.Status < 0)
-        {
-            var name = snap.Status >= -4095 ? Errno.Name((int)-snap.Status) : null;
-            return $"Failed to capture LBR entries: {snap.Status}{(name is null ? "" : $" (-{name})")}\n";
-        }
-        ulong origin = chain.Count > 0 ? chain[^1].Func.Address : 0;
-        bool unfiltered = opts.StacksUnfiltered || opts.DebugFeatures.Contains("full-lbr");
-        var sel = LbrFilter.Select(snap.Entries, origin, sym.Kernel, traced, unfiltered, opts.LbrMaxCount);
-
-        var rows = new List<(int Index, List<(string Sym, string Src)> From, List<(string Sym, string Src)> To)>();
-        for (int k = sel.Indices.Count - 1; k >= 0; k--)
-        {
-            int i = sel.Indices[k];
-            rows.Add((i, Describe(snap.Entries[i].From, sym), Describe(snap.Entries[i].To, sym)));
-        }
-        int sym1 = 0, src1 = 0, sym2 = 0, src2 = 0;
-        foreach (var r in rows)
-        {
-            foreach (var (s, c) in r.From)
-            {
-                sym1 = Math.Max(sym1, s.Length);
-                src1 = Math.Max(src1, c.Length);
-            }
-            foreach (var (s, c) in r.To)
-            {
-                sym2 = Math.Max(sym2, s.Length);
-                src2 = Math.Max(src2, c.Length);
-            }
-        }
-        var sb = new StringBuilder("\n");
-        foreach (var r in rows)
-        {
-            for (int j = 0; j < Math.Max(r.From.Count, r.To.Count); j++)
-            {
-                var (s1, c1) = j < r.From.Count ? r.From[j] : ("", "");
-                var (s2, c2) = j < r.To.Count ? r.To[j] : ("", "");
-                var line = $"{(j == 0 ? $"[#{r.Index:00}] " : "      ")}{s1.PadRight(sym1)} {c1.PadRight(src1)}  {(j == 0 ? "->" : "  ")}  {s2.PadRight(sym2)} {c2.PadRight(src2)}";
-                sb.Append(line.TrimEnd()).Append('\n');
-            }
-        }
-        if (!sel.FoundRelevant)
-            sb.Append("[LBR] No relevant LBR data were captured, showing unfiltered LBR stack!\n");
-        return sb.ToString();
-    }
-
-    /// <summary>The report model's LBR block (what text and JSON both render), with the same
-    /// filtering as <see cref="Render"/>: oldest first, machinery dropped unless full-lbr.</summary>
-    public LbrBlock Build(LbrSnapshot? snap, IReadOnlyList<TracedFrame> chain, SymbolContext sym, IReadOnlySet<(string Name, string? Module)> traced)
+    public static LbrBlock Build(Options opts, LbrSnapshot? snap, IReadOnlyList<TracedFrame> chain, SymbolContext sym,
+        IReadOnlySet<(string Name, string? Module)> traced)
     {
         if (snap is null)
             return new LbrBlock(LbrStatus.Dropped, 0, true, []);
         if (snap.Status < 0)
-            return new LbrBlock(LbrStatus.Failed, (int)snap.Status, true, []);
+            return new LbrBlock(LbrStatus.Failed, (int)Math.Max(snap.Status, int.MinValue), true, []);
         ulong origin = chain.Count > 0 ? chain[^1].Func.Address : 0;
         bool unfiltered = opts.StacksUnfiltered || opts.DebugFeatures.Contains("full-lbr");
         var sel = LbrFilter.Select(snap.Entries, origin, sym.Kernel, traced, unfiltered, opts.LbrMaxCount);
-        var entries = new List<LbrEntry>();
+        var entries = new List<LbrEntry>(sel.Indices.Count);
         for (int k = sel.Indices.Count - 1; k >= 0; k--)
         {
             int i = sel.Indices[k];
@@ -190,49 +141,20 @@ public sealed class LbrRenderer(Options opts)
         return new LbrBlock(LbrStatus.Ok, 0, sel.FoundRelevant, entries);
     }
 
+    // branch addresses are the instructions themselves: no return-address adjustment
     static LbrPoint Point(ulong addr, SymbolContext sym)
     {
         bool resolved = sym.Kernel.TryResolve(addr, out var name, out var off, out var module);
-        // branch addresses are the instructions themselves (no return-address adjustment)
         var locs = sym.Lines?.Lookup(addr, sym.Inlines);
-        SourceLocation? outer = locs is { Count: > 0 } ? locs[^1] : null;
+        if (locs is null || locs.Count == 0)
+            return new LbrPoint(addr, resolved ? name : null, resolved ? off : 0, resolved ? module : null, null, []);
+        // innermost first: the last is the real (outer) function, the rest were inlined into it
         var inlined = new List<SourceLocation>();
-        if (locs is { Count: > 1 } && sym.Inlines)
+        if (sym.Inlines)
         {
             for (int i = locs.Count - 2; i >= 0; i--)
                 inlined.Add(locs[i]);
         }
-        return new LbrPoint(addr, resolved ? name : null, resolved ? off : 0, resolved ? module : null, outer, inlined);
-    }
-
-    /// <summary>The symbol line of one address, then one line per inlined function (outermost first).</summary>
-    List<(string Sym, string Src)> Describe(ulong addr, SymbolContext sym)
-    {
-        var lines = new List<(string, string)>();
-        var s = new StringBuilder();
-        if (opts.StacksEmitAddrs)
-            s.Append($"{addr:x16} ");
-        bool resolved = sym.Kernel.TryResolve(addr, out var name, out var off, out _);
-        if (resolved)
-            s.Append(TerminalSafe.Escape(name)).Append(opts.StacksDecOffsets ? $"+{off}" : $"+0x{off:x}");
-        else
-            s.Append($"0x{addr:x}");
-        // branch addresses are the instructions themselves (no return-address adjustment)
-        var locs = sym.Lines?.Lookup(addr, sym.Inlines);
-        if (locs is null || locs.Count == 0)
-        {
-            lines.Add((s.ToString(), ""));
-            return lines;
-        }
-        var outer = locs[^1];
-        var src = "(" + (resolved && outer.Function == name ? "" : TerminalSafe.Escape(outer.Function) + " @ ") + TextRenderer.Where(outer) + ")";
-        lines.Add((s.ToString(), src));
-        if (sym.Inlines)
-        {
-            var pad = opts.StacksEmitAddrs ? new string(' ', 17) : "";
-            for (int i = locs.Count - 2; i >= 0; i--)
-                lines.Add(($"{pad}. {TerminalSafe.Escape(locs[i].Function)}", "(" + TextRenderer.Where(locs[i]) + ")"));
-        }
-        return lines;
+        return new LbrPoint(addr, resolved ? name : null, resolved ? off : 0, resolved ? module : null, locs[^1], inlined);
     }
 }
