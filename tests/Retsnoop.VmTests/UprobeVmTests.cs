@@ -23,6 +23,7 @@ public sealed class Kernel612Uprobes : IDisposable
             // kprobe.multi and uprobe.multi; then single kprobes and single uprobes
             new VmCase("mixed-multi", $"traced '{t}' -- {Args("-v")}"),
             new VmCase("mixed-single", $"traced '{t}' -- {Args("-v -K -C uprobes.multi=false")}"),
+            new VmCase("features", $"\"$RETSNOOP_BIN\" -V -v"),
         ], timeoutSeconds: 900, name: "6.12-uprobes");
     }
 
@@ -76,5 +77,64 @@ public sealed class UprobeMixedStackTests(Kernel612Uprobes k)
         Assert.True(s.Frames[5].TrackedOnly, why);
         Assert.Matches(@"\(fs/open\.c:\d+(:\d+)?\)$", s.Frames[5].Line);
         Assert.Equal(s.Frames[5].Line, s.Lines.Last(l => l.Trim().Length > 0));
+    }
+
+    [Fact]
+    public void FeatureReportSaysUprobeMultiWorks()
+    {
+        var r = k.Boot.Case("features");
+        Assert.True(r.Rc == 0, r.Describe());
+        Assert.Contains("uprobe PMU (single uprobes): yes", r.File("stdout"));
+        Assert.Contains("uprobe.multi links (6.6+): yes", r.File("stdout"));
+    }
+}
+
+/// <summary>uprobes on 6.1, which has no uprobe.multi links (6.6+): the tool finds out by trying
+/// and falls back to single uprobes, saying so.</summary>
+public sealed class Kernel61Uprobes : IDisposable
+{
+    public TargetProgram Target { get; } = TargetProgram.Build(Path.Combine(VmBoot.Root, "artifacts", "uprobe-tests"), "vm-6.1");
+    public VmBoot Boot { get; }
+
+    public Kernel61Uprobes()
+    {
+        var t = Target.Binary;
+        Boot = VmBoot.Run("6.1",
+        [
+            new VmCase("user-only-fallback", $"traced '{t}' -- -v -e 'u:{t}:main' -a 'u:{t}:*'"),
+            new VmCase("features", $"\"$RETSNOOP_BIN\" -V -v"),
+        ], timeoutSeconds: 900, name: "6.1-uprobes");
+    }
+
+    public void Dispose() { }
+}
+
+[CollectionDefinition("6.1-uprobes")]
+public sealed class Kernel61UprobesCollection : ICollectionFixture<Kernel61Uprobes>;
+
+[Collection("6.1-uprobes")]
+public sealed class UprobeFallbackTests(Kernel61Uprobes k)
+{
+    [Fact]
+    public void FallsBackToSingleUprobesAndSaysSo()
+    {
+        var r = k.Boot.Case("user-only-fallback");
+        Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
+        Assert.Contains("uprobe.multi is not supported by this kernel", r.TracerErr);
+        Assert.Contains("with single uprobes in", r.TracerErr);
+        var stacks = PrintedStack.Parse(r.TracerOut);
+        Assert.True(stacks.Count == 1, r.Describe());
+        Assert.True(stacks[0].Chain.SequenceEqual(["main", "load_config", "parse_file", "open_file"]), r.Describe());
+        Assert.Equal(["[-1]", "[NULL]", "[-2]", "[-2]"], stacks[0].Frames.Select(f => f.Result));
+        Assert.True(stacks[0].Frames[3].TrackedOnly, r.Describe());
+    }
+
+    [Fact]
+    public void FeatureReportSaysWhichUprobesWork()
+    {
+        var r = k.Boot.Case("features");
+        Assert.True(r.Rc == 0, r.Describe());
+        Assert.Contains("uprobe PMU (single uprobes): yes", r.File("stdout"));
+        Assert.Contains("uprobe.multi links (6.6+): no", r.File("stdout"));
     }
 }
