@@ -143,8 +143,9 @@ public static class Entry
             {
                 foreach (var f in funcs)
                 {
-                    var where = f.User is { } u ? $"file offset 0x{u.FileOffset:x}" : $"0x{f.Address:x}";
-                    Console.Out.WriteLine($"  {(f.IsEntry ? "entry" : "allow")}  {f.DisplayName,-50} {where}  returns {f.Return}");
+                    // user functions with their binary's full path: what the uprobe attaches to
+                    var (name, where) = f.User is { } u ? ($"u:{u.Binary.Path}:{f.Name}", $"file offset 0x{u.FileOffset:x}") : (f.DisplayName, $"0x{f.Address:x}");
+                    Console.Out.WriteLine($"  {(f.IsEntry ? "entry" : "allow")}  {name,-50} {where}  returns {f.Return}");
                 }
             }
             return 0;

@@ -54,7 +54,8 @@ public sealed record TracedFunction(int Id, string Name, string? Module, ulong A
         }
     }
 
-    public string DisplayName => User is { } u ? $"{FunctionSpec.UserPrefix}{u.Binary.Path}:{Name}" : Module is null ? Name : $"{Name} [{Module}]";
+    /// <summary>name, "name [module]", or for user functions "u:FILE:name" with the binary's file name.</summary>
+    public string DisplayName => User is { } u ? $"{FunctionSpec.UserPrefix}{u.Binary.FileName}:{Name}" : Module is null ? Name : $"{Name} [{Module}]";
 
     /// <summary>Did this result count as a failure (same rule as the BPF side)?</summary>
     public bool IsFailure(long res)
