@@ -191,9 +191,10 @@ internal sealed class DwarfIndex
         return null;
     }
 
-    DwarfReturnType? ClassifyType(int off)
+    // hops bound typedef chains and (through an enum's underlying type) recursion: a cycle ends in null
+    DwarfReturnType? ClassifyType(int off, int hops = 32)
     {
-        for (int hop = 0; hop < 32; hop++)
+        for (; hops > 0; hops--)
         {
             var u = UnitAt(off);
             if (u == null)
@@ -213,7 +214,7 @@ internal sealed class DwarfIndex
                 case Dw.TAG_pointer_type or Dw.TAG_reference_type or Dw.TAG_rvalue_reference_type:
                     return new DwarfReturnType(DwarfTypeKind.Pointer, size > 0 ? size : u.AddrSize);
                 case Dw.TAG_enumeration_type:
-                    if (type > 0 && ClassifyType(type) is { Kind: DwarfTypeKind.Signed or DwarfTypeKind.Unsigned } under)
+                    if (type > 0 && ClassifyType(type, hops - 1) is { Kind: DwarfTypeKind.Signed or DwarfTypeKind.Unsigned } under)
                         return under;
                     return new DwarfReturnType(DwarfTypeKind.Signed, size > 0 ? size : 4);
                 case Dw.TAG_typedef or Dw.TAG_const_type or Dw.TAG_volatile_type or Dw.TAG_restrict_type
