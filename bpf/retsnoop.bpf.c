@@ -41,6 +41,7 @@ const volatile struct config cfg = {};
 struct session {
 	__s32 depth;             /* live frames, may exceed MAX_FSTACK_DEPTH */
 	__u32 next_seq;
+	__u32 has_user;          /* uprobes: started by a user function, so take user stacks */
 	__u32 ids[MAX_FSTACK_DEPTH];
 	__u32 seqs[MAX_FSTACK_DEPTH];
 	__u64 ts[MAX_FSTACK_DEPTH];
@@ -448,6 +449,9 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess->rec.depth = 0;
 		sess->rec.is_err = 0;
 		sess->rec.kstack_sz = 0;
+		/* uprobes */
+		sess->has_user = !!(*flags & FUNC_IS_USER);
+		sess->rec.ustack_sz = 0;
 		sess->rec.start_ts = bpf_ktime_get_ns();
 		bpf_get_current_comm(&sess->rec.comm, sizeof(sess->rec.comm));
 		{
@@ -499,6 +503,16 @@ static __always_inline bool is_failure(__u32 flags, __u64 res)
 {
 	if (flags & FUNC_CANT_FAIL)
 		return false;
+	/* uprobes: user-space conventions instead of the kernel's errno range */
+	if (flags & (FUNC_FAIL_NEG | FUNC_FAIL_ZERO | FUNC_FAIL_NONZERO)) {
+		__s64 v = flags & FUNC_NEEDS_SIGN_EXT ? (__s64)(__s32)res : (__s64)res;
+
+		if (flags & FUNC_FAIL_NEG)
+			return v < 0;
+		if (flags & FUNC_FAIL_ZERO)
+			return v == 0;
+		return v != 0;
+	}
 	if (flags & FUNC_RET_PTR)
 		return res == 0 || res >= (__u64)-MAX_ERRNO;
 	if (flags & FUNC_NEEDS_SIGN_EXT)
@@ -524,6 +538,12 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 	r->depth = d + 1;
 	r->kstack_sz = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
 	lbr_keep(sess); /* LBR (-B) */
+	/* uprobes: the user stack too (from a kernel probe it is the stack at syscall entry);
+	 * build ids and file offsets name the frames after the process is gone
+	 */
+	if (sess->has_user)
+		r->ustack_sz = bpf_get_stack(ctx, r->ustack, sizeof(r->ustack),
+					     BPF_F_USER_STACK | BPF_F_USER_BUILD_ID);
 }
 
 /* -I: the kept error chain is about to be replaced or cleared; send it as it is now */
@@ -799,5 +819,26 @@ int inj_rawtp(struct bpf_raw_tracepoint_args *ctx)
 	__u32 id = (__u32)bpf_get_attach_cookie(ctx);
 
 	emit_inj(id, 0, ctx->args, inj_len(id));
+	return 0;
+}
+
+/* ---- uprobes: user-space functions ----
+ * Single uprobes/uretprobes attach these through perf_event links; for uprobe.multi links
+ * (6.6+) user space loads clones of them with expected attach type BPF_TRACE_UPROBE_MULTI
+ * (libbpf 1.1 has no "uprobe.multi" section). bpf_get_attach_cookie serves both kinds.
+ * Uprobe programs run preemptible (migration disabled): the per-CPU guard can then make
+ * another task's program on this CPU skip an event, never share a session or the scratch.
+ */
+SEC("kprobe")
+int uprobe_tmpl(struct pt_regs *ctx)
+{
+	on_entry(ctx, (__u32)bpf_get_attach_cookie(ctx));
+	return 0;
+}
+
+SEC("kretprobe")
+int uretprobe_tmpl(struct pt_regs *ctx)
+{
+	on_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
 	return 0;
 }

@@ -6,6 +6,7 @@
 
 #define MAX_FSTACK_DEPTH 64   /* traced frames per session; power of two */
 #define MAX_KSTACK_DEPTH 128  /* kernel stack entries kept for the error origin */
+#define MAX_USTACK_DEPTH 32   /* uprobes: user stack entries kept for the error origin */
 
 enum rec_type {
 	REC_STACK = 1,        /* struct stack_rec: a finished session's deepest stack */
@@ -23,6 +24,20 @@ enum func_flags {
 	FUNC_CANT_FAIL = 2,     /* void or bool: never an error */
 	FUNC_RET_PTR = 4,       /* pointer: NULL or ERR_PTR is an error */
 	FUNC_NEEDS_SIGN_EXT = 8,/* 32-bit integer result: sign-extend before checking */
+	/* uprobes: user-space functions and their failure conventions; with FUNC_NEEDS_SIGN_EXT
+	 * the rule looks at the low 32 bits only
+	 */
+	FUNC_IS_USER = 16,      /* a uprobe target: sessions it starts take user stacks */
+	FUNC_FAIL_NEG = 32,     /* failure: a negative result */
+	FUNC_FAIL_ZERO = 64,    /* failure: zero (NULL) */
+	FUNC_FAIL_NONZERO = 128,/* failure: anything but zero */
+};
+
+/* uprobes: one user stack entry, laid out as the kernel's struct bpf_stack_build_id */
+struct ustack_entry {
+	int status;                  /* 0 empty, 1 build id + file offset, 2 ip only */
+	unsigned char build_id[20];
+	unsigned long long offset;   /* file offset (status 1) or ip (status 2) */
 };
 
 #define STACK_ERR 1
@@ -46,6 +61,10 @@ struct stack_rec {
 	unsigned long long lat[MAX_FSTACK_DEPTH];
 	unsigned char done[MAX_FSTACK_DEPTH]; /* frame has returned */
 	unsigned long long kstack[MAX_KSTACK_DEPTH];
+	/* uprobes: the user stack at the error's origin, for sessions started by a user function */
+	int ustack_sz;               /* bytes in ustack, or a negative error */
+	unsigned int ustack_pad;
+	struct ustack_entry ustack[MAX_USTACK_DEPTH];
 };
 
 struct trace_rec {

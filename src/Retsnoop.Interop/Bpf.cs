@@ -13,6 +13,9 @@ public static unsafe class Bpf
     public const int ProgTypeKprobe = 2, ProgTypeTracing = 26;
     public const int AttachTraceFentry = 24, AttachTraceFexit = 25, AttachPerfEvent = 41, AttachKprobeMulti = 42;
     public const uint KprobeMultiReturn = 1;
+    // uprobes
+    public const int AttachTraceUprobeMulti = 48;
+    public const uint UprobeMultiReturn = 1;
 
     const int AttrSize = 144;
 
@@ -137,6 +140,45 @@ public static unsafe class Bpf
             if (fd < 0)
                 throw new BpfException($"attaching raw tracepoint {tracepoint}", Libc.LastErrno);
             return new FdHandle((int)fd);
+        }
+    }
+
+    /// <summary>uprobes: one uprobe.multi link over functions of one binary, by file offset, each with
+    /// its own cookie (6.6+). pid 0: every process that maps the file.</summary>
+    public static FdHandle LinkCreateUprobeMulti(FdHandle prog, bool isReturn, string path, ReadOnlySpan<ulong> offsets, ReadOnlySpan<ulong> cookies)
+    {
+        byte* attr = stackalloc byte[AttrSize];
+        new Span<byte>(attr, AttrSize).Clear();
+        var pathBytes = Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = pathBytes)
+        fixed (ulong* o = offsets)
+        fixed (ulong* c = cookies)
+        {
+            *(uint*)(attr + 0) = (uint)prog.Fd;
+            *(uint*)(attr + 8) = AttachTraceUprobeMulti;
+            *(ulong*)(attr + 16) = (ulong)p;
+            *(ulong*)(attr + 24) = (ulong)o;
+            *(ulong*)(attr + 40) = (ulong)c;
+            *(uint*)(attr + 48) = (uint)offsets.Length;
+            *(uint*)(attr + 52) = isReturn ? UprobeMultiReturn : 0;
+            return LinkOrThrow(attr, isReturn ? $"creating uretprobe.multi link on {path}" : $"creating uprobe.multi link on {path}");
+        }
+    }
+
+    /// <summary>uprobes: 0 when the kernel takes uprobe.multi links, else the errno that says why not.
+    /// A probe on "/" (a directory) is refused with EBADF by kernels that know the link type, and
+    /// with EINVAL by kernels that do not; no probe is ever placed.</summary>
+    public static int ProbeUprobeMulti(FdHandle umultiProg)
+    {
+        ulong offset = 0, cookie = 0;
+        try
+        {
+            using var l = LinkCreateUprobeMulti(umultiProg, false, "/", new ReadOnlySpan<ulong>(&offset, 1), new ReadOnlySpan<ulong>(&cookie, 1));
+            return 0;
+        }
+        catch (BpfException e)
+        {
+            return e.Errno == 9 /* EBADF */ ? 0 : e.Errno;
         }
     }
 

@@ -91,4 +91,38 @@ public static unsafe class PerfEvent
             throw new BpfException($"opening tracepoint {name}", Libc.LastErrno);
         return new FdHandle((int)fd);
     }
+
+    // uprobes
+    static int? uprobeType;
+    static int? uretprobeBit;
+
+    public static bool UprobePmuAvailable => File.Exists("/sys/bus/event_source/devices/uprobe/type");
+
+    /// <summary>uprobes: a uprobe (or uretprobe) at a file offset of a binary, in every process that maps it.</summary>
+    public static FdHandle OpenUprobe(string path, ulong fileOffset, bool isReturn, string function)
+    {
+        uprobeType ??= ReadInt("/sys/bus/event_source/devices/uprobe/type", "the uprobe PMU type");
+        if (isReturn && uretprobeBit is null)
+        {
+            var text = File.ReadAllText("/sys/bus/event_source/devices/uprobe/format/retprobe").Trim();
+            uretprobeBit = int.Parse(text[(text.IndexOf(':') + 1)..]);
+        }
+        byte* attr = stackalloc byte[128];
+        new Span<byte>(attr, 128).Clear();
+        var pathBytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = pathBytes)
+        {
+            *(uint*)(attr + 0) = (uint)uprobeType.Value;   // type
+            *(uint*)(attr + 4) = 128;                        // size
+            *(ulong*)(attr + 8) = isReturn ? 1UL << uretprobeBit!.Value : 0; // config (ref_ctr_offset 0)
+            *(ulong*)(attr + 16) = 1;                        // sample_period
+            *(ulong*)(attr + 56) = (ulong)p;                 // config1: uprobe_path
+            *(ulong*)(attr + 64) = fileOffset;               // config2: probe_offset
+            // pid -1 with cpu 0: a system-wide probe; the BPF program runs for every process
+            long fd = Libc.syscall(Libc.SYS_perf_event_open, (long)attr, -1, 0, -1, 8 /* PERF_FLAG_FD_CLOEXEC */);
+            if (fd < 0)
+                throw new BpfException($"opening {(isReturn ? "uretprobe" : "uprobe")} on {function} ({path}+0x{fileOffset:x})", Libc.LastErrno);
+            return new FdHandle((int)fd);
+        }
+    }
 }

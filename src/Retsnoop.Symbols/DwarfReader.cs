@@ -186,6 +186,15 @@ internal static class Dw
         AT_ranges = 0x55, AT_call_column = 0x57, AT_call_file = 0x58, AT_call_line = 0x59, AT_linkage_name = 0x6e,
         AT_str_offsets_base = 0x72, AT_addr_base = 0x73, AT_rnglists_base = 0x74, AT_MIPS_linkage_name = 0x2007,
         AT_GNU_ranges_base = 0x2132, AT_GNU_addr_base = 0x2133;
+    // types, for a function's return type class
+    public const int AT_byte_size = 0x0b, AT_encoding = 0x3e, AT_type = 0x49;
+    public const int TAG_array_type = 0x01, TAG_enumeration_type = 0x04, TAG_pointer_type = 0x0f, TAG_reference_type = 0x10,
+        TAG_subroutine_type = 0x15, TAG_typedef = 0x16, TAG_union_type = 0x17, TAG_ptr_to_member_type = 0x1f,
+        TAG_base_type = 0x24, TAG_const_type = 0x26, TAG_volatile_type = 0x35, TAG_restrict_type = 0x37,
+        TAG_unspecified_type = 0x3b, TAG_rvalue_reference_type = 0x42, TAG_atomic_type = 0x47, TAG_immutable_type = 0x4b;
+    public const int ATE_boolean = 0x2, ATE_complex_float = 0x3, ATE_float = 0x4, ATE_signed = 0x5, ATE_signed_char = 0x6,
+        ATE_unsigned = 0x7, ATE_unsigned_char = 0x8, ATE_signed_fixed = 0xd, ATE_unsigned_fixed = 0xe, ATE_decimal_float = 0xf,
+        ATE_UTF = 0x10;
     public const int FORM_addr = 0x01, FORM_block2 = 0x03, FORM_block4 = 0x04, FORM_data2 = 0x05, FORM_data4 = 0x06,
         FORM_data8 = 0x07, FORM_string = 0x08, FORM_block = 0x09, FORM_block1 = 0x0a, FORM_data1 = 0x0b, FORM_flag = 0x0c,
         FORM_sdata = 0x0d, FORM_strp = 0x0e, FORM_udata = 0x0f, FORM_ref_addr = 0x10, FORM_ref1 = 0x11, FORM_ref2 = 0x12,

@@ -12,6 +12,12 @@ public sealed record SourceFrame(string Function, string? File, int Line, int Co
 /// <summary>An out-of-line function definition: name, lowest code address, declaring file (normalized).</summary>
 public sealed record SourceFunction(string Name, ulong Address, string File);
 
+/// <summary>What a function returns, as far as telling success from failure needs.</summary>
+public enum DwarfTypeKind { Void, Signed, Unsigned, Bool, Float, Pointer, Composite }
+
+/// <summary>A return type's class and size in bytes (0 when unknown or void).</summary>
+public readonly record struct DwarfReturnType(DwarfTypeKind Kind, int Size);
+
 /// <summary>All units of a file, an address-to-unit index, and cross-unit DIE lookups.</summary>
 internal sealed class DwarfIndex
 {
@@ -159,6 +165,70 @@ internal sealed class DwarfIndex
             if (name != null)
                 return name;
             dieOffset = origin;
+        }
+        return null;
+    }
+
+    /// <summary>The return type of a subprogram DIE: DW_AT_type, looked for along abstract_origin and
+    /// specification (an out-of-line copy of an inline function has it on the abstract DIE); none is void.
+    /// Null when a reference leads outside this file's units (type units, supplementary files).</summary>
+    public DwarfReturnType? ReturnTypeOf(int dieOffset)
+    {
+        for (int hop = 0; hop < 16 && dieOffset > 0; hop++)
+        {
+            var u = UnitAt(dieOffset);
+            if (u == null)
+                return null;
+            u.ReadTypeDie(dieOffset, out _, out int type, out int origin, out _, out _);
+            if (type < 0)
+                return null;
+            if (type > 0)
+                return ClassifyType(type);
+            if (origin == 0)
+                return new DwarfReturnType(DwarfTypeKind.Void, 0);
+            dieOffset = origin;
+        }
+        return null;
+    }
+
+    // hops bound typedef chains and (through an enum's underlying type) recursion: a cycle ends in null
+    DwarfReturnType? ClassifyType(int off, int hops = 32)
+    {
+        for (; hops > 0; hops--)
+        {
+            var u = UnitAt(off);
+            if (u == null)
+                return null;
+            u.ReadTypeDie(off, out int tag, out int type, out _, out int enc, out int size);
+            switch (tag)
+            {
+                case Dw.TAG_base_type:
+                    return new DwarfReturnType(enc switch
+                    {
+                        Dw.ATE_boolean => DwarfTypeKind.Bool,
+                        Dw.ATE_signed or Dw.ATE_signed_char or Dw.ATE_signed_fixed => DwarfTypeKind.Signed,
+                        Dw.ATE_unsigned or Dw.ATE_unsigned_char or Dw.ATE_unsigned_fixed or Dw.ATE_UTF => DwarfTypeKind.Unsigned,
+                        Dw.ATE_float or Dw.ATE_complex_float or Dw.ATE_decimal_float => DwarfTypeKind.Float,
+                        _ => DwarfTypeKind.Composite,
+                    }, Math.Max(size, 0));
+                case Dw.TAG_pointer_type or Dw.TAG_reference_type or Dw.TAG_rvalue_reference_type:
+                    return new DwarfReturnType(DwarfTypeKind.Pointer, size > 0 ? size : u.AddrSize);
+                case Dw.TAG_enumeration_type:
+                    if (type > 0 && ClassifyType(type, hops - 1) is { Kind: DwarfTypeKind.Signed or DwarfTypeKind.Unsigned } under)
+                        return under;
+                    return new DwarfReturnType(DwarfTypeKind.Signed, size > 0 ? size : 4);
+                case Dw.TAG_typedef or Dw.TAG_const_type or Dw.TAG_volatile_type or Dw.TAG_restrict_type
+                    or Dw.TAG_atomic_type or Dw.TAG_immutable_type:
+                    if (type < 0)
+                        return null;
+                    if (type == 0)
+                        return new DwarfReturnType(DwarfTypeKind.Void, 0);
+                    off = type;
+                    continue;
+                default:
+                    // structs, unions, arrays, member pointers, nullptr_t: never judged as failures
+                    return new DwarfReturnType(DwarfTypeKind.Composite, Math.Max(size, 0));
+            }
         }
         return null;
     }
@@ -320,6 +390,25 @@ public sealed class DwarfSymbolizer : IDisposable
             return [new SourceFrame(s, file, line, col, false)];
         }
         return [];
+    }
+
+    /// <summary>
+    /// The return type of the out-of-line function whose code holds <paramref name="address"/>
+    /// (its entry address, say); null when no DWARF function covers it or the type cannot be read.
+    /// </summary>
+    public DwarfReturnType? ReturnTypeOf(ulong address)
+    {
+        ulong a = address - bias;
+        foreach (var u in index.UnitsFor(a))
+        {
+            int f = u.FindInnermost(a);
+            if (f < 0)
+                continue;
+            while (u.Func(f).IsInlined && u.Func(f).Parent >= 0)
+                f = u.Func(f).Parent;
+            return index.ReturnTypeOf(u.Func(f).DieOffset);
+        }
+        return null;
     }
 
     /// <summary>

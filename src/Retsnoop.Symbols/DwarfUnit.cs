@@ -668,6 +668,31 @@ internal sealed class DwarfUnit
         name ??= linkage;
     }
 
+    /// <summary>A DIE's type facts: its DW_AT_type (absolute offset, 0: none), origin or specification,
+    /// DW_AT_encoding and DW_AT_byte_size (-1: absent).</summary>
+    public void ReadTypeDie(int dieOffset, out int tag, out int type, out int origin, out int encoding, out int byteSize)
+    {
+        CheckUsable();
+        var r = DieReader(dieOffset);
+        tag = 0; type = 0; origin = 0; encoding = -1; byteSize = -1;
+        ulong code = r.End ? 0 : r.Uleb();
+        if (code == 0)
+            return;
+        var a = GetAbbrev(code, dieOffset);
+        tag = a.Tag;
+        foreach (var at in a.Attrs)
+        {
+            var k = ReadValue(ref r, at.Form, a.Const(at), out var v);
+            switch (at.Name)
+            {
+                case Dw.AT_type: if (k == ValKind.Ref) type = DwarfSections.ToOffset(v); else if (k is ValKind.RefSig8 or ValKind.AltRef) type = -1; break;
+                case Dw.AT_abstract_origin: case Dw.AT_specification: if (k == ValKind.Ref) origin = DwarfSections.ToOffset(v); break;
+                case Dw.AT_encoding: encoding = (int)v; break;
+                case Dw.AT_byte_size: if (k is ValKind.Const or ValKind.Signed) byteSize = (int)v; break;
+            }
+        }
+    }
+
     /// <summary>Every out-of-line function (subprogram with code) of the unit: DIE offset.</summary>
     public IEnumerable<(int Die, ulong LowPc)> DefinedFunctions()
     {

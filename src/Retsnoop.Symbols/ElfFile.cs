@@ -19,7 +19,8 @@ public readonly record struct ElfSegment(uint Type, uint Flags, ulong Offset, ul
 /// <summary>An ELF symbol (symtab or dynsym).</summary>
 public readonly record struct ElfSymbol(string Name, ulong Value, ulong Size, byte Type, byte Bind, ushort SectionIndex)
 {
-    public const byte STT_FUNC = 2;
+    public const byte STT_FUNC = 2, STT_GNU_IFUNC = 10;
+    public const byte STB_LOCAL = 0, STB_GLOBAL = 1, STB_WEAK = 2;
 }
 
 /// <summary>
@@ -48,6 +49,8 @@ public sealed unsafe class ElfFile : IDisposable
     public long Length { get; }
     public ushort Machine { get; }
     public ushort ElfType { get; }
+    /// <summary>e_entry: where the program starts (not a function that returns).</summary>
+    public ulong EntryPoint { get; private set; }
     public IReadOnlyList<ElfSection> Sections { get; } = [];
     public IReadOnlyList<ElfSegment> Segments { get; } = [];
 
@@ -94,6 +97,7 @@ public sealed unsafe class ElfFile : IDisposable
             throw new ElfFormatException(Path, 4, "only ELF64 little-endian is supported");
         elfType = U16(h[16..]);
         machine = U16(h[18..]);
+        EntryPoint = U64(h[24..]);
         ulong phoff = U64(h[32..]), shoff = U64(h[40..]);
         ushort phentsize = U16(h[54..]), phnum = U16(h[56..]), shentsize = U16(h[58..]), shstrndx = U16(h[62..]);
         int shnum = U16(h[60..]);
@@ -398,6 +402,30 @@ public sealed unsafe class ElfFile : IDisposable
             if (type == 3 && namesz == 4 && d.Slice((int)name, 4).SequenceEqual("GNU\0"u8))
                 return Convert.ToHexStringLower(d.Slice((int)desc, (int)descsz));
             pos = desc + ((descsz + 3) & ~3L);
+        }
+        return null;
+    }
+
+    const uint PT_LOAD = 1;
+
+    /// <summary>File offset of a virtual address, from the PT_LOAD segment holding it (null: not in the file).</summary>
+    public ulong? FileOffsetOf(ulong address)
+    {
+        foreach (var p in Segments)
+        {
+            if (p.Type == PT_LOAD && address >= p.VirtualAddress && address - p.VirtualAddress < p.FileSize)
+                return address - p.VirtualAddress + p.Offset;
+        }
+        return null;
+    }
+
+    /// <summary>Virtual address of a file offset, from the PT_LOAD segment mapping it (null: not mapped).</summary>
+    public ulong? AddressOfFileOffset(ulong offset)
+    {
+        foreach (var p in Segments)
+        {
+            if (p.Type == PT_LOAD && offset >= p.Offset && offset - p.Offset < p.FileSize)
+                return offset - p.Offset + p.VirtualAddress;
         }
         return null;
     }

@@ -229,6 +229,12 @@ public class MutationTests(ITestOutputHelper output)
             _ = elf.ReadSymbols();
             foreach (var sec in elf.Sections)
                 Try(() => _ = elf.GetData(sec).Length);
+            // uprobes: function tables and file offsets
+            Try(() =>
+            {
+                foreach (var f in ElfFunctions.Read(elf).All)
+                    _ = elf.FileOffsetOf(f.Address);
+            });
         });
         DwarfSymbolizer? sym = null;
         Try(() => sym = inp.Relocatable ? DwarfSymbolizer.OpenRelocatable(path) : DwarfSymbolizer.Open(path));
@@ -243,6 +249,8 @@ public class MutationTests(ITestOutputHelper output)
                         Assert.NotNull(f.Function);
                 });
             Try(() => Assert.Equal(inp.Addresses.Length, sym.SymbolizeAll(inp.Addresses).Length));
+            foreach (var a in inp.Addresses)
+                Try(() => _ = sym.ReturnTypeOf(a)); // uprobes
             Try(() => sym.FunctionsInSourceFiles("*.c"));
             Try(() => sym.FunctionDefinitionsInSourceFiles("**/t.c"));
         }

@@ -71,6 +71,22 @@ public static class ConfigKeys
             o => o.LbrMaxCount.ToString(), Int(0, 1024, (o, n) => o.LbrMaxCount = (int)n, "fmt.lbr-max-count")),
         new("trace.max-events", "int", "Most call trace (-T) events kept per session; the rest is reported as truncated.",
             o => o.TraceMaxEvents.ToString(), Int(1, 10_000_000, (o, n) => o.TraceMaxEvents = (int)n, "trace.max-events")),
+        // uprobes
+        new("uprobes.fail", "auto|neg|null|zero|nonzero", "Which results of user-space (u:) functions are failures. auto: from the DWARF return type (signed integers negative, pointers NULL, unsigned integers -4095..-1; void, bool, float, structs never); without DWARF the result is taken as an int and negative fails. neg: negative; null: a NULL pointer (results print as pointers); zero: 0 (functions returning 1/true on success); nonzero: anything but 0 (functions returning 0 on success). A forced rule still never fails void, float and struct results.",
+            o => o.UprobesFail switch { Tracing.UserFailRule.Negative => "neg", Tracing.UserFailRule.Null => "null", Tracing.UserFailRule.Zero => "zero", Tracing.UserFailRule.NonZero => "nonzero", _ => "auto" }, (o, v) =>
+            {
+                o.UprobesFail = v switch
+                {
+                    "auto" => Tracing.UserFailRule.Auto,
+                    "neg" => Tracing.UserFailRule.Negative,
+                    "null" => Tracing.UserFailRule.Null,
+                    "zero" => Tracing.UserFailRule.Zero,
+                    "nonzero" => Tracing.UserFailRule.NonZero,
+                    _ => throw new OptionException($"invalid value '{v}' for config key uprobes.fail: expected auto, neg, null, zero or nonzero"),
+                };
+            }),
+        new("uprobes.multi", "bool", "Attach user-space (u:) functions with uprobe.multi links (kernel 6.6+; single uprobes when the kernel lacks them). false: always single uprobes (perf events).",
+            o => o.UprobesMulti ? "true" : "false", Bool((o, b) => o.UprobesMulti = b, "uprobes.multi")),
     ];
 
     public static void Apply(Options o, string kv)

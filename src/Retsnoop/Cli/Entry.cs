@@ -88,6 +88,10 @@ public static class Entry
         var launch = Stopwatch.StartNew();
         if (opts.EntryGlobs.Count == 0)
             throw new OptionException("no entry functions: give at least one -e GLOB (or -c CASE), e.g. -e '*sys_bpf'");
+        // uprobes: parse every spec first, so a bad one is reported before any slow work
+        foreach (var g in opts.EntryGlobs.Concat(opts.AllowGlobs).Concat(opts.DenyGlobs))
+            FunctionSpec.Parse(g);
+        bool kernelTargets = opts.EntryGlobs.Concat(opts.AllowGlobs).Any(g => !FunctionSpec.IsUserText(g));
         if (Privileges.Missing() is { } missing)
             throw new TracingException($"tracing the kernel {Privileges.Describe(missing)}");
         // -B: the per-CPU branch-stack events keep the LBR running; without them there is nothing to snapshot
@@ -98,15 +102,27 @@ public static class Entry
             throw new TracingException("this kernel has no BTF (/sys/kernel/btf/vmlinux): retsnoop needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
 
         var facts = new KernelFacts(opts);
-        var traceable = TraceableFunctions.Load(out var listSource);
-        Log(opts, 1, $"{traceable.Count} traceable functions in {listSource}");
-        var resolver = new TargetResolver(opts, facts.Symbols, facts.Types, facts.SourceIndexFactory())
+        var funcs = new List<TracedFunction>();
+        // uprobes: a run with user-space targets only reads no kernel function list (and needs no kprobes)
+        if (kernelTargets)
         {
-            KernelNoProbe = TargetResolver.ReadKernelNoProbe(),
-        };
-        var funcs = resolver.Resolve(traceable);
-        foreach (var n in resolver.Notes)
+            var traceable = TraceableFunctions.Load(out var listSource);
+            Log(opts, 1, $"{traceable.Count} traceable functions in {listSource}");
+            var resolver = new TargetResolver(opts, facts.Symbols, facts.Types, facts.SourceIndexFactory())
+            {
+                KernelNoProbe = TargetResolver.ReadKernelNoProbe(),
+            };
+            funcs = resolver.Resolve(traceable);
+            foreach (var n in resolver.Notes)
+                Log(opts, 1, n);
+        }
+        using var userBinaries = new UserBinaries { WantLines = opts.Symbolize != SymbolizeMode.None };
+        var userResolver = new UserTargetResolver(opts, userBinaries);
+        funcs.AddRange(userResolver.Resolve(funcs.Count));
+        foreach (var n in userResolver.Notes)
             Log(opts, 1, n);
+        if (!funcs.Any(f => f.IsEntry))
+            throw new TracingException("every function matching the entry globs is denied or cannot be traced: nothing would start a session");
         int entries = funcs.Count(f => f.IsEntry);
         Log(opts, 1, $"{funcs.Count} functions to trace ({entries} entry, {funcs.Count - entries} allowed)");
 
@@ -118,11 +134,19 @@ public static class Entry
                 AttachMode.Kprobe => "single kprobes/kretprobes",
                 _ => "kprobe.multi (single kprobes if the kernel lacks it)",
             };
+            if (!kernelTargets)
+                mode = opts.UprobesMulti ? "uprobe.multi (single uprobes if the kernel lacks it)" : "single uprobes";
+            else if (funcs.Any(f => f.IsUser))
+                mode += opts.UprobesMulti ? " and uprobe.multi" : " and single uprobes";
             Console.Out.WriteLine($"Dry run: would attach {funcs.Count} functions with {mode}:");
             if (opts.Verbosity > 0)
             {
                 foreach (var f in funcs)
-                    Console.Out.WriteLine($"  {(f.IsEntry ? "entry" : "allow")}  {f.DisplayName,-50} 0x{f.Address:x}  returns {f.Return}");
+                {
+                    // user functions with their binary's full path: what the uprobe attaches to
+                    var (name, where) = f.User is { } u ? ($"u:{u.Binary.Path}:{f.Name}", $"file offset 0x{u.FileOffset:x}") : (f.DisplayName, $"0x{f.Address:x}");
+                    Console.Out.WriteLine($"  {(f.IsEntry ? "entry" : "allow")}  {name,-50} {where}  returns {f.Return}");
+                }
             }
             return 0;
         }
@@ -178,9 +202,10 @@ public static class Entry
                 Log(opts, 1, $"skipped {f.DisplayName}: {why}");
             if (!attacher.Skipped.IsEmpty)
                 Console.Error.WriteLine($"Note: {attacher.Skipped.Count} of {funcs.Count} functions could not be attached ({attacher.Skipped.First().Reason}); -v lists them.");
-            Log(opts, 1, $"attached {attacher.Attached} functions with {ModeName(attacher.Mode)} in {attachClock.ElapsedMilliseconds} ms");
+            var how = kernelTargets ? ModeName(attacher.Mode) + (attacher.UserMode is { } um ? " and " + um : "") : attacher.UserMode;
+            Log(opts, 1, $"attached {attacher.Attached} functions with {how} in {attachClock.ElapsedMilliseconds} ms");
 
-            var sink = new EventSink(opts, funcs, facts.SymbolContext, report =>
+            var sink = new EventSink(opts, funcs, () => facts.SymbolContext() with { User = userBinaries }, report =>
             {
                 data.Writer.Write(renderer.Session(report));
                 data.Writer.Flush();
@@ -190,7 +215,10 @@ public static class Entry
             status.Flush();
             receiving = true;
             Log(opts, 1, $"ready {launch.ElapsedMilliseconds} ms after launch");
-            facts.WarmUpInBackground();
+            if (kernelTargets)
+                facts.WarmUpInBackground();
+            if (funcs.Any(f => f.IsUser) && opts.Symbolize != SymbolizeMode.None)
+                Task.Run(userBinaries.WarmUp);
             while (!cancel.IsCancellationRequested)
                 rb.Poll(100);
             rb.Consume();

@@ -306,7 +306,10 @@ public static class OptionParser
         sb.AppendLine("  e.g. sudo retsnoop -e '*sys_bpf' -a 'array_map_*' -a '*pcpu*'");
         sb.AppendLine();
         sb.AppendLine("Globs: '*' and '?' wildcards; 'glob [module]' picks a module's functions;");
-        sb.AppendLine("':path/*.c' picks the functions defined in matching source files (needs DWARF).");
+        sb.AppendLine("':path/*.c' picks the functions defined in matching source files (needs DWARF);");
+        sb.AppendLine("'u:BINARY:GLOB' picks user-space functions (uprobes) of a program or library: BINARY is");
+        sb.AppendLine("a path, a library name (libc, libssl.so.3) or a program in PATH, e.g. -e 'u:./app:main'");
+        sb.AppendLine("-a 'u:libc:*open*' (-C uprobes.fail and uprobes.multi: see --config-help).");
         sb.AppendLine();
         foreach (var opt in Opts)
         {

@@ -67,6 +67,9 @@ public sealed class Options
     public int ArgsFmtMaxArgWidth { get; set; } = 120;
     public int LbrMaxCount { get; set; }
     public int TraceMaxEvents { get; set; } = 100_000;
+    // uprobes
+    public Tracing.UserFailRule UprobesFail { get; set; }
+    public bool UprobesMulti { get; set; } = true;
 
     public bool HasErrorFilter => AllowErrors.Count > 0 || DenyErrors.Count > 0 || AllowAnyError;
 }

@@ -28,7 +28,7 @@ public sealed record CallTraceRow(CallTraceKind Kind, int Depth, TracedFunction?
     public bool HasResult => Kind is CallTraceKind.Exit or CallTraceKind.Leaf;
     /// <summary>Rows that show the call's arguments with -A: where the call starts.</summary>
     public bool HasArgs => Kind is CallTraceKind.Entry or CallTraceKind.Leaf;
-    public ResultView ResultView => ResultFormat.View(Result, Func!.Return);
+    public ResultView ResultView => ResultFormat.View(Func!, Result);
 }
 
 /// <summary>A session's -T call trace: the rows both renderers show, and how many events were not kept.</summary>

@@ -139,6 +139,8 @@ public sealed class JsonRenderer(Clock clock, ArgsFormatter? args = null) : IRep
             w.WriteNull("address");
         }
         WriteModule(w, row.Module);
+        if (row.Binary is not null)
+            w.WriteString("binary", row.Binary); // uprobes: a user frame's program or library
         w.WriteBoolean("tracked_only", row.TrackedOnly);
         w.WriteBoolean("traced", row.Traced is not null);
         if (row.Traced is { } t)

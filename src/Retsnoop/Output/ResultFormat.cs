@@ -53,9 +53,31 @@ public static class ResultFormat
     }
 
     /// <summary>A traced frame's result: pending while the function has not returned.</summary>
-    public static ResultView View(TracedFrame f) => f.Finished ? View(f.Result, f.Func.Return) : ResultView.Pending;
+    public static ResultView View(TracedFrame f) => f.Finished ? View(f.Func, f.Result) : ResultView.Pending;
+
+    /// <summary>A traced function's result: kernel conventions, or plain values for user-space functions.</summary>
+    public static ResultView View(TracedFunction f, long res) => f.IsUser ? ViewUser(res, f.Return) : View(res, f.Return);
+
+    /// <summary>uprobes: user code has no single errno convention (-1 is not EPERM), so integers are
+    /// plain numbers of the function's width.</summary>
+    public static ResultView ViewUser(long res, ReturnClass rc) => rc switch
+    {
+        ReturnClass.Void => new(ResultKind.Void, 0, null, false, "[void]"),
+        ReturnClass.Pointer => res == 0 ? new(ResultKind.Null, 0, null, false, "[NULL]") : new(ResultKind.Pointer, res, null, true, Hex(res)),
+        ReturnClass.Bool => new(ResultKind.Bool, (byte)res == 0 ? 0 : 1, null, false, (byte)res == 0 ? "[false]" : "[true]"),
+        ReturnClass.Int or ReturnClass.Unknown => Plain((int)res),
+        ReturnClass.UInt => Plain((uint)res),
+        ReturnClass.Long => Plain(res),
+        _ => new(ResultKind.Int, res, null, true, Hex(res)),
+    };
+
+    static ResultView Plain(long v) => new(ResultKind.Int, v, null, false, $"[{v.ToString(CultureInfo.InvariantCulture)}]");
 
     public static string Format(long res, ReturnClass rc) => View(res, rc).Text;
+
+    public static string Format(TracedFunction f, long res) => View(f, res).Text;
+
+    public static string FormatUser(long res, ReturnClass rc) => ViewUser(res, rc).Text;
 
     static string Hex(long v) => $"[0x{(ulong)v:x}]";
 

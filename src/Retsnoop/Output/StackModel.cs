@@ -11,10 +11,11 @@ public sealed record TracedFrame(TracedFunction Func, long Result, ulong Latency
     public CapturedArgs? Args { get; init; }
 }
 
-/// <summary>A finished session as the BPF side reported it: the kept chain and the kernel stack.</summary>
+/// <summary>A finished session as the BPF side reported it: the kept chain, the kernel stack and,
+/// for sessions started by a user-space function, the user stack (innermost first, as taken).</summary>
 public sealed record SessionStack(
     uint Tid, uint Pid, string Comm, string ProcComm, ulong StartNs, ulong EndNs, bool IsError,
-    IReadOnlyList<TracedFrame> Chain, IReadOnlyList<ulong> KernelStack)
+    IReadOnlyList<TracedFrame> Chain, IReadOnlyList<ulong> KernelStack, IReadOnlyList<UserStackEntry>? UserStack = null)
 {
     /// <summary>-I: an error chain the session went past (replaced by another error or handled).</summary>
     public bool IsInterim { get; init; }
@@ -37,11 +38,33 @@ public sealed record SessionStack(
             if (r.Kstack[i] != 0)
                 ks.Add(r.Kstack[i]);
         }
+        var us = DecodeUserStack(r);
         fixed (byte* c = r.Comm, p = r.PComm)
-            return new SessionStack(r.Tid, r.Pid, CString(c), CString(p), r.StartTs, r.EndTs, (r.IsErr & (uint)StackFlags.Error) != 0, chain, ks)
+            return new SessionStack(r.Tid, r.Pid, CString(c), CString(p), r.StartTs, r.EndTs, (r.IsErr & (uint)StackFlags.Error) != 0, chain, ks, us)
             {
                 IsInterim = (r.IsErr & (uint)StackFlags.Interim) != 0,
             };
+    }
+
+    // uprobes: struct ustack_entry { int status; u8 build_id[20]; u64 offset_or_ip; }
+    static unsafe List<UserStackEntry> DecodeUserStack(in StackRecord r)
+    {
+        var list = new List<UserStackEntry>();
+        int n = Math.Min(Math.Max(r.UstackSize, 0) / BpfLimits.UstackEntrySize, BpfLimits.MaxUstackDepth);
+        fixed (byte* u = r.Ustack)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                var e = new ReadOnlySpan<byte>(u + i * BpfLimits.UstackEntrySize, BpfLimits.UstackEntrySize);
+                int status = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(e);
+                ulong off = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(e[24..]);
+                if (status == UserStackEntry.Valid)
+                    list.Add(new UserStackEntry(status, Convert.ToHexStringLower(e.Slice(4, 20)), off));
+                else if (status == UserStackEntry.IpOnly && off != 0)
+                    list.Add(new UserStackEntry(status, null, off));
+            }
+        }
+        return list;
     }
 
     static unsafe string CString(byte* p)
@@ -62,6 +85,9 @@ public sealed record StackRow(
     public bool TrackedOnly => Address is null;
     /// <summary>The kernel module the function belongs to; null for vmlinux.</summary>
     public string? Module { get; init; }
+
+    /// <summary>uprobes: the file name of a user frame's binary, shown when it has no source location.</summary>
+    public string? Binary { get; init; }
 }
 
 /// <summary>
@@ -97,10 +123,26 @@ public static class StackMerger
     public static bool IsMachinery(string name, string? module) =>
         module == "bpf" || MachineryPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal));
 
-    public static List<StackRow> Merge(SessionStack s, IKernelSymbols ksyms, ISourceLines? lines, bool inlines, bool unfiltered)
+    /// <summary>One stack entry to print: a kernel address, or (uprobes) a resolved user frame.
+    /// Key is what a traced function's <see cref="TracedFunction.MatchKey"/> must equal.</summary>
+    readonly record struct Frame(ulong Addr, string Name, ulong Off, string? Module, string Key, UserFrame? User);
+
+    public static List<StackRow> Merge(SessionStack s, IKernelSymbols ksyms, ISourceLines? lines, bool inlines, bool unfiltered, IUserSymbols? user = null)
     {
+        var kframes = new List<Frame>();
+        // uprobes: user frames first (outermost first): a user stack lies below the syscall's kernel stack
+        if (user is not null && s.UserStack is { Count: > 0 } ustack)
+        {
+            for (int i = ustack.Count - 1; i >= 0; i--)
+            {
+                var e = ustack[i];
+                if (user.Resolve(e, s.Pid, inlines) is { } uf)
+                    kframes.Add(new Frame(e.OffsetOrIp, uf.Symbol, uf.Offset, null, uf.MatchKey, uf));
+                else if (unfiltered)
+                    kframes.Add(new Frame(e.OffsetOrIp, $"0x{e.OffsetOrIp:x}", 0, null, "", null));
+            }
+        }
         // kernel frames, outermost first, machinery dropped
-        var kframes = new List<(ulong Addr, string Name, ulong Off, string? Module)>();
         for (int i = s.KernelStack.Count - 1; i >= 0; i--)
         {
             ulong a = s.KernelStack[i];
@@ -108,11 +150,11 @@ public static class StackMerger
             {
                 if (!unfiltered && (IsMachinery(name, mod) || off < FentryCallSiteEnd || (mod is not null && off >= UnnamedModuleCode)))
                     continue;
-                kframes.Add((a, name, off, mod));
+                kframes.Add(new Frame(a, name, off, mod, name, null));
             }
             else if (unfiltered)
             {
-                kframes.Add((a, "", 0, null));
+                kframes.Add(new Frame(a, "", 0, null, "", null));
             }
         }
 
@@ -121,7 +163,7 @@ public static class StackMerger
         int pos = 0, lastMatched = -1;
         for (int i = 0; i < s.Chain.Count; i++)
         {
-            match[i] = NextMatch(kframes, pos, s.Chain[i].Func.Name);
+            match[i] = NextMatch(kframes, pos, s.Chain[i].Func.MatchKey);
             if (match[i] >= 0)
             {
                 pos = match[i] + 1;
@@ -142,31 +184,43 @@ public static class StackMerger
             }
             else if (i < lastMatched)
             {
-                // still running but not on the kernel stack (a tail call): keep its place in the chain
-                rows.Add(TrackedRow(f, lines));
+                // still running but not on the stack (a tail call; a user frame the unwinder
+                // skipped or a uretprobe hid): keep its place in the chain
+                rows.Add(TrackedRow(f, lines, user));
             }
         }
         for (; k < kframes.Count; k++)
             rows.Add(KernelRow(kframes[k], null, lines, inlines));
         // functions that had returned when the stack was taken: the error's origin is the last
         for (int i = lastMatched + 1; i < s.Chain.Count; i++)
-            rows.Add(TrackedRow(s.Chain[i], lines));
+            rows.Add(TrackedRow(s.Chain[i], lines, user));
         return rows;
     }
 
     // return addresses point after the call: look up the call instruction itself
-    static StackRow KernelRow((ulong Addr, string Name, ulong Off, string? Module) kf, TracedFrame? traced, ISourceLines? lines, bool inlines) =>
-        Row(kf.Addr, kf.Name, kf.Off, traced, lines?.Lookup(kf.Addr - 1, inlines), inlines) with { Module = kf.Module };
+    static StackRow KernelRow(Frame kf, TracedFrame? traced, ISourceLines? lines, bool inlines)
+    {
+        if (kf.User is { } uf)
+            return Row(kf.Addr, kf.Name, kf.Off, traced, uf.Locations, inlines) with { Binary = uf.Binary };
+        return Row(kf.Addr, kf.Name, kf.Off, traced, lines?.Lookup(kf.Addr - 1, inlines), inlines) with { Module = kf.Module };
+    }
 
-    static StackRow TrackedRow(TracedFrame f, ISourceLines? lines) =>
-        Row(null, f.Func.Name, 0, f, f.Func.Address != 0 ? lines?.Lookup(f.Func.Address, false) : null, false) with { Module = f.Func.Module };
+    static StackRow TrackedRow(TracedFrame f, ISourceLines? lines, IUserSymbols? user)
+    {
+        if (f.Func.IsUser)
+        {
+            var (locs, binary) = user?.FunctionStart(f.Func) ?? ([], "");
+            return Row(null, f.Func.Name, 0, f, locs, false) with { Binary = binary.Length > 0 ? binary : null };
+        }
+        return Row(null, f.Func.Name, 0, f, f.Func.Address != 0 ? lines?.Lookup(f.Func.Address, false) : null, false) with { Module = f.Func.Module };
+    }
 
-    // the next kernel frame at or after k with this name, or -1
-    static int NextMatch(List<(ulong Addr, string Name, ulong Off, string? Module)> kframes, int k, string name)
+    // the next frame at or after k that is this function (by name, or binary and offset for user ones), or -1
+    static int NextMatch(List<Frame> kframes, int k, string key)
     {
         for (int j = k; j < kframes.Count; j++)
         {
-            if (kframes[j].Name == name)
+            if (kframes[j].Key == key)
                 return j;
         }
         return -1;

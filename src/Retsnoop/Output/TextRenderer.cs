@@ -46,6 +46,8 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
             string src = "";
             if (r.Location is { } loc)
                 src = "(" + (loc.Function != r.Symbol ? TerminalSafe.Escape(loc.Function) + " @ " : "") + Where(loc) + ")";
+            else if (r.Binary is { } bin)
+                src = "(" + TerminalSafe.Escape(bin) + ")"; // uprobes: a user frame without DWARF
             lines.Add((r.TrackedOnly ? "! " : "  ", dur, res, sym.ToString(), src, t));
             foreach (var inl in r.Inlined)
             {

@@ -11,10 +11,12 @@ namespace Retsnoop.Tracing;
 /// attaches them to the traced functions (in parallel where each function is its own link),
 /// and detaches everything on Dispose. The function id is each link's BPF cookie.
 /// </summary>
-public sealed unsafe class Attacher : IDisposable
+public sealed unsafe partial class Attacher : IDisposable
 {
     readonly Options opts;
     readonly IReadOnlyList<TracedFunction> funcs;
+    /// <summary>The kernel functions of <see cref="funcs"/> (user ones attach through uprobes).</summary>
+    readonly List<TracedFunction> kernelFuncs;
     readonly Action<string> note;
     BpfObject? obj;
     readonly ConcurrentBag<FdHandle> links = [];
@@ -35,6 +37,8 @@ public sealed unsafe class Attacher : IDisposable
         this.funcs = funcs;
         this.note = note;
         this.argSpecs = argSpecs;
+        kernelFuncs = [.. funcs.Where(f => !f.IsUser)];
+        userFuncs = [.. funcs.Where(f => f.IsUser)];
     }
 
     public static byte[] EmbeddedObject()
@@ -51,25 +55,29 @@ public sealed unsafe class Attacher : IDisposable
     {
         Libc.RaiseMemlockLimit();
         Mode = requested == AttachMode.Default ? AttachMode.KprobeMulti : requested;
-        if (Mode != AttachMode.Fentry && !PerfEvent.KprobePmuAvailable)
+        // a run with user functions only loads no kernel program (and needs no kprobes)
+        bool kernel = kernelFuncs.Count > 0;
+        if (kernel && Mode != AttachMode.Fentry && !PerfEvent.KprobePmuAvailable)
             throw new TracingException("kprobes are not available on this kernel (no kprobe PMU: CONFIG_KPROBES is off); try -F to attach with fentry/fexit");
+        CheckUprobes();
         var elf = EmbeddedObject();
         obj = BpfObject.Open(elf);
         bool fentry = Mode == AttachMode.Fentry;
-        obj.SetAutoload("fentry_tmpl", fentry);
-        obj.SetAutoload("fexit_tmpl", fentry);
-        obj.SetAutoload("kprobe_tmpl", !fentry);
-        obj.SetAutoload("kretprobe_tmpl", !fentry);
-        obj.SetAutoload("kmulti_entry", Mode == AttachMode.KprobeMulti);
-        obj.SetAutoload("kmulti_exit", Mode == AttachMode.KprobeMulti);
+        obj.SetAutoload("fentry_tmpl", kernel && fentry);
+        obj.SetAutoload("fexit_tmpl", kernel && fentry);
+        obj.SetAutoload("kprobe_tmpl", kernel && !fentry);
+        obj.SetAutoload("kretprobe_tmpl", kernel && !fentry);
+        obj.SetAutoload("kmulti_entry", kernel && Mode == AttachMode.KprobeMulti);
+        obj.SetAutoload("kmulti_exit", kernel && Mode == AttachMode.KprobeMulti);
+        SetUprobeAutoload();
         obj.SetAutoload("inj_kprobe", Probes.Any(p => p.Kind == InjectedKind.Kprobe));
         obj.SetAutoload("inj_kretprobe", Probes.Any(p => p.Kind == InjectedKind.Kretprobe));
         obj.SetAutoload("inj_tp", Probes.Any(p => p.Kind == InjectedKind.Tracepoint));
         obj.SetAutoload("inj_rawtp", Probes.Any(p => p.Kind == InjectedKind.RawTracepoint));
         obj.SetMaxEntries("inj_size", (uint)Math.Max(1, Probes.Count));
-        if (fentry)
+        if (kernel && fentry)
         {
-            var target = funcs.FirstOrDefault(f => f.BtfId > 0 && f.Module is null) ?? funcs.FirstOrDefault(f => f.BtfId > 0)
+            var target = kernelFuncs.FirstOrDefault(f => f.BtfId > 0 && f.Module is null) ?? kernelFuncs.FirstOrDefault(f => f.BtfId > 0)
                 ?? throw new TracingException("no traced function has BTF, so none can be attached with fentry/fexit; try -K or -M");
             obj.SetAttachTarget("fentry_tmpl", target.Name);
             obj.SetAttachTarget("fexit_tmpl", target.Name);
@@ -105,7 +113,7 @@ public sealed unsafe class Attacher : IDisposable
         {
             obj.Load();
         }
-        catch (BpfException e) when (fentry && e.Errno == 1)
+        catch (BpfException e) when (kernel && fentry && e.Errno == 1)
         {
             throw new TracingException($"the kernel refused fentry/fexit programs ({Errno.Describe(1)}; kernel lockdown or missing capabilities?); try -K or -M for kprobes");
         }
@@ -166,6 +174,16 @@ public sealed unsafe class Attacher : IDisposable
     /// <summary>Attaches every function; reports progress when it takes long. Returns the number attached.</summary>
     public int Attach(Action<int, int>? progress = null)
     {
+        int kernel = kernelFuncs.Count > 0 ? AttachKernel(progress) : 0;
+        int user = userFuncs.Count > 0 ? AttachUser() : 0;
+        Attached = kernel + user;
+        if (!funcs.Any(f => f.IsEntry && !Skipped.Any(s => s.Func.Id == f.Id)))
+            throw new TracingException("no entry function could be attached: " + string.Join("; ", Skipped.Where(s => s.Func.IsEntry).Take(3).Select(s => $"{s.Func.Name}: {s.Reason}")));
+        return Attached;
+    }
+
+    int AttachKernel(Action<int, int>? progress)
+    {
         if (Mode == AttachMode.KprobeMulti)
         {
             int probe = ProbeKprobeMulti();
@@ -177,9 +195,9 @@ public sealed unsafe class Attacher : IDisposable
                 }
                 catch (BpfException e)
                 {
-                    throw new TracingException($"the kernel refused the kprobe.multi attachment of {funcs.Count} functions ({e.Message.Split('\n')[0]}); try -K for single kprobes or -F for fentry");
+                    throw new TracingException($"the kernel refused the kprobe.multi attachment of {kernelFuncs.Count} functions ({e.Message.Split('\n')[0]}); try -K for single kprobes or -F for fentry");
                 }
-                return Attached;
+                return kernelFuncs.Count;
             }
             note($"kprobe.multi is not supported by this kernel ({Errno.Describe(probe)}): falling back to single kprobes (-K)");
             Mode = AttachMode.Kprobe;
@@ -203,8 +221,8 @@ public sealed unsafe class Attacher : IDisposable
         int done = 0;
         var po = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(4, Environment.ProcessorCount * 4) };
         var sw = Stopwatch.StartNew();
-        using var timer = progress is null ? null : new Timer(_ => progress(Volatile.Read(ref done), funcs.Count), null, 1000, 1000);
-        Parallel.ForEach(funcs, po, f =>
+        using var timer = progress is null ? null : new Timer(_ => progress(Volatile.Read(ref done), kernelFuncs.Count), null, 1000, 1000);
+        Parallel.ForEach(kernelFuncs, po, f =>
         {
             try
             {
@@ -216,16 +234,14 @@ public sealed unsafe class Attacher : IDisposable
             }
             Interlocked.Increment(ref done);
         });
-        Attached = funcs.Count - Skipped.Count;
-        if (Attached == 0)
+        int attached = kernelFuncs.Count - Skipped.Count;
+        if (attached == 0)
         {
             var first = Skipped.FirstOrDefault().Reason ?? "unknown reason";
             var alt = Mode == AttachMode.Fentry ? "try -K or -M for kprobes" : "try -F for fentry/fexit";
             throw new TracingException($"the kernel refused every {(Mode == AttachMode.Fentry ? "fentry/fexit" : "kprobe")} attachment ({first}); {alt}");
         }
-        if (!funcs.Any(f => f.IsEntry && !Skipped.Any(s => s.Func.Id == f.Id)))
-            throw new TracingException("no entry function could be attached: " + string.Join("; ", Skipped.Where(s => s.Func.IsEntry).Take(3).Select(s => $"{s.Func.Name}: {s.Reason}")));
-        return Attached;
+        return attached;
     }
 
     static string ShortReason(BpfException e)
@@ -283,16 +299,15 @@ public sealed unsafe class Attacher : IDisposable
 
     void AttachKprobeMulti()
     {
-        var addrs = new ulong[funcs.Count];
-        var cookies = new ulong[funcs.Count];
-        for (int i = 0; i < funcs.Count; i++)
+        var addrs = new ulong[kernelFuncs.Count];
+        var cookies = new ulong[kernelFuncs.Count];
+        for (int i = 0; i < kernelFuncs.Count; i++)
         {
-            addrs[i] = funcs[i].Address;
-            cookies[i] = (ulong)funcs[i].Id;
+            addrs[i] = kernelFuncs[i].Address;
+            cookies[i] = (ulong)kernelFuncs[i].Id;
         }
         links.Add(Bpf.LinkCreateKprobeMulti(Borrow("kmulti_entry"), false, addrs, cookies));
         links.Add(Bpf.LinkCreateKprobeMulti(Borrow("kmulti_exit"), true, addrs, cookies));
-        Attached = funcs.Count;
     }
 
     /// <summary>A non-owning handle on a program fd that the bpf_object owns.</summary>

@@ -148,7 +148,7 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
         }
         var sym = symbols();
         var callTrace = opts.Trace && trace.Events is not null ? CallTrace.Build(trace.Events, trace.Truncated) : null;
-        var rows = opts.CallStacks ? StackMerger.Merge(stack, sym.Kernel, sym.Lines, sym.Inlines, opts.StacksUnfiltered) : null;
+        var rows = opts.CallStacks ? StackMerger.Merge(stack, sym.Kernel, sym.Lines, sym.Inlines, opts.StacksUnfiltered, sym.User) : null;
         LbrBlock? lbr = null;
         if (opts.UseLbr)
         {
@@ -183,4 +183,5 @@ public sealed class EventSink(Options opts, IReadOnlyList<TracedFunction> funcs,
 }
 
 /// <summary>What the output needs to symbolize: kallsyms always, DWARF lines when available.</summary>
-public sealed record SymbolContext(IKernelSymbols Kernel, ISourceLines? Lines, bool Inlines);
+/// <param name="User">uprobes: the user-space binaries, for user stacks</param>
+public sealed record SymbolContext(IKernelSymbols Kernel, ISourceLines? Lines, bool Inlines, IUserSymbols? User = null);

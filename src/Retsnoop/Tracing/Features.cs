@@ -19,8 +19,19 @@ public static unsafe class Features
             Try("kprobe PMU (single kprobes)", () => PerfEvent.KprobePmuAvailable ? 0 : 2),
         };
         list.AddRange(ProgramFeatures());
+        // uprobes
+        list.Add(Try("uprobe PMU (single uprobes)", () => PerfEvent.UprobePmuAvailable ? 0 : 2));
+        list.Add(Try("uprobe.multi links (6.6+)", ProbeUprobeMulti));
         list.Add(Try("LBR (branch stack perf events)", Lbr.Probe));
         return list;
+    }
+
+    // uprobes: a two-instruction kprobe program loaded for the uprobe.multi attach type, then a probe link
+    static int ProbeUprobeMulti()
+    {
+        ReadOnlySpan<byte> insns = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]; // r0 = 0; exit
+        using var prog = Bpf.ProgLoad(Bpf.ProgTypeKprobe, Bpf.AttachTraceUprobeMulti, insns, "probe_umulti", wantLog: false);
+        return Bpf.ProbeUprobeMulti(prog);
     }
 
     static Feature Try(string name, Func<int> probe)

@@ -50,12 +50,32 @@ public sealed class Glob
     public override string ToString() => Pattern;
 }
 
-/// <summary>One -e/-a/-d argument: "name_glob", "name_glob [module_glob]" or ":source/path/glob.c".</summary>
+/// <summary>One -e/-a/-d argument: "name_glob", "name_glob [module_glob]", ":source/path/glob.c"
+/// or, for user-space functions, "u:BINARY:name_glob".</summary>
 public sealed record FunctionSpec(string Text, Glob? Name, Glob? Module, string? SourceGlob)
 {
+    /// <summary>uprobes: the binary of a "u:BINARY:GLOB" spec (a path, a library or program name); null for kernel specs.</summary>
+    public string? UserBinary { get; init; }
+
+    public bool IsUser => UserBinary is not null;
+
+    public const string UserPrefix = "u:";
+
+    /// <summary>Is this -e/-a/-d argument a user-space spec ("u:BINARY:GLOB")?</summary>
+    public static bool IsUserText(string text) => text.TrimStart().StartsWith(UserPrefix, StringComparison.Ordinal);
+
     public static FunctionSpec Parse(string text)
     {
         var t = text.Trim();
+        if (t.StartsWith(UserPrefix, StringComparison.Ordinal))
+        {
+            // the glob follows the last ':' (C function names have none), so a path may contain ':'
+            var rest = t[UserPrefix.Length..];
+            int colon = rest.LastIndexOf(':');
+            if (colon <= 0 || colon == rest.Length - 1 || rest[..colon].Trim().Length == 0)
+                throw new Cli.OptionException($"bad user-space target '{text}': expected 'u:BINARY:FUNCTION_GLOB', e.g. 'u:libc:*open*' or 'u:/usr/bin/app:parse_*'");
+            return new FunctionSpec(text, new Glob(rest[(colon + 1)..].Trim()), null, null) { UserBinary = rest[..colon].Trim() };
+        }
         if (t.StartsWith(':'))
         {
             if (t.Length == 1)

@@ -44,15 +44,18 @@ public sealed class KernelFacts
 
     ModuleDebugInfo? modules;
 
+    // uprobes: kallsyms and vmlinux DWARF load at the first kernel frame, so a stack of user
+    // frames only needs neither
     public SymbolContext SymbolContext()
     {
         ISourceLines? lines = null;
         if (WantLines)
         {
             modules ??= new ModuleDebugInfo(opts.ModulesDebugDir ?? ModuleDebugInfo.DefaultRoot, msg => Console.Error.WriteLine(msg));
-            lines = new KernelSourceLines(dwarf.Value, modules, a => raw.Value.ModuleOf(a));
+            var mods = modules;
+            lines = new LazySourceLines(() => new KernelSourceLines(dwarf.Value, mods, a => raw.Value.ModuleOf(a)));
         }
-        return new(kallsyms.Value, lines, opts.Symbolize is SymbolizeMode.Default or SymbolizeMode.Inlines);
+        return new(new LazyKernelSymbols(() => kallsyms.Value), lines, opts.Symbolize is SymbolizeMode.Default or SymbolizeMode.Inlines);
     }
 
     /// <summary>Loads kallsyms and indexes DWARF while we wait for the first record.</summary>
@@ -62,6 +65,23 @@ public sealed class KernelFacts
         if (WantLines)
             dwarf.Value?.WarmUp();
     });
+}
+
+/// <summary>Kernel symbols loaded on the first lookup.</summary>
+public sealed class LazyKernelSymbols(Func<IKernelSymbols> load) : IKernelSymbols
+{
+    readonly Lazy<IKernelSymbols> syms = new(load, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    public bool TryResolve(ulong address, out string name, out ulong offset, out string? module) =>
+        syms.Value.TryResolve(address, out name, out offset, out module);
+}
+
+/// <summary>Source lines opened on the first lookup; none when nothing could be opened.</summary>
+public sealed class LazySourceLines(Func<ISourceLines?> load) : ISourceLines
+{
+    readonly Lazy<ISourceLines?> lines = new(load, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    public IReadOnlyList<SourceLocation> Lookup(ulong address, bool inlines) => lines.Value?.Lookup(address, inlines) ?? [];
 }
 
 /// <summary>kallsyms behind the resolver's and the output's interfaces.</summary>

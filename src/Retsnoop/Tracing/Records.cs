@@ -8,6 +8,9 @@ public static class BpfLimits
 {
     public const int MaxFstackDepth = 64;
     public const int MaxKstackDepth = 128;
+    /// <summary>uprobes: user stack entries (struct ustack_entry, 32 bytes each).</summary>
+    public const int MaxUstackDepth = 32;
+    public const int UstackEntrySize = 32;
 }
 
 public enum RecordType : uint { Stack = 1, TraceEntry = 2, TraceExit = 3, SessionEnd = 4, InjectedProbe = 5, FuncArgs = 6, Lbr = 7 }
@@ -20,6 +23,11 @@ public enum FuncFlags : uint
     CantFail = 2,
     RetPtr = 4,
     NeedsSignExt = 8,
+    // uprobes: user-space functions and their failure conventions
+    IsUser = 16,
+    FailNeg = 32,
+    FailZero = 64,
+    FailNonzero = 128,
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -58,6 +66,10 @@ public unsafe struct StackRecord
     public fixed ulong Lat[BpfLimits.MaxFstackDepth];
     public fixed byte Done[BpfLimits.MaxFstackDepth];
     public fixed ulong Kstack[BpfLimits.MaxKstackDepth];
+    // uprobes: the user stack at the error's origin (struct ustack_entry[])
+    public int UstackSize;
+    public uint UstackPad;
+    public fixed byte Ustack[BpfLimits.MaxUstackDepth * BpfLimits.UstackEntrySize];
 }
 
 [StructLayout(LayoutKind.Sequential)]

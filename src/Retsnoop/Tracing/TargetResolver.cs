@@ -96,9 +96,10 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
     {
         if (opts.EntryGlobs.Count == 0)
             throw new OptionException("no entry functions: give at least one -e GLOB (or -c CASE)");
-        var entry = opts.EntryGlobs.Select(FunctionSpec.Parse).ToList();
-        var allow = opts.AllowGlobs.Select(FunctionSpec.Parse).ToList();
-        var deny = opts.DenyGlobs.Select(FunctionSpec.Parse).ToList();
+        // uprobes: user-space specs ("u:BINARY:GLOB") are UserTargetResolver's
+        var entry = opts.EntryGlobs.Where(g => !FunctionSpec.IsUserText(g)).Select(FunctionSpec.Parse).ToList();
+        var allow = opts.AllowGlobs.Where(g => !FunctionSpec.IsUserText(g)).Select(FunctionSpec.Parse).ToList();
+        var deny = opts.DenyGlobs.Where(g => !FunctionSpec.IsUserText(g)).Select(FunctionSpec.Parse).ToList();
         var builtin = BuiltinDenylist.Select(g => new Glob(g)).ToList();
 
         // source globs become name sets (DWARF is read only when one is given)
@@ -216,7 +217,7 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
 
         if (opts.AttachMode == AttachMode.Fentry)
             result = KeepFentryAttachable(result);
-        if (!result.Any(f => f.IsEntry))
+        if (entry.Count > 0 && !result.Any(f => f.IsEntry))
             throw new TracingException("every function matching the entry globs is denied or cannot be traced: nothing would start a session");
         return result;
     }

@@ -27,11 +27,22 @@ public sealed record TracedFunction(int Id, string Name, string? Module, ulong A
     /// <summary>Why fentry/fexit cannot attach here (null: it can).</summary>
     public string? FentryRefusal { get; init; }
 
+    /// <summary>uprobes: where a user-space function lives (null: a kernel function).</summary>
+    public UserFunction? User { get; init; }
+
+    public bool IsUser => User is not null;
+
+    /// <summary>What a stack frame must resolve to for this function to be that frame:
+    /// the name for kernel functions, binary and file offset for user ones (aliases share it).</summary>
+    public string MatchKey => User is { } u ? UserFunction.Key(u.Binary.Path, u.FileOffset) : Name;
+
     public FuncFlags Flags
     {
         get
         {
             var f = IsEntry ? FuncFlags.IsEntry : FuncFlags.None;
+            if (User is { } u)
+                return f | FuncFlags.IsUser | u.FailFlags(Return);
             f |= Return switch
             {
                 ReturnClass.Void or ReturnClass.Bool or ReturnClass.Other => FuncFlags.CantFail,
@@ -43,7 +54,8 @@ public sealed record TracedFunction(int Id, string Name, string? Module, ulong A
         }
     }
 
-    public string DisplayName => Module is null ? Name : $"{Name} [{Module}]";
+    /// <summary>name, "name [module]", or for user functions "u:FILE:name" with the binary's file name.</summary>
+    public string DisplayName => User is { } u ? $"{FunctionSpec.UserPrefix}{u.Binary.FileName}:{Name}" : Module is null ? Name : $"{Name} [{Module}]";
 
     /// <summary>Did this result count as a failure (same rule as the BPF side)?</summary>
     public bool IsFailure(long res)
@@ -51,6 +63,11 @@ public sealed record TracedFunction(int Id, string Name, string? Module, ulong A
         var f = Flags;
         if ((f & FuncFlags.CantFail) != 0)
             return false;
+        if ((f & (FuncFlags.FailNeg | FuncFlags.FailZero | FuncFlags.FailNonzero)) != 0)
+        {
+            long v = (f & FuncFlags.NeedsSignExt) != 0 ? (int)res : res;
+            return (f & FuncFlags.FailNeg) != 0 ? v < 0 : (f & FuncFlags.FailZero) != 0 ? v == 0 : v != 0;
+        }
         ulong u = (ulong)res;
         if ((f & FuncFlags.RetPtr) != 0)
             return u == 0 || u >= unchecked((ulong)-4095L);

@@ -1,0 +1,56 @@
+/* The user-space program the uprobe tests trace: a known call chain that fails at a known
+ * depth. Lines marked "@name" are where the tests expect stack frames to point.
+ * Built by the tests with gcc -g -O0 (frame pointers, no inlining).
+ *
+ *   uprobe_target [PATH]   main -> load_config -> parse_file -> open_file -> open(PATH)
+ *
+ * With a missing PATH (the default) open() fails with ENOENT, open_file returns -2,
+ * parse_file passes it up, load_config returns NULL and main returns -1.
+ */
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <unistd.h>
+
+struct config {
+	int fd;
+};
+
+static struct config the_config;
+
+__attribute__((noinline)) int open_file(const char *path) { /* @open_file */
+	int fd = open(path, O_RDONLY); /* @open */
+	if (fd < 0)
+		return -2;
+	return fd;
+}
+
+__attribute__((noinline)) long parse_file(const char *path) { /* @parse_file */
+	long err = open_file(path); /* @call_open_file */
+	if (err < 0)
+		return err;
+	return 0;
+}
+
+__attribute__((noinline)) struct config *load_config(const char *path) { /* @load_config */
+	if (parse_file(path) < 0) /* @call_parse_file */
+		return NULL;
+	return &the_config;
+}
+
+/* succeeds: its result must never make a stack */
+__attribute__((noinline)) bool config_dir_ok(void) { /* @config_dir_ok */
+	return true;
+}
+
+int main(int argc, char **argv) { /* @main */
+	const char *path = argc > 1 ? argv[1] : "/nonexistent/retsnoop-uprobe-test.conf";
+
+	config_dir_ok();
+	if (!load_config(path)) { /* @call_load_config */
+		fprintf(stderr, "load_config(%s) failed\n", path);
+		return -1;
+	}
+	printf("loaded %s\n", path);
+	return 0;
+}
