@@ -42,6 +42,8 @@ struct session {
 	__s32 depth;             /* live frames, may exceed MAX_FSTACK_DEPTH */
 	__u32 next_seq;
 	__u32 has_user;          /* uprobes: started by a user function, so take user stacks */
+	__u32 paused_err;        /* the kept chain failed, then a call outside it succeeded: the
+	                          * error is not handled yet (see stitch_pos) */
 	__u32 ids[MAX_FSTACK_DEPTH];
 	__u32 seqs[MAX_FSTACK_DEPTH];
 	__u64 ts[MAX_FSTACK_DEPTH];
@@ -449,6 +451,8 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess->rec.depth = 0;
 		sess->rec.is_err = 0;
 		sess->rec.kstack_sz = 0;
+		sess->rec.stitch_pos = 0;
+		sess->paused_err = 0;
 		/* uprobes */
 		sess->has_user = !!(*flags & FUNC_IS_USER);
 		sess->rec.ustack_sz = 0;
@@ -536,6 +540,8 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 		r->lat[i] = 0;
 	}
 	r->depth = d + 1;
+	r->stitch_pos = 0;
+	sess->paused_err = 0;
 	r->kstack_sz = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
 	lbr_keep(sess); /* LBR (-B) */
 	/* uprobes: the user stack too (from a kernel probe it is the stack at syscall entry);
@@ -550,15 +556,16 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 static __always_inline void emit_interim(struct session *sess, __u64 now)
 {
 	struct stack_rec *r = &sess->rec;
+	__u32 was = r->is_err;
 
-	if (!emit_interim_stacks || !r->is_err || !r->depth)
+	if (!emit_interim_stacks || !(r->is_err || sess->paused_err) || !r->depth)
 		return;
 	r->end_ts = now;
 	r->is_err = STACK_ERR | STACK_INTERIM;
 	lbr_emit(sess); /* LBR (-B): the snapshot kept with this chain */
 	if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 		count_dropped_record();
-	r->is_err = STACK_ERR;
+	r->is_err = was;
 }
 
 static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
@@ -600,19 +607,35 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 	match = r->depth > (__u32)d && r->seqs[fidx(d)] == sess->seqs[fidx(d)];
 
 	if (failed) {
-		if (!(match && r->is_err)) {
+		if (match && sess->paused_err && r->depth > (__u32)d + 1) {
+			/* this frame's earlier callee failed, a later one succeeded, and now this one
+			 * fails: keep the earlier chain (and its deeper kernel stack) under it, marked
+			 */
+			r->stitch_pos = d + 1;
+			sess->paused_err = 0;
+			r->is_err = STACK_ERR;
+		} else if (!(match && r->is_err)) {
 			/* a new origin of the error */
 			emit_interim(sess, now);
 			keep_chain(ctx, sess, d);
 			r->is_err = STACK_ERR;
 		}
 	} else if (!(flags & FUNC_CANT_FAIL)) {
-		/* a success: an error kept below this frame was handled */
-		if (!match || r->is_err) {
+		if (match) {
+			/* a frame of the kept chain succeeded: an error below it was handled */
 			emit_interim(sess, now);
-			if (emit_success_stacks && !match)
-				keep_chain(ctx, sess, d);
 			r->is_err = 0;
+			sess->paused_err = 0;
+		} else if (emit_success_stacks) {
+			emit_interim(sess, now);
+			keep_chain(ctx, sess, d);
+			r->is_err = 0;
+		} else if (r->is_err) {
+			/* a call outside the kept error chain succeeded: the error may still be the
+			 * reason the caller fails (stitched then), or get handled (sent as interim then)
+			 */
+			r->is_err = 0;
+			sess->paused_err = 1;
 		}
 	}
 	if (r->depth > (__u32)d && r->seqs[fidx(d)] == sess->seqs[fidx(d)]) {

@@ -55,6 +55,10 @@ struct stack_rec {
 	unsigned int is_err;         /* STACK_ERR: ends in an error (not a -S success); STACK_INTERIM:
 	                              * an error chain the session went past (-I) */
 	int kstack_sz;               /* bytes in kstack, or a negative error */
+	unsigned int stitch_pos;     /* 0, or the first frame kept from an earlier error: the chain
+	                              * from there down failed, a sibling call then succeeded, and
+	                              * the frame above failed after it (upstream's stitched stacks) */
+	unsigned int stitch_pad;
 	unsigned int ids[MAX_FSTACK_DEPTH];
 	unsigned int seqs[MAX_FSTACK_DEPTH];
 	long long res[MAX_FSTACK_DEPTH];

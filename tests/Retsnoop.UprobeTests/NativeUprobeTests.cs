@@ -118,6 +118,43 @@ public sealed class NativeUprobeTests(TargetFixture fx)
         Assert.Matches(@"^\[[1-9]\d*\]$", s.Frames[3].Result); // the fd
     }
 
+    [RootTheory]
+    [InlineData("multi")]
+    [InlineData("single")]
+    public void StitchedStackKeepsTheEarlierErrorUnderItsFailingCaller(string mode)
+    {
+        // retry_load: try_primary fails (-5), log_fallback succeeds, then retry_load fails with the
+        // -5: the stack is main > retry_load > try_primary, try_primary marked as stitched
+        // (upstream marks such frames '⌇'), log_fallback nowhere
+        var r = Tracer.Run([T.Binary, "--stitch"], [.. Modes[mode], "-I", "-e", Spec("main"), "-a", Spec("*")]);
+        Assert.True(r.Rc == 0, r.Describe());
+        Assert.Equal(255, r.TriggerRc);
+        var s = Single(r); // -I: the earlier error was folded into this stack, not sent as interim
+        Assert.DoesNotContain("interim stack", r.Out);
+        Assert.True(s.Chain.SequenceEqual(["main", "retry_load", "try_primary"]), r.Describe());
+        AssertFrame(s.Frames[0], "main", "[-1]", false, "call_retry_load", r);
+        AssertFrame(s.Frames[1], "retry_load", "[-5]", false, "call_try_primary", r);
+        AssertFrame(s.Frames[2], "try_primary", "[-5]", true, "try_primary", r);
+        Assert.Equal([false, false, true], s.Frames.Select(f => f.Stitched));
+    }
+
+    [RootFact]
+    public void HandledErrorIsNoStackButAnInterimOneWithDashI()
+    {
+        // --handled: retry_load returns 0 after the same failure and success: no stack; with -I the
+        // earlier error chain comes as an interim stack, unstitched
+        var plain = Tracer.Run([T.Binary, "--handled"], "-e", Spec("main"), "-a", Spec("*"));
+        Assert.True(plain.Rc == 0 && plain.TriggerRc == 0, plain.Describe());
+        Assert.Empty(PrintedStack.Parse(plain.Out));
+
+        var r = Tracer.Run([T.Binary, "--handled"], "-I", "-e", Spec("main"), "-a", Spec("*"));
+        var s = Single(r);
+        Assert.Contains("(interim stack: the session went on past this error)", r.Out);
+        Assert.True(s.Chain.SequenceEqual(["main", "retry_load", "try_primary"]), r.Describe());
+        Assert.Equal("[-5]", s.Frames[2].Result);
+        Assert.All(s.Frames, f => Assert.False(f.Stitched, r.Describe()));
+    }
+
     [RootFact]
     public void FailureRuleIsConfigurable()
     {

@@ -6,10 +6,15 @@
  *
  * With a missing PATH (the default) open() fails with ENOENT, open_file returns -2,
  * parse_file passes it up, load_config returns NULL and main returns -1.
+ *
+ *   uprobe_target --stitch    main -> retry_load -> try_primary (-5), then log_fallback (0),
+ *                             then retry_load returns try_primary's -5: a stitched stack
+ *   uprobe_target --handled   the same, but retry_load returns 0: the error was handled
  */
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 struct config {
@@ -43,8 +48,27 @@ __attribute__((noinline)) bool config_dir_ok(void) { /* @config_dir_ok */
 	return true;
 }
 
+__attribute__((noinline)) int try_primary(void) { /* @try_primary */
+	return -5;
+}
+
+__attribute__((noinline)) int log_fallback(void) { /* @log_fallback */
+	return 0;
+}
+
+/* fails because its first callee failed, though a later callee succeeded in between */
+__attribute__((noinline)) int retry_load(int handled) { /* @retry_load */
+	int err = try_primary(); /* @call_try_primary */
+	if (err < 0 && log_fallback() == 0 && !handled)
+		return err;
+	return 0;
+}
+
 int main(int argc, char **argv) { /* @main */
 	const char *path = argc > 1 ? argv[1] : "/nonexistent/retsnoop-uprobe-test.conf";
+
+	if (argc > 1 && (strcmp(argv[1], "--stitch") == 0 || strcmp(argv[1], "--handled") == 0))
+		return retry_load(strcmp(argv[1], "--handled") == 0) < 0 ? -1 : 0; /* @call_retry_load */
 
 	config_dir_ok();
 	if (!load_config(path)) { /* @call_load_config */

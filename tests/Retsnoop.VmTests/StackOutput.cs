@@ -3,13 +3,17 @@ using System.Text.RegularExpressions;
 namespace Retsnoop.VmTests;
 
 /// <summary>One traced frame of a printed stack.</summary>
-public sealed record PrintedFrame(string Function, string Result, bool TrackedOnly, string Line);
+public sealed record PrintedFrame(string Function, string Result, bool TrackedOnly, string Line)
+{
+    /// <summary>Marked '⌇': kept from an earlier error of the same caller (a stitched stack).</summary>
+    public bool Stitched { get; init; }
+}
 
 /// <summary>A printed stack parsed back from the tool's text output (upstream's shape).</summary>
 public sealed record PrintedStack(int Tid, int Pid, string Comm, List<PrintedFrame> Frames, List<string> Lines)
 {
     static readonly Regex Header = new(@"^\d\d:\d\d:\d\d\.\d{6} -> \d\d:\d\d:\d\d\.\d{6} TID/PID (\d+)/(\d+) \((.*)/(.*)\):$");
-    static readonly Regex Traced = new(@"^(?<m>[! ]).{1}\s*(?<dur>\d+us|\.\.\.) (?<res>\[[^\]]*\])\s+(?<sym>[^\s+]+)(\+0x[0-9a-f]+)?");
+    static readonly Regex Traced = new(@"^(?<m>[! ])(?<s>.)\s*(?<dur>\d+us|\.\.\.) (?<res>\[[^\]]*\])\s+(?<sym>[^\s+]+)(\+0x[0-9a-f]+)?");
 
     public IEnumerable<string> Chain => Frames.Select(f => f.Function);
 
@@ -31,7 +35,7 @@ public sealed record PrintedStack(int Tid, int Pid, string Comm, List<PrintedFra
             cur.Lines.Add(line);
             var m = Traced.Match(line);
             if (m.Success)
-                cur.Frames.Add(new PrintedFrame(m.Groups["sym"].Value, m.Groups["res"].Value, m.Groups["m"].Value == "!", line));
+                cur.Frames.Add(new PrintedFrame(m.Groups["sym"].Value, m.Groups["res"].Value, m.Groups["m"].Value == "!", line) { Stitched = m.Groups["s"].Value == "\u2307" });
         }
         return stacks;
     }

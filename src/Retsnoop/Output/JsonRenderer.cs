@@ -146,6 +146,7 @@ public sealed class JsonRenderer(Clock clock, ArgsFormatter? args = null) : IRep
         if (row.Traced is { } t)
         {
             w.WriteBoolean("finished", t.Finished);
+            w.WriteBoolean("stitched", t.Stitched);
             WriteResult(w, "result", ResultFormat.View(t));
             if (t.Finished)
                 w.WriteNumber("latency_ns", t.LatencyNs);

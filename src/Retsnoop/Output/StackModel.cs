@@ -9,6 +9,9 @@ public sealed record TracedFrame(TracedFunction Func, long Result, ulong Latency
     public uint Seq { get; init; }
     /// <summary>-A: the arguments captured at this call's entry (null: none received).</summary>
     public CapturedArgs? Args { get; init; }
+    /// <summary>Kept from an earlier error under the same caller: this chain failed, a later call
+    /// of the caller succeeded, then the caller failed (upstream's stitched frames, marked ⌇).</summary>
+    public bool Stitched { get; init; }
 }
 
 /// <summary>A finished session as the BPF side reported it: the kept chain, the kernel stack and,
@@ -29,7 +32,7 @@ public sealed record SessionStack(
             int id = (int)r.Ids[i];
             if (id < 0 || id >= funcs.Count)
                 continue;
-            chain.Add(new TracedFrame(funcs[id], r.Res[i], r.Lat[i], r.Done[i] != 0) { Seq = r.Seqs[i] });
+            chain.Add(new TracedFrame(funcs[id], r.Res[i], r.Lat[i], r.Done[i] != 0) { Seq = r.Seqs[i], Stitched = r.StitchPos != 0 && i >= r.StitchPos });
         }
         var ks = new List<ulong>();
         int n = Math.Min(Math.Max(r.KstackSize, 0) / 8, BpfLimits.MaxKstackDepth);

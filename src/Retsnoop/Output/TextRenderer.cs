@@ -48,7 +48,8 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
                 src = "(" + (loc.Function != r.Symbol ? TerminalSafe.Escape(loc.Function) + " @ " : "") + Where(loc) + ")";
             else if (r.Binary is { } bin)
                 src = "(" + TerminalSafe.Escape(bin) + ")"; // uprobes: a user frame without DWARF
-            lines.Add((r.TrackedOnly ? "! " : "  ", dur, res, sym.ToString(), src, t));
+            // upstream's two mark columns: '!' known only from tracking, '⌇' stitched from an earlier error
+            lines.Add(((r.TrackedOnly ? "!" : " ") + (t is { Stitched: true } ? "\u2307" : " "), dur, res, sym.ToString(), src, t));
             foreach (var inl in r.Inlined)
             {
                 var pad = opts.StacksEmitAddrs ? new string(' ', 17) : "";

@@ -60,6 +60,7 @@ public unsafe struct StackRecord
     public fixed byte PComm[16];
     public uint IsErr; // StackFlags
     public int KstackSize;
+    public uint StitchPos, StitchPad; // 0, or the first frame kept from an earlier error
     public fixed uint Ids[BpfLimits.MaxFstackDepth];
     public fixed uint Seqs[BpfLimits.MaxFstackDepth];
     public fixed long Res[BpfLimits.MaxFstackDepth];
