@@ -42,6 +42,9 @@ public static unsafe partial class Libbpf
     public static partial nint ring_buffer__new(int mapFd, delegate* unmanaged<nint, nint, nuint, int> sampleCb, nint ctx, void* opts);
     [LibraryImport(Lib)]
     public static partial int ring_buffer__poll(nint rb, int timeoutMs);
+
+    [LibraryImport(Lib)]
+    public static partial int ring_buffer__epoll_fd(nint rb);
     [LibraryImport(Lib)]
     public static partial int ring_buffer__consume(nint rb);
     [LibraryImport(Lib)]

@@ -37,6 +37,15 @@ public static unsafe partial class Libc
     public static partial int getpid();
 
     [LibraryImport("libc", SetLastError = true)]
+    public static partial int eventfd(uint initval, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial nint write(int fd, void* buf, nuint count);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int epoll_ctl(int epfd, int op, int fd, void* ev);
+
+    [LibraryImport("libc", SetLastError = true)]
     public static partial int setrlimit(int resource, void* rlim);
 
     [LibraryImport("libc", SetLastError = true)]

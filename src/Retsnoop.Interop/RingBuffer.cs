@@ -35,6 +35,35 @@ public sealed unsafe class RingBuffer : SafeHandle
 
     public int Consume() => Libbpf.ring_buffer__consume(handle);
 
+    int wakeFd = -1;
+    CancellationTokenRegistration wakeReg;
+
+    /// <summary>
+    /// Makes a pending or later Poll return at once when <paramref name="token"/> is cancelled
+    /// (Ctrl-C), instead of at the end of its timeout: an eventfd joins the consumer's epoll set.
+    /// Its event carries ring index 0, so libbpf just looks at our one ring once more.
+    /// </summary>
+    public void WakeOn(CancellationToken token)
+    {
+        int efd = Libc.eventfd(0, 0x80000 /* EFD_CLOEXEC */);
+        if (efd < 0)
+            return; // no early wake-up: Poll's timeout still ends the wait
+        byte* ev = stackalloc byte[12]; // struct epoll_event is packed on x86-64: u32 events, u64 data
+        *(uint*)ev = 1; // EPOLLIN
+        *(ulong*)(ev + 4) = 0; // data.fd = ring index 0
+        if (Libc.epoll_ctl(Libbpf.ring_buffer__epoll_fd(handle), 1 /* EPOLL_CTL_ADD */, efd, ev) != 0)
+        {
+            Libc.close(efd);
+            return;
+        }
+        wakeFd = efd;
+        wakeReg = token.Register(() =>
+        {
+            ulong one = 1;
+            Libc.write(efd, &one, 8);
+        });
+    }
+
     [UnmanagedCallersOnly]
     static int OnSample(nint ctx, nint data, nuint size)
     {
@@ -53,6 +82,9 @@ public sealed unsafe class RingBuffer : SafeHandle
     protected override bool ReleaseHandle()
     {
         Libbpf.ring_buffer__free(handle);
+        wakeReg.Dispose(); // no wake-up write after the fd is closed (and maybe reused)
+        if (wakeFd >= 0)
+            Libc.close(wakeFd);
         if (self.IsAllocated)
             self.Free();
         return true;

@@ -211,6 +211,7 @@ public static class Entry
                 data.Writer.Flush();
             }) { Probes = probes };
             using var rb = new RingBuffer(attacher.RingBufferFd, sink.Handle);
+            rb.WakeOn(cancel.Token);
             status.WriteLine("Receiving data...");
             status.Flush();
             receiving = true;
