@@ -92,7 +92,11 @@ public sealed class Kallsyms
     /// A file larger than <see cref="MaxFileSize"/> is a <see cref="SymbolFileFormatException"/>, found
     /// before it is all read.
     /// </summary>
-    public static Kallsyms Load(string path = "/proc/kallsyms")
+    public static Kallsyms Load(string path = "/proc/kallsyms") => Parse(ReadAll(path).Span);
+
+    /// <summary>The whole file (procfs files report size 0, so it is read as a stream), within
+    /// <see cref="MaxFileSize"/>.</summary>
+    static ReadOnlyMemory<byte> ReadAll(string path)
     {
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
         using var ms = new MemoryStream(1 << 23);
@@ -104,7 +108,52 @@ public sealed class Kallsyms
                 throw new SymbolFileFormatException(path, null, MaxFileSize, $"larger than {MaxFileSize >> 20} MiB: not a kallsyms file");
             ms.Write(chunk, 0, n);
         }
-        return Parse(ms.GetBuffer().AsSpan(0, (int)ms.Length));
+        return ms.GetBuffer().AsMemory(0, (int)ms.Length);
+    }
+
+    /// <summary>
+    /// Only the text symbols (t, T) with one of these names, in file order: what attaching needs
+    /// before the first event, without building the whole table (about 166,000 lines; under
+    /// emulation the full parse costs a second of startup).
+    /// </summary>
+    public static List<KernelSymbol> LoadText(IReadOnlySet<string> names, string path = "/proc/kallsyms") =>
+        ScanText(ReadAll(path).Span, names);
+
+    public static List<KernelSymbol> ScanText(ReadOnlySpan<byte> data, IReadOnlySet<string> names)
+    {
+        var found = new List<KernelSymbol>();
+        var set = names as HashSet<string> ?? new HashSet<string>(names, StringComparer.Ordinal);
+        var lookup = set.GetAlternateLookup<ReadOnlySpan<char>>();
+        Span<char> buf = stackalloc char[512];
+        while (!data.IsEmpty)
+        {
+            int nl = data.IndexOf((byte)'\n');
+            var line = nl < 0 ? data : data[..nl];
+            data = nl < 0 ? default : data[(nl + 1)..];
+            int sp1 = line.IndexOf((byte)' ');
+            if (sp1 <= 0 || sp1 + 3 > line.Length || line[sp1 + 2] != (byte)' ' || (line[sp1 + 1] | 0x20) != (byte)'t')
+                continue;
+            var rest = line[(sp1 + 3)..];
+            int tab = rest.IndexOf((byte)'\t');
+            var nameBytes = (tab >= 0 ? rest[..tab] : rest).TrimEnd((byte)'\r').TrimEnd((byte)' ');
+            if (nameBytes.IsEmpty || nameBytes.Length > buf.Length)
+                continue;
+            int n = Encoding.UTF8.GetChars(nameBytes, buf);
+            if (!lookup.TryGetValue(buf[..n], out var name))
+                continue;
+            if (!Utf8Parser.TryParse(line[..sp1], out ulong addr, out int used, 'x') || used != sp1)
+                continue;
+            string? module = null;
+            if (tab >= 0)
+            {
+                var m = rest[(tab + 1)..].Trim((byte)' ').TrimEnd((byte)'\r');
+                if (m.Length >= 2 && m[0] == (byte)'[' && m[^1] == (byte)']')
+                    m = m[1..^1];
+                module = Encoding.UTF8.GetString(m);
+            }
+            found.Add(new KernelSymbol(addr, name, (char)line[sp1 + 1], module));
+        }
+        return found;
     }
 
     public static Kallsyms Parse(string text) => Parse(Encoding.UTF8.GetBytes(text));

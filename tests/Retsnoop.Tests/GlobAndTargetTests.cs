@@ -1,4 +1,5 @@
 using Retsnoop.Cli;
+using Retsnoop.Symbols;
 using Retsnoop.Tracing;
 
 namespace Retsnoop.Tests;
@@ -134,5 +135,43 @@ public class TargetResolverTests
         var e = Assert.Throws<TracingException>(() => Resolve("-e", "*sys_bpf", "-a", "no_such_fn*"));
         Assert.Contains("'no_such_fn*'", e.Message);
         Assert.Throws<OptionException>(() => Resolve("-a", "x"));
+    }
+}
+
+/// <summary>The kallsyms subset read before attaching answers like the whole table for its names.</summary>
+public class KallsymsSubsetTests
+{
+    const string Text = """
+        ffffffff81000000 T _stext
+        ffffffff81234550 t __pfx_do_sys_openat2
+        ffffffff81234560 T do_sys_openat2
+        ffffffff812345a0 t dup_static
+        ffffffff812345c0 t tiny_neighbour
+        ffffffff812345d0 t __pfx_map_create
+        ffffffff812345e0 t map_create
+        ffffffff81239000 t dup_static
+        ffffffff81239010 d map_create
+        ffffffffc0123000 t p9_client_rpc	[9pnet]
+        ffffffffc0124000 t dup_static	[9p]
+
+        """;
+
+    [Fact]
+    public void SubsetAnswersLikeTheWholeTable()
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(Text.Replace("\r", ""));
+        var names = new HashSet<string>(["do_sys_openat2", "dup_static", "map_create", "p9_client_rpc", "absent"], StringComparer.Ordinal);
+        var subset = new KallsymsSubset(Kallsyms.ScanText(bytes, names));
+        var full = new KallsymsTable(Kallsyms.Parse(bytes));
+        foreach (var (name, module) in new (string, string?)[] { ("do_sys_openat2", null), ("dup_static", null), ("dup_static", "9p"), ("map_create", null), ("p9_client_rpc", "9pnet"), ("p9_client_rpc", null), ("absent", null) })
+            Assert.Equal(full.TextAddresses(name, module), subset.TextAddresses(name, module));
+        Assert.Equal([0xffffffff812345a0UL, 0xffffffff81239000UL], subset.TextAddresses("dup_static", null));
+        Assert.Empty(subset.TextAddresses("map_create", "9p"));
+        // ftrace locations: at the start, or after a 4-byte endbr64
+        foreach (var loc in new ulong[] { 0xffffffff81234564, 0xffffffff812345a0, 0xffffffff812345e4, 0xffffffffc0123004 })
+            Assert.Equal(full.FunctionStart(loc), subset.FunctionStart(loc));
+        // far from every start of the subset: unknown, never a wrong neighbour
+        Assert.Null(subset.FunctionStart(0xffffffff812345c4));
+        Assert.Null(subset.FunctionStart(0xffffffff81234000));
     }
 }

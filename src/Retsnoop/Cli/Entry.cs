@@ -108,6 +108,7 @@ public static class Entry
         {
             var traceable = TraceableFunctions.Load(out var listSource);
             Log(opts, 1, $"{traceable.Count} traceable functions in {listSource}");
+            Log(opts, 2, $"[{launch.ElapsedMilliseconds} ms] traceable functions read");
             var resolver = new TargetResolver(opts, facts.Symbols, facts.Types, facts.SourceIndexFactory())
             {
                 KernelNoProbe = TargetResolver.ReadKernelNoProbe(),
@@ -124,6 +125,7 @@ public static class Entry
         if (!funcs.Any(f => f.IsEntry))
             throw new TracingException("every function matching the entry globs is denied or cannot be traced: nothing would start a session");
         int entries = funcs.Count(f => f.IsEntry);
+        Log(opts, 2, $"[{launch.ElapsedMilliseconds} ms] targets resolved");
         Log(opts, 1, $"{funcs.Count} functions to trace ({entries} entry, {funcs.Count - entries} allowed)");
 
         if (opts.DryRun)
@@ -193,7 +195,9 @@ public static class Entry
         bool receiving = false;
         try
         {
+            Log(opts, 2, $"[{launch.ElapsedMilliseconds} ms] loading BPF programs");
             attacher.Load(opts.AttachMode);
+            Log(opts, 2, $"[{launch.ElapsedMilliseconds} ms] BPF programs loaded");
             var attachClock = Stopwatch.StartNew();
             attacher.Attach((done, total) =>
                 Console.Error.WriteLine($"Attaching... {done}/{total} functions ({attachClock.Elapsed.TotalSeconds:0.0} s)"));

@@ -25,7 +25,24 @@ public sealed class KernelFacts
             LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
-    public IKernelSymbolTable Symbols => kallsyms.Value;
+    /// <summary>kallsyms for target resolution: just the chosen names' lines unless the whole table
+    /// is already loaded (the whole table is loaded in the background once events flow).</summary>
+    public IKernelSymbolTable Symbols => new ResolverSymbols(this);
+
+    sealed class ResolverSymbols(KernelFacts facts) : IKernelSymbolTable
+    {
+        KallsymsSubset? subset;
+
+        public void Prepare(IReadOnlySet<string> names)
+        {
+            if (!facts.kallsyms.IsValueCreated)
+                subset = new KallsymsSubset(Kallsyms.LoadText(names));
+        }
+
+        IKernelSymbolTable Table => subset ?? (IKernelSymbolTable)facts.kallsyms.Value;
+        public IReadOnlyList<ulong> TextAddresses(string name, string? module) => Table.TextAddresses(name, module);
+        public ulong? FunctionStart(ulong address) => Table.FunctionStart(address);
+    }
 
     static bool HasSourceGlobs(Options o) => o.EntryGlobs.Concat(o.AllowGlobs).Concat(o.DenyGlobs).Any(g => g.TrimStart().StartsWith(':'));
 
@@ -82,6 +99,41 @@ public sealed class LazySourceLines(Func<ISourceLines?> load) : ISourceLines
     readonly Lazy<ISourceLines?> lines = new(load, LazyThreadSafetyMode.ExecutionAndPublication);
 
     public IReadOnlyList<SourceLocation> Lookup(ulong address, bool inlines) => lines.Value?.Lookup(address, inlines) ?? [];
+}
+
+/// <summary>
+/// Some text symbols of kallsyms (the functions to attach): their addresses by name, and the start
+/// of the function an ftrace location belongs to, when that function is among them.
+/// </summary>
+public sealed class KallsymsSubset : IKernelSymbolTable
+{
+    readonly Dictionary<string, List<KernelSymbol>> byName = new(StringComparer.Ordinal);
+    readonly ulong[] starts;
+
+    public KallsymsSubset(IEnumerable<KernelSymbol> text)
+    {
+        foreach (var s in text)
+        {
+            if (!byName.TryGetValue(s.Name, out var l))
+                byName[s.Name] = l = [];
+            l.Add(s);
+        }
+        starts = [.. byName.Values.SelectMany(l => l).Select(s => s.Address).Where(a => a != 0).Distinct().Order()];
+    }
+
+    public IReadOnlyList<ulong> TextAddresses(string name, string? module) =>
+        byName.TryGetValue(name, out var l) ? [.. l.Where(s => s.Module == module).Select(s => s.Address)] : [];
+
+    /// <summary>An ftrace location is the function's first instruction or the one after its
+    /// endbr64: the nearest start at most 16 bytes below it. Another function's start is never
+    /// that close, so a start outside the subset cannot be mistaken for it.</summary>
+    public ulong? FunctionStart(ulong address)
+    {
+        int i = Array.BinarySearch(starts, address);
+        if (i < 0)
+            i = ~i - 1;
+        return i >= 0 && address - starts[i] <= 16 ? starts[i] : null;
+    }
 }
 
 /// <summary>kallsyms behind the resolver's and the output's interfaces.</summary>

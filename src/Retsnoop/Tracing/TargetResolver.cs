@@ -18,6 +18,9 @@ public interface IKernelSymbolTable
     IReadOnlyList<ulong> TextAddresses(string name, string? module);
     /// <summary>Start of the function containing an address (ftrace locations sit a few bytes in).</summary>
     ulong? FunctionStart(ulong address);
+    /// <summary>Says which names the lookups will be about, before the first one (a table may then
+    /// read just those).</summary>
+    void Prepare(IReadOnlySet<string> names) { }
 }
 
 /// <summary>Source-file globs (from DWARF): names of functions defined in matching files.</summary>
@@ -176,6 +179,7 @@ public sealed class TargetResolver(Options opts, IKernelSymbolTable ksyms, IFunc
         if (noProbe > 0)
             notes.Add($"{noProbe} matching functions left out because the kernel forbids probing them (kprobes/blacklist)");
 
+        ksyms.Prepare(chosen.Select(c => c.F.Name).ToHashSet(StringComparer.Ordinal));
         var result = new List<TracedFunction>();
         // names that occur more than once (static functions in several files) need exact addresses
         var occurrences = chosen.GroupBy(c => (c.F.Name, c.F.Module)).ToDictionary(g => g.Key, g => g.Count());
