@@ -91,8 +91,9 @@ else
     cp "$out/ours-F.txt" "$out/upstream-F.txt"
 fi
 bpftool btf dump file /sys/kernel/btf/vmlinux | awk '
-    $2 == "FUNC_PROTO" { id = substr($1, 2, length($1) - 2); for (i = 3; i <= NF; i++) {
-                             if ($i ~ /^vlen=/) vlen[id] = substr($i, 6); if ($i == "ret_type_id=0") vlen[id] = 0 } }
+    $2 == "FUNC_PROTO" { id = substr($1, 2, length($1) - 2); void = 0
+                         for (i = 3; i <= NF; i++) { if ($i ~ /^vlen=/) vlen[id] = substr($i, 6); if ($i == "ret_type_id=0") void = 1 }
+                         if (void) vlen[id] = 0 }
     $2 == "FUNC"       { n = $3; gsub("\047", "", n); for (i = 4; i <= NF; i++) if ($i ~ /^type_id=/) proto[n] = substr($i, 9) }
     END { for (n in proto) if (vlen[proto[n]] + 0 > 0) print n }' | sort > "$out/btf-with-args.txt"
 comm -12 "$out/ours-F.txt" "$out/upstream-F.txt" | comm -12 - "$out/btf-with-args.txt" > "$out/common.txt"
