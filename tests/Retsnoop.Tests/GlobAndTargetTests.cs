@@ -130,6 +130,21 @@ public class TargetResolverTests
     }
 
     [Fact]
+    public void ExactNamesAreLookedUpWithTheirModuleAndDeny()
+    {
+        // exact names go through a dictionary, not the glob scan: same answers expected
+        var r = Resolve("-e", "__x64_sys_bpf", "-a", "p9_client_rpc [9pnet]", "-a", "bpf_map_area_alloc",
+            "-a", "array_map_alloc_check", "-d", "array_map_alloc_check");
+        Assert.Equal(["__x64_sys_bpf", "bpf_map_area_alloc", "p9_client_rpc"], r.Select(f => f.Name));
+        Assert.True(r[0].IsEntry);
+        Assert.Equal("9pnet", r[2].Module);
+        var e = Assert.Throws<TracingException>(() => Resolve("-e", "__x64_sys_bpf", "-a", "p9_client_rpc [9p]"));
+        Assert.Contains("p9_client_rpc", e.Message);
+        e = Assert.Throws<TracingException>(() => Resolve("-e", "__x64_sys_bpf", "-a", "nope"));
+        Assert.Contains("'nope'", e.Message);
+    }
+
+    [Fact]
     public void GlobMatchingNothingIsAnErrorNamingIt()
     {
         var e = Assert.Throws<TracingException>(() => Resolve("-e", "*sys_bpf", "-a", "no_such_fn*"));
