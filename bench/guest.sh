@@ -42,11 +42,12 @@ measure() {
     sleep 0.5   # let the record reach the tool before it is told to stop
     local t1; t1=$(date +%s%N)
     kill -INT "$pid"
-    ( sleep "$limit"; kill -9 "$pid" 2>/dev/null ) & local dog=$!
+    ( sleep "$limit"; kill -9 "$pid" 2>/dev/null && touch "$d/watchdog" ) & local dog=$!
     wait "$pid"; local rc=$?
     R_EXIT=$(ms_since "$t1")
     kill "$dog" 2>/dev/null; wait "$dog" 2>/dev/null
-    [ "$rc" -gt 128 ] && R_NOTE="killed after ${limit} s of detaching"
+    if [ -e "$d/watchdog" ]; then R_NOTE="killed after ${limit} s of detaching"
+    elif [ "$rc" -ne 0 ]; then R_NOTE="exit status $rc"; fi
     R_DETACH=$(grep -ho 'DONE in [0-9]* ms' "$d/out" "$d/err" | grep -o '[0-9]*' | head -1)
     R_DETACH=${R_DETACH:--}
     # ours and upstream print the errno name, bpftrace its histogram key

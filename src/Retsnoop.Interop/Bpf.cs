@@ -232,6 +232,34 @@ public static unsafe class Bpf
         return fd < 0 ? null : new FdHandle((int)fd);
     }
 
+    /// <summary>
+    /// How many hits a kprobe, kretprobe or kprobe.multi link's probe missed (recursion, or a
+    /// return probe out of instances), from its bpf_link_info; 0 for other links and before Linux
+    /// 6.7, which does not report it.
+    /// </summary>
+    public static ulong LinkMissed(FdHandle link)
+    {
+        const int InfoSize = 64; // struct bpf_link_info
+        byte* info = stackalloc byte[InfoSize];
+        new Span<byte>(info, InfoSize).Clear();
+        byte* attr = stackalloc byte[AttrSize];
+        new Span<byte>(attr, AttrSize).Clear();
+        *(uint*)(attr + 0) = (uint)link.Fd;
+        *(uint*)(attr + 4) = InfoSize;
+        *(ulong*)(attr + 8) = (ulong)info;
+        if (Call(BPF_OBJ_GET_INFO_BY_FD, attr) < 0)
+            return 0;
+        return *(uint*)info switch
+        {
+            LinkTypeKprobeMulti => *(ulong*)(info + 32),             // kprobe_multi.missed
+            LinkTypePerfEvent when *(uint*)(info + 16) is PerfEventKprobe or PerfEventKretprobe
+                => *(ulong*)(info + 48),                             // perf_event.kprobe.missed
+            _ => 0,
+        };
+    }
+
+    const uint LinkTypePerfEvent = 7, LinkTypeKprobeMulti = 8, PerfEventKprobe = 3, PerfEventKretprobe = 4;
+
     /// <summary>The name of a loaded BTF object ("vmlinux" or a module name).</summary>
     public static string? BtfName(FdHandle btf)
     {

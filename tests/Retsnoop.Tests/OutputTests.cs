@@ -208,3 +208,27 @@ public class CallTraceRendererTests
         Assert.Null(VmlinuxLocator.BuildIdFromNotes(notes.Take(30).ToArray()));
     }
 }
+
+/// <summary>The closing warnings about probe hits the kernel missed (read from bpf_link_info).</summary>
+public class MissedProbeWarningTests
+{
+    [Fact]
+    public void NothingMissedSaysNothing() => Assert.Empty(Attacher.DescribeMissed([]));
+
+    [Fact]
+    public void KretprobeMissesNameTheFunctionsMostFirstAndTheWayOut()
+    {
+        var lines = Attacher.DescribeMissed([("x64_sys_call", true, 30), ("__x64_sys_wait4", true, 4), ("a", true, 1), ("b", true, 1), ("c", false, 2)]).ToList();
+        Assert.Equal(2, lines.Count);
+        Assert.StartsWith("WARNING: kretprobes missed 36 returns (most on x64_sys_call 30, __x64_sys_wait4 4, a 1, ...)", lines[0]);
+        Assert.Contains("-F", lines[0]);
+        Assert.StartsWith("WARNING: kprobes missed 2 entries (most on c 2)", lines[1]);
+    }
+
+    [Fact]
+    public void KprobeMultiMissesAreSplitIntoEntriesAndReturns()
+    {
+        var line = Assert.Single(Attacher.DescribeMissed([(null, true, 16), (null, false, 3)]));
+        Assert.StartsWith("WARNING: kprobe.multi missed 19 probe hits (3 entries, 16 returns)", line);
+    }
+}

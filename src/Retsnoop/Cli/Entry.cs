@@ -232,6 +232,8 @@ public static class Entry
                 Console.Error.WriteLine($"WARNING: {stats.DroppedRecords} records were dropped because the ring buffer was full; raise -C bpf.ringbuf-size (now {opts.RingbufSize}).");
             if (stats.DroppedSessions > 0)
                 Console.Error.WriteLine($"WARNING: {stats.DroppedSessions} sessions were dropped (sessions map full or returns seen without their entry); raise -C bpf.sessions-size if this grows.");
+            foreach (var line in Attacher.DescribeMissed(attacher.ReadMissed()))
+                Console.Error.WriteLine(line);
             Log(opts, 1, $"{stats.Sessions} sessions, {sink.StacksPrinted} stacks printed, {sink.StacksFiltered} filtered out");
             summary = new RunSummary(sink.Tally, sink.StacksFiltered, stats.Sessions, stats.DroppedRecords, stats.DroppedSessions, sink.BadRecords, 0);
         }

@@ -20,6 +20,8 @@ public sealed unsafe partial class Attacher : IDisposable
     readonly Action<string> note;
     BpfObject? obj;
     readonly ConcurrentBag<FdHandle> links = [];
+    /// <summary>kprobe-family links, whose missed counts are read at the end (Func null: kprobe.multi).</summary>
+    readonly ConcurrentBag<(FdHandle Link, string? Func, bool IsReturn)> kprobeLinks = [];
 
     public AttachMode Mode { get; private set; }
     /// <summary>Functions left out at attach time, with the kernel's reason.</summary>
@@ -306,8 +308,12 @@ public sealed unsafe partial class Attacher : IDisposable
             addrs[i] = kernelFuncs[i].Address;
             cookies[i] = (ulong)kernelFuncs[i].Id;
         }
-        links.Add(Bpf.LinkCreateKprobeMulti(Borrow("kmulti_entry"), false, addrs, cookies));
-        links.Add(Bpf.LinkCreateKprobeMulti(Borrow("kmulti_exit"), true, addrs, cookies));
+        var entry = Bpf.LinkCreateKprobeMulti(Borrow("kmulti_entry"), false, addrs, cookies);
+        links.Add(entry);
+        kprobeLinks.Add((entry, null, false));
+        var exit = Bpf.LinkCreateKprobeMulti(Borrow("kmulti_exit"), true, addrs, cookies);
+        links.Add(exit);
+        kprobeLinks.Add((exit, null, true));
     }
 
     /// <summary>A non-owning handle on a program fd that the bpf_object owns.</summary>
@@ -322,9 +328,17 @@ public sealed unsafe partial class Attacher : IDisposable
     void AttachKprobe(TracedFunction f)
     {
         using (var pe = PerfEvent.OpenKprobe(f.Address, isReturn: false, f.Name, f.NameIsUnique))
-            links.Add(Bpf.LinkCreatePerfEvent(kprobeProg!, pe, (ulong)f.Id));
+        {
+            var l = Bpf.LinkCreatePerfEvent(kprobeProg!, pe, (ulong)f.Id);
+            links.Add(l);
+            kprobeLinks.Add((l, f.DisplayName, false));
+        }
         using (var pr = PerfEvent.OpenKprobe(f.Address, isReturn: true, f.Name, f.NameIsUnique))
-            links.Add(Bpf.LinkCreatePerfEvent(kretprobeProg!, pr, (ulong)f.Id));
+        {
+            var l = Bpf.LinkCreatePerfEvent(kretprobeProg!, pr, (ulong)f.Id);
+            links.Add(l);
+            kprobeLinks.Add((l, f.DisplayName, true));
+        }
     }
 
     void AttachFentry(TracedFunction f)
@@ -383,11 +397,55 @@ public sealed unsafe partial class Attacher : IDisposable
         return s;
     }
 
+    /// <summary>
+    /// The kernel's missed counts of the kprobe-family probes, non-zero ones only, most first. A
+    /// single kretprobe keeps a fixed pool of instances per function (10 on small machines, and a
+    /// perf-event kretprobe cannot raise it), kprobe.multi one pool of 2 per CPU per function:
+    /// once as many threads are inside a function, further returns are missed and the sessions
+    /// through them never end. Nothing else tells the user why those stacks are missing.
+    /// </summary>
+    public List<(string? Func, bool IsReturn, ulong Missed)> ReadMissed()
+    {
+        var missed = new List<(string? Func, bool IsReturn, ulong Missed)>();
+        foreach (var (link, func, isReturn) in kprobeLinks)
+        {
+            ulong n = Bpf.LinkMissed(link);
+            if (n > 0)
+                missed.Add((func, isReturn, n));
+        }
+        missed.Sort((a, b) => b.Missed.CompareTo(a.Missed));
+        return missed;
+    }
+
+    /// <summary>One warning line per kind of miss; none when nothing was missed.</summary>
+    public static IEnumerable<string> DescribeMissed(IReadOnlyList<(string? Func, bool IsReturn, ulong Missed)> missed)
+    {
+        static string Most(IEnumerable<(string? Func, bool IsReturn, ulong Missed)> m) =>
+            string.Join(", ", m.Take(3).Select(x => $"{x.Func} {x.Missed}")) + (m.Count() > 3 ? ", ..." : "");
+        var rets = missed.Where(m => m.Func is not null && m.IsReturn).ToList();
+        var entries = missed.Where(m => m.Func is not null && !m.IsReturn).ToList();
+        var multi = missed.Where(m => m.Func is null).ToList();
+        if (rets.Count > 0)
+            yield return $"WARNING: kretprobes missed {Sum(rets)} returns (most on {Most(rets)}): a kretprobe holds a fixed number "
+                + "of instances per function (max(10, 2 x CPUs)), and threads blocked inside it keep theirs; the sessions through "
+                + "those calls were lost. fentry (-F) has no such limit.";
+        if (entries.Count > 0)
+            yield return $"WARNING: kprobes missed {Sum(entries)} entries (most on {Most(entries)}): the function ran while "
+                + "another probe's handler was running on that CPU; the sessions through those calls were lost.";
+        if (multi.Count > 0)
+            yield return $"WARNING: kprobe.multi missed {Sum(multi)} probe hits ({Sum(multi.Where(m => !m.IsReturn))} entries, "
+                + $"{Sum(multi.Where(m => m.IsReturn))} returns): entries hit while another probe ran, returns beyond its pool of "
+                + "return instances; the sessions through those calls were lost.";
+    }
+
+    static ulong Sum(IEnumerable<(string? Func, bool IsReturn, ulong Missed)> m) => m.Aggregate(0UL, (a, x) => a + x.Missed);
+
     /// <summary>Closes every link (in parallel: each waits for RCU on its own).</summary>
     public void Dispose()
     {
         Parallel.ForEach(links, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(4, Environment.ProcessorCount * 4) }, l => l.Dispose());
         links.Clear();
+        kprobeLinks.Clear();
         foreach (var h in moduleBtf.Values)
             h.Dispose();
         moduleBtf.Clear();
