@@ -1,9 +1,15 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using Retsnoop.Attach;
 using Retsnoop.Btf;
 using Retsnoop.Cli;
+using Retsnoop.Kernel;
+using Retsnoop.Model;
 using Retsnoop.Output;
-using Retsnoop.Tracing;
+using Retsnoop.Session;
+using Retsnoop.Targets;
+using Retsnoop.UserSpace;
+using Retsnoop.Wire;
 
 namespace Retsnoop.Tests;
 
@@ -13,7 +19,7 @@ public class ArgsTests
 {
     static readonly Lazy<BtfFile> Vmlinux = new(() => BtfFile.Load("/sys/kernel/btf/vmlinux"));
     static BtfFile Btf => Vmlinux.Value;
-    static readonly ArgLimits Limits = new(256, 256);
+    static readonly ArgLimits Limits = new(3072, 256, 256);
 
     static (FuncSignature Sig, FuncArgsSpec Spec) SpecOf(string func, bool fentry, ArgLimits? lim = null)
     {
@@ -93,7 +99,7 @@ public class ArgsTests
         Assert.Equal(Btf.FindType(BtfKind.Union, "bpf_attr"), attr.PointeeTypeId);
         Assert.Equal(Math.Min(Btf.SizeOf(attr.PointeeTypeId), 256), attr.Len);
         // a lower args.max-sized-arg-size caps it
-        Assert.Equal(16, SpecOf("array_map_alloc_check", fentry: false, new ArgLimits(16, 256)).Spec.Args[0].Len);
+        Assert.Equal(16, SpecOf("array_map_alloc_check", fentry: false, new ArgLimits(3072, 16, 256)).Spec.Args[0].Len);
     }
 
     [Fact]
@@ -109,7 +115,7 @@ public class ArgsTests
         }
         var bpf = SpecOf("__sys_bpf", true).Spec.ToBpf();
         Assert.Equal(16, bpf[1].Len);
-        Assert.Equal(ArgKind.Skip, bpf[3].Kind);
+        Assert.Equal((byte)ArgKind.Skip, bpf[3].Kind);
     }
 
     [Fact]
@@ -265,7 +271,7 @@ public class ArgsTests
 
     static unsafe byte[] StackBytes(uint tid, ulong start, (uint Id, uint Seq, long Res)[] frames)
     {
-        var r = new StackRecord { Type = RecordType.Stack, Tid = tid, Pid = tid, Depth = (uint)frames.Length, StartTs = start, EndTs = start + 5000, IsErr = 1 };
+        var r = new StackRecord { Type = RecordType.Stack, Tid = tid, Pid = tid, Depth = (uint)frames.Length, StartTs = start, EndTs = start + 5000, Flags = StackFlags.Error };
         for (int i = 0; i < frames.Length; i++)
         {
             r.Ids[i] = frames[i].Id;
@@ -301,11 +307,11 @@ public class ArgsTests
         foreach (var mode in new[] { "compact", "multiline" })
         {
             var opts = OptionParser.Parse(["-e", "*sys_bpf", "-A", "-T", "-C", $"args.fmt-mode={mode}"]);
-            var fmt = new ArgsFormatter(specs, ArgsFormatter.ParseLayout(opts.ArgsFmtMode), opts.ArgsFmtMaxArgWidth, false);
+            var fmt = new ArgsFormatter(specs, opts.ArgsLayout, opts.ArgsFmtMaxArgWidth, false);
             var output = new StringWriter();
             var reports = new List<SessionReport>();
-            var renderer = new TextRenderer(opts, new Clock(), fmt);
-            var sink = new EventSink(opts, funcs, () => new SymbolContext(new NoSymbols(), null, false), r =>
+            var renderer = new TextRenderer(opts.Output, new Clock(), fmt);
+            var sink = new SessionBuilder(opts.Session, funcs, () => new SymbolContext(new NoSymbols(), null, false), r =>
             {
                 reports.Add(r);
                 output.Write(renderer.Session(r));
@@ -371,7 +377,7 @@ public class ArgsTests
     public void KprobeProgramsWithArgumentCaptureLoad(bool rawPtrs, int total, int sized, int str)
     {
         Assert.True(Environment.UserName == "root", "loading BPF programs needs root (CI runs as root)");
-        using var obj = Retsnoop.Interop.BpfObject.Open(Attacher.EmbeddedObject());
+        using var obj = Retsnoop.Interop.BpfObject.Open(TracerObject.EmbeddedElf());
         var programs = new[] { "kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit" };
         foreach (var p in new[] { "fentry_tmpl", "fexit_tmpl", "kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit", "inj_kprobe", "inj_kretprobe", "inj_tp", "inj_rawtp" })
             obj.SetAutoload(p, programs.Contains(p));

@@ -1,5 +1,13 @@
+using Retsnoop.Attach;
+using Retsnoop.Cli;
 using Retsnoop.Interop;
-using Retsnoop.Tracing;
+using Retsnoop.Kernel;
+using Retsnoop.Model;
+using Retsnoop.Output;
+using Retsnoop.Session;
+using Retsnoop.Targets;
+using Retsnoop.UserSpace;
+using Retsnoop.Wire;
 
 namespace Retsnoop.Tests;
 
@@ -16,7 +24,7 @@ public class BpfObjectTests
     public void ProgramsLoad(params string[] programs)
     {
         Assert.True(Environment.UserName == "root", "loading BPF programs needs root (CI runs as root)");
-        using var obj = BpfObject.Open(Attacher.EmbeddedObject());
+        using var obj = BpfObject.Open(TracerObject.EmbeddedElf());
         foreach (var p in new[] { "fentry_tmpl", "fexit_tmpl", "kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit", "inj_kprobe", "inj_kretprobe", "inj_tp", "inj_rawtp" })
             obj.SetAutoload(p, programs.Contains(p));
         obj.Load();

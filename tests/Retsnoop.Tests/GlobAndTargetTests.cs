@@ -1,6 +1,13 @@
+using Retsnoop.Attach;
 using Retsnoop.Cli;
+using Retsnoop.Kernel;
+using Retsnoop.Model;
+using Retsnoop.Output;
+using Retsnoop.Session;
 using Retsnoop.Symbols;
-using Retsnoop.Tracing;
+using Retsnoop.Targets;
+using Retsnoop.UserSpace;
+using Retsnoop.Wire;
 
 namespace Retsnoop.Tests;
 
@@ -29,7 +36,7 @@ public class GlobTests
         Assert.False(s.Matches("vfs_read", "9pnet"));
         Assert.True(FunctionSpec.Parse("vfs_* [vmlinux]").Matches("vfs_read", null));
         Assert.Equal("kernel/bpf/*.c", FunctionSpec.Parse(":kernel/bpf/*.c").SourceGlob);
-        Assert.Throws<OptionException>(() => FunctionSpec.Parse("foo [bar"));
+        Assert.Throws<UsageException>(() => FunctionSpec.Parse("foo [bar"));
     }
 
     [Fact]
@@ -80,7 +87,7 @@ public class TargetResolverTests
     };
 
     static List<TracedFunction> Resolve(params string[] args) =>
-        new TargetResolver(OptionParser.Parse(args), new FakeSyms(Addrs), new FakeTypes(), null).Resolve(Kernel);
+        new KernelTargetResolver(OptionParser.Parse(args).Targets, new FakeSyms(Addrs), new FakeTypes(), null).Resolve(Kernel);
 
     [Fact]
     public void EntryAndAllowedWithTypes()
@@ -107,7 +114,7 @@ public class TargetResolverTests
     public void FentryKeepsOneInstanceAndSkipsUnsupported()
     {
         var opts = OptionParser.Parse(["-F", "-e", "*sys_bpf", "-a", "dup_static", "-a", "too_many_args"]);
-        var res = new TargetResolver(opts, new FakeSyms(Addrs), new FakeTypes(), null);
+        var res = new KernelTargetResolver(opts.Targets, new FakeSyms(Addrs), new FakeTypes(), null);
         var r = res.Resolve(Kernel);
         Assert.Equal(["__x64_sys_bpf"], r.Select(f => f.Name));
         Assert.Contains(res.Notes, n => n.Contains("too_many_args"));
@@ -149,7 +156,7 @@ public class TargetResolverTests
     {
         var e = Assert.Throws<TracingException>(() => Resolve("-e", "*sys_bpf", "-a", "no_such_fn*"));
         Assert.Contains("'no_such_fn*'", e.Message);
-        Assert.Throws<OptionException>(() => Resolve("-a", "x"));
+        Assert.Throws<UsageException>(() => Resolve("-a", "x"));
     }
 }
 

@@ -1,8 +1,14 @@
 using System.Buffers.Binary;
 using System.Text;
+using Retsnoop.Attach;
 using Retsnoop.Cli;
+using Retsnoop.Kernel;
+using Retsnoop.Model;
 using Retsnoop.Output;
-using Retsnoop.Tracing;
+using Retsnoop.Session;
+using Retsnoop.Targets;
+using Retsnoop.UserSpace;
+using Retsnoop.Wire;
 
 namespace Retsnoop.Tests;
 
@@ -31,7 +37,7 @@ public class InjectedProbeTests
     [InlineData("kprobe:foo;rm -rf")]
     public void RejectsMalformedSpecsNamingTheOption(string spec)
     {
-        var e = Assert.Throws<OptionException>(() => InjectedProbe.Parse(spec));
+        var e = Assert.Throws<UsageException>(() => InjectedProbe.Parse(spec));
         Assert.Contains("-J/--inject-probe", e.Message);
         Assert.Contains(spec, e.Message);
     }
@@ -45,13 +51,13 @@ public class InjectedProbeTests
         {
             var o = OptionParser.Parse(["-e", "x", "-J", "@" + f]);
             Assert.True(o.Trace);
-            Assert.Equal(["tp:module:module_request", "kretprobe:get_fs_type"], InjectedProbe.ParseAll(o.InjectProbes).Select(p => p.Label));
+            Assert.Equal(["tp:module:module_request", "kretprobe:get_fs_type"], o.InjectProbes.Select(p => p.Label));
         }
         finally
         {
             File.Delete(f);
         }
-        Assert.Throws<OptionException>(() => OptionParser.Parse(["-e", "x", "-J", "@/no/such/file"]));
+        Assert.Throws<UsageException>(() => OptionParser.Parse(["-e", "x", "-J", "@/no/such/file"]));
     }
 
     // recorded from the Debian 6.12 guest: /sys/kernel/tracing/events/module/module_request/format

@@ -2,9 +2,15 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Retsnoop.Attach;
 using Retsnoop.Cli;
+using Retsnoop.Kernel;
+using Retsnoop.Model;
 using Retsnoop.Output;
-using Retsnoop.Tracing;
+using Retsnoop.Session;
+using Retsnoop.Targets;
+using Retsnoop.UserSpace;
+using Retsnoop.Wire;
 
 namespace Retsnoop.Tests;
 
@@ -41,7 +47,7 @@ public class JsonOutputTests
 
         var s = new StackRecord
         {
-            Type = RecordType.Stack, Tid = tid, Pid = tid, Depth = 3, StartTs = 1_000_000, EndTs = 1_075_000, IsErr = 1,
+            Type = RecordType.Stack, Tid = tid, Pid = tid, Depth = 3, StartTs = 1_000_000, EndTs = 1_075_000, Flags = StackFlags.Error,
         };
         var c = System.Text.Encoding.UTF8.GetBytes(comm);
         for (int i = 0; i < c.Length && i < 15; i++)
@@ -68,11 +74,11 @@ public class JsonOutputTests
         return recs;
     }
 
-    static List<SessionReport> Feed(Options opts, IEnumerable<byte[]> records, out EventSink sink)
+    static List<SessionReport> Feed(Options opts, IEnumerable<byte[]> records, out SessionBuilder sink)
     {
         var reports = new List<SessionReport>();
         var ctx = new SymbolContext(new StackMergerTests.Syms(), new StackMergerTests.Lines(), opts.Symbolize == SymbolizeMode.Inlines);
-        sink = new EventSink(opts, Funcs, () => ctx, reports.Add);
+        sink = new SessionBuilder(opts.Session, Funcs, () => ctx, reports.Add);
         foreach (var r in records)
             sink.Handle(r);
         return reports;
@@ -125,7 +131,7 @@ public class JsonOutputTests
         var opts = OptionParser.Parse(["-T", "-ss"]);
         var clock = new Clock();
         var report = Assert.Single(Feed(opts, RecordedSession(), out _));
-        var text = new TextRenderer(opts, clock).Session(report);
+        var text = new TextRenderer(opts.Output, clock).Session(report);
         var objs = ParseLines(new JsonRenderer(clock).Session(report));
 
         Assert.Equal(["trace", "stack"], objs.Select(o => o.GetProperty("type").GetString()));
@@ -189,7 +195,7 @@ public class JsonOutputTests
         var rows = StackMerger.Merge(s, new StackMergerTests.Syms(), null, false, false);
         var report = new SessionReport(1, s, trace, null, rows);
         var clock = new Clock();
-        var text = new TextRenderer(new Options(), clock).Session(report);
+        var text = new TextRenderer(new OutputSettings(), clock).Session(report);
         var objs = ParseLines(new JsonRenderer(clock).Session(report));
         var events = objs[0].GetProperty("events").EnumerateArray().ToList();
         var probe = events[1];
@@ -216,7 +222,7 @@ public class JsonOutputTests
         var s = StackMergerTests.Sample() with { IsInterim = true };
         var report = new SessionReport(1, s, null, null, []);
         var clock = new Clock();
-        Assert.Contains("(interim stack: the session went on past this error)", new TextRenderer(new Options(), clock).Session(report));
+        Assert.Contains("(interim stack: the session went on past this error)", new TextRenderer(new OutputSettings(), clock).Session(report));
         Assert.True(ParseLines(new JsonRenderer(clock).Session(report))[0].GetProperty("interim").GetBoolean());
         Assert.False(ParseLines(new JsonRenderer(clock).Session(report with { Stack = s with { IsInterim = false } }))[0].GetProperty("interim").GetBoolean());
     }
@@ -227,7 +233,7 @@ public class JsonOutputTests
         var opts = OptionParser.Parse(["-C", "stacks.emit-addrs=true"]);
         var report = Assert.Single(Feed(opts, RecordedSession(), out _));
         var clock = new Clock();
-        var stackText = new TextRenderer(opts, clock).Session(report).Split("\n\n")[1];
+        var stackText = new TextRenderer(opts.Output, clock).Session(report).Split("\n\n")[1];
         var frames = ParseLines(new JsonRenderer(clock).Session(report))[0].GetProperty("frames").EnumerateArray().ToList();
         var lines = stackText.Split('\n');
         Assert.Equal(lines.Length, frames.Count); // one line per frame: no inlines without -ss
@@ -265,7 +271,7 @@ public class JsonOutputTests
         var clock = new Clock();
         var report = new SessionReport(1, s, null, null, rows);
         var r = ParseLines(new JsonRenderer(clock).Session(report))[0].GetProperty("frames")[0].GetProperty("result");
-        Assert.Contains(text, new TextRenderer(new Options(), clock).Session(report));
+        Assert.Contains(text, new TextRenderer(new OutputSettings(), clock).Session(report));
         Assert.Equal(text, r.GetProperty("text").GetString());
         Assert.Equal(kind, r.GetProperty("kind").GetString());
         Assert.Equal(value, r.TryGetProperty("value", out var v) ? v.GetInt64() : null);
@@ -283,7 +289,7 @@ public class JsonOutputTests
         var rows = StackMerger.Merge(s, new StackMergerTests.Syms(), null, false, false);
         var report = new SessionReport(1, s, null, null, rows);
         var clock = new Clock();
-        var text = new TextRenderer(new Options(), clock).Session(report);
+        var text = new TextRenderer(new OutputSettings(), clock).Session(report);
         var f = ParseLines(new JsonRenderer(clock).Session(report))[0].GetProperty("frames").EnumerateArray()
             .First(x => x.GetProperty("function").GetString() == "__x64_sys_bpf");
         Assert.Matches(@"\.\.\. \[\.\.\.\] +__x64_sys_bpf", text);
@@ -318,7 +324,7 @@ public class JsonOutputTests
         ]);
         var report = new SessionReport(3, StackMergerTests.Sample(), null, lbr, null);
         var clock = new Clock();
-        var text = new TextRenderer(new Options(), clock).Session(report);
+        var text = new TextRenderer(new OutputSettings(), clock).Session(report);
         var o = Assert.Single(ParseLines(new JsonRenderer(clock).Session(report)));
         Assert.Equal("lbr", o.GetProperty("type").GetString());
         Assert.Equal(3, o.GetProperty("session").GetInt32());
@@ -344,7 +350,7 @@ public class JsonOutputTests
         Assert.Contains("0xdead", text);
 
         var failed = report with { Lbr = new LbrBlock(LbrStatus.Failed, -95, true, []) };
-        Assert.Contains("Failed to capture LBR entries: -95", new TextRenderer(new Options(), clock).Session(failed));
+        Assert.Contains("Failed to capture LBR entries: -95", new TextRenderer(new OutputSettings(), clock).Session(failed));
         var fo = ParseLines(new JsonRenderer(clock).Session(failed))[0];
         Assert.Equal("failed", fo.GetProperty("status").GetString());
         Assert.Equal(-95, fo.GetProperty("error").GetInt32());
@@ -366,7 +372,7 @@ public class JsonOutputTests
 
         var summary = new RunSummary(sink.Tally, sink.StacksFiltered, 3, 4, 5, sink.BadRecords, 42);
         var clock = new Clock();
-        var text = new TextRenderer(opts, clock).Summary(summary);
+        var text = new TextRenderer(opts.Output, clock).Summary(summary);
         var o = Assert.Single(ParseLines(new JsonRenderer(clock).Summary(summary)));
         Assert.Equal("summary", o.GetProperty("type").GetString());
         Assert.Equal(2, o.GetProperty("stacks").GetInt32());
@@ -400,7 +406,7 @@ public class JsonOutputTests
         var o = ParseLines(new JsonRenderer(new Clock()).Session(report))[0];
         Assert.Equal(JsonValueKind.Null, o.GetProperty("origin").ValueKind);
         Assert.Equal("[0]", o.GetProperty("result").GetProperty("text").GetString());
-        var text = new TextRenderer(new Options(), new Clock()).Summary(new RunSummary(tally, 0, 1, 0, 0, 0, 1));
+        var text = new TextRenderer(new OutputSettings(), new Clock()).Summary(new RunSummary(tally, 0, 1, 0, 0, 0, 1));
         Assert.Contains("(none failed)", text);
         var js = ParseLines(new JsonRenderer(new Clock()).Summary(new RunSummary(tally, 0, 1, 0, 0, 0, 1)))[0];
         Assert.Equal(JsonValueKind.Null, js.GetProperty("by_origin")[0].GetProperty("function").ValueKind);
@@ -426,9 +432,9 @@ public class JsonOutputTests
         Assert.True(OptionParser.Parse(["--json"]).StatusOnStderr);
         Assert.False(OptionParser.Parse(["--output=f"]).StatusOnStderr);
         Assert.Null(OptionParser.Parse(["--json", "--output", "-"]).OutputPath);
-        Assert.Contains("--output needs a file name", Assert.Throws<OptionException>(() => OptionParser.Parse(["--output="])).Message);
-        Assert.Contains("needs a value", Assert.Throws<OptionException>(() => OptionParser.Parse(["--output"])).Message);
-        Assert.Contains("takes no value", Assert.Throws<OptionException>(() => OptionParser.Parse(["--json=yes"])).Message);
+        Assert.Contains("--output needs a file name", Assert.Throws<UsageException>(() => OptionParser.Parse(["--output="])).Message);
+        Assert.Contains("needs a value", Assert.Throws<UsageException>(() => OptionParser.Parse(["--output"])).Message);
+        Assert.Contains("takes no value", Assert.Throws<UsageException>(() => OptionParser.Parse(["--json=yes"])).Message);
         var help = OptionParser.Help();
         Assert.Contains("--json", help);
         Assert.Contains("--output FILE", help);
@@ -445,7 +451,7 @@ public class JsonArgsTests
         var rows = StackMerger.Merge(s, new StackMergerTests.Syms(), null, false, false);
         var report = new SessionReport(1, s, null, null, rows);
         var clock = new Clock();
-        var text = new TextRenderer(new Options(), clock, fmt).Session(report);
+        var text = new TextRenderer(new OutputSettings(), clock, fmt).Session(report);
         var stack = System.Text.Json.JsonDocument.Parse(new JsonRenderer(clock, fmt).Session(report)).RootElement;
         var traced = stack.GetProperty("frames").EnumerateArray().Where(f => f.GetProperty("traced").GetBoolean()).ToList();
         Assert.Equal(3, traced.Count);

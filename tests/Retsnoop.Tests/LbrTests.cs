@@ -1,8 +1,14 @@
 using System.Runtime.InteropServices;
+using Retsnoop.Attach;
 using Retsnoop.Cli;
+using Retsnoop.Kernel;
+using Retsnoop.Model;
 using Retsnoop.Output;
+using Retsnoop.Session;
 using Retsnoop.Symbols;
-using Retsnoop.Tracing;
+using Retsnoop.Targets;
+using Retsnoop.UserSpace;
+using Retsnoop.Wire;
 
 namespace Retsnoop.Tests;
 
@@ -81,15 +87,15 @@ public class LbrTests
     static LbrSnapshot Snapshot(BranchRecord[]? entries = null) => new(100, 5, (entries ?? Recorded).Length * 24, entries ?? Recorded);
 
     static LbrBlock Block(Options o, LbrSnapshot? snap, IReadOnlyList<TracedFrame>? chain = null, ISourceLines? lines = null, bool inlines = false) =>
-        LbrBlocks.Build(o, snap, chain ?? Chain(), new SymbolContext(Syms, lines, inlines), Traced);
+        LbrBlockBuilder.Build(new LbrSettings(o.LbrMaxCount, o.DebugFeatures.Contains("full-lbr")), o.StacksUnfiltered, snap, chain ?? Chain(), new SymbolContext(Syms, lines, inlines), Traced);
 
     static string Render(Options o, LbrSnapshot? snap, IReadOnlyList<TracedFrame>? chain = null, ISourceLines? lines = null, bool inlines = false) =>
-        new TextRenderer(o, new Clock()).RenderLbr(Block(o, snap, chain, lines, inlines));
+        new TextRenderer(o.Output, new Clock()).RenderLbr(Block(o, snap, chain, lines, inlines));
 
     static StringWriter Printed(out Action<SessionReport> emit, Options o)
     {
         var w = new StringWriter();
-        var text = new TextRenderer(o, new Clock());
+        var text = new TextRenderer(o.Output, new Clock());
         emit = r => w.Write(text.Session(r));
         return w;
     }
@@ -239,7 +245,7 @@ public class LbrTests
     {
         var o = OptionParser.Parse(["-B", "-sn"]);
         var output = Printed(out var emit, o);
-        var sink = new EventSink(o, Funcs, () => new SymbolContext(Syms, null, false), emit);
+        var sink = new SessionBuilder(o.Session, Funcs, () => new SymbolContext(Syms, null, false), emit);
         sink.Handle(RecordBytes(100, 5, Recorded.Length * 24, Recorded));
         sink.Handle(StackBytes(100, 5));
         var text = output.ToString();
@@ -258,7 +264,7 @@ public class LbrTests
         // without -B the LBR part is not printed at all
         var plainOpts = OptionParser.Parse(["-sn"]);
         var plain = Printed(out var plainEmit, plainOpts);
-        new EventSink(plainOpts, Funcs, () => new SymbolContext(Syms, null, false), plainEmit).Handle(StackBytes(100, 5));
+        new SessionBuilder(plainOpts.Session, Funcs, () => new SymbolContext(Syms, null, false), plainEmit).Handle(StackBytes(100, 5));
         Assert.DoesNotContain("LBR", plain.ToString());
         Assert.Contains("array_map_alloc_check", plain.ToString());
     }
@@ -269,7 +275,7 @@ public class LbrTests
         var o = OptionParser.Parse(["-B", "-sn", "--json"]);
         var lines = new List<string>();
         var json = new JsonRenderer(new Clock());
-        var sink = new EventSink(o, Funcs, () => new SymbolContext(Syms, null, false), r => lines.AddRange(json.Session(r).Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+        var sink = new SessionBuilder(o.Session, Funcs, () => new SymbolContext(Syms, null, false), r => lines.AddRange(json.Session(r).Split('\n', StringSplitOptions.RemoveEmptyEntries)));
         sink.Handle(RecordBytes(100, 5, Recorded.Length * 24, Recorded));
         sink.Handle(StackBytes(100, 5));
         var lbr = lines.Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).Single(e => e.GetProperty("type").GetString() == "lbr");
@@ -289,7 +295,7 @@ public class LbrTests
         // -I: the BPF side sends the kept chain's snapshot before each interim stack too
         var o = OptionParser.Parse(["-B", "-I", "-sn", "-C", "fmt.lbr-max-count=1"]);
         var output = Printed(out var emit, o);
-        var sink = new EventSink(o, Funcs, () => new SymbolContext(Syms, null, false), emit);
+        var sink = new SessionBuilder(o.Session, Funcs, () => new SymbolContext(Syms, null, false), emit);
         sink.Handle(RecordBytes(100, 5, 24, [Recorded[3]]));
         sink.Handle(StackBytes(100, 5, isErr: 3 /* STACK_ERR | STACK_INTERIM */));
         sink.Handle(RecordBytes(100, 5, 24, [Recorded[1]]));
@@ -314,7 +320,7 @@ public class LbrTests
 
     static unsafe byte[] StackBytes(uint tid, ulong start, uint isErr = 1)
     {
-        var r = new StackRecord { Type = RecordType.Stack, Tid = tid, Pid = tid, Depth = 3, StartTs = start, EndTs = start + 1000, IsErr = isErr };
+        var r = new StackRecord { Type = RecordType.Stack, Tid = tid, Pid = tid, Depth = 3, StartTs = start, EndTs = start + 1000, Flags = (StackFlags)isErr };
         for (int i = 0; i < 3; i++)
         {
             r.Ids[i] = (uint)i;
@@ -377,8 +383,8 @@ public class LbrOptionTests
         var o = OptionParser.Parse(["-B"]);
         Assert.True(o.UseLbr);
         Assert.Equal(0UL, o.LbrFlags);
-        Assert.Equal((1UL << 1) | (1UL << 5), Lbr.BranchSampleType(o.LbrFlags)); // PERF_SAMPLE_BRANCH_KERNEL | ANY_RETURN
-        Assert.Equal((1UL << 1) | (1UL << 10) | (1UL << 13), Lbr.BranchSampleType(OptionParser.Parse(["-Bcond", "--lbr=call"]).LbrFlags));
+        Assert.Equal((1UL << 1) | (1UL << 5), LbrEvents.BranchSampleType(o.LbrFlags)); // PERF_SAMPLE_BRANCH_KERNEL | ANY_RETURN
+        Assert.Equal((1UL << 1) | (1UL << 10) | (1UL << 13), LbrEvents.BranchSampleType(OptionParser.Parse(["-Bcond", "--lbr=call"]).LbrFlags));
         Assert.True(OptionParser.Parse(["--lbr"]).UseLbr);
         Assert.False(OptionParser.Parse(["-e", "x"]).UseLbr);
     }
@@ -408,7 +414,7 @@ public class LbrOptionTests
             Assert.Equal(0xfffffUL, OptionParser.Parse([arg]).LbrFlags);
             return;
         }
-        var e = Assert.Throws<OptionException>(() => OptionParser.Parse([arg]));
+        var e = Assert.Throws<UsageException>(() => OptionParser.Parse([arg]));
         Assert.Contains(expected, e.Message);
         Assert.Contains("any_return", e.Message); // says what is accepted
         Assert.DoesNotContain("\n", e.Message);
@@ -418,7 +424,7 @@ public class LbrOptionTests
     public void ValueMustBeAttachedLikeGetoptOptionalArguments()
     {
         // "-B any" is -B plus a stray argument, as with upstream's argp
-        var e = Assert.Throws<OptionException>(() => OptionParser.Parse(["-B", "any"]));
+        var e = Assert.Throws<UsageException>(() => OptionParser.Parse(["-B", "any"]));
         Assert.Contains("unexpected argument 'any'", e.Message);
     }
 
@@ -426,13 +432,13 @@ public class LbrOptionTests
     [InlineData("0-1", new[] { 0, 1 })]
     [InlineData("0\n", new[] { 0 })]
     [InlineData("0-2,4,6-7\n", new[] { 0, 1, 2, 4, 6, 7 })]
-    public void OnlineCpuLists(string text, int[] cpus) => Assert.Equal(cpus, Lbr.OnlineCpus(text));
+    public void OnlineCpuLists(string text, int[] cpus) => Assert.Equal(cpus, LbrEvents.OnlineCpus(text));
 
     [Fact]
     public void MaxCountConfigKey()
     {
         Assert.Equal(8, OptionParser.Parse(["-C", "fmt.lbr-max-count=8"]).LbrMaxCount);
-        var e = Assert.Throws<OptionException>(() => OptionParser.Parse(["-C", "fmt.lbr-max-count=-1"]));
+        var e = Assert.Throws<UsageException>(() => OptionParser.Parse(["-C", "fmt.lbr-max-count=-1"]));
         Assert.Contains("fmt.lbr-max-count", e.Message);
     }
 }

@@ -1,6 +1,12 @@
+using Retsnoop.Attach;
 using Retsnoop.Cli;
+using Retsnoop.Kernel;
+using Retsnoop.Model;
 using Retsnoop.Output;
-using Retsnoop.Tracing;
+using Retsnoop.Session;
+using Retsnoop.Targets;
+using Retsnoop.UserSpace;
+using Retsnoop.Wire;
 
 namespace Retsnoop.Tests;
 
@@ -130,7 +136,7 @@ public class StackMergerTests
     {
         var opts = new Options();
         var rows = StackMerger.Merge(Sample(), new Syms(), new Lines(), inlines: true, unfiltered: false);
-        var text = new TextRenderer(opts, new Clock()).RenderStack(rows);
+        var text = new TextRenderer(opts.Output, new Clock()).RenderStack(rows);
         var lines = text.TrimEnd().Split('\n');
         Assert.Equal("entry_SYSCALL_64_after_hwframe+0x63", lines[0].Trim());
         Assert.Equal(lines[2].IndexOf("__x64_sys_bpf"), lines[0].IndexOf("entry_SYSCALL"));
@@ -144,7 +150,7 @@ public class StackMergerTests
     public void HeaderEscapesControlCharacters()
     {
         var s = Sample() with { Comm = "evil\u001b]0;x\u0007", ProcComm = "ok" };
-        var h = new TextRenderer(new Options(), new Clock()).Header(s);
+        var h = new TextRenderer(new OutputSettings(), new Clock()).Header(s);
         Assert.DoesNotContain('\u001b', h);
         Assert.Contains("evil\\x1b]0;x\\x07/ok", h);
         Assert.Matches(@"^\d\d:\d\d:\d\d\.\d{6} -> \d\d:\d\d:\d\d\.\d{6} TID/PID 100/100 \(", h);
@@ -154,7 +160,7 @@ public class StackMergerTests
     public void ErrorFiltersFollowUpstreamRules()
     {
         var s = Sample();
-        bool Report(params string[] args) => new EventSink(OptionParser.Parse(args), [], () => null!, _ => { }).ShouldReport(s);
+        bool Report(params string[] args) => new SessionBuilder(OptionParser.Parse(args).Session, [], () => null!, _ => { }).ShouldReport(s);
         Assert.True(Report());
         Assert.False(Report("-x", "EINVAL"));
         Assert.True(Report("-x", "E2BIG"));
@@ -213,12 +219,12 @@ public class CallTraceRendererTests
 public class MissedProbeWarningTests
 {
     [Fact]
-    public void NothingMissedSaysNothing() => Assert.Empty(Attacher.DescribeMissed([]));
+    public void NothingMissedSaysNothing() => Assert.Empty(Messages.DescribeMissed([]));
 
     [Fact]
     public void KretprobeMissesNameTheFunctionsMostFirstAndTheWayOut()
     {
-        var lines = Attacher.DescribeMissed([("x64_sys_call", true, 30), ("__x64_sys_wait4", true, 4), ("a", true, 1), ("b", true, 1), ("c", false, 2)]).ToList();
+        var lines = Messages.DescribeMissed([new("x64_sys_call", true, 30), new("__x64_sys_wait4", true, 4), new("a", true, 1), new("b", true, 1), new("c", false, 2)]).ToList();
         Assert.Equal(2, lines.Count);
         Assert.StartsWith("WARNING: kretprobes missed 36 returns (most on x64_sys_call 30, __x64_sys_wait4 4, a 1, ...)", lines[0]);
         Assert.Contains("-F", lines[0]);
@@ -228,7 +234,7 @@ public class MissedProbeWarningTests
     [Fact]
     public void KprobeMultiMissesAreSplitIntoEntriesAndReturns()
     {
-        var line = Assert.Single(Attacher.DescribeMissed([(null, true, 16), (null, false, 3)]));
+        var line = Assert.Single(Messages.DescribeMissed([new(null, true, 16), new(null, false, 3)]));
         Assert.StartsWith("WARNING: kprobe.multi missed 19 probe hits (3 entries, 16 returns)", line);
     }
 }

@@ -1,7 +1,13 @@
+using Retsnoop.Attach;
 using Retsnoop.Cli;
+using Retsnoop.Kernel;
+using Retsnoop.Model;
 using Retsnoop.Output;
+using Retsnoop.Session;
 using Retsnoop.Symbols;
-using Retsnoop.Tracing;
+using Retsnoop.Targets;
+using Retsnoop.UserSpace;
+using Retsnoop.Wire;
 
 namespace Retsnoop.Tests;
 
@@ -29,7 +35,7 @@ public class UserSpecTests
     [InlineData("u: :open")]
     public void RejectsIncompleteUserSpecs(string text)
     {
-        var e = Assert.Throws<OptionException>(() => FunctionSpec.Parse(text));
+        var e = Assert.Throws<UsageException>(() => FunctionSpec.Parse(text));
         Assert.Contains("expected 'u:BINARY:FUNCTION_GLOB'", e.Message);
     }
 
@@ -123,7 +129,7 @@ public class UserFailRuleTests
     static TracedFunction F(ReturnClass rc, UserFailRule rule)
     {
         var bin = new UserBinaries().Open(BinaryLocator.RealPath("/bin/true")!);
-        return new TracedFunction(0, "f", null, 0x1000, rc, false) { User = new UserFunction(bin, 0x1000, 0x1000, rule) };
+        return new TracedFunction(0, "f", null, 0x1000, rc, false) { User = new UserFunction(bin.Path, 0x1000, 0x1000, rule) };
     }
 
     [Theory]
@@ -198,7 +204,7 @@ public class UserFailRuleTests
         Assert.Equal(UserFailRule.Auto, OptionParser.Parse([]).UprobesFail);
         Assert.False(OptionParser.Parse(["-C", "uprobes.multi=false"]).UprobesMulti);
         Assert.True(OptionParser.Parse([]).UprobesMulti);
-        var e = Assert.Throws<OptionException>(() => OptionParser.Parse(["-C", "uprobes.fail=sometimes"]));
+        var e = Assert.Throws<UsageException>(() => OptionParser.Parse(["-C", "uprobes.fail=sometimes"]));
         Assert.Contains("expected auto, neg, null, zero or nonzero", e.Message);
         Assert.Contains("uprobes.fail", ConfigKeys.Help());
     }
@@ -210,7 +216,7 @@ public class UserStackMergerTests
     static readonly UserBinary Bin = new UserBinaries().Open(BinaryLocator.RealPath("/bin/true")!);
 
     static TracedFunction U(int id, string name, ulong fileOffset, ReturnClass rc = ReturnClass.Int) =>
-        new(id, name, null, fileOffset, rc, id == 0) { User = new UserFunction(Bin, fileOffset, fileOffset, UserFailRule.Auto) };
+        new(id, name, null, fileOffset, rc, id == 0) { User = new UserFunction(Bin.Path, fileOffset, fileOffset, UserFailRule.Auto) };
 
     static TracedFunction K(int id, string name, ReturnClass rc = ReturnClass.Int) => new(id, name, null, 0, rc, false);
 
@@ -274,7 +280,7 @@ public class UserStackMergerTests
         Assert.Equal("libc.so.6", rows[3].Binary);
         Assert.Equal(new SourceLocation("open_file", "app.c", 0x1a, 3), rows[2].Location);
         Assert.True(rows[^1].TrackedOnly);                    // the origin had returned
-        var text = new TextRenderer(new Options(), new Clock()).RenderStack(rows);
+        var text = new TextRenderer(new OutputSettings(), new Clock()).RenderStack(rows);
         Assert.Contains("open+0x20", text);
         Assert.Contains("(libc.so.6)", text);
         Assert.Contains("[-2]", text);                        // open_file: a plain number

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Retsnoop.Model;
 
 namespace Retsnoop.Cli;
 
@@ -10,12 +11,12 @@ public static class ConfigKeys
     static Action<Options, string> Int(long min, long max, Action<Options, long> set, string name) => (o, v) =>
     {
         if (!long.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) || n < min || n > max)
-            throw new OptionException($"invalid value '{v}' for config key {name}: expected an integer from {min} to {max}");
+            throw new UsageException($"invalid value '{v}' for config key {name}: expected an integer from {min} to {max}");
         set(o, n);
     };
 
     static Action<Options, string> Bool(Action<Options, bool> set, string name) => (o, v) =>
-        set(o, OptionParser.ParseBool(v) ?? throw new OptionException($"invalid value '{v}' for config key {name}: expected true/false (or yes/no, 1/0)"));
+        set(o, OptionParser.ParseBool(v) ?? throw new UsageException($"invalid value '{v}' for config key {name}: expected true/false (or yes/no, 1/0)"));
 
     public static readonly Key[] All =
     [
@@ -23,7 +24,7 @@ public static class ConfigKeys
             o => o.RingbufSize.ToString(), (o, v) =>
             {
                 if (!uint.TryParse(v, out var n) || n < 4096 || (n & (n - 1)) != 0)
-                    throw new OptionException($"invalid value '{v}' for config key bpf.ringbuf-size: expected a power of two of at least 4096 bytes");
+                    throw new UsageException($"invalid value '{v}' for config key bpf.ringbuf-size: expected a power of two of at least 4096 bytes");
                 o.RingbufSize = n;
             }),
         new("bpf.sessions-size", "int", "Capacity of the BPF sessions map (threads traced at once).",
@@ -36,7 +37,7 @@ public static class ConfigKeys
                     "none" => SymbolizeMode.None,
                     "linenum" => SymbolizeMode.LineInfo,
                     "inlines" => SymbolizeMode.Inlines,
-                    _ => throw new OptionException($"invalid value '{v}' for config key stacks.symb-mode: expected none, linenum or inlines"),
+                    _ => throw new UsageException($"invalid value '{v}' for config key stacks.symb-mode: expected none, linenum or inlines"),
                 };
             }),
         new("stacks.emit-addrs", "bool", "Print raw stack addresses in addition to symbols.",
@@ -46,23 +47,23 @@ public static class ConfigKeys
         new("stacks.unfiltered", "bool", "Print every kernel stack entry, including the tracing machinery's own frames.",
             o => o.StacksUnfiltered ? "true" : "false", Bool((o, b) => o.StacksUnfiltered = b, "stacks.unfiltered")),
         new("args.max-total-args-size", "bytes", "Most argument bytes captured per function call.",
-            o => o.ArgsMaxTotalArgsSize.ToString(), Int(1, 16384, (o, n) => o.ArgsMaxTotalArgsSize = (int)n, "args.max-total-args-size")),
+            o => o.ArgLimits.MaxTotal.ToString(), Int(1, 16384, (o, n) => o.ArgLimits = o.ArgLimits with { MaxTotal = (int)n }, "args.max-total-args-size")),
         new("args.max-sized-arg-size", "bytes", "Most bytes captured for one fixed-size argument (a value, or a struct behind a pointer).",
-            o => o.ArgsMaxSizedArgSize.ToString(), Int(1, 4096, (o, n) => o.ArgsMaxSizedArgSize = (int)n, "args.max-sized-arg-size")),
+            o => o.ArgLimits.MaxSized.ToString(), Int(1, 4096, (o, n) => o.ArgLimits = o.ArgLimits with { MaxSized = (int)n }, "args.max-sized-arg-size")),
         new("args.max-str-arg-size", "bytes", "Most bytes captured for one string argument.",
-            o => o.ArgsMaxStrArgSize.ToString(), Int(1, 4096, (o, n) => o.ArgsMaxStrArgSize = (int)n, "args.max-str-arg-size")),
+            o => o.ArgLimits.MaxStr.ToString(), Int(1, 4096, (o, n) => o.ArgLimits = o.ArgLimits with { MaxStr = (int)n }, "args.max-str-arg-size")),
         new("args.capture-raw-ptrs", "bool", "For pointer arguments, also capture and print the pointer's own value.",
             o => o.ArgsCaptureRawPtrs ? "true" : "false", Bool((o, b) => o.ArgsCaptureRawPtrs = b, "args.capture-raw-ptrs")),
         new("args.fmt-mode", "compact|multiline|verbose", "Function arguments formatting mode.",
-            o => o.ArgsFmtMode, (o, v) =>
+            o => o.ArgsLayout.ToString().ToLowerInvariant(), (o, v) =>
             {
                 // upstream also takes the first letter
-                o.ArgsFmtMode = v switch
+                o.ArgsLayout = v switch
                 {
-                    "compact" or "c" => "compact",
-                    "multiline" or "m" => "multiline",
-                    "verbose" or "v" => "verbose",
-                    _ => throw new OptionException($"invalid value '{v}' for config key args.fmt-mode: expected compact, multiline or verbose"),
+                    "compact" or "c" => ArgsLayout.Compact,
+                    "multiline" or "m" => ArgsLayout.Multiline,
+                    "verbose" or "v" => ArgsLayout.Verbose,
+                    _ => throw new UsageException($"invalid value '{v}' for config key args.fmt-mode: expected compact, multiline or verbose"),
                 };
             }),
         new("args.fmt-max-arg-width", "int", "Widest one argument may print in compact and multiline modes (0: no limit).",
@@ -73,16 +74,16 @@ public static class ConfigKeys
             o => o.TraceMaxEvents.ToString(), Int(1, 10_000_000, (o, n) => o.TraceMaxEvents = (int)n, "trace.max-events")),
         // uprobes
         new("uprobes.fail", "auto|neg|null|zero|nonzero", "Which results of user-space (u:) functions are failures. auto: from the DWARF return type (signed integers negative, pointers NULL, unsigned integers -4095..-1; void, bool, float, structs never); without DWARF the result is taken as an int and negative fails. neg: negative; null: a NULL pointer (results print as pointers); zero: 0 (functions returning 1/true on success); nonzero: anything but 0 (functions returning 0 on success). A forced rule still never fails void, float and struct results.",
-            o => o.UprobesFail switch { Tracing.UserFailRule.Negative => "neg", Tracing.UserFailRule.Null => "null", Tracing.UserFailRule.Zero => "zero", Tracing.UserFailRule.NonZero => "nonzero", _ => "auto" }, (o, v) =>
+            o => o.UprobesFail switch { UserFailRule.Negative => "neg", UserFailRule.Null => "null", UserFailRule.Zero => "zero", UserFailRule.NonZero => "nonzero", _ => "auto" }, (o, v) =>
             {
                 o.UprobesFail = v switch
                 {
-                    "auto" => Tracing.UserFailRule.Auto,
-                    "neg" => Tracing.UserFailRule.Negative,
-                    "null" => Tracing.UserFailRule.Null,
-                    "zero" => Tracing.UserFailRule.Zero,
-                    "nonzero" => Tracing.UserFailRule.NonZero,
-                    _ => throw new OptionException($"invalid value '{v}' for config key uprobes.fail: expected auto, neg, null, zero or nonzero"),
+                    "auto" => UserFailRule.Auto,
+                    "neg" => UserFailRule.Negative,
+                    "null" => UserFailRule.Null,
+                    "zero" => UserFailRule.Zero,
+                    "nonzero" => UserFailRule.NonZero,
+                    _ => throw new UsageException($"invalid value '{v}' for config key uprobes.fail: expected auto, neg, null, zero or nonzero"),
                 };
             }),
         new("uprobes.multi", "bool", "Attach user-space (u:) functions with uprobe.multi links (kernel 6.6+; single uprobes when the kernel lacks them). false: always single uprobes (perf events).",
@@ -93,10 +94,10 @@ public static class ConfigKeys
     {
         int eq = kv.IndexOf('=');
         if (eq <= 0)
-            throw new OptionException($"invalid --config '{kv}': expected KEY=VALUE (see --config-help)");
+            throw new UsageException($"invalid --config '{kv}': expected KEY=VALUE (see --config-help)");
         var name = kv[..eq].Trim();
         var key = All.FirstOrDefault(k => k.Name == name)
-            ?? throw new OptionException($"unknown config key '{name}' (see --config-help for the list)");
+            ?? throw new UsageException($"unknown config key '{name}' (see --config-help for the list)");
         key.Set(o, kv[(eq + 1)..].Trim());
     }
 

@@ -1,10 +1,9 @@
 using System.Globalization;
+using Retsnoop.Attach;
 using Retsnoop.Interop;
+using Retsnoop.Model;
 
 namespace Retsnoop.Cli;
-
-/// <summary>A bad command line: one line for the user, exit code 2.</summary>
-public sealed class OptionException(string message) : Exception(message);
 
 /// <summary>
 /// getopt-style parsing with upstream retsnoop's letters: clustered short flags (-vv, -Vv, -ss),
@@ -38,9 +37,9 @@ public static class OptionParser
     static readonly Opt[] Opts =
     [
         new('c', "case", Arg.Required, "CASE", "Use a predefined set of entry/allow/deny globs (bpf, perf)", ApplyPreset),
-        new('e', "entry", Arg.Required, "GLOB", "Entry function glob: a session starts when one is called", (o, v) => o.EntryGlobs.Add(v!)),
-        new('a', "allow", Arg.Required, "GLOB", "Allowed function glob: traced inside sessions", (o, v) => o.AllowGlobs.Add(v!)),
-        new('d', "deny", Arg.Required, "GLOB", "Denied function glob: never traced", (o, v) => o.DenyGlobs.Add(v!)),
+        new('e', "entry", Arg.Required, "GLOB", "Entry function glob: a session starts when one is called", (o, v) => o.Entry.Add(FunctionSpec.Parse(v!))),
+        new('a', "allow", Arg.Required, "GLOB", "Allowed function glob: traced inside sessions", (o, v) => o.Allow.Add(FunctionSpec.Parse(v!))),
+        new('d', "deny", Arg.Required, "GLOB", "Denied function glob: never traced", (o, v) => o.Deny.Add(FunctionSpec.Parse(v!))),
         new('E', "call-stack", Arg.None, "", "Capture and print call stacks (default mode)", (o, _) => o.CallStacks = true),
         new('T', "trace", Arg.None, "", "Capture and print the function call trace of each session", (o, _) => o.Trace = true),
         new('A', "capture-args", Arg.None, "", "Capture and print function arguments", (o, _) => o.CaptureArgs = true),
@@ -60,7 +59,7 @@ public static class OptionParser
         new('x', "allow-errors", Arg.Required, "ERROR", "Only print stacks with this error (ENOMEM, -ENOMEM, NOMEM, 12, NULL or any)", (o, v) => ApplyError(o, v!, allow: true)),
         new('X', "deny-errors", Arg.Required, "ERROR", "Never print stacks with this error", (o, v) => ApplyError(o, v!, allow: false)),
         new('k', "kernel", Arg.Required, "PATH", "vmlinux image with DWARF for file:line and inlines", (o, v) => o.KernelImage = CheckKernelImage(v!)),
-        new('\0', "modules-debug-dir", Arg.Required, "DIR", "Where kernel modules' debug .ko files are (default /usr/lib/debug/lib/modules/$(uname -r))", (o, v) => o.ModulesDebugDir = Directory.Exists(v) ? v : throw new OptionException($"invalid --modules-debug-dir value '{v}': no such directory")),
+        new('\0', "modules-debug-dir", Arg.Required, "DIR", "Where kernel modules' debug .ko files are (default /usr/lib/debug/lib/modules/$(uname -r))", (o, v) => o.ModulesDebugDir = Directory.Exists(v) ? v : throw new UsageException($"invalid --modules-debug-dir value '{v}': no such directory")),
         new('s', "symbolize", Arg.Optional, "LEVEL", "Symbolization: -s file:line, -ss also inlines, -sn kallsyms only", ApplySymbolize),
         new('\0', "debug", Arg.Required, "FEATURE", "Debug features: multi-kprobe, full-lbr, bpf", ApplyDebug),
         new('\0', "json", Arg.None, "", "Print JSON Lines (stacks, call traces, a closing summary; see docs/json.md); with JSON on stdout, status lines go to stderr", (o, _) => o.Json = true),
@@ -79,7 +78,7 @@ public static class OptionParser
         {
             var a = args[i];
             if (a == "--")
-                throw new OptionException($"unexpected argument after '--': retsnoop takes no positional arguments");
+                throw new UsageException($"unexpected argument after '--': retsnoop takes no positional arguments");
             if (a.StartsWith("--"))
             {
                 var body = a[2..];
@@ -91,13 +90,13 @@ public static class OptionParser
                     body = body[..eq];
                 }
                 var opt = Opts.FirstOrDefault(x => x.Long == body)
-                    ?? throw new OptionException($"unknown option '--{body}' (see --help)");
+                    ?? throw new UsageException($"unknown option '--{body}' (see --help)");
                 if (opt.Arg == Arg.None && val is not null)
-                    throw new OptionException($"option --{opt.Long} takes no value");
+                    throw new UsageException($"option --{opt.Long} takes no value");
                 if (opt.Arg == Arg.Required && val is null)
                 {
                     if (i + 1 >= args.Count)
-                        throw new OptionException($"option --{opt.Long} needs a value: --{opt.Long} {opt.Meta}");
+                        throw new UsageException($"option --{opt.Long} needs a value: --{opt.Long} {opt.Meta}");
                     val = args[++i];
                 }
                 opt.Apply(o, val);
@@ -108,7 +107,7 @@ public static class OptionParser
                 {
                     char c = a[j];
                     var opt = Opts.FirstOrDefault(x => x.Short == c && c != '\0')
-                        ?? throw new OptionException($"unknown option '-{c}' (see --help)");
+                        ?? throw new UsageException($"unknown option '-{c}' (see --help)");
                     if (opt.Arg == Arg.None)
                     {
                         opt.Apply(o, null);
@@ -118,7 +117,7 @@ public static class OptionParser
                     if (opt.Arg == Arg.Required && val is null)
                     {
                         if (i + 1 >= args.Count)
-                            throw new OptionException($"option -{c} needs a value: -{c} {opt.Meta}");
+                            throw new UsageException($"option -{c} needs a value: -{c} {opt.Meta}");
                         val = args[++i];
                     }
                     opt.Apply(o, val);
@@ -127,7 +126,7 @@ public static class OptionParser
             }
             else
             {
-                throw new OptionException($"unexpected argument '{a}': retsnoop takes options only (see --help)");
+                throw new UsageException($"unexpected argument '{a}': retsnoop takes options only (see --help)");
             }
         }
         return o;
@@ -137,9 +136,9 @@ public static class OptionParser
     static string CheckKernelImage(string path)
     {
         if (Directory.Exists(path))
-            throw new OptionException($"invalid -k/--kernel value '{path}': it is a directory; give the vmlinux file (e.g. /usr/lib/debug/boot/vmlinux-$(uname -r))");
+            throw new UsageException($"invalid -k/--kernel value '{path}': it is a directory; give the vmlinux file (e.g. /usr/lib/debug/boot/vmlinux-$(uname -r))");
         if (!File.Exists(path))
-            throw new OptionException($"invalid -k/--kernel value '{path}': no such file; give the path of a vmlinux with DWARF");
+            throw new UsageException($"invalid -k/--kernel value '{path}': no such file; give the path of a vmlinux with DWARF");
         return path;
     }
 
@@ -153,7 +152,7 @@ public static class OptionParser
     static void SetMode(Options o, AttachMode m)
     {
         if (o.AttachMode != AttachMode.Default && o.AttachMode != m)
-            throw new OptionException("-M, -K and -F choose the attach mode: give only one of them");
+            throw new UsageException("-M, -K and -F choose the attach mode: give only one of them");
         o.AttachMode = m;
     }
 
@@ -161,19 +160,35 @@ public static class OptionParser
     {
         var p = Presets.FirstOrDefault(x => x.Name == v);
         if (p.Name is null)
-            throw new OptionException($"unknown case '{v}' for -c/--case: expected one of {string.Join(", ", Presets.Select(x => x.Name))}");
-        o.EntryGlobs.AddRange(p.Entry);
-        o.AllowGlobs.AddRange(p.Allow);
-        o.DenyGlobs.AddRange(p.Deny);
-        foreach (var g in p.Allow.Concat(p.Deny))
-            o.OptionalGlobs.Add(g);
+            throw new UsageException($"unknown case '{v}' for -c/--case: expected one of {string.Join(", ", Presets.Select(x => x.Name))}");
+        // a preset's allow and deny globs may match nothing on this kernel
+        o.Entry.AddRange(p.Entry.Select(FunctionSpec.Parse));
+        o.Allow.AddRange(p.Allow.Select(g => FunctionSpec.Parse(g) with { Optional = true }));
+        o.Deny.AddRange(p.Deny.Select(g => FunctionSpec.Parse(g) with { Optional = true }));
     }
 
+    /// <summary>-J PROBE, or upstream's '@FILE' with one probe per line; checked now (bad syntax is
+    /// exit 2), resolved against the kernel when attaching.</summary>
     static void ApplyInjectProbe(Options o, string? v)
     {
-        // checked now (bad syntax is exit 2); resolved against the kernel when attaching
-        Tracing.InjectedProbe.ParseAll([v!]);
-        o.InjectProbes.Add(v!);
+        var spec = v!;
+        if (spec.StartsWith('@'))
+        {
+            string[] lines;
+            try
+            {
+                lines = File.ReadAllLines(spec[1..]);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new UsageException($"invalid -J/--inject-probe value '{spec}': cannot read {spec[1..]} ({e.Message})");
+            }
+            o.InjectProbes.AddRange(lines.Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).Select(InjectedProbe.Parse));
+        }
+        else
+        {
+            o.InjectProbes.Add(InjectedProbe.Parse(spec));
+        }
         o.Trace = true;
     }
 
@@ -191,11 +206,11 @@ public static class OptionParser
         if (TryParseCNumber(v, out var n))
         {
             if (n >= LbrFlagsEnd)
-                throw new OptionException($"invalid -B/--lbr value '{v}': perf branch_sample_type bits end below 0x{LbrFlagsEnd:x}; use the names ({string.Join(", ", LbrFlags.Select(x => x.Name))}) or a smaller number");
+                throw new UsageException($"invalid -B/--lbr value '{v}': perf branch_sample_type bits end below 0x{LbrFlagsEnd:x}; use the names ({string.Join(", ", LbrFlags.Select(x => x.Name))}) or a smaller number");
             o.LbrFlags |= n;
             return;
         }
-        throw new OptionException($"invalid -B/--lbr value '{v}': expected a number or one of {string.Join(", ", LbrFlags.Select(x => x.Name))}");
+        throw new UsageException($"invalid -B/--lbr value '{v}': expected a number or one of {string.Join(", ", LbrFlags.Select(x => x.Name))}");
     }
 
     // PERF_SAMPLE_BRANCH_MAX (1 << 20 since Linux 6.8): the kernel refuses anything at or above it
@@ -220,26 +235,24 @@ public static class OptionParser
         return ulong.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out n);
     }
 
-    public static ulong DefaultLbrFlags => LbrFlags.First(x => x.Name == "any_return").Value;
-
     static int ParsePid(string v, string opt)
     {
         if (!int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid <= 0)
-            throw new OptionException($"invalid {opt} value '{v}': expected a positive process id");
+            throw new UsageException($"invalid {opt} value '{v}': expected a positive process id");
         return pid;
     }
 
     static string ParseComm(string v, string opt)
     {
         if (v.Length == 0 || v.Length > 15)
-            throw new OptionException($"invalid {opt} value '{v}': expected a process name of 1 to 15 characters");
+            throw new UsageException($"invalid {opt} value '{v}': expected a process name of 1 to 15 characters");
         return v;
     }
 
     static void ApplyLonger(Options o, string? v)
     {
         if (!long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var ms) || ms <= 0)
-            throw new OptionException($"invalid -L/--longer value '{v}': expected a positive number of milliseconds");
+            throw new UsageException($"invalid -L/--longer value '{v}': expected a positive number of milliseconds");
         o.LongerThanMs = ms;
     }
 
@@ -250,7 +263,7 @@ public static class OptionParser
             o.SuccessStacks = true;
             return;
         }
-        o.SuccessStacks = ParseBool(v.TrimStart('=')) ?? throw new OptionException($"invalid -S/--success-stacks value '{v}': expected -S, -Sy or -Sn (true/false)");
+        o.SuccessStacks = ParseBool(v.TrimStart('=')) ?? throw new UsageException($"invalid -S/--success-stacks value '{v}': expected -S, -Sy or -Sn (true/false)");
     }
 
     static void ApplyError(Options o, string v, bool allow)
@@ -267,7 +280,7 @@ public static class OptionParser
             if (part.Equals("NULL", StringComparison.OrdinalIgnoreCase))
                 e = 0;
             else if (!Errno.TryParse(part, out e))
-                throw new OptionException($"unknown error '{part}' for {opt}: expected an errno name like ENOMEM or -ENOMEM, a number, NULL{(allow ? " or any" : "")}");
+                throw new UsageException($"unknown error '{part}' for {opt}: expected an errno name like ENOMEM or -ENOMEM, a number, NULL{(allow ? " or any" : "")}");
             (allow ? o.AllowErrors : o.DenyErrors).Add(e);
         }
     }
@@ -279,21 +292,21 @@ public static class OptionParser
             null => o.Symbolize == SymbolizeMode.LineInfo ? SymbolizeMode.Inlines : SymbolizeMode.LineInfo,
             "n" or "none" => SymbolizeMode.None,
             "s" or "inlines" => SymbolizeMode.Inlines,
-            _ => throw new OptionException($"invalid -s/--symbolize value '{v}': expected -s (file:line), -ss (also inlines) or -sn (none)"),
+            _ => throw new UsageException($"invalid -s/--symbolize value '{v}': expected -s (file:line), -ss (also inlines) or -sn (none)"),
         };
     }
 
     static void ApplyOutput(Options o, string? v)
     {
         if (string.IsNullOrEmpty(v))
-            throw new OptionException("option --output needs a file name: --output FILE (or - for stdout)");
+            throw new UsageException("option --output needs a file name: --output FILE (or - for stdout)");
         o.OutputPath = v == "-" ? null : v;
     }
 
     static void ApplyDebug(Options o, string? v)
     {
         if (v is not ("multi-kprobe" or "full-lbr" or "bpf"))
-            throw new OptionException($"unknown --debug feature '{v}': expected multi-kprobe, full-lbr or bpf");
+            throw new UsageException($"unknown --debug feature '{v}': expected multi-kprobe, full-lbr or bpf");
         o.DebugFeatures.Add(v);
     }
 

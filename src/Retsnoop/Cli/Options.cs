@@ -1,23 +1,22 @@
+using Retsnoop.Model;
+
 namespace Retsnoop.Cli;
 
-public enum AttachMode { Default, KprobeMulti, Kprobe, Fentry }
-
-public enum SymbolizeMode { Default, None, LineInfo, Inlines }
-
-/// <summary>Everything the command line and --config keys decide; passed down, never global.</summary>
+/// <summary>
+/// What the command line and --config keys decided, parsed once (globs are already FunctionSpecs,
+/// -J values InjectedProbes). Each stage gets its own settings record from it, never this object.
+/// </summary>
 public sealed class Options
 {
-    public List<string> EntryGlobs { get; } = [];
-    public List<string> AllowGlobs { get; } = [];
-    public List<string> DenyGlobs { get; } = [];
-    /// <summary>Globs from -c presets: unlike user globs, they may match nothing.</summary>
-    public HashSet<string> OptionalGlobs { get; } = [];
+    public List<FunctionSpec> Entry { get; } = [];
+    public List<FunctionSpec> Allow { get; } = [];
+    public List<FunctionSpec> Deny { get; } = [];
 
     public AttachMode AttachMode { get; set; }
     public bool CallStacks { get; set; } = true;
     public bool Trace { get; set; }
     public bool CaptureArgs { get; set; }
-    public List<string> InjectProbes { get; } = [];
+    public List<InjectedProbe> InjectProbes { get; } = [];
     public bool UseLbr { get; set; }
     public ulong LbrFlags { get; set; }
 
@@ -58,18 +57,55 @@ public sealed class Options
     public bool StacksUnfiltered { get; set; }
     public bool StacksEmitAddrs { get; set; }
     public bool StacksDecOffsets { get; set; }
-    // upstream's defaults
-    public int ArgsMaxTotalArgsSize { get; set; } = 3072;
-    public int ArgsMaxSizedArgSize { get; set; } = 256;
-    public int ArgsMaxStrArgSize { get; set; } = 256;
+    public ArgLimits ArgLimits { get; set; } = ArgLimits.Default;
     public bool ArgsCaptureRawPtrs { get; set; }
-    public string ArgsFmtMode { get; set; } = "compact";
+    public ArgsLayout ArgsLayout { get; set; }
     public int ArgsFmtMaxArgWidth { get; set; } = 120;
     public int LbrMaxCount { get; set; }
     public int TraceMaxEvents { get; set; } = 100_000;
     // uprobes
-    public Tracing.UserFailRule UprobesFail { get; set; }
+    public UserFailRule UprobesFail { get; set; }
     public bool UprobesMulti { get; set; } = true;
 
-    public bool HasErrorFilter => AllowErrors.Count > 0 || DenyErrors.Count > 0 || AllowAnyError;
+    public TargetSettings Targets => new(Entry, Allow, Deny) { FentryOnly = AttachMode == AttachMode.Fentry, UprobesFail = UprobesFail };
+
+    public SymbolSettings Symbols => new(Symbolize, KernelImage, ModulesDebugDir, Targets.HasSourceGlobs);
+
+    public AttachSettings Attach => new()
+    {
+        Mode = AttachMode,
+        RingbufSize = RingbufSize,
+        SessionsSize = SessionsSize,
+        AllowPids = AllowPids,
+        DenyPids = DenyPids,
+        AllowComms = AllowComms,
+        DenyComms = DenyComms,
+        MinDurationNs = (ulong)LongerThanMs * 1_000_000,
+        SuccessStacks = SuccessStacks,
+        FuncTrace = Trace,
+        InterimStacks = InterimStacks,
+        Args = CaptureArgs ? ArgLimits : null,
+        ArgsRawPtrs = ArgsCaptureRawPtrs,
+        Lbr = UseLbr,
+        UprobesMulti = UprobesMulti,
+    };
+
+    public SessionSettings Session => new()
+    {
+        CallStacks = CallStacks,
+        CallTrace = Trace,
+        TraceMaxEvents = TraceMaxEvents,
+        Errors = new ErrorFilter(AllowErrors, DenyErrors, AllowAnyError),
+        StacksUnfiltered = StacksUnfiltered,
+        Lbr = UseLbr ? new LbrSettings(LbrMaxCount, DebugFeatures.Contains("full-lbr")) : null,
+    };
+
+    public OutputSettings Output => new()
+    {
+        EmitAddrs = StacksEmitAddrs,
+        DecimalOffsets = StacksDecOffsets,
+        ArgsLayout = ArgsLayout,
+        ArgsMaxWidth = ArgsFmtMaxArgWidth,
+        ArgsRawPtrs = ArgsCaptureRawPtrs,
+    };
 }

@@ -2,7 +2,8 @@ using System.Buffers;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Retsnoop.Tracing;
+using Retsnoop.Model;
+using Retsnoop.Session;
 
 namespace Retsnoop.Output;
 
@@ -147,12 +148,12 @@ public sealed class JsonRenderer(Clock clock, ArgsFormatter? args = null) : IRep
         {
             w.WriteBoolean("finished", t.Finished);
             w.WriteBoolean("stitched", t.Stitched);
-            WriteResult(w, "result", ResultFormat.View(t));
+            WriteResult(w, "result", t.View);
             if (t.Finished)
                 w.WriteNumber("latency_ns", t.LatencyNs);
             else
                 w.WriteNull("latency_ns");
-            w.WriteString("latency", ResultFormat.Duration(t));
+            w.WriteString("latency", t.Duration);
             WriteArgs(w, t.Func.Id, t.Args);
         }
         WriteLocation(w, row.Location, row.Symbol);

@@ -1,11 +1,12 @@
 using System.Text;
-using Retsnoop.Cli;
+using Retsnoop.Model;
+using Retsnoop.Session;
 
 namespace Retsnoop.Output;
 
 /// <summary>Upstream retsnoop's text layout: a session header, then one aligned line per stack row.</summary>
 /// <param name="args">-A: shows each traced frame's arguments after its row (compact) or under it.</param>
-public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args = null) : IReportRenderer
+public sealed class TextRenderer(OutputSettings settings, Clock clock, ArgsFormatter? args = null) : IReportRenderer
 {
     /// <summary>A reported session as upstream prints it: header, call trace, LBR, stack, blank line.</summary>
     public string Session(SessionReport r)
@@ -33,14 +34,14 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
         foreach (var r in rows)
         {
             var t = r.Traced;
-            string dur = t is null ? "" : ResultFormat.Duration(t);
-            string res = t is null ? "" : ResultFormat.View(t).Text;
+            string dur = t is null ? "" : t.Duration;
+            string res = t is null ? "" : t.View.Text;
             var sym = new StringBuilder();
-            if (opts.StacksEmitAddrs)
+            if (settings.EmitAddrs)
                 sym.Append(r.Address is { } a ? $"{a:x16} " : new string(' ', 17));
             sym.Append(TerminalSafe.Escape(r.Symbol));
             if (r.Address is not null)
-                sym.Append(opts.StacksDecOffsets ? $"+{r.Offset}" : $"+0x{r.Offset:x}");
+                sym.Append(settings.DecimalOffsets ? $"+{r.Offset}" : $"+0x{r.Offset:x}");
             if (r.Module is not null)
                 sym.Append(" [").Append(TerminalSafe.Escape(r.Module)).Append(']');
             string src = "";
@@ -52,7 +53,7 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
             lines.Add(((r.TrackedOnly ? "!" : " ") + (t is { Stitched: true } ? "\u2307" : " "), dur, res, sym.ToString(), src, t));
             foreach (var inl in r.Inlined)
             {
-                var pad = opts.StacksEmitAddrs ? new string(' ', 17) : "";
+                var pad = settings.EmitAddrs ? new string(' ', 17) : "";
                 lines.Add(("  ", "", "", $"{pad}. {TerminalSafe.Escape(inl.Function)}", "(" + Where(inl) + ")", null));
             }
         }
@@ -120,12 +121,12 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
     {
         var lines = new List<(string, string)>();
         var sym = new StringBuilder();
-        if (opts.StacksEmitAddrs)
+        if (settings.EmitAddrs)
             sym.Append($"{p.Address:x16} ");
         if (p.Symbol is null)
             sym.Append($"0x{p.Address:x}");
         else
-            sym.Append(TerminalSafe.Escape(p.Symbol)).Append(opts.StacksDecOffsets ? $"+{p.Offset}" : $"+0x{p.Offset:x}");
+            sym.Append(TerminalSafe.Escape(p.Symbol)).Append(settings.DecimalOffsets ? $"+{p.Offset}" : $"+0x{p.Offset:x}");
         if (p.Module is not null)
             sym.Append(" [").Append(TerminalSafe.Escape(p.Module)).Append(']');
         string src = "";
@@ -134,7 +135,7 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
         lines.Add((sym.ToString(), src));
         // upstream leaves columns out of LBR lines to keep both halves narrow
         foreach (var inl in p.Inlined)
-            lines.Add(($"{(opts.StacksEmitAddrs ? new string(' ', 17) : "")}. {TerminalSafe.Escape(inl.Function)}", "(" + Where(inl, column: false) + ")"));
+            lines.Add(($"{(settings.EmitAddrs ? new string(' ', 17) : "")}. {TerminalSafe.Escape(inl.Function)}", "(" + Where(inl, column: false) + ")"));
         return lines;
     }
 
@@ -175,28 +176,4 @@ public sealed class TextRenderer(Options opts, Clock clock, ArgsFormatter? args 
         var file = TerminalSafe.Escape(l.File ?? "??");
         return column && l.Column > 0 ? $"{file}:{l.Line}:{l.Column}" : $"{file}:{l.Line}";
     }
-}
-
-/// <summary>Turns BPF timestamps (CLOCK_MONOTONIC ns) into local wall-clock time of day.</summary>
-public sealed class Clock
-{
-    readonly long offsetNs; // local wall clock - monotonic, in ns
-    readonly long unixOffsetNs; // realtime (UTC) - monotonic, in ns
-
-    public Clock()
-    {
-        long mono = System.Diagnostics.Stopwatch.GetTimestamp(); // CLOCK_MONOTONIC on Linux, ns ticks
-        long monoNs = (long)(mono * (1e9 / System.Diagnostics.Stopwatch.Frequency));
-        var utc = DateTime.UtcNow;
-        long realNs = (utc.ToLocalTime().Ticks - DateTime.UnixEpoch.Ticks) * 100;
-        offsetNs = realNs - monoNs;
-        unixOffsetNs = (utc.Ticks - DateTime.UnixEpoch.Ticks) * 100 - monoNs;
-    }
-
-    public DateTime ToLocal(ulong monoNs) => DateTime.UnixEpoch.AddTicks(((long)monoNs + offsetNs) / 100);
-
-    /// <summary>The same instant as nanoseconds since the Unix epoch (UTC).</summary>
-    public long ToUnixNs(ulong monoNs) => (long)monoNs + unixOffsetNs;
-
-    public string Format(ulong monoNs) => ToLocal(monoNs).ToString("HH:mm:ss.ffffff", System.Globalization.CultureInfo.InvariantCulture);
 }

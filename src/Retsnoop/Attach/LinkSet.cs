@@ -1,0 +1,51 @@
+using System.Collections.Concurrent;
+using Retsnoop.Interop;
+
+namespace Retsnoop.Attach;
+
+/// <summary>
+/// Every BPF link of a run: closing a link detaches it. kprobe-family links are also kept with
+/// their function, so their missed counts can be read at the end.
+/// </summary>
+public sealed class LinkSet : IDisposable
+{
+    readonly ConcurrentBag<FdHandle> links = [];
+    readonly ConcurrentBag<(FdHandle Link, string? Function, bool IsReturn)> kprobeLinks = [];
+
+    public void Add(FdHandle link) => links.Add(link);
+
+    /// <summary>A kprobe, kretprobe or kprobe.multi link (function null: a multi link).</summary>
+    public void AddKprobe(FdHandle link, string? function, bool isReturn)
+    {
+        links.Add(link);
+        kprobeLinks.Add((link, function, isReturn));
+    }
+
+    /// <summary>
+    /// The kernel's missed counts of the kprobe-family probes, non-zero ones only, most first. A
+    /// single kretprobe keeps a fixed pool of instances per function (10 on small machines, and a
+    /// perf-event kretprobe cannot raise it), kprobe.multi one pool of 2 per CPU per function:
+    /// once as many threads are inside a function, further returns are missed and the sessions
+    /// through them never end. Nothing else tells the user why those stacks are missing.
+    /// </summary>
+    public List<MissedCount> ReadMissed()
+    {
+        var missed = new List<MissedCount>();
+        foreach (var (link, func, isReturn) in kprobeLinks)
+        {
+            ulong n = Bpf.LinkMissed(link);
+            if (n > 0)
+                missed.Add(new MissedCount(func, isReturn, n));
+        }
+        missed.Sort((a, b) => b.Missed.CompareTo(a.Missed));
+        return missed;
+    }
+
+    /// <summary>Closes every link, in parallel: each waits for RCU on its own.</summary>
+    public void Dispose()
+    {
+        Parallel.ForEach(links, new ParallelOptions { MaxDegreeOfParallelism = BpfPrograms.Parallelism }, l => l.Dispose());
+        links.Clear();
+        kprobeLinks.Clear();
+    }
+}

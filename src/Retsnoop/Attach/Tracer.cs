@@ -1,0 +1,147 @@
+using Retsnoop.Interop;
+using Retsnoop.Model;
+using Retsnoop.Wire;
+
+namespace Retsnoop.Attach;
+
+/// <summary>
+/// The BPF side of one run, attached: the loaded object and every link. Chooses the kernel
+/// mechanism (the default tries kprobe.multi and falls back to single kprobes when the kernel
+/// lacks it), attaches kernel functions, user functions and -J probes, and detaches everything
+/// on Dispose.
+/// </summary>
+public sealed class Tracer : IDisposable
+{
+    readonly AttachRequest req;
+    readonly Action<AttachNotice> notice;
+    readonly TracerObject obj;
+    readonly LinkSet links = new();
+    readonly ModuleBtf moduleBtf = new();
+    readonly List<SkippedFunction> skipped = [];
+
+    /// <summary>The kernel mechanism in use (after any fallback).</summary>
+    public AttachMode Mode { get; private set; }
+    /// <summary>How user functions were attached ("uprobe.multi" or "single uprobes"); null without any.</summary>
+    public string? UserMode { get; private set; }
+    public IReadOnlyList<SkippedFunction> Skipped => skipped;
+    public int Attached { get; private set; }
+
+    Tracer(AttachRequest req, AttachMode mode, Action<AttachNotice> notice, TracerObject obj)
+    {
+        this.req = req;
+        this.notice = notice;
+        this.obj = obj;
+        Mode = mode;
+    }
+
+    /// <summary>Loads the BPF programs for the requested mechanism (Default: kprobe.multi first).</summary>
+    public static Tracer Load(AttachRequest req, Action<AttachNotice> notice)
+    {
+        var mode = req.Settings.Mode == AttachMode.Default ? AttachMode.KprobeMulti : req.Settings.Mode;
+        // a run with user functions only loads no kernel program (and needs no kprobes)
+        if (req.KernelFunctions.Count > 0 && mode != AttachMode.Fentry && !PerfEvent.KprobePmuAvailable)
+            throw new TracingException("kprobes are not available on this kernel (no kprobe PMU: CONFIG_KPROBES is off); try -F to attach with fentry/fexit");
+        if (req.UserFunctions.Count > 0 && !PerfEvent.UprobePmuAvailable)
+            throw new TracingException("uprobes are not available on this kernel (no uprobe PMU: CONFIG_UPROBE_EVENTS is off), so user-space (u:) functions cannot be traced");
+        return new Tracer(req, mode, notice, TracerObject.Load(req, mode));
+    }
+
+    public int RingBufferFd => obj.RingBufferFd;
+
+    public BpfStats ReadStats() => obj.ReadStats();
+
+    /// <summary>Missed kprobe-family hits, non-zero ones, most first (Linux 6.7+ reports them).</summary>
+    public List<MissedCount> ReadMissed() => links.ReadMissed();
+
+    /// <summary>0 when the kernel takes kprobe.multi links (after loading in that mode), else the errno.</summary>
+    public int ProbeKprobeMulti() => KernelLinks.ProbeKprobeMulti(obj);
+
+    /// <summary>Attaches every function; <paramref name="progress"/> hears (done, total) each second while it lasts.</summary>
+    public int Attach(Action<int, int>? progress = null)
+    {
+        int kernel = req.KernelFunctions.Count > 0 ? AttachKernel(progress) : 0;
+        int user = req.UserFunctions.Count > 0 ? AttachUser() : 0;
+        Attached = kernel + user;
+        var refused = skipped.Select(s => s.Function.Id).ToHashSet();
+        if (!req.Functions.Any(f => f.IsEntry && !refused.Contains(f.Id)))
+            throw new TracingException("no entry function could be attached: " + string.Join("; ", skipped.Where(s => s.Function.IsEntry).Take(3).Select(s => $"{s.Function.Name}: {s.Reason}")));
+        return Attached;
+    }
+
+    int AttachKernel(Action<int, int>? progress)
+    {
+        var funcs = req.KernelFunctions;
+        if (Mode == AttachMode.KprobeMulti)
+        {
+            int probe = ProbeKprobeMulti();
+            if (probe == 0)
+            {
+                try
+                {
+                    KernelLinks.AttachKprobeMulti(obj, links, funcs);
+                }
+                catch (BpfException e)
+                {
+                    throw new TracingException($"the kernel refused the kprobe.multi attachment of {funcs.Count} functions ({e.OneLine()}); try -K for single kprobes or -F for fentry");
+                }
+                return funcs.Count;
+            }
+            notice(new MechanismFallback("kprobe.multi", "single kprobes (-K)", probe));
+            Mode = AttachMode.Kprobe;
+        }
+        if (!ParallelAttach.RaiseFileLimit(req.Functions.Count, out var limit))
+            notice(new FileLimitTooLow(limit, req.Functions.Count));
+        Func<TracedFunction, string?> attachOne = Mode == AttachMode.Fentry
+            ? new KernelLinks.Fentries(obj, links, moduleBtf).Attach
+            : new KernelLinks.Kprobes(obj, links).Attach;
+        int before = skipped.Count;
+        int attached = ParallelAttach.Run(funcs, attachOne, skipped, progress);
+        if (attached == 0)
+        {
+            var first = skipped.Count > before ? skipped[before].Reason : "unknown reason";
+            var (what, alt) = Mode == AttachMode.Fentry ? ("fentry/fexit", "try -K or -M for kprobes") : ("kprobe", "try -F for fentry/fexit");
+            throw new TracingException($"the kernel refused every {what} attachment ({first}); {alt}");
+        }
+        return attached;
+    }
+
+    int AttachUser()
+    {
+        var funcs = req.UserFunctions;
+        if (req.Settings.UprobesMulti)
+        {
+            int why = UprobeLinks.LoadMulti(obj, out var entry, out var exit);
+            // the links hold the programs: our fds close once they exist
+            using (entry)
+            using (exit)
+            {
+                if (why == 0)
+                {
+                    UserMode = "uprobe.multi";
+                    UprobeLinks.AttachMulti(links, funcs, entry!, exit!);
+                    return funcs.Count;
+                }
+            }
+            notice(new MechanismFallback("uprobe.multi", "single uprobes (-C uprobes.multi=false)", why));
+        }
+        UserMode = "single uprobes";
+        if (!ParallelAttach.RaiseFileLimit(req.Functions.Count, out var limit))
+            notice(new FileLimitTooLow(limit, req.Functions.Count));
+        int before = skipped.Count;
+        int attached = ParallelAttach.Run(funcs, new UprobeLinks.Single(obj, links).Attach, skipped);
+        if (attached == 0)
+            throw new TracingException($"the kernel refused every uprobe attachment ({skipped[before].Reason})");
+        return attached;
+    }
+
+    /// <summary>Attaches the -J probes.</summary>
+    public void AttachInjected() => InjectedProbeLinks.Attach(obj, links, req.Probes);
+
+    /// <summary>Detaches: closes every link, then the programs and maps.</summary>
+    public void Dispose()
+    {
+        links.Dispose();
+        moduleBtf.Dispose();
+        obj.Dispose();
+    }
+}

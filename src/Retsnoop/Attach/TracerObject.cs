@@ -1,0 +1,180 @@
+using System.Runtime.InteropServices;
+using Retsnoop.Interop;
+using Retsnoop.Model;
+using Retsnoop.Wire;
+
+namespace Retsnoop.Attach;
+
+/// <summary>
+/// The BPF object of bpf/retsnoop.bpf.c, loaded for one run: only the programs of the chosen
+/// mechanism, the config in .rodata, the maps sized and filled (function flags and argument
+/// specs by function id, pid/comm filters, -J capture sizes). Owns its programs and maps.
+/// </summary>
+public sealed unsafe class TracerObject : IDisposable
+{
+    readonly BpfObject obj;
+
+    TracerObject(BpfObject obj) => this.obj = obj;
+
+    public static byte[] EmbeddedElf()
+    {
+        using var s = typeof(TracerObject).Assembly.GetManifestResourceStream("retsnoop.bpf.o")
+            ?? throw new InvalidOperationException("retsnoop.bpf.o is not embedded: the build did not compile bpf/");
+        var buf = new byte[s.Length];
+        s.ReadExactly(buf);
+        return buf;
+    }
+
+    /// <summary>Loads the programs of <paramref name="mode"/> (KprobeMulti, Kprobe or Fentry) for the
+    /// kernel functions, the uprobe templates for user ones and the -J programs that are asked for.</summary>
+    public static TracerObject Load(AttachRequest req, AttachMode mode)
+    {
+        Libc.RaiseMemlockLimit();
+        var s = req.Settings;
+        bool kernel = req.KernelFunctions.Count > 0, fentry = mode == AttachMode.Fentry;
+        var obj = BpfObject.Open(EmbeddedElf());
+        try
+        {
+            obj.SetAutoload(BpfPrograms.Fentry, kernel && fentry);
+            obj.SetAutoload(BpfPrograms.Fexit, kernel && fentry);
+            obj.SetAutoload(BpfPrograms.Kprobe, kernel && !fentry);
+            obj.SetAutoload(BpfPrograms.Kretprobe, kernel && !fentry);
+            obj.SetAutoload(BpfPrograms.KprobeMultiEntry, kernel && mode == AttachMode.KprobeMulti);
+            obj.SetAutoload(BpfPrograms.KprobeMultiExit, kernel && mode == AttachMode.KprobeMulti);
+            obj.SetAutoload(BpfPrograms.Uprobe, req.UserFunctions.Count > 0);
+            obj.SetAutoload(BpfPrograms.Uretprobe, req.UserFunctions.Count > 0);
+            obj.SetAutoload(BpfPrograms.InjKprobe, req.Probes.Any(p => p.Kind == InjectedKind.Kprobe));
+            obj.SetAutoload(BpfPrograms.InjKretprobe, req.Probes.Any(p => p.Kind == InjectedKind.Kretprobe));
+            obj.SetAutoload(BpfPrograms.InjTracepoint, req.Probes.Any(p => p.Kind == InjectedKind.Tracepoint));
+            obj.SetAutoload(BpfPrograms.InjRawTracepoint, req.Probes.Any(p => p.Kind == InjectedKind.RawTracepoint));
+            obj.SetMaxEntries(BpfPrograms.InjSize, (uint)Math.Max(1, req.Probes.Count));
+            if (kernel && fentry)
+            {
+                // the templates need some function to verify against; each clone gets its own
+                var target = req.KernelFunctions.FirstOrDefault(f => f.BtfId > 0 && f.Module is null) ?? req.KernelFunctions.FirstOrDefault(f => f.BtfId > 0)
+                    ?? throw new TracingException("no traced function has BTF, so none can be attached with fentry/fexit; try -K or -M");
+                obj.SetAttachTarget(BpfPrograms.Fentry, target.Name);
+                obj.SetAttachTarget(BpfPrograms.Fexit, target.Name);
+            }
+            obj.SetMaxEntries(BpfPrograms.RingBuffer, s.RingbufSize);
+            obj.SetMaxEntries(BpfPrograms.Sessions, s.SessionsSize);
+            obj.SetMaxEntries(BpfPrograms.FuncFlags, (uint)Math.Max(1, req.Functions.Count));
+            obj.SetMaxEntries(BpfPrograms.FuncArgs, req.Args is null ? 1 : (uint)Math.Max(1, req.Functions.Count));
+            WriteConfig(obj, req);
+            try
+            {
+                obj.Load();
+            }
+            catch (BpfException e) when (kernel && fentry && e.Errno == 1)
+            {
+                throw new TracingException($"the kernel refused fentry/fexit programs ({Errno.Describe(1)}; kernel lockdown or missing capabilities?); try -K or -M for kprobes");
+            }
+            catch (BpfException e) when (e.Operation.Contains(BpfPrograms.InjRawTracepoint, StringComparison.Ordinal) || (e.VerifierLog?.Contains(BpfPrograms.InjRawTracepoint, StringComparison.Ordinal) ?? false))
+            {
+                throw new TracingException($"the kernel refused the raw tracepoint program for -J rawtp ({e.OneLine()}): raw tracepoint BPF cookies need Linux 6.10+; use -J tp:CATEGORY:NAME instead");
+            }
+            var loaded = new TracerObject(obj);
+            loaded.FillMaps(req);
+            return loaded;
+        }
+        catch
+        {
+            obj.Dispose();
+            throw;
+        }
+    }
+
+    static void WriteConfig(BpfObject obj, AttachRequest req)
+    {
+        var s = req.Settings;
+        var args = s.Args ?? ArgLimits.Default;
+        var cfg = new BpfConfig
+        {
+            MinDurationNs = s.MinDurationNs,
+            EmitSuccessStacks = Flag(s.SuccessStacks),
+            EmitFuncTrace = Flag(s.FuncTrace),
+            HasPidAllow = Flag(s.AllowPids.Count > 0),
+            HasPidDeny = Flag(s.DenyPids.Count > 0),
+            HasCommAllow = Flag(s.AllowComms.Count > 0),
+            HasCommDeny = Flag(s.DenyComms.Count > 0),
+            EmitInterimStacks = Flag(s.InterimStacks),
+            CaptureArgs = Flag(req.Args is not null),
+            CaptureRawPtrs = Flag(s.ArgsRawPtrs),
+            ArgsMaxTotal = (uint)args.MaxTotal,
+            ArgsMaxAny = (uint)Math.Max(args.MaxSized, args.MaxStr),
+            UseLbr = Flag(s.Lbr),
+        };
+        var rodata = obj.ReadOnlyData();
+        if (rodata.Length < sizeof(BpfConfig))
+            throw new InvalidOperationException(".rodata of the BPF object is smaller than struct config");
+        MemoryMarshal.Write(rodata, in cfg);
+    }
+
+    static byte Flag(bool b) => (byte)(b ? 1 : 0);
+
+    void FillMaps(AttachRequest req)
+    {
+        int sizes = obj.MapFd(BpfPrograms.InjSize);
+        for (int i = 0; i < req.Probes.Count; i++)
+        {
+            uint key = (uint)i, size = req.Probes[i].CaptureSize;
+            Bpf.MapUpdate(sizes, &key, &size);
+        }
+        int fd = obj.MapFd(BpfPrograms.FuncFlags);
+        foreach (var f in req.Functions)
+        {
+            uint id = (uint)f.Id, val = (uint)f.Flags;
+            Bpf.MapUpdate(fd, &id, &val);
+        }
+        if (req.Args is { } argSpecs)
+        {
+            int afd = obj.MapFd(BpfPrograms.FuncArgs);
+            foreach (var f in req.Functions)
+            {
+                uint id = (uint)f.Id;
+                var spec = argSpecs[f.Id].ToBpf();
+                Bpf.MapUpdate(afd, &id, &spec);
+            }
+        }
+        var s = req.Settings;
+        byte one = 1;
+        foreach (var (list, map) in new[] { (s.AllowPids, BpfPrograms.PidAllow), (s.DenyPids, BpfPrograms.PidDeny) })
+        {
+            int mfd = obj.MapFd(map);
+            foreach (var pid in list)
+            {
+                uint pidKey = (uint)pid;
+                Bpf.MapUpdate(mfd, &pidKey, &one);
+            }
+        }
+        byte* commKey = stackalloc byte[16];
+        foreach (var (list, map) in new[] { (s.AllowComms, BpfPrograms.CommAllow), (s.DenyComms, BpfPrograms.CommDeny) })
+        {
+            int mfd = obj.MapFd(map);
+            foreach (var comm in list)
+            {
+                new Span<byte>(commKey, 16).Clear();
+                System.Text.Encoding.UTF8.GetBytes(comm.AsSpan(0, Math.Min(15, comm.Length)), new Span<byte>(commKey, 15));
+                Bpf.MapUpdate(mfd, commKey, &one);
+            }
+        }
+    }
+
+    /// <summary>A non-owning handle on a program fd that the object owns.</summary>
+    public FdHandle Program(string name) => new(obj.ProgramFd(name), ownsHandle: false);
+
+    /// <summary>A loaded program's final (relocated) instructions, to load clones of it.</summary>
+    public ReadOnlySpan<byte> Instructions(string name) => obj.Instructions(name);
+
+    public int RingBufferFd => obj.MapFd(BpfPrograms.RingBuffer);
+
+    public BpfStats ReadStats()
+    {
+        BpfStats s = default;
+        uint key = 0;
+        Bpf.MapLookup(obj.MapFd(BpfPrograms.Stats), &key, &s);
+        return s;
+    }
+
+    public void Dispose() => obj.Dispose();
+}

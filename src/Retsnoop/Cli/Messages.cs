@@ -1,0 +1,64 @@
+using Retsnoop.Attach;
+using Retsnoop.Interop;
+using Retsnoop.Model;
+
+namespace Retsnoop.Cli;
+
+/// <summary>The wording of notes and warnings that lower stages report as data.</summary>
+public static class Messages
+{
+    public static string MissingPrivileges(string missing) =>
+        $"needs the {missing} {(missing.Contains(" and ") ? "capabilities" : "capability")} (or CAP_SYS_ADMIN): run as root (sudo) with the full capability set";
+
+    public static string Describe(AttachNotice notice) => notice switch
+    {
+        MechanismFallback f => $"{f.Wanted} is not supported by this kernel ({Errno.Describe(f.Errno)}): falling back to {f.Used}",
+        FileLimitTooLow l => $"Note: the open-file limit ({l.Limit}) is too low for {l.Functions} functions (2 fds each); some will be skipped. Raise it with 'ulimit -n'.",
+        _ => notice.ToString(),
+    };
+
+    public static string ModeName(AttachMode m) => m switch
+    {
+        AttachMode.Fentry => "fentry/fexit",
+        AttachMode.Kprobe => "single kprobes",
+        _ => "kprobe.multi",
+    };
+
+    /// <summary>What a dry run would use: the requested mode, and how user functions go.</summary>
+    public static string DryRunMode(AttachMode mode, bool kernelTargets, bool userTargets, bool uprobesMulti)
+    {
+        var user = uprobesMulti ? "uprobe.multi (single uprobes if the kernel lacks it)" : "single uprobes";
+        if (!kernelTargets)
+            return user;
+        var kernel = mode switch
+        {
+            AttachMode.Fentry => "fentry/fexit",
+            AttachMode.Kprobe => "single kprobes/kretprobes",
+            _ => "kprobe.multi (single kprobes if the kernel lacks it)",
+        };
+        return userTargets ? kernel + (uprobesMulti ? " and uprobe.multi" : " and single uprobes") : kernel;
+    }
+
+    /// <summary>One warning line per kind of miss; none when nothing was missed.</summary>
+    public static IEnumerable<string> DescribeMissed(IReadOnlyList<MissedCount> missed)
+    {
+        static string Most(IEnumerable<MissedCount> m) =>
+            string.Join(", ", m.Take(3).Select(x => $"{x.Function} {x.Missed}")) + (m.Count() > 3 ? ", ..." : "");
+        var rets = missed.Where(m => m.Function is not null && m.IsReturn).ToList();
+        var entries = missed.Where(m => m.Function is not null && !m.IsReturn).ToList();
+        var multi = missed.Where(m => m.Function is null).ToList();
+        if (rets.Count > 0)
+            yield return $"WARNING: kretprobes missed {Sum(rets)} returns (most on {Most(rets)}): a kretprobe holds a fixed number "
+                + "of instances per function (max(10, 2 x CPUs)), and threads blocked inside it keep theirs; the sessions through "
+                + "those calls were lost. fentry (-F) has no such limit.";
+        if (entries.Count > 0)
+            yield return $"WARNING: kprobes missed {Sum(entries)} entries (most on {Most(entries)}): the function ran while "
+                + "another probe's handler was running on that CPU; the sessions through those calls were lost.";
+        if (multi.Count > 0)
+            yield return $"WARNING: kprobe.multi missed {Sum(multi)} probe hits ({Sum(multi.Where(m => !m.IsReturn))} entries, "
+                + $"{Sum(multi.Where(m => m.IsReturn))} returns): entries hit while another probe ran, returns beyond its pool of "
+                + "return instances; the sessions through those calls were lost.";
+    }
+
+    static ulong Sum(IEnumerable<MissedCount> m) => m.Aggregate(0UL, (a, x) => a + x.Missed);
+}

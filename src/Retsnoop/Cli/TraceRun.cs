@@ -1,0 +1,215 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Retsnoop.Attach;
+using Retsnoop.Interop;
+using Retsnoop.Kernel;
+using Retsnoop.Model;
+using Retsnoop.Output;
+using Retsnoop.Session;
+using Retsnoop.Targets;
+using Retsnoop.UserSpace;
+
+namespace Retsnoop.Cli;
+
+/// <summary>
+/// One tracing run, phase by phase, in the order data flows: check the machine, resolve targets,
+/// (dry run: report and stop), attach, receive records until a signal, detach, summarize.
+/// </summary>
+sealed class TraceRun(Options opts)
+{
+    readonly Stopwatch launch = Stopwatch.StartNew();
+    readonly KernelFacts facts = new(opts.Symbols, msg => Console.Error.WriteLine(msg));
+    readonly TargetSettings targets = opts.Targets;
+
+    public int Run()
+    {
+        if (opts.Entry.Count == 0)
+            throw new UsageException("no entry functions: give at least one -e GLOB (or -c CASE), e.g. -e '*sys_bpf'");
+        if (Privileges.Missing() is { } missing)
+            throw new TracingException($"tracing the kernel {Messages.MissingPrivileges(missing)}");
+        // -B: the per-CPU branch-stack events keep the LBR running; without them there is nothing to snapshot
+        using var lbrEvents = opts.UseLbr ? LbrEvents.OpenAll(opts.LbrFlags) : null;
+        if (lbrEvents is not null)
+            Log(1, $"LBR capture enabled on {lbrEvents.Count} CPUs (branch_sample_type 0x{LbrEvents.BranchSampleType(opts.LbrFlags):x})");
+        if (!File.Exists("/sys/kernel/btf/vmlinux"))
+            throw new TracingException("this kernel has no BTF (/sys/kernel/btf/vmlinux): retsnoop needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
+
+        using var userBinaries = new UserBinaries { WantLines = opts.Symbolize != SymbolizeMode.None };
+        var funcs = ResolveTargets(userBinaries);
+        if (opts.DryRun)
+        {
+            PrintDryRun(funcs);
+            return 0;
+        }
+        using var cancel = new CancellationTokenSource();
+        using var signals = new StopSignals(cancel);
+        var probes = opts.InjectProbes.Select(p => InjectedProbeResolver.Resolve(p, () => facts.VmlinuxBtf)).ToList();
+        var argSpecs = ArgumentCaptureSpecs(funcs);
+        var args = argSpecs is null ? null
+            : new ArgsFormatter(argSpecs, opts.ArgsLayout, opts.ArgsFmtMaxArgWidth, opts.ArgsCaptureRawPtrs);
+        using var output = ReportOutput.Open(opts, args);
+        var request = new AttachRequest(funcs, opts.Attach) { Args = argSpecs, Probes = probes };
+        return TraceUntilStopped(request, userBinaries, output, cancel.Token);
+    }
+
+    /// <summary>The kernel functions (from the traceable list) and user functions to attach.</summary>
+    List<TracedFunction> ResolveTargets(UserBinaries userBinaries)
+    {
+        var funcs = new List<TracedFunction>();
+        // uprobes: a run with user-space targets only reads no kernel function list (and needs no kprobes)
+        if (targets.HasKernelTargets)
+        {
+            var traceable = TraceableFunctions.Load(out var listSource);
+            Log(1, $"{traceable.Count} traceable functions in {listSource}");
+            Log(2, $"[{launch.ElapsedMilliseconds} ms] traceable functions read");
+            var resolver = new KernelTargetResolver(targets, facts.Symbols, facts.Types, facts.SourceIndexFactory())
+            {
+                KernelNoProbe = KernelTargetResolver.ReadKernelNoProbe(),
+            };
+            funcs = resolver.Resolve(traceable);
+            foreach (var n in resolver.Notes)
+                Log(1, n);
+        }
+        var userResolver = new UserTargetResolver(targets, userBinaries);
+        funcs.AddRange(userResolver.Resolve(funcs.Count));
+        foreach (var n in userResolver.Notes)
+            Log(1, n);
+        if (!funcs.Any(f => f.IsEntry))
+            throw new TracingException("every function matching the entry globs is denied or cannot be traced: nothing would start a session");
+        int entries = funcs.Count(f => f.IsEntry);
+        Log(2, $"[{launch.ElapsedMilliseconds} ms] targets resolved");
+        Log(1, $"{funcs.Count} functions to trace ({entries} entry, {funcs.Count - entries} allowed)");
+        return funcs;
+    }
+
+    void PrintDryRun(List<TracedFunction> funcs)
+    {
+        var mode = Messages.DryRunMode(opts.AttachMode, targets.HasKernelTargets, funcs.Any(f => f.IsUser), opts.UprobesMulti);
+        Console.Out.WriteLine($"Dry run: would attach {funcs.Count} functions with {mode}:");
+        if (opts.Verbosity == 0)
+            return;
+        foreach (var f in funcs)
+        {
+            // user functions with their binary's full path: what the uprobe attaches to
+            var (name, where) = f.User is { } u ? ($"u:{u.BinaryPath}:{f.Name}", $"file offset 0x{u.FileOffset:x}") : (f.DisplayName, $"0x{f.Address:x}");
+            Console.Out.WriteLine($"  {(f.IsEntry ? "entry" : "allow")}  {name,-50} {where}  returns {f.Return}");
+        }
+    }
+
+    /// <summary>-A: capture instructions from BTF (fentry reads the trampoline's ctx, kprobes pt_regs); null without -A.</summary>
+    FuncArgsSpec[]? ArgumentCaptureSpecs(List<TracedFunction> funcs)
+    {
+        if (!opts.CaptureArgs)
+            return null;
+        var specs = ArgSpecBuilder.BuildAll(funcs, facts.Types.BtfOf, opts.AttachMode == AttachMode.Fentry, opts.ArgLimits);
+        if (opts.Verbosity >= 2)
+        {
+            foreach (var f in funcs)
+                Console.Error.WriteLine($"args of {f.DisplayName}: " + string.Join(", ", specs[f.Id].Args.Select(a =>
+                    $"{a.Name}={a.Kind}{(a.Kind == ArgKind.Skip ? $"({a.Note})" : $"@{(a.Loc == ArgLoc.Stack ? "sp+" : "")}{a.Index},len={a.Len}")}")));
+        }
+        return specs;
+    }
+
+    int TraceUntilStopped(AttachRequest request, UserBinaries userBinaries, ReportOutput output, CancellationToken stop)
+    {
+        RunSummary? summary = null;
+        bool receiving = false;
+        Tracer? tracer = null;
+        try
+        {
+            Log(2, $"[{launch.ElapsedMilliseconds} ms] loading BPF programs");
+            tracer = Tracer.Load(request, n => Console.Error.WriteLine(Messages.Describe(n)));
+            Log(2, $"[{launch.ElapsedMilliseconds} ms] BPF programs loaded");
+            AttachAll(tracer, request);
+
+            var sessions = new SessionBuilder(opts.Session, request.Functions, () => facts.SymbolContext() with { User = userBinaries }, output.Write);
+            using var rb = new RingBuffer(tracer.RingBufferFd, sessions.Handle);
+            rb.WakeOn(stop);
+            output.Status("Receiving data...\n");
+            receiving = true;
+            Log(1, $"ready {launch.ElapsedMilliseconds} ms after launch");
+            if (targets.HasKernelTargets)
+                facts.WarmUpInBackground();
+            if (request.UserFunctions.Count > 0 && opts.Symbolize != SymbolizeMode.None)
+                Task.Run(userBinaries.WarmUp);
+            while (!stop.IsCancellationRequested)
+                rb.Poll(100);
+            rb.Consume();
+            summary = ReportLosses(tracer, sessions);
+        }
+        finally
+        {
+            // the detach line belongs to a run that was receiving; a failed setup just cleans up
+            var detach = Stopwatch.StartNew();
+            if (receiving)
+                output.Status("Detaching... ");
+            tracer?.Dispose();
+            if (receiving)
+                output.Status($"DONE in {detach.ElapsedMilliseconds} ms.\n");
+            if (summary is not null)
+                summary = summary with { DetachMs = detach.ElapsedMilliseconds };
+        }
+        if (summary is not null)
+            output.Summary(summary);
+        return 0;
+    }
+
+    void AttachAll(Tracer tracer, AttachRequest request)
+    {
+        var clock = Stopwatch.StartNew();
+        tracer.Attach((done, total) => Console.Error.WriteLine($"Attaching... {done}/{total} functions ({clock.Elapsed.TotalSeconds:0.0} s)"));
+        tracer.AttachInjected();
+        foreach (var s in tracer.Skipped.OrderBy(s => s.Function.Id))
+            Log(1, $"skipped {s.Function.DisplayName}: {s.Reason}");
+        if (tracer.Skipped.Count > 0)
+            Console.Error.WriteLine($"Note: {tracer.Skipped.Count} of {request.Functions.Count} functions could not be attached ({tracer.Skipped[0].Reason}); -v lists them.");
+        var how = targets.HasKernelTargets ? Messages.ModeName(tracer.Mode) + (tracer.UserMode is { } um ? " and " + um : "") : tracer.UserMode;
+        Log(1, $"attached {tracer.Attached} functions with {how} in {clock.ElapsedMilliseconds} ms");
+    }
+
+    /// <summary>Warns about whatever was lost (ring buffer full, sessions dropped, missed probe hits).</summary>
+    RunSummary ReportLosses(Tracer tracer, SessionBuilder sessions)
+    {
+        var stats = tracer.ReadStats();
+        if (stats.DroppedRecords > 0)
+            Console.Error.WriteLine($"WARNING: {stats.DroppedRecords} records were dropped because the ring buffer was full; raise -C bpf.ringbuf-size (now {opts.RingbufSize}).");
+        if (stats.DroppedSessions > 0)
+            Console.Error.WriteLine($"WARNING: {stats.DroppedSessions} sessions were dropped (sessions map full or returns seen without their entry); raise -C bpf.sessions-size if this grows.");
+        foreach (var line in Messages.DescribeMissed(tracer.ReadMissed()))
+            Console.Error.WriteLine(line);
+        Log(1, $"{stats.Sessions} sessions, {sessions.StacksPrinted} stacks printed, {sessions.StacksFiltered} filtered out");
+        return new RunSummary(sessions.Tally, sessions.StacksFiltered, stats.Sessions, stats.DroppedRecords, stats.DroppedSessions, sessions.BadRecords, 0);
+    }
+
+    void Log(int level, string msg)
+    {
+        if (opts.Verbosity >= level)
+            Console.Error.WriteLine(msg);
+    }
+
+    /// <summary>SIGINT, SIGTERM and SIGHUP end the run: the first one cancels, so we detach ourselves;
+    /// later ones are swallowed so they cannot kill us mid-detach.</summary>
+    sealed class StopSignals : IDisposable
+    {
+        readonly PosixSignalRegistration[] registrations;
+        int signals;
+
+        public StopSignals(CancellationTokenSource cancel)
+        {
+            void OnSignal(PosixSignalContext ctx)
+            {
+                ctx.Cancel = true;
+                if (Interlocked.Increment(ref signals) == 1)
+                    cancel.Cancel();
+            }
+            registrations = [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP }.Select(s => PosixSignalRegistration.Create(s, OnSignal))];
+        }
+
+        public void Dispose()
+        {
+            foreach (var r in registrations)
+                r.Dispose();
+        }
+    }
+}

@@ -1,0 +1,50 @@
+using Retsnoop.Btf;
+using Retsnoop.Model;
+
+namespace Retsnoop.Kernel;
+
+/// <summary>Function result types and fentry suitability from vmlinux and module BTF.</summary>
+public sealed class BtfFunctionTypes : IFunctionTypes
+{
+    readonly Lazy<BtfFile> vmlinux = new(() => BtfFile.Load("/sys/kernel/btf/vmlinux"));
+    public BtfFile Vmlinux => vmlinux.Value;
+    readonly Dictionary<string, BtfFile?> modules = [];
+
+    public FunctionType? Lookup(string name, string? module)
+    {
+        var btf = module is null ? vmlinux.Value : Module(module);
+        if (btf is null)
+            return null;
+        var id = btf.FindFunction(name);
+        if (id is null)
+            return null;
+        var sig = btf.GetFuncSignature(id.Value);
+        return new FunctionType(id.Value, Classify(btf, sig), BtfFile.IsFentryAttachable(sig, btf) ? null : "its arguments are not supported by fentry trampolines");
+    }
+
+    /// <summary>The BTF that holds a kernel function's FUNC (vmlinux or its module's); null without one.</summary>
+    public BtfFile? BtfOf(TracedFunction f) => f.BtfId > 0 && !f.IsUser ? (f.Module is null ? vmlinux.Value : Module(f.Module)) : null;
+
+    BtfFile? Module(string module)
+    {
+        lock (modules)
+        {
+            if (!modules.TryGetValue(module, out var b))
+            {
+                var path = $"/sys/kernel/btf/{module}";
+                b = File.Exists(path) ? BtfFile.Load(path, vmlinux.Value) : null;
+                modules[module] = b;
+            }
+            return b;
+        }
+    }
+
+    static ReturnClass Classify(BtfFile btf, FuncSignature sig) => sig.ReturnKind switch
+    {
+        ValueKind.Void => ReturnClass.Void,
+        ValueKind.Bool => ReturnClass.Bool,
+        ValueKind.Pointer => ReturnClass.Pointer,
+        ValueKind.Int or ValueKind.Char or ValueKind.Enum => sig.ReturnSize >= 8 ? ReturnClass.Long : sig.ReturnSigned ? ReturnClass.Int : ReturnClass.UInt,
+        _ => ReturnClass.Other,
+    };
+}

@@ -1,0 +1,82 @@
+using Retsnoop.Btf;
+using Retsnoop.Model;
+using Retsnoop.Symbols;
+
+namespace Retsnoop.Kernel;
+
+/// <summary>
+/// The running kernel's symbols (kallsyms), types (BTF) and, when a matching vmlinux with DWARF
+/// is found, source lines. Everything loads lazily: nothing here costs startup time until used.
+/// </summary>
+/// <param name="warn">where notes and warnings go (a missing vmlinux, a mismatched build id)</param>
+public sealed class KernelFacts
+{
+    readonly SymbolSettings settings;
+    readonly Action<string> warn;
+    readonly Lazy<Kallsyms> raw;
+    readonly Lazy<KallsymsTable> kallsyms;
+    readonly Lazy<DwarfLines?> dwarf;
+
+    public KernelFacts(SymbolSettings settings, Action<string> warn)
+    {
+        this.settings = settings;
+        this.warn = warn;
+        raw = new(() => Kallsyms.Load(), LazyThreadSafetyMode.ExecutionAndPublication);
+        kallsyms = new(() => new KallsymsTable(raw.Value), LazyThreadSafetyMode.ExecutionAndPublication);
+        dwarf = new(() => !settings.WantLines && !settings.SourceGlobs ? null : DwarfLines.Find(settings.KernelImage, () => raw.Value, warn),
+            LazyThreadSafetyMode.ExecutionAndPublication);
+    }
+
+    /// <summary>kallsyms for target resolution: just the chosen names' lines unless the whole table
+    /// is already loaded (the whole table is loaded in the background once events flow).</summary>
+    public IKernelSymbolTable Symbols => new ResolverSymbols(this);
+
+    sealed class ResolverSymbols(KernelFacts facts) : IKernelSymbolTable
+    {
+        KallsymsSubset? subset;
+
+        public void Prepare(IReadOnlySet<string> names)
+        {
+            if (!facts.kallsyms.IsValueCreated)
+                subset = new KallsymsSubset(Kallsyms.LoadText(names));
+        }
+
+        IKernelSymbolTable Table => subset ?? (IKernelSymbolTable)facts.kallsyms.Value;
+        public IReadOnlyList<ulong> TextAddresses(string name, string? module) => Table.TextAddresses(name, module);
+        public ulong? FunctionStart(ulong address) => Table.FunctionStart(address);
+    }
+
+    public BtfFunctionTypes Types => types;
+    readonly BtfFunctionTypes types = new();
+    /// <summary>vmlinux BTF, shared with the function type lookups (read once, on first use).</summary>
+    public BtfFile VmlinuxBtf => types.Vmlinux;
+
+    public Func<ISourceIndex>? SourceIndexFactory() => () =>
+        dwarf.Value ?? throw new TracingException("source globs (':path/*.c') need a vmlinux with DWARF matching this kernel: give -k PATH or install the kernel's -dbg package");
+
+    bool WantLines => settings.WantLines;
+
+    ModuleDebugInfo? modules;
+
+    // uprobes: kallsyms and vmlinux DWARF load at the first kernel frame, so a stack of user
+    // frames only needs neither
+    public SymbolContext SymbolContext()
+    {
+        ISourceLines? lines = null;
+        if (WantLines)
+        {
+            modules ??= new ModuleDebugInfo(settings.ModulesDebugDir ?? ModuleDebugInfo.DefaultRoot, warn);
+            var mods = modules;
+            lines = new LazySourceLines(() => new KernelSourceLines(dwarf.Value, mods, a => raw.Value.ModuleOf(a)));
+        }
+        return new(new LazyKernelSymbols(() => kallsyms.Value), lines, settings.WantInlines);
+    }
+
+    /// <summary>Loads kallsyms and indexes DWARF while we wait for the first record.</summary>
+    public void WarmUpInBackground() => Task.Run(() =>
+    {
+        _ = kallsyms.Value;
+        if (WantLines)
+            dwarf.Value?.WarmUp();
+    });
+}

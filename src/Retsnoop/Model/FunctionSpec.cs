@@ -1,0 +1,114 @@
+namespace Retsnoop.Model;
+
+/// <summary>Shell-style glob with '*' (any run) and '?' (one character), matched without allocation.</summary>
+public sealed class Glob
+{
+    public string Pattern { get; }
+    readonly bool literal;
+
+    public Glob(string pattern)
+    {
+        Pattern = pattern;
+        literal = pattern.IndexOfAny(['*', '?']) < 0;
+    }
+
+    public bool IsLiteral => literal;
+
+    public bool Matches(ReadOnlySpan<char> s) => literal ? s.SequenceEqual(Pattern) : Match(Pattern, s);
+
+    // iterative matcher with single-star backtracking: linear for typical globs
+    static bool Match(ReadOnlySpan<char> p, ReadOnlySpan<char> s)
+    {
+        int pi = 0, si = 0, starP = -1, starS = 0;
+        while (si < s.Length)
+        {
+            if (pi < p.Length && (p[pi] == '?' || p[pi] == s[si]))
+            {
+                pi++;
+                si++;
+            }
+            else if (pi < p.Length && p[pi] == '*')
+            {
+                starP = pi++;
+                starS = si;
+            }
+            else if (starP >= 0)
+            {
+                pi = starP + 1;
+                si = ++starS;
+            }
+            else
+            {
+                return false;
+            }
+        }
+        while (pi < p.Length && p[pi] == '*')
+            pi++;
+        return pi == p.Length;
+    }
+
+    public override string ToString() => Pattern;
+}
+
+/// <summary>One -e/-a/-d argument: "name_glob", "name_glob [module_glob]", ":source/path/glob.c"
+/// or, for user-space functions, "u:BINARY:name_glob".</summary>
+public sealed record FunctionSpec(string Text, Glob? Name, Glob? Module, string? SourceGlob)
+{
+    /// <summary>uprobes: the binary of a "u:BINARY:GLOB" spec (a path, a library or program name); null for kernel specs.</summary>
+    public string? UserBinary { get; init; }
+
+    public bool IsUser => UserBinary is not null;
+
+    /// <summary>From a -c preset: unlike the user's own globs, it may match nothing.</summary>
+    public bool Optional { get; init; }
+
+    public const string UserPrefix = "u:";
+
+    /// <summary>Is this -e/-a/-d argument a user-space spec ("u:BINARY:GLOB")?</summary>
+    public static bool IsUserText(string text) => text.TrimStart().StartsWith(UserPrefix, StringComparison.Ordinal);
+
+    public static FunctionSpec Parse(string text)
+    {
+        var t = text.Trim();
+        if (t.StartsWith(UserPrefix, StringComparison.Ordinal))
+        {
+            // the glob follows the last ':' (C function names have none), so a path may contain ':'
+            var rest = t[UserPrefix.Length..];
+            int colon = rest.LastIndexOf(':');
+            if (colon <= 0 || colon == rest.Length - 1 || rest[..colon].Trim().Length == 0)
+                throw new UsageException($"bad user-space target '{text}': expected 'u:BINARY:FUNCTION_GLOB', e.g. 'u:libc:*open*' or 'u:/usr/bin/app:parse_*'");
+            return new FunctionSpec(text, new Glob(rest[(colon + 1)..].Trim()), null, null) { UserBinary = rest[..colon].Trim() };
+        }
+        if (t.StartsWith(':'))
+        {
+            if (t.Length == 1)
+                throw new UsageException($"empty source glob '{text}': expected ':path/*.c'");
+            return new FunctionSpec(text, null, null, t[1..]);
+        }
+        int lb = t.IndexOf('[');
+        if (lb >= 0)
+        {
+            int rb = t.IndexOf(']', lb);
+            if (rb < 0 || rb != t.Length - 1)
+                throw new UsageException($"bad glob '{text}': a module is given as 'glob [module]'");
+            var name = t[..lb].Trim();
+            var mod = t[(lb + 1)..rb].Trim();
+            if (mod.Length == 0)
+                throw new UsageException($"bad glob '{text}': empty module name in [ ]");
+            return new FunctionSpec(text, new Glob(name.Length == 0 ? "*" : name), new Glob(mod), null);
+        }
+        if (t.Length == 0)
+            throw new UsageException("empty function glob");
+        return new FunctionSpec(text, new Glob(t), null, null);
+    }
+
+    /// <summary>Module "vmlinux" (or no module in the spec) selects core kernel functions.</summary>
+    public bool Matches(string name, string? module)
+    {
+        if (Name is null || !Name.Matches(name))
+            return false;
+        if (Module is null)
+            return true;
+        return Module.Matches(module ?? "vmlinux");
+    }
+}

@@ -1,0 +1,81 @@
+using Retsnoop.Model;
+
+namespace Retsnoop.Session;
+
+/// <summary>
+/// Everything reported for one session, built once and handed to a renderer (text or JSON), so
+/// both outputs show the same rows: the -T call trace, the LBR block, the merged stack.
+/// </summary>
+/// <param name="Session">1-based number of the reported session in this run (links a trace, LBR and stack).</param>
+public sealed record SessionReport(int Session, SessionStack Stack, CallTrace? Trace, LbrBlock? Lbr, IReadOnlyList<StackRow>? Rows)
+{
+    public StackOutcome Outcome => StackOutcome.Of(Stack);
+}
+
+public enum LbrStatus { Ok, Dropped, Failed }
+
+/// <summary>One end of a branch: the address and what it symbolizes to (Symbol null: not in kallsyms).</summary>
+public sealed record LbrPoint(ulong Address, string? Symbol, ulong Offset, string? Module, SourceLocation? Location, IReadOnlyList<SourceLocation> Inlined);
+
+/// <summary>One Last Branch Record; Index is the hardware slot (0 = most recent).</summary>
+public sealed record LbrEntry(int Index, LbrPoint From, LbrPoint To);
+
+/// <summary>
+/// A session's Last Branch Records, oldest first as printed. Relevant is false when none touched
+/// the deepest traced function and the whole unfiltered stack is shown; Error is the negative
+/// errno when capture failed.
+/// </summary>
+public sealed record LbrBlock(LbrStatus Status, int Error, bool Relevant, IReadOnlyList<LbrEntry> Entries);
+
+/// <summary>
+/// What a reported stack amounts to: the result the outermost traced function returned (what the
+/// caller saw) and the deepest traced function that failed (where the error came from).
+/// </summary>
+public readonly record struct StackOutcome(ResultView? Result, TracedFrame? Origin)
+{
+    public ResultView? OriginResult => Origin?.View;
+
+    public static StackOutcome Of(SessionStack s)
+    {
+        if (s.Chain.Count == 0)
+            return default;
+        TracedFrame? origin = null;
+        foreach (var f in s.Chain)
+        {
+            if (f.Finished && f.Func.IsFailure(f.Result))
+                origin = f;
+        }
+        return new(s.Chain[0].View, origin);
+    }
+}
+
+/// <summary>Counts reported stacks by result and by origin (deepest failing function).</summary>
+public sealed class StackTally
+{
+    readonly Dictionary<string, int> byResult = [];
+    readonly Dictionary<(string Function, string Result), int> byOrigin = [];
+
+    public int Stacks { get; private set; }
+
+    public void Add(StackOutcome o)
+    {
+        Stacks++;
+        var res = o.Result is { } r ? r.Bare : "?";
+        byResult[res] = byResult.GetValueOrDefault(res) + 1;
+        var key = o.Origin is { } f ? (f.Func.DisplayName, o.OriginResult!.Value.Bare) : ("", "");
+        byOrigin[key] = byOrigin.GetValueOrDefault(key) + 1;
+    }
+
+    /// <summary>Most frequent first, then by name, so the order is stable.</summary>
+    public IReadOnlyList<(string Result, int Count)> ByResult =>
+        [.. byResult.OrderByDescending(p => p.Value).ThenBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value))];
+
+    /// <summary>Function "" counts stacks in which no traced function failed (-S success stacks).</summary>
+    public IReadOnlyList<(string Function, string Result, int Count)> ByOrigin =>
+        [.. byOrigin.OrderByDescending(p => p.Value).ThenBy(p => p.Key.Function, StringComparer.Ordinal)
+            .ThenBy(p => p.Key.Result, StringComparer.Ordinal).Select(p => (p.Key.Function, p.Key.Result, p.Value))];
+}
+
+/// <summary>The run's closing figures: what was reported and what was lost.</summary>
+public sealed record RunSummary(
+    StackTally Tally, int Filtered, ulong Sessions, ulong DroppedRecords, ulong DroppedSessions, int BadRecords, long DetachMs);

@@ -1,0 +1,255 @@
+using Retsnoop.Kernel;
+using Retsnoop.Model;
+
+namespace Retsnoop.Targets;
+
+/// <summary>
+/// Turns -e/-a/-d globs into the list of functions to attach: the kernel's traceable functions
+/// that an entry or allow glob selects, minus denied ones and the built-in denylist, with
+/// addresses from kallsyms and result types from BTF.
+/// </summary>
+public sealed class KernelTargetResolver(TargetSettings settings, IKernelSymbolTable ksyms, IFunctionTypes types, Func<ISourceIndex>? sources)
+{
+    /// <summary>Functions that must never be traced: the tracer's own helpers and delicate low-level code.</summary>
+    public static readonly string[] BuiltinDenylist =
+    [
+        // the BPF side calls these, or they run inside the probe machinery
+        "bpf_get_smp_processor_id", "bpf_get_current_pid_tgid", "bpf_get_current_comm", "bpf_get_current_task",
+        "bpf_ktime_get_ns", "ktime_get_mono_fast_ns", "bpf_ringbuf_*", "__bpf_ringbuf_*", "bpf_get_stack*", "__bpf_get_stack*",
+        "bpf_get_attach_cookie*", "bpf_probe_read*", "copy_from_kernel_nofault*", "get_perf_callchain", "perf_callchain_*",
+        "bpf_map_lookup_elem", "bpf_map_update_elem", "bpf_map_delete_elem", "irq_work_queue", "irq_work_*",
+        "__bpf_prog_enter*", "__bpf_prog_exit*", "__bpf_tramp_enter*", "__bpf_tramp_exit*", "bpf_trampoline_*",
+        "update_prog_stats", "inc_misses_counter", "bpf_prog_start_time", "trace_call_bpf", "kprobe_*", "kretprobe_*",
+        "rethook_*", "fprobe_*", "arch_rethook_*", "ftrace_*", "__ftrace_*", "bpf_spin_lock", "bpf_spin_unlock",
+        // recursion-prone and delicate
+        "migrate_enable", "migrate_disable", "rcu_read_lock*", "rcu_read_unlock*", "__rcu_read_lock*", "__rcu_read_unlock*",
+        "preempt_count_add", "preempt_count_sub", "preempt_schedule*", "arch_cpu_idle*", "default_idle*", "cpu_idle*",
+        "do_idle", "mwait_idle*", "intel_idle*", "acpi_idle*", "native_*", "paravirt_*", "__x86_return_thunk",
+        "nmi_*", "do_nmi", "exc_nmi", "in_nmi*", "lockdep_*", "lock_acquire", "lock_release", "trace_hardirqs_*",
+        "rcu_is_watching", "trace_clock*", "bsearch", "bpf_kprobe_multi_*", "bpf_get_func_*", "bpf_prog_run*",
+        "__bpf_prog_run*", "bpf_dispatcher_*",
+        // what the BPF side's own helpers run: hash map lookups/updates/deletes (sessions, filters),
+        // their locks and allocators, the stack unwinder behind bpf_get_stack, comm copies. Tracing
+        // them fires our probes inside our probes (a broad -a '*' crashed a 6.12 guest in
+        // __htab_map_lookup_elem while it was being patched).
+        "htab_*", "__htab_*", "alloc_htab_elem", "free_htab_elem", "lookup_elem_raw", "lookup_nulls_elem_raw",
+        "pcpu_freelist_*", "__pcpu_freelist_*", "bpf_mem_cache_*", "bpf_mem_alloc*", "bpf_mem_free*", "unit_alloc",
+        "unit_free", "check_and_free_fields", "bpf_obj_free_fields", "array_map_lookup_elem", "percpu_array_map_lookup_elem",
+        "_raw_spin_*", "_raw_read_*", "_raw_write_*", "queued_spin_*", "queued_read_*", "queued_write_*", "__pv_queued_*",
+        "pv_*", "do_raw_spin_*", "unwind_*", "__unwind_*", "orc_*", "__orc_*", "*kernel_text_address", "is_bpf_text_address",
+        "bpf_ksym_find", "is_ftrace_trampoline", "is_module_text_address", "__module_address", "core_kernel_text",
+        "get_stack_info*", "stack_access_ok", "deref_stack_reg", "get_callchain_entry", "put_callchain_entry",
+        "__get_task_comm", "strscpy*", "sized_strscpy", "strncpy_from_kernel_nofault",
+    ];
+
+    /// <summary>Functions the kernel itself forbids probing (NOKPROBE_SYMBOL; debugfs kprobes/blacklist):
+    /// they run in the int3/exception paths probes rely on, so we stay off them in every mode.</summary>
+    public IReadOnlySet<string> KernelNoProbe { get; init; } = new HashSet<string>();
+
+    public static HashSet<string> ReadKernelNoProbe(string path = "/sys/kernel/debug/kprobes/blacklist")
+    {
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        try
+        {
+            // "0xffffffff81001000-0xffffffff81001030\tname" or with " [module]"
+            foreach (var line in File.ReadLines(path))
+            {
+                var parts = line.Split((char[])['\t', ' '], StringSplitOptions.RemoveEmptyEntries);
+                if (parts.Length >= 2)
+                    set.Add(parts[1]);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // no debugfs: the built-in denylist still applies
+        }
+        return set;
+    }
+
+    readonly List<string> notes = [];
+    public IReadOnlyList<string> Notes => notes;
+
+    public List<TracedFunction> Resolve(IReadOnlyList<TraceableFunction> traceable)
+    {
+        if (settings.Entry.Count == 0)
+            throw new UsageException("no entry functions: give at least one -e GLOB (or -c CASE)");
+        // uprobes: user-space specs ("u:BINARY:GLOB") are UserTargetResolver's
+        var entry = settings.Entry.Where(s => !s.IsUser).ToList();
+        var allow = settings.Allow.Where(s => !s.IsUser).ToList();
+        var deny = settings.Deny.Where(s => !s.IsUser).ToList();
+        var builtin = BuiltinDenylist.Select(g => new Glob(g)).ToList();
+
+        // source globs become name sets (DWARF is read only when one is given)
+        var srcSets = new Dictionary<FunctionSpec, HashSet<string>>();
+        foreach (var spec in entry.Concat(allow).Concat(deny).Where(s => s.SourceGlob is not null))
+        {
+            if (sources is null)
+                throw new TracingException($"source glob '{spec.Text}' needs a vmlinux with DWARF: give -k PATH or install the kernel's -dbg package");
+            srcSets[spec] = sources().FunctionsInFiles(spec.SourceGlob!).ToHashSet();
+        }
+        bool Matches(FunctionSpec spec, in TraceableFunction f) =>
+            spec.SourceGlob is not null ? srcSets[spec].Contains(f.Name) : spec.Matches(f.Name, f.Module);
+
+        var hits = new Dictionary<FunctionSpec, int>();
+        var entrySet = new SpecSet(entry);
+        var allowSet = new SpecSet(allow);
+        var denySet = new SpecSet(deny);
+        // every spec of the set that matches f counts a hit (a glob that matches nothing is an error)
+        bool MatchesAny(SpecSet set, in TraceableFunction f)
+        {
+            bool any = false;
+            if (set.Exact.TryGetValue(f.Name, out var named))
+            {
+                foreach (var s in named)
+                {
+                    if (s.Matches(f.Name, f.Module))
+                    {
+                        any = true;
+                        hits[s] = hits.GetValueOrDefault(s) + 1;
+                    }
+                }
+            }
+            foreach (var s in set.Scanned)
+            {
+                if (Matches(s, f))
+                {
+                    any = true;
+                    hits[s] = hits.GetValueOrDefault(s) + 1;
+                }
+            }
+            return any;
+        }
+
+        var chosen = new List<(TraceableFunction F, bool IsEntry)>();
+        int denied = 0, builtinDenied = 0, noProbe = 0;
+        foreach (var f in traceable)
+        {
+            bool isEntry = MatchesAny(entrySet, f);
+            bool isAllowed = MatchesAny(allowSet, f);
+            if (!isEntry && !isAllowed)
+                continue;
+            if (MatchesAny(denySet, f))
+            {
+                denied++;
+                continue;
+            }
+            if (builtin.Any(g => g.Matches(f.Name)))
+            {
+                builtinDenied++;
+                continue;
+            }
+            if (KernelNoProbe.Contains(f.Name))
+            {
+                noProbe++;
+                continue;
+            }
+            chosen.Add((f, isEntry));
+        }
+
+        foreach (var s in entry.Concat(allow))
+        {
+            if (!hits.ContainsKey(s) && !s.Optional)
+                throw new TracingException($"glob '{s.Text}' matches no traceable kernel function (check the name, or list them: grep in /sys/kernel/tracing/available_filter_functions)");
+        }
+        if (denied > 0)
+            notes.Add($"{denied} matching functions denied by -d globs");
+        if (builtinDenied > 0)
+            notes.Add($"{builtinDenied} matching functions left out by the built-in denylist (unsafe to trace)");
+        if (noProbe > 0)
+            notes.Add($"{noProbe} matching functions left out because the kernel forbids probing them (kprobes/blacklist)");
+
+        ksyms.Prepare(chosen.Select(c => c.F.Name).ToHashSet(StringComparer.Ordinal));
+        var result = new List<TracedFunction>();
+        // names that occur more than once (static functions in several files) need exact addresses
+        var occurrences = chosen.GroupBy(c => (c.F.Name, c.F.Module)).ToDictionary(g => g.Key, g => g.Count());
+        var assigned = new Dictionary<(string, string?), int>();
+        foreach (var (f, isEntry) in chosen)
+        {
+            ulong addr;
+            var addrs = ksyms.TextAddresses(f.Name, f.Module);
+            if (f.Address != 0)
+            {
+                addr = ksyms.FunctionStart(f.Address) ?? f.Address;
+            }
+            else
+            {
+                int n = occurrences[(f.Name, f.Module)];
+                if (addrs.Count == 0)
+                {
+                    notes.Add($"skipped {f.Name}: traceable but not in kallsyms");
+                    continue;
+                }
+                if (addrs.Count != n)
+                {
+                    notes.Add($"skipped {f.Name}: {addrs.Count} kallsyms addresses for {n} traceable instances, cannot tell which is which");
+                    continue;
+                }
+                int k = assigned.GetValueOrDefault((f.Name, f.Module));
+                assigned[(f.Name, f.Module)] = k + 1;
+                addr = addrs[k];
+            }
+            var t = types.Lookup(f.Name, f.Module);
+            var func = new TracedFunction(result.Count, f.Name, f.Module, addr, t?.Return ?? ReturnClass.Unknown, isEntry)
+            {
+                BtfId = t?.BtfId ?? 0,
+                NameIsUnique = addrs.Count == 1 && occurrences[(f.Name, f.Module)] == 1,
+                FentryRefusal = t is null ? "no BTF for this function" : t.Value.FentryRefusal,
+            };
+            result.Add(func);
+        }
+
+        if (settings.FentryOnly)
+            result = KeepFentryAttachable(result);
+        if (entry.Count > 0 && !result.Any(f => f.IsEntry))
+            throw new TracingException("every function matching the entry globs is denied or cannot be traced: nothing would start a session");
+        return result;
+    }
+
+    /// <summary>Specs split for matching every traceable function: exact names by dictionary (a
+    /// command line of 1,000 names would otherwise cost 1,000 glob checks per function, seconds
+    /// under emulation), globs and source globs one by one.</summary>
+    sealed class SpecSet
+    {
+        public Dictionary<string, List<FunctionSpec>> Exact { get; } = new(StringComparer.Ordinal);
+        public List<FunctionSpec> Scanned { get; } = [];
+
+        public SpecSet(IEnumerable<FunctionSpec> specs)
+        {
+            foreach (var s in specs)
+            {
+                if (s.SourceGlob is null && s.Name is { IsLiteral: true } name)
+                {
+                    if (!Exact.TryGetValue(name.Pattern, out var list))
+                        Exact[name.Pattern] = list = [];
+                    list.Add(s);
+                }
+                else
+                {
+                    Scanned.Add(s);
+                }
+            }
+        }
+    }
+
+    // fentry attaches by BTF name: one instance per name, and only what the trampoline supports
+    List<TracedFunction> KeepFentryAttachable(List<TracedFunction> funcs)
+    {
+        var kept = new List<TracedFunction>();
+        var names = new HashSet<(string, string?)>();
+        foreach (var f in funcs)
+        {
+            if (f.FentryRefusal is { } why)
+            {
+                notes.Add($"skipped {f.Name} for fentry: {why}");
+                continue;
+            }
+            if (!names.Add((f.Name, f.Module)))
+            {
+                notes.Add($"skipped a second {f.Name} for fentry: fentry attaches by name, so only one instance can be traced");
+                continue;
+            }
+            kept.Add(f with { Id = kept.Count });
+        }
+        return kept;
+    }
+}

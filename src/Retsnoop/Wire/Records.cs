@@ -1,0 +1,163 @@
+using System.Runtime.InteropServices;
+
+namespace Retsnoop.Wire;
+
+// What crosses between the BPF programs and user space: mirrors of bpf/retsnoop.h (the
+// config in .rodata, map values, ring buffer records). Field order and sizes must match the C
+// side; tests/Retsnoop.Tests checks them against the BTF of the compiled object.
+
+public static class BpfLimits
+{
+    public const int MaxFstackDepth = 64;
+    public const int MaxKstackDepth = 128;
+    /// <summary>uprobes: user stack entries (struct ustack_entry, 32 bytes each).</summary>
+    public const int MaxUstackDepth = 32;
+    public const int UstackEntrySize = 32;
+}
+
+public enum RecordType : uint { Stack = 1, TraceEntry = 2, TraceExit = 3, SessionEnd = 4, InjectedProbe = 5, FuncArgs = 6, Lbr = 7 }
+
+[Flags]
+public enum FuncFlags : uint
+{
+    None = 0,
+    IsEntry = 1,
+    CantFail = 2,
+    RetPtr = 4,
+    NeedsSignExt = 8,
+    // uprobes: user-space functions and their failure conventions
+    IsUser = 16,
+    FailNeg = 32,
+    FailZero = 64,
+    FailNonzero = 128,
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct BpfConfig
+{
+    public ulong MinDurationNs;
+    public byte EmitSuccessStacks, EmitFuncTrace, HasPidAllow, HasPidDeny, HasCommAllow, HasCommDeny, EmitInterimStacks;
+    public byte UseLbr; // -B
+    // -A
+    public byte CaptureArgs, CaptureRawPtrs, ArgsPad0, ArgsPad1;
+    public uint ArgsMaxTotal, ArgsMaxAny, ArgsPad2;
+}
+
+[Flags]
+public enum StackFlags : uint { Error = 1, Interim = 2 }
+
+[StructLayout(LayoutKind.Sequential)]
+public struct BpfStats
+{
+    public ulong DroppedRecords, DroppedSessions, TooDeep, Sessions;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct StackRecord
+{
+    public RecordType Type;
+    public uint Tid, Pid, Depth;
+    public ulong StartTs, EndTs;
+    public fixed byte Comm[16];
+    public fixed byte PComm[16];
+    public StackFlags Flags;
+    public int KstackSize;
+    public uint StitchPos, StitchPad; // 0, or the first frame kept from an earlier error
+    public fixed uint Ids[BpfLimits.MaxFstackDepth];
+    public fixed uint Seqs[BpfLimits.MaxFstackDepth];
+    public fixed long Res[BpfLimits.MaxFstackDepth];
+    public fixed ulong Lat[BpfLimits.MaxFstackDepth];
+    public fixed byte Done[BpfLimits.MaxFstackDepth];
+    public fixed ulong Kstack[BpfLimits.MaxKstackDepth];
+    // uprobes: the user stack at the error's origin (struct ustack_entry[])
+    public int UstackSize;
+    public uint UstackPad;
+    public fixed byte Ustack[BpfLimits.MaxUstackDepth * BpfLimits.UstackEntrySize];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct TraceRecord
+{
+    public RecordType Type;
+    public uint Tid, FuncId, Depth;
+    public ulong SessStart, Ts;
+    public long Res;
+    public ulong Lat;
+}
+
+/// <summary>struct inj_rec: a -J probe hit; Header.FuncId is the probe index.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct InjectedRecord
+{
+    public const int DataMax = 512;
+    public TraceRecord Header;
+    public uint DataLen, Pad;
+    public fixed byte Data[DataMax];
+}
+
+// ---- -A/--capture-args (struct func_args_spec, struct args_rec) ----
+
+
+/// <summary>struct arg_spec: what the BPF side captures for one argument.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct BpfArgSpec
+{
+    public ushort Len;
+    public byte Kind; // an ArgKind value
+    public byte Loc;  // an ArgLoc value
+    public ushort Idx;
+    public ushort Pad;
+}
+
+/// <summary>struct func_args_spec: the func_args map value.</summary>
+[System.Runtime.CompilerServices.InlineArray(MaxFuncArgs)]
+public struct BpfFuncArgsSpec
+{
+    public const int MaxFuncArgs = 12;
+    BpfArgSpec first;
+}
+
+/// <summary>The fixed head of struct args_rec; data follows at <see cref="Size"/>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct ArgsRecordHeader
+{
+    public const int Size = 64;
+    public RecordType Type;
+    public uint Tid, FuncId, Seq, Depth, DataLen;
+    public ulong SessStart;
+    public ushort Ptrs;
+    public fixed short Lens[BpfFuncArgsSpec.MaxFuncArgs];
+    public fixed ushort Pad[3];
+}
+
+// ---- LBR (-B) ----
+
+public static class LbrLimits
+{
+    public const int MaxEntries = 32;
+}
+
+/// <summary>struct lbr_branch: the kernel's struct perf_branch_entry.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct LbrBranch
+{
+    public ulong From, To, Flags;
+}
+
+/// <summary>struct lbr_rec: sent right before the REC_STACK of the same session.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct LbrRecord
+{
+    public RecordType Type;
+    public uint Tid;
+    public ulong StartTs;
+    /// <summary>Bytes of Entries filled (newest first), or a negative errno.</summary>
+    public long Size;
+    public LbrEntries Entries;
+}
+
+[System.Runtime.CompilerServices.InlineArray(LbrLimits.MaxEntries)]
+public struct LbrEntries
+{
+    LbrBranch first;
+}
