@@ -54,7 +54,7 @@ public class GlobTests
 /// <summary>The resolver on recorded kernel facts: globs, denylists, duplicates, fentry filtering.</summary>
 public class TargetResolverTests
 {
-    sealed class FakeSyms(Dictionary<string, ulong[]> addrs) : IKernelSymbolTable
+    sealed class FakeSyms(Dictionary<string, ulong[]> addrs) : IFunctionAddresses
     {
         public IReadOnlyList<ulong> TextAddresses(string name, string? module) => addrs.GetValueOrDefault(name) ?? [];
         public ulong? FunctionStart(ulong address) => address & ~0xfUL;

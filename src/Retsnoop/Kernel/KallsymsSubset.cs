@@ -6,7 +6,7 @@ namespace Retsnoop.Kernel;
 /// Some text symbols of kallsyms (the functions to attach): their addresses by name, and the start
 /// of the function an ftrace location belongs to, when that function is among them.
 /// </summary>
-public sealed class KallsymsSubset : IKernelSymbolTable
+public sealed class KallsymsSubset : IFunctionAddresses
 {
     readonly Dictionary<string, List<KernelSymbol>> byName = new(StringComparer.Ordinal);
     readonly ulong[] starts;

@@ -4,7 +4,7 @@ using Retsnoop.Symbols;
 namespace Retsnoop.Kernel;
 
 /// <summary>kallsyms behind the resolver's and the output's interfaces.</summary>
-public sealed class KallsymsTable(Kallsyms ks) : IKernelSymbolTable, IKernelSymbols
+public sealed class KallsymsTable(Kallsyms ks) : IFunctionAddresses, IKernelSymbols
 {
     public IReadOnlyList<ulong> TextAddresses(string name, string? module)
     {

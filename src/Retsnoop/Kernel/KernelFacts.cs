@@ -29,9 +29,9 @@ public sealed class KernelFacts
 
     /// <summary>kallsyms for target resolution: just the chosen names' lines unless the whole table
     /// is already loaded (the whole table is loaded in the background once events flow).</summary>
-    public IKernelSymbolTable Symbols => new ResolverSymbols(this);
+    public IFunctionAddresses Symbols => new ResolverSymbols(this);
 
-    sealed class ResolverSymbols(KernelFacts facts) : IKernelSymbolTable
+    sealed class ResolverSymbols(KernelFacts facts) : IFunctionAddresses
     {
         KallsymsSubset? subset;
 
@@ -41,7 +41,7 @@ public sealed class KernelFacts
                 subset = new KallsymsSubset(Kallsyms.LoadText(names));
         }
 
-        IKernelSymbolTable Table => subset ?? (IKernelSymbolTable)facts.kallsyms.Value;
+        IFunctionAddresses Table => subset ?? (IFunctionAddresses)facts.kallsyms.Value;
         public IReadOnlyList<ulong> TextAddresses(string name, string? module) => Table.TextAddresses(name, module);
         public ulong? FunctionStart(ulong address) => Table.FunctionStart(address);
     }

@@ -15,7 +15,7 @@ public interface IFunctionTypes
 }
 
 /// <summary>kallsyms lookups the resolver needs.</summary>
-public interface IKernelSymbolTable
+public interface IFunctionAddresses
 {
     /// <summary>Start addresses of text symbols with this name in this module (null: vmlinux).</summary>
     IReadOnlyList<ulong> TextAddresses(string name, string? module);

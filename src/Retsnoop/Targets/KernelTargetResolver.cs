@@ -8,7 +8,7 @@ namespace Retsnoop.Targets;
 /// that an entry or allow glob selects, minus denied ones and the built-in denylist, with
 /// addresses from kallsyms and result types from BTF.
 /// </summary>
-public sealed class KernelTargetResolver(TargetSettings settings, IKernelSymbolTable ksyms, IFunctionTypes types, Func<ISourceIndex>? sources)
+public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddresses ksyms, IFunctionTypes types, Func<ISourceIndex>? sources)
 {
     /// <summary>Functions that must never be traced: the tracer's own helpers and delicate low-level code.</summary>
     public static readonly string[] BuiltinDenylist =
