@@ -15,7 +15,8 @@
  *   attach.bpf.h     the SEC programs per attach mechanism, calling into session tracking
  *   inject.bpf.h     -J: injected probes in the call trace
  *
- * The order below is the order of dependence (and keeps the programs' and maps' order stable).
+ * The order below is the order of dependence; it also keeps the maps in the order libbpf has
+ * always created them.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -24,6 +25,22 @@
 #include "retsnoop.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Names the records and enums of retsnoop.h that no map or global holds (they only travel
+ * through the ring buffer), so that they reach the object's BTF, where user space's layout test
+ * checks its mirrors. Pointers keep it to a few bytes, each a variable of its own (a pointer
+ * inside a struct would leave only a forward declaration of its struct in BTF), in a section of
+ * its own that libbpf skips: nothing of it is loaded, and no program refers to it.
+ */
+#define RECORD_TYPE(type, name) type *name SEC(".record_types")
+RECORD_TYPE(struct trace_rec, trace_rec_type);
+RECORD_TYPE(struct inj_rec, inj_rec_type);
+RECORD_TYPE(struct args_rec, args_rec_type);
+RECORD_TYPE(enum rec_type, rec_type_type);
+RECORD_TYPE(enum func_flags, func_flags_type);
+RECORD_TYPE(enum stack_flags, stack_flags_type);
+RECORD_TYPE(enum arg_kind, arg_kind_type);
+RECORD_TYPE(enum arg_loc, arg_loc_type);
 
 #include "state.bpf.h"
 #include "args.bpf.h"
