@@ -1,5 +1,7 @@
 /* Records shared between the BPF side (retsnoop.bpf.c) and user space
- * (src/Retsnoop/Tracing/Records.cs mirrors these layouts; keep them in sync).
+ * (src/Retsnoop/Tracing/Records.cs mirrors these layouts; RecordLayoutTests checks the mirrors
+ * against the compiled object's BTF, so every struct and enum here must reach that BTF: see
+ * record_types in retsnoop.bpf.c).
  */
 #ifndef RETSNOOP_H
 #define RETSNOOP_H
@@ -40,8 +42,11 @@ struct ustack_entry {
 	unsigned long long offset;   /* file offset (status 1) or ip (status 2) */
 };
 
-#define STACK_ERR 1
-#define STACK_INTERIM 2
+/* stack_rec.is_err */
+enum stack_flags {
+	STACK_ERR = 1,     /* the chain ends in an error (not a -S success) */
+	STACK_INTERIM = 2, /* -I: an error chain the session went past */
+};
 
 struct stack_rec {
 	unsigned int type;
@@ -122,7 +127,7 @@ struct stats {
 	unsigned long long sessions;         /* sessions started */
 };
 
-/* ---- -A/--capture-args: function arguments ----
+/* -A/--capture-args: function arguments.
  * User space puts one func_args_spec per traced function (by func id) into the func_args map,
  * computed from BTF; at each entry the BPF side follows it and sends one args_rec.
  */
@@ -136,8 +141,9 @@ enum arg_kind {
 };
 
 enum arg_loc {
-	ARG_LOC_SLOT = 0,  /* fentry: ctx slot idx; kprobes: argument register idx (di, si, dx, cx, r8, r9) */
-	ARG_LOC_STACK = 1, /* kprobes only: at sp + idx bytes (sp points at the return address) */
+	ARG_LOC_SLOT = 0,  /* fentry: ctx slot idx; kprobes: argument register idx (ARG_REGS in arch.bpf.h) */
+	ARG_LOC_STACK = 1, /* kprobes only: at sp + idx bytes (user space computes idx for the calling
+	                    * convention: on x86-64 sp points at the return address) */
 };
 
 struct arg_spec {
@@ -166,7 +172,7 @@ struct args_rec {
 	unsigned char data[];        /* each argument's bytes, 8-byte aligned */
 };
 
-/* ---- LBR (-B) ---- */
+/* -B/--lbr: last branch records */
 
 #define MAX_LBR_ENTRIES 32  /* the most any CPU keeps (Intel arch LBR) */
 
@@ -186,7 +192,5 @@ struct lbr_rec {
 	long long size;              /* bytes in entries (newest first), or a negative errno */
 	struct lbr_branch entries[MAX_LBR_ENTRIES];
 };
-
-/* ---- end LBR ---- */
 
 #endif

@@ -1,0 +1,144 @@
+/* What every part of the BPF side shares.
+ *
+ * Owns the user-space settings (cfg, frozen in .rodata), the per-thread session (struct session)
+ * and the maps around it: the ring buffer every record goes out through, the session table and
+ * its scratch slot, the per-CPU re-entry guard, per-function flags, the stats counters and the
+ * task filters (-p/-P/-n/-N) that decide whether a thread may start a session. Argument capture,
+ * LBR, session tracking and injected probes all build on these, so they come first.
+ * The maps are defined in the order the object has always had them.
+ */
+#ifndef RETSNOOP_STATE_BPF_H
+#define RETSNOOP_STATE_BPF_H
+
+/* set by user space before load: the only variable in .rodata, at offset 0 */
+const volatile struct config cfg = {};
+
+#define emit_success_stacks cfg.emit_success_stacks
+#define emit_func_trace cfg.emit_func_trace
+#define has_pid_allow cfg.has_pid_allow
+#define has_pid_deny cfg.has_pid_deny
+#define has_comm_allow cfg.has_comm_allow
+#define has_comm_deny cfg.has_comm_deny
+#define min_duration_ns cfg.min_duration_ns
+#define emit_interim_stacks cfg.emit_interim_stacks
+
+struct session {
+	__s32 depth;             /* live frames, may exceed MAX_FSTACK_DEPTH */
+	__u32 next_seq;
+	__u32 has_user;          /* uprobes: started by a user function, so take user stacks */
+	__u32 paused_err;        /* the kept chain failed, then a call outside it succeeded: the
+	                          * error is not handled yet (see stitch_pos) */
+	__u32 ids[MAX_FSTACK_DEPTH];
+	__u32 seqs[MAX_FSTACK_DEPTH];
+	__u64 ts[MAX_FSTACK_DEPTH];
+	struct stack_rec rec;    /* the kept chain; emitted as is */
+	struct lbr_rec lbr;      /* -B: the LBR snapshot taken where the kept chain ends */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024);
+} rb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct session);
+} sessions SEC(".maps");
+
+/* scratch space to build a new session without using the 512-byte stack */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct session);
+} session_scratch SEC(".maps");
+
+/* per-CPU re-entry guard: a traced function called from inside our own
+ * program (a map update taking a lock, say) must not touch the session
+ * that is being changed
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} running SEC(".maps");
+
+static __always_inline bool enter_guard(__u32 **flag)
+{
+	__u32 zero = 0;
+
+	*flag = bpf_map_lookup_elem(&running, &zero);
+	if (!*flag || **flag)
+		return false;
+	**flag = 1;
+	return true;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);   /* resized to the number of traced functions */
+	__type(key, __u32);
+	__type(value, __u32);
+} func_flags SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stats);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} pid_allow SEC(".maps"), pid_deny SEC(".maps");
+
+struct comm_key {
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct comm_key);
+	__type(value, __u8);
+} comm_allow SEC(".maps"), comm_deny SEC(".maps");
+
+static __always_inline struct stats *get_stats(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&stats, &zero);
+}
+
+static __always_inline void count_dropped_record(void)
+{
+	struct stats *s = get_stats();
+	if (s)
+		__sync_fetch_and_add(&s->dropped_records, 1);
+}
+
+static __always_inline bool passes_task_filters(__u64 pid_tgid)
+{
+	__u32 tgid = pid_tgid >> 32;
+	struct comm_key comm = {};
+
+	if (has_pid_allow && !bpf_map_lookup_elem(&pid_allow, &tgid))
+		return false;
+	if (has_pid_deny && bpf_map_lookup_elem(&pid_deny, &tgid))
+		return false;
+	if (has_comm_allow || has_comm_deny) {
+		bpf_get_current_comm(&comm.comm, sizeof(comm.comm));
+		if (has_comm_allow && !bpf_map_lookup_elem(&comm_allow, &comm))
+			return false;
+		if (has_comm_deny && bpf_map_lookup_elem(&comm_deny, &comm))
+			return false;
+	}
+	return true;
+}
+
+#endif
