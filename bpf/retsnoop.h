@@ -42,7 +42,7 @@ struct ustack_entry {
 	unsigned long long offset;   /* file offset (status 1) or ip (status 2) */
 };
 
-/* stack_rec.is_err */
+/* stack_rec.flags */
 enum stack_flags {
 	STACK_ERR = 1,     /* the chain ends in an error (not a -S success) */
 	STACK_INTERIM = 2, /* -I: an error chain the session went past */
@@ -57,7 +57,7 @@ struct stack_rec {
 	unsigned long long end_ts;
 	char comm[16];               /* thread name */
 	char pcomm[16];              /* process (thread group leader) name */
-	unsigned int is_err;         /* STACK_ERR: ends in an error (not a -S success); STACK_INTERIM:
+	unsigned int flags;         /* STACK_ERR: ends in an error (not a -S success); STACK_INTERIM:
 	                              * an error chain the session went past (-I) */
 	int kstack_sz;               /* bytes in kstack, or a negative error */
 	unsigned int stitch_pos;     /* 0, or the first frame kept from an earlier error: the chain

@@ -71,7 +71,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess->rec.tid = tid;
 		sess->rec.pid = pid_tgid >> 32;
 		sess->rec.depth = 0;
-		sess->rec.is_err = 0;
+		sess->rec.flags = 0;
 		sess->rec.kstack_sz = 0;
 		sess->rec.stitch_pos = 0;
 		sess->paused_err = 0;
@@ -178,16 +178,16 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 static __always_inline void emit_interim(struct session *sess, __u64 now)
 {
 	struct stack_rec *r = &sess->rec;
-	__u32 was = r->is_err;
+	__u32 was = r->flags;
 
-	if (!emit_interim_stacks || !(r->is_err || sess->paused_err) || !r->depth)
+	if (!emit_interim_stacks || !(r->flags || sess->paused_err) || !r->depth)
 		return;
 	r->end_ts = now;
-	r->is_err = STACK_ERR | STACK_INTERIM;
+	r->flags = STACK_ERR | STACK_INTERIM;
 	lbr_emit(sess); /* LBR (-B): the snapshot kept with this chain */
 	if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 		count_dropped_record();
-	r->is_err = was;
+	r->flags = was;
 }
 
 static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
@@ -235,28 +235,28 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 			 */
 			r->stitch_pos = d + 1;
 			sess->paused_err = 0;
-			r->is_err = STACK_ERR;
-		} else if (!(match && r->is_err)) {
+			r->flags = STACK_ERR;
+		} else if (!(match && r->flags)) {
 			/* a new origin of the error */
 			emit_interim(sess, now);
 			keep_chain(ctx, sess, d);
-			r->is_err = STACK_ERR;
+			r->flags = STACK_ERR;
 		}
 	} else if (!(flags & FUNC_CANT_FAIL)) {
 		if (match) {
 			/* a frame of the kept chain succeeded: an error below it was handled */
 			emit_interim(sess, now);
-			r->is_err = 0;
+			r->flags = 0;
 			sess->paused_err = 0;
 		} else if (emit_success_stacks) {
 			emit_interim(sess, now);
 			keep_chain(ctx, sess, d);
-			r->is_err = 0;
-		} else if (r->is_err) {
+			r->flags = 0;
+		} else if (r->flags) {
 			/* a call outside the kept error chain succeeded: the error may still be the
 			 * reason the caller fails (stitched then), or get handled (sent as interim then)
 			 */
-			r->is_err = 0;
+			r->flags = 0;
 			sess->paused_err = 1;
 		}
 	}
@@ -271,7 +271,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		emit_trace(REC_TRACE_EXIT, tid, id, d + 1, r->start_ts, now, res, lat);
 
 	if (d == 0) {
-		bool emit = (r->is_err || emit_success_stacks) && lat >= min_duration_ns;
+		bool emit = (r->flags || emit_success_stacks) && lat >= min_duration_ns;
 
 		if (emit) {
 			r->end_ts = now;

@@ -3,7 +3,9 @@ using System.Reflection.Emit;
 using System.Runtime.CompilerServices;
 using Retsnoop.Btf;
 using Retsnoop.Symbols;
-using Retsnoop.Tracing;
+using Retsnoop.Attach;
+using Retsnoop.Model;
+using Retsnoop.Wire;
 
 namespace Retsnoop.Tests;
 
@@ -42,7 +44,7 @@ public class RecordLayoutTests
         new(typeof(StackRecord), "stack_rec",
         [
             ("Type", "type"), ("Tid", "tid"), ("Pid", "pid"), ("Depth", "depth"), ("StartTs", "start_ts"),
-            ("EndTs", "end_ts"), ("Comm", "comm"), ("PComm", "pcomm"), ("IsErr", "is_err"),
+            ("EndTs", "end_ts"), ("Comm", "comm"), ("PComm", "pcomm"), ("Flags", "flags"),
             ("KstackSize", "kstack_sz"), ("StitchPos", "stitch_pos"), ("StitchPad", "stitch_pad"),
             ("Ids", "ids"), ("Seqs", "seqs"), ("Res", "res"), ("Lat", "lat"), ("Done", "done"),
             ("Kstack", "kstack"), ("UstackSize", "ustack_sz"), ("UstackPad", "ustack_pad"), ("Ustack", "ustack"),
@@ -103,7 +105,7 @@ public class RecordLayoutTests
     static BtfFile LoadObjectBtf()
     {
         string path = Path.Combine(Path.GetTempPath(), $"retsnoop-layout-{Environment.ProcessId}.bpf.o");
-        File.WriteAllBytes(path, Attacher.EmbeddedObject());
+        File.WriteAllBytes(path, TracerObject.EmbeddedElf());
         try
         {
             using var elf = ElfFile.Open(path);
