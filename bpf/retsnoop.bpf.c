@@ -14,6 +14,7 @@
  *   session.bpf.h    session tracking: entry/exit, kept chains, stitching, interim stacks, -T
  *   attach.bpf.h     the SEC programs per attach mechanism, calling into session tracking
  *   inject.bpf.h     -J: injected probes in the call trace
+ *   follow.bpf.h     -- COMMAND: the command's children join the pid filter as they fork
  *
  * The order below is the order of dependence; it also keeps the maps in the order libbpf has
  * always created them.
@@ -48,3 +49,4 @@ RECORD_TYPE(enum arg_loc, arg_loc_type);
 #include "session.bpf.h"
 #include "attach.bpf.h"
 #include "inject.bpf.h"
+#include "follow.bpf.h"

@@ -1,5 +1,5 @@
 /* Records shared between the BPF side (retsnoop.bpf.c) and user space
- * (src/Retsnoop/Tracing/Records.cs mirrors these layouts; RecordLayoutTests checks the mirrors
+ * (src/Retsnoop/Wire/Records.cs mirrors these layouts; RecordLayoutTests checks the mirrors
  * against the compiled object's BTF, so every struct and enum here must reach that BTF: see
  * record_types in retsnoop.bpf.c).
  */
@@ -114,7 +114,8 @@ struct config {
 	/* -A: argument capture */
 	unsigned char capture_args;
 	unsigned char capture_raw_ptrs;  /* put each pointer's own value before its data */
-	unsigned char args_pad[2];
+	unsigned char follow_forks;      /* -- COMMAND: children of allowed processes are allowed too */
+	unsigned char pad;
 	unsigned int args_max_total;     /* data bytes per args_rec */
 	unsigned int args_max_any;       /* most bytes one argument may take (sized or string limit) */
 	unsigned int args_pad2;

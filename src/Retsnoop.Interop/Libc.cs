@@ -37,6 +37,9 @@ public static unsafe partial class Libc
     public static partial int getpid();
 
     [LibraryImport("libc", SetLastError = true)]
+    public static partial int kill(int pid, int sig);
+
+    [LibraryImport("libc", SetLastError = true)]
     public static partial int eventfd(uint initval, int flags);
 
     [LibraryImport("libc", SetLastError = true)]

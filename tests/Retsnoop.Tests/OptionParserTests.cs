@@ -13,6 +13,19 @@ namespace Retsnoop.Tests;
 public class OptionParserTests
 {
     [Fact]
+    public void DoubleDashTakesTheRestAsTheCommand()
+    {
+        var o = OptionParser.Parse(["-e", "*sys_bpf", "--", "bpftool", "-d", "map", "create"]);
+        Assert.Equal(["bpftool", "-d", "map", "create"], o.Command);
+        Assert.Equal(["*sys_bpf"], o.Entry.Select(x => x.Text)); // -d after -- is the command's
+        Assert.Empty(o.Deny);
+        Assert.True(o.Attach.FollowForks);
+        Assert.Null(OptionParser.Parse(["-e", "x"]).Command);
+        Assert.False(OptionParser.Parse(["-e", "x"]).Attach.FollowForks);
+        Assert.Contains("needs a command", Assert.Throws<UsageException>(() => OptionParser.Parse(["-e", "x", "--"])).Message);
+    }
+
+    [Fact]
     public void ParsesUpstreamStyleCommandLine()
     {
         var o = OptionParser.Parse(["-e", "*sys_bpf", "-a", "array_map_*", "-a*pcpu*", "-d", "foo", "-vv", "-Sn", "-x", "ENOMEM", "-X", "-EINVAL", "-p", "42", "-n", "simfail", "-L", "5"]);

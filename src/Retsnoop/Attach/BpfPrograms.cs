@@ -9,6 +9,8 @@ static class BpfPrograms
     public const string KprobeMultiEntry = "kmulti_entry", KprobeMultiExit = "kmulti_exit";
     public const string Uprobe = "uprobe_tmpl", Uretprobe = "uretprobe_tmpl";
     public const string InjKprobe = "inj_kprobe", InjKretprobe = "inj_kretprobe", InjTracepoint = "inj_tp", InjRawTracepoint = "inj_rawtp";
+    /// <summary>-- COMMAND: on sched_process_fork, children of allowed processes join pid_allow.</summary>
+    public const string FollowFork = "follow_fork";
 
     public const string RingBuffer = "rb", Sessions = "sessions", Stats = "stats", FuncFlags = "func_flags", FuncArgs = "func_args",
         InjSize = "inj_size", PidAllow = "pid_allow", PidDeny = "pid_deny", CommAllow = "comm_allow", CommDeny = "comm_deny";

@@ -137,6 +137,24 @@ public sealed class Tracer : IDisposable
     /// <summary>Attaches the -J probes.</summary>
     public void AttachInjected() => InjectedProbeLinks.Attach(obj, links, req.Probes);
 
+    /// <summary>-- COMMAND: children of allowed processes become allowed as they fork.</summary>
+    public void FollowForks()
+    {
+        if (!req.Settings.FollowForks)
+            return;
+        try
+        {
+            links.Add(Bpf.RawTracepointOpen(obj.Program(BpfPrograms.FollowFork), "sched_process_fork", 0));
+        }
+        catch (BpfException e)
+        {
+            throw new TracingException($"cannot follow the command's forks: {e.OneLine()}");
+        }
+    }
+
+    /// <summary>Lets a process through the pid filter: the command, before it runs.</summary>
+    public void AllowPid(int pid) => obj.AllowPid(pid);
+
     /// <summary>Detaches: closes every link, then the programs and maps.</summary>
     public void Dispose()
     {

@@ -48,6 +48,9 @@ public sealed unsafe class TracerObject : IDisposable
             obj.SetAutoload(BpfPrograms.InjTracepoint, req.Probes.Any(p => p.Kind == InjectedKind.Tracepoint));
             obj.SetAutoload(BpfPrograms.InjRawTracepoint, req.Probes.Any(p => p.Kind == InjectedKind.RawTracepoint));
             obj.SetMaxEntries(BpfPrograms.InjSize, (uint)Math.Max(1, req.Probes.Count));
+            obj.SetAutoload(BpfPrograms.FollowFork, req.Settings.FollowForks);
+            if (req.Settings.FollowForks)
+                obj.SetMaxEntries(BpfPrograms.PidAllow, FollowedProcesses);
             if (kernel && fentry)
             {
                 // the templates need some function to verify against; each clone gets its own
@@ -93,13 +96,14 @@ public sealed unsafe class TracerObject : IDisposable
             MinDurationNs = s.MinDurationNs,
             EmitSuccessStacks = Flag(s.SuccessStacks),
             EmitFuncTrace = Flag(s.FuncTrace),
-            HasPidAllow = Flag(s.AllowPids.Count > 0),
+            HasPidAllow = Flag(s.AllowPids.Count > 0 || s.FollowForks),
             HasPidDeny = Flag(s.DenyPids.Count > 0),
             HasCommAllow = Flag(s.AllowComms.Count > 0),
             HasCommDeny = Flag(s.DenyComms.Count > 0),
             EmitInterimStacks = Flag(s.InterimStacks),
             CaptureArgs = Flag(req.Args is not null),
             CaptureRawPtrs = Flag(s.ArgsRawPtrs),
+            FollowForks = Flag(s.FollowForks),
             ArgsMaxTotal = (uint)args.MaxTotal,
             ArgsMaxAny = (uint)Math.Max(args.MaxSized, args.MaxStr),
             UseLbr = Flag(s.Lbr),
@@ -111,6 +115,17 @@ public sealed unsafe class TracerObject : IDisposable
     }
 
     static byte Flag(bool b) => (byte)(b ? 1 : 0);
+
+    /// <summary>-- COMMAND: room in pid_allow for the command and the processes it forks.</summary>
+    const uint FollowedProcesses = 65536;
+
+    /// <summary>Lets a process through the pid filter (-- COMMAND's own process).</summary>
+    public void AllowPid(int pid)
+    {
+        uint key = (uint)pid;
+        byte one = 1;
+        Bpf.MapUpdate(obj.MapFd(BpfPrograms.PidAllow), &key, &one);
+    }
 
     void FillMaps(AttachRequest req)
     {

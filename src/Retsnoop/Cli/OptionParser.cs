@@ -78,7 +78,13 @@ public static class OptionParser
         {
             var a = args[i];
             if (a == "--")
-                throw new UsageException($"unexpected argument after '--': retsnoop takes no positional arguments");
+            {
+                // -- COMMAND [ARGS...]: everything after it is the command line to run
+                if (i + 1 >= args.Count)
+                    throw new UsageException("'--' needs a command after it: retsnoop [OPTIONS] -- COMMAND [ARGS...]");
+                o.Command = [.. args.Skip(i + 1)];
+                break;
+            }
             if (a.StartsWith("--"))
             {
                 var body = a[2..];
@@ -126,7 +132,7 @@ public static class OptionParser
             }
             else
             {
-                throw new UsageException($"unexpected argument '{a}': retsnoop takes options only (see --help)");
+                throw new UsageException($"unexpected argument '{a}': retsnoop takes options, then optionally -- COMMAND [ARGS...] (see --help)");
             }
         }
         return o;
@@ -313,10 +319,14 @@ public static class OptionParser
     public static string Help()
     {
         var sb = new System.Text.StringBuilder();
-        sb.AppendLine("Usage: retsnoop [OPTION...]");
+        sb.AppendLine("Usage: retsnoop [OPTION...] [-- COMMAND [ARGS...]]");
         sb.AppendLine("Trace kernel functions and print where inside the kernel an error came from.");
         sb.AppendLine();
         sb.AppendLine("  e.g. sudo retsnoop -e '*sys_bpf' -a 'array_map_*' -a '*pcpu*'");
+        sb.AppendLine("       sudo retsnoop -e '*sys_bpf' -a 'array_map_*' -- bpftool map create ...");
+        sb.AppendLine();
+        sb.AppendLine("With -- COMMAND, retsnoop attaches, runs COMMAND, traces only its process tree (children");
+        sb.AppendLine("followed as they fork), detaches when it exits and exits with its status.");
         sb.AppendLine();
         sb.AppendLine("Globs: '*' and '?' wildcards; 'glob [module]' picks a module's functions;");
         sb.AppendLine("':path/*.c' picks the functions defined in matching source files (needs DWARF);");

@@ -41,6 +41,8 @@ public sealed class Options
     public bool ShowVersion { get; set; }
     public bool ShowHelp { get; set; }
     public bool ShowConfigHelp { get; set; }
+    /// <summary>-- COMMAND [ARGS]: run it, trace only its process tree, stop when it exits (null: none).</summary>
+    public List<string>? Command { get; set; }
     public HashSet<string> DebugFeatures { get; } = [];
 
     // beyond upstream: machine-readable output and an output file
@@ -77,6 +79,7 @@ public sealed class Options
         RingbufSize = RingbufSize,
         SessionsSize = SessionsSize,
         AllowPids = AllowPids,
+        FollowForks = Command is not null,
         DenyPids = DenyPids,
         AllowComms = AllowComms,
         DenyComms = DenyComms,

@@ -25,6 +25,8 @@ sealed class TraceRun(Options opts)
     {
         if (opts.Entry.Count == 0)
             throw new UsageException("no entry functions: give at least one -e GLOB (or -c CASE), e.g. -e '*sys_bpf'");
+        if (opts.Command is { } command)
+            ChildCommand.Check(command);
         if (Privileges.Missing() is { } missing)
             throw new TracingException($"tracing the kernel {Messages.MissingPrivileges(missing)}");
         // -B: the per-CPU branch-stack events keep the LBR running; without them there is nothing to snapshot
@@ -49,7 +51,7 @@ sealed class TraceRun(Options opts)
             : new ArgsFormatter(argSpecs, opts.ArgsLayout, opts.ArgsFmtMaxArgWidth, opts.ArgsCaptureRawPtrs);
         using var output = ReportOutput.Open(opts, args);
         var request = new AttachRequest(funcs, opts.Attach) { Args = argSpecs, Probes = probes };
-        return TraceUntilStopped(request, userBinaries, output, cancel.Token);
+        return TraceUntilStopped(request, userBinaries, output, cancel);
     }
 
     /// <summary>The kernel functions (from the traceable list) and user functions to attach.</summary>
@@ -111,11 +113,14 @@ sealed class TraceRun(Options opts)
         return specs;
     }
 
-    int TraceUntilStopped(AttachRequest request, UserBinaries userBinaries, ReportOutput output, CancellationToken stop)
+    /// <returns>0, or with -- COMMAND the command's exit status</returns>
+    int TraceUntilStopped(AttachRequest request, UserBinaries userBinaries, ReportOutput output, CancellationTokenSource cancel)
     {
+        var stop = cancel.Token;
         RunSummary? summary = null;
         bool receiving = false;
         Tracer? tracer = null;
+        ChildCommand? child = null;
         try
         {
             Log(2, $"[{launch.ElapsedMilliseconds} ms] loading BPF programs");
@@ -133,6 +138,8 @@ sealed class TraceRun(Options opts)
                 facts.WarmUpInBackground();
             if (request.UserFunctions.Count > 0 && opts.Symbolize != SymbolizeMode.None)
                 Task.Run(userBinaries.WarmUp);
+            if (opts.Command is { } command)
+                child = RunCommand(tracer, command, cancel);
             while (!stop.IsCancellationRequested)
                 rb.Poll(100);
             rb.Consume();
@@ -152,14 +159,36 @@ sealed class TraceRun(Options opts)
         }
         if (summary is not null)
             output.Summary(summary);
-        return 0;
+        using (child)
+            return CommandStatus(child);
     }
+
+    /// <summary>-- COMMAND: starts it held, lets its pid through the filter, lets it run; the run
+    /// ends when it exits.</summary>
+    static ChildCommand RunCommand(Tracer tracer, IReadOnlyList<string> command, CancellationTokenSource cancel)
+    {
+        var child = ChildCommand.StartHeld(command);
+        tracer.AllowPid(child.Pid);
+        child.Exited.ContinueWith(_ => cancel.Cancel(), TaskScheduler.Default);
+        child.Continue();
+        return child;
+    }
+
+    // the command's own status, as a shell would report it; a run stopped by a signal while the
+    // command still runs (it got the same Ctrl-C, or was left running) ends like an interrupted command
+    static int CommandStatus(ChildCommand? child) => child switch
+    {
+        null => 0,
+        { HasExited: true } => child.ExitCode,
+        _ => 130,
+    };
 
     void AttachAll(Tracer tracer, AttachRequest request)
     {
         var clock = Stopwatch.StartNew();
         tracer.Attach((done, total) => Console.Error.WriteLine($"Attaching... {done}/{total} functions ({clock.Elapsed.TotalSeconds:0.0} s)"));
         tracer.AttachInjected();
+        tracer.FollowForks();
         foreach (var s in tracer.Skipped.OrderBy(s => s.Function.Id))
             Log(1, $"skipped {s.Function.DisplayName}: {s.Reason}");
         if (tracer.Skipped.Count > 0)

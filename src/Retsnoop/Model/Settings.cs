@@ -48,6 +48,8 @@ public sealed record AttachSettings
     public uint RingbufSize { get; init; } = 8 * 1024 * 1024;
     public uint SessionsSize { get; init; } = 4096;
     public IReadOnlyList<int> AllowPids { get; init; } = [];
+    /// <summary>-- COMMAND: the pid filter follows forks (the command's pid is added once it exists).</summary>
+    public bool FollowForks { get; init; }
     public IReadOnlyList<int> DenyPids { get; init; } = [];
     public IReadOnlyList<string> AllowComms { get; init; } = [];
     public IReadOnlyList<string> DenyComms { get; init; } = [];

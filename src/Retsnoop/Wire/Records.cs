@@ -39,7 +39,9 @@ public struct BpfConfig
     public byte EmitSuccessStacks, EmitFuncTrace, HasPidAllow, HasPidDeny, HasCommAllow, HasCommDeny, EmitInterimStacks;
     public byte UseLbr; // -B
     // -A
-    public byte CaptureArgs, CaptureRawPtrs, ArgsPad0, ArgsPad1;
+    public byte CaptureArgs, CaptureRawPtrs;
+    public byte FollowForks; // -- COMMAND
+    public byte Pad;
     public uint ArgsMaxTotal, ArgsMaxAny, ArgsPad2;
 }
 
