@@ -23,11 +23,30 @@ public sealed unsafe class BpfObject : SafeHandle
         return true;
     }
 
-    public static BpfObject Open(byte[] elf)
+    /// <param name="btfCustomPath">BTF for CO-RE relocations instead of the kernel's own (libbpf's btf_custom_path)</param>
+    public static BpfObject Open(byte[] elf, string? btfCustomPath = null)
     {
         Libbpf.CaptureMessages();
         var pin = GCHandle.Alloc(elf, GCHandleType.Pinned);
-        nint obj = Libbpf.bpf_object__open_mem((void*)pin.AddrOfPinnedObject(), (nuint)elf.Length, null);
+        // struct bpf_object_open_opts up to btf_custom_path (libbpf 0.5+): sz, object_name,
+        // relaxed_maps, pin_root_path, a removed u32, kconfig, btf_custom_path
+        const int OptsSize = 56, BtfCustomPathOffset = 48;
+        byte* opts = stackalloc byte[OptsSize];
+        new Span<byte>(opts, OptsSize).Clear();
+        *(ulong*)opts = OptsSize;
+        nint path = btfCustomPath is null ? 0 : Marshal.StringToCoTaskMemUTF8(btfCustomPath);
+        *(nint*)(opts + BtfCustomPathOffset) = path;
+        nint obj;
+        try
+        {
+            obj = Libbpf.bpf_object__open_mem((void*)pin.AddrOfPinnedObject(), (nuint)elf.Length, btfCustomPath is null ? null : opts);
+        }
+        finally
+        {
+            // libbpf copies the path (strdup) while opening
+            if (path != 0)
+                Marshal.FreeCoTaskMem(path);
+        }
         if (obj == 0)
         {
             int err = Libc.LastErrno;

@@ -32,3 +32,57 @@ public class BpfObjectTests
             Assert.True(obj.ProgramFd(p) > 0, $"{p} has no fd after load");
     }
 }
+
+/// <summary>--btf FILE: the kernel's BTF from a file, for kernels without /sys/kernel/btf/vmlinux.</summary>
+public class ExternalBtfTests
+{
+    [Fact]
+    public void ProgramsLoadWithCoreRelocationsAgainstAnExternalCopy()
+    {
+        Assert.True(Environment.UserName == "root", "loading BPF programs needs root (CI runs as root)");
+        var copy = Path.Combine(Path.GetTempPath(), $"retsnoop-btf-{Environment.ProcessId}.btf");
+        File.Copy(KernelBtf.SysfsPath, copy, true);
+        try
+        {
+            using var obj = BpfObject.Open(TracerObject.EmbeddedElf(), copy);
+            var programs = new[] { "kprobe_tmpl", "kretprobe_tmpl" };
+            foreach (var p in new[] { "fentry_tmpl", "fexit_tmpl", "kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit", "inj_kprobe", "inj_kretprobe", "inj_tp", "inj_rawtp", "uprobe_tmpl", "uretprobe_tmpl", "follow_fork" })
+                obj.SetAutoload(p, programs.Contains(p));
+            obj.Load();
+            Assert.True(obj.ProgramFd("kprobe_tmpl") > 0);
+            // libbpf really read the file: a BTF it cannot parse fails the load
+            File.WriteAllBytes(copy, [1, 2, 3, 4]);
+            using var bad = BpfObject.Open(TracerObject.EmbeddedElf(), copy);
+            foreach (var p in new[] { "fentry_tmpl", "fexit_tmpl", "kmulti_entry", "kmulti_exit", "inj_kprobe", "inj_kretprobe", "inj_tp", "inj_rawtp", "uprobe_tmpl", "uretprobe_tmpl", "follow_fork" })
+                bad.SetAutoload(p, false);
+            Assert.Throws<BpfException>(bad.Load);
+        }
+        finally
+        {
+            File.Delete(copy);
+        }
+    }
+
+    [Fact]
+    public void RawBtfAndElfWithBtfSectionBothLoad()
+    {
+        var raw = KernelBtf.Load(KernelBtf.SysfsPath);
+        Assert.NotNull(raw.FindFunction("do_sys_openat2"));
+        // the BPF object is an ELF file with a .BTF section
+        var elf = Path.Combine(Path.GetTempPath(), $"retsnoop-btf-{Environment.ProcessId}.o");
+        File.WriteAllBytes(elf, TracerObject.EmbeddedElf());
+        try
+        {
+            var fromElf = KernelBtf.Load(elf);
+            Assert.NotNull(fromElf.FindType(Btf.BtfKind.Struct, "stack_rec"));
+            var types = new BtfFunctionTypes(elf);
+            Assert.Null(types.Lookup("do_sys_openat2", null)); // not a kernel BTF: no such function
+        }
+        finally
+        {
+            File.Delete(elf);
+        }
+        Assert.Contains("no such file", Assert.Throws<UsageException>(() => OptionParser.Parse(["-e", "x", "--btf", "/no/such.btf"])).Message);
+        Assert.Equal(KernelBtf.SysfsPath, OptionParser.Parse(["-e", "x", "--btf", KernelBtf.SysfsPath]).Symbols.ExternalBtf);
+    }
+}

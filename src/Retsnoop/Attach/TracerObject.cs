@@ -32,7 +32,7 @@ public sealed unsafe class TracerObject : IDisposable
         Libc.RaiseMemlockLimit();
         var s = req.Settings;
         bool kernel = req.KernelFunctions.Count > 0, fentry = mode == AttachMode.Fentry;
-        var obj = BpfObject.Open(EmbeddedElf());
+        var obj = BpfObject.Open(EmbeddedElf(), s.ExternalBtf);
         try
         {
             obj.SetAutoload(BpfPrograms.Fentry, kernel && fentry);

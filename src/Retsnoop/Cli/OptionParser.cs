@@ -60,6 +60,7 @@ public static class OptionParser
         new('X', "deny-errors", Arg.Required, "ERROR", "Never print stacks with this error", (o, v) => ApplyError(o, v!, allow: false)),
         new('k', "kernel", Arg.Required, "PATH", "vmlinux image with DWARF for file:line and inlines", (o, v) => o.KernelImage = CheckKernelImage(v!)),
         new('\0', "modules-debug-dir", Arg.Required, "DIR", "Where kernel modules' debug .ko files are (default /usr/lib/debug/lib/modules/$(uname -r))", (o, v) => o.ModulesDebugDir = Directory.Exists(v) ? v : throw new UsageException($"invalid --modules-debug-dir value '{v}': no such directory")),
+        new('\0', "btf", Arg.Required, "FILE", "The kernel's BTF from FILE (raw BTF, e.g. from btfhub, or an ELF with .BTF) for a kernel without /sys/kernel/btf/vmlinux", (o, v) => o.BtfPath = File.Exists(v) ? v : throw new UsageException($"invalid --btf value '{v}': no such file; give a BTF file for this kernel (e.g. from btfhub)")),
         new('s', "symbolize", Arg.Optional, "LEVEL", "Symbolization: -s file:line, -ss also inlines, -sn kallsyms only", ApplySymbolize),
         new('\0', "debug", Arg.Required, "FEATURE", "Debug features: multi-kprobe, full-lbr, bpf", ApplyDebug),
         new('\0', "json", Arg.None, "", "Print JSON Lines (stacks, call traces, a closing summary; see docs/json.md); with JSON on stdout, status lines go to stderr", (o, _) => o.Json = true),

@@ -33,6 +33,8 @@ public sealed class Options
     public bool AllowAnyError { get; set; }
 
     public string? KernelImage { get; set; }
+    /// <summary>--btf FILE: external BTF for a kernel without /sys/kernel/btf/vmlinux.</summary>
+    public string? BtfPath { get; set; }
     /// <summary>Where module debug files (.ko with DWARF) are; default /usr/lib/debug/lib/modules/RELEASE.</summary>
     public string? ModulesDebugDir { get; set; }
     public SymbolizeMode Symbolize { get; set; }
@@ -71,7 +73,7 @@ public sealed class Options
 
     public TargetSettings Targets => new(Entry, Allow, Deny) { FentryOnly = AttachMode == AttachMode.Fentry, UprobesFail = UprobesFail };
 
-    public SymbolSettings Symbols => new(Symbolize, KernelImage, ModulesDebugDir, Targets.HasSourceGlobs);
+    public SymbolSettings Symbols => new(Symbolize, KernelImage, ModulesDebugDir, Targets.HasSourceGlobs) { ExternalBtf = BtfPath };
 
     public AttachSettings Attach => new()
     {
@@ -91,6 +93,7 @@ public sealed class Options
         ArgsRawPtrs = ArgsCaptureRawPtrs,
         Lbr = UseLbr,
         UprobesMulti = UprobesMulti,
+        ExternalBtf = BtfPath,
     };
 
     public SessionSettings Session => new()

@@ -33,8 +33,8 @@ sealed class TraceRun(Options opts)
         using var lbrEvents = opts.UseLbr ? LbrEvents.OpenAll(opts.LbrFlags) : null;
         if (lbrEvents is not null)
             Log(1, $"LBR capture enabled on {lbrEvents.Count} CPUs (branch_sample_type 0x{LbrEvents.BranchSampleType(opts.LbrFlags):x})");
-        if (!File.Exists("/sys/kernel/btf/vmlinux"))
-            throw new TracingException("this kernel has no BTF (/sys/kernel/btf/vmlinux): retsnoop needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
+        if (KernelBtf.Locate(opts.BtfPath) is null)
+            throw new TracingException("this kernel has no BTF (/sys/kernel/btf/vmlinux): give its BTF with --btf FILE (e.g. from btfhub), or use a kernel built with CONFIG_DEBUG_INFO_BTF=y");
 
         using var userBinaries = new UserBinaries { WantLines = opts.Symbolize != SymbolizeMode.None };
         var funcs = ResolveTargets(userBinaries);

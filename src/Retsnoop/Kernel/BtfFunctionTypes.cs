@@ -4,9 +4,11 @@ using Retsnoop.Model;
 namespace Retsnoop.Kernel;
 
 /// <summary>Function result types and fentry suitability from vmlinux and module BTF.</summary>
-public sealed class BtfFunctionTypes : IFunctionTypes
+/// <param name="vmlinuxPath">the kernel's BTF file (--btf FILE, or /sys/kernel/btf/vmlinux); module
+/// BTF is read from /sys/kernel/btf only with the kernel's own</param>
+public sealed class BtfFunctionTypes(string vmlinuxPath = KernelBtf.SysfsPath) : IFunctionTypes
 {
-    readonly Lazy<BtfFile> vmlinux = new(() => BtfFile.Load("/sys/kernel/btf/vmlinux"));
+    readonly Lazy<BtfFile> vmlinux = new(() => KernelBtf.Load(vmlinuxPath));
     public BtfFile Vmlinux => vmlinux.Value;
     readonly Dictionary<string, BtfFile?> modules = [];
 
@@ -32,7 +34,7 @@ public sealed class BtfFunctionTypes : IFunctionTypes
             if (!modules.TryGetValue(module, out var b))
             {
                 var path = $"/sys/kernel/btf/{module}";
-                b = File.Exists(path) ? BtfFile.Load(path, vmlinux.Value) : null;
+                b = vmlinuxPath == KernelBtf.SysfsPath && File.Exists(path) ? BtfFile.Load(path, vmlinux.Value) : null;
                 modules[module] = b;
             }
             return b;

@@ -21,6 +21,7 @@ public sealed class KernelFacts
     {
         this.settings = settings;
         this.warn = warn;
+        types = new BtfFunctionTypes(settings.ExternalBtf ?? KernelBtf.SysfsPath);
         raw = new(() => Kallsyms.Load(), LazyThreadSafetyMode.ExecutionAndPublication);
         kallsyms = new(() => new KallsymsTable(raw.Value), LazyThreadSafetyMode.ExecutionAndPublication);
         dwarf = new(() => !settings.WantLines && !settings.SourceGlobs ? null : DwarfLines.Find(settings.KernelImage, () => raw.Value, warn),
@@ -47,7 +48,7 @@ public sealed class KernelFacts
     }
 
     public BtfFunctionTypes Types => types;
-    readonly BtfFunctionTypes types = new();
+    readonly BtfFunctionTypes types;
     /// <summary>vmlinux BTF, shared with the function type lookups (read once, on first use).</summary>
     public BtfFile VmlinuxBtf => types.Vmlinux;
 

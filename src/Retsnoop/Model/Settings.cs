@@ -25,9 +25,12 @@ public sealed record TargetSettings(IReadOnlyList<FunctionSpec> Entry, IReadOnly
     public bool HasSourceGlobs => Entry.Concat(Allow).Concat(Deny).Any(s => s.SourceGlob is not null);
 }
 
-/// <summary>Where symbols and source lines come from.</summary>
+/// <summary>Where symbols, types and source lines come from.</summary>
 public sealed record SymbolSettings(SymbolizeMode Mode, string? KernelImage, string? ModulesDebugDir, bool SourceGlobs)
 {
+    /// <summary>--btf FILE: the kernel's BTF from a file (null: /sys/kernel/btf/vmlinux).</summary>
+    public string? ExternalBtf { get; init; }
+
     /// <summary>file:line wanted in stacks (everything but -sn).</summary>
     public bool WantLines => Mode != SymbolizeMode.None;
     /// <summary>Inlined frames wanted (-ss, and the default).</summary>
@@ -68,6 +71,8 @@ public sealed record AttachSettings
     public bool Lbr { get; init; }
     /// <summary>-C uprobes.multi: uprobe.multi links when the kernel has them.</summary>
     public bool UprobesMulti { get; init; } = true;
+    /// <summary>--btf FILE: CO-RE relocations against this BTF instead of the kernel's own.</summary>
+    public string? ExternalBtf { get; init; }
 }
 
 /// <summary>-x/-X: which errors a reported stack must have (0 stands for a NULL pointer result).</summary>
