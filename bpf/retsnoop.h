@@ -115,7 +115,7 @@ struct config {
 	unsigned char capture_args;
 	unsigned char capture_raw_ptrs;  /* put each pointer's own value before its data */
 	unsigned char follow_forks;      /* -- COMMAND: children of allowed processes are allowed too */
-	unsigned char pad;
+	unsigned char user_stacks;       /* --user-stacks: kernel sessions take the user stack too */
 	unsigned int args_max_total;     /* data bytes per args_rec */
 	unsigned int args_max_any;       /* most bytes one argument may take (sized or string limit) */
 	unsigned int args_pad2;

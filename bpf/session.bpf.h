@@ -76,7 +76,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess->rec.stitch_pos = 0;
 		sess->paused_err = 0;
 		/* uprobes */
-		sess->has_user = !!(*flags & FUNC_IS_USER);
+		sess->has_user = (*flags & FUNC_IS_USER) || cfg.user_stacks;
 		sess->rec.ustack_sz = 0;
 		sess->rec.start_ts = bpf_ktime_get_ns();
 		bpf_get_current_comm(&sess->rec.comm, sizeof(sess->rec.comm));

@@ -25,7 +25,7 @@ const volatile struct config cfg = {};
 struct session {
 	__s32 depth;             /* live frames, may exceed MAX_FSTACK_DEPTH */
 	__u32 next_seq;
-	__u32 has_user;          /* uprobes: started by a user function, so take user stacks */
+	__u32 has_user;          /* take user stacks: started by a user function (uprobes), or --user-stacks */
 	__u32 paused_err;        /* the kept chain failed, then a call outside it succeeded: the
 	                          * error is not handled yet (see stitch_pos) */
 	__u32 ids[MAX_FSTACK_DEPTH];

@@ -33,7 +33,7 @@ public class RecordLayoutTests
             ("EmitFuncTrace", "emit_func_trace"), ("HasPidAllow", "has_pid_allow"), ("HasPidDeny", "has_pid_deny"),
             ("HasCommAllow", "has_comm_allow"), ("HasCommDeny", "has_comm_deny"),
             ("EmitInterimStacks", "emit_interim_stacks"), ("UseLbr", "use_lbr"), ("CaptureArgs", "capture_args"),
-            ("CaptureRawPtrs", "capture_raw_ptrs"), ("FollowForks", "follow_forks"), ("Pad", "pad"),
+            ("CaptureRawPtrs", "capture_raw_ptrs"), ("FollowForks", "follow_forks"), ("UserStacks", "user_stacks"),
             ("ArgsMaxTotal", "args_max_total"), ("ArgsMaxAny", "args_max_any"), ("ArgsPad2", "args_pad2"),
         ]),
         new(typeof(BpfStats), "stats",

@@ -104,6 +104,7 @@ public sealed unsafe class TracerObject : IDisposable
             CaptureArgs = Flag(req.Args is not null),
             CaptureRawPtrs = Flag(s.ArgsRawPtrs),
             FollowForks = Flag(s.FollowForks),
+            UserStacks = Flag(s.UserStacks),
             ArgsMaxTotal = (uint)args.MaxTotal,
             ArgsMaxAny = (uint)Math.Max(args.MaxSized, args.MaxStr),
             UseLbr = Flag(s.Lbr),

@@ -26,19 +26,15 @@ sealed class ChildCommand : IDisposable
 
     public bool HasExited => process.HasExited;
 
-    /// <summary>Checks that the command can be run: a path to an executable file, or a name found in PATH.</summary>
-    public static void Check(IReadOnlyList<string> argv)
+    /// <summary>The program the command runs: a path to a file, or a name found in PATH.</summary>
+    public static string Resolve(IReadOnlyList<string> argv)
     {
         var name = argv[0];
         if (name.Contains('/'))
-        {
-            if (!File.Exists(name))
-                throw new UsageException($"-- {name}: no such file");
-            return;
-        }
+            return File.Exists(name) ? Path.GetFullPath(name) : throw new UsageException($"-- {name}: no such file");
         var path = Environment.GetEnvironmentVariable("PATH") ?? "/usr/local/bin:/usr/bin:/bin";
-        if (!path.Split(':', StringSplitOptions.RemoveEmptyEntries).Any(d => File.Exists(Path.Combine(d, name))))
-            throw new UsageException($"-- {name}: command not found in PATH");
+        return path.Split(':', StringSplitOptions.RemoveEmptyEntries).Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists)
+            ?? throw new UsageException($"-- {name}: command not found in PATH");
     }
 
     /// <summary>Starts the command stopped (waits until it is), ready for <see cref="Continue"/>.</summary>

@@ -27,6 +27,8 @@ public sealed class Options
     public long LongerThanMs { get; set; }
     public bool SuccessStacks { get; set; }
     public bool InterimStacks { get; set; }
+    /// <summary>--user-stacks: the user stack of the failing thread under the kernel chain.</summary>
+    public bool UserStacks { get; set; }
     /// <summary>errno numbers (positive); 0 stands for NULL pointer results.</summary>
     public HashSet<int> AllowErrors { get; } = [];
     public HashSet<int> DenyErrors { get; } = [];
@@ -89,6 +91,7 @@ public sealed class Options
         SuccessStacks = SuccessStacks,
         FuncTrace = Trace,
         InterimStacks = InterimStacks,
+        UserStacks = UserStacks,
         Args = CaptureArgs ? ArgLimits : null,
         ArgsRawPtrs = ArgsCaptureRawPtrs,
         Lbr = UseLbr,

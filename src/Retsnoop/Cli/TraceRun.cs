@@ -25,8 +25,7 @@ sealed class TraceRun(Options opts)
     {
         if (opts.Entry.Count == 0)
             throw new UsageException("no entry functions: give at least one -e GLOB (or -c CASE), e.g. -e '*sys_bpf'");
-        if (opts.Command is { } command)
-            ChildCommand.Check(command);
+        var program = opts.Command is { } command ? ChildCommand.Resolve(command) : null;
         if (Privileges.Missing() is { } missing)
             throw new TracingException($"tracing the kernel {Messages.MissingPrivileges(missing)}");
         // -B: the per-CPU branch-stack events keep the LBR running; without them there is nothing to snapshot
@@ -37,6 +36,9 @@ sealed class TraceRun(Options opts)
             throw new TracingException("this kernel has no BTF (/sys/kernel/btf/vmlinux): give its BTF with --btf FILE (e.g. from btfhub), or use a kernel built with CONFIG_DEBUG_INFO_BTF=y");
 
         using var userBinaries = new UserBinaries { WantLines = opts.Symbolize != SymbolizeMode.None };
+        // --user-stacks: the command may be gone by the time its stack is read; know its binary now
+        if (program is not null && opts.UserStacks)
+            userBinaries.Preload(program);
         var funcs = ResolveTargets(userBinaries);
         if (opts.DryRun)
         {

@@ -67,6 +67,8 @@ public sealed record AttachSettings
     /// <summary>-A: capture arguments (null: no).</summary>
     public ArgLimits? Args { get; init; }
     public bool ArgsRawPtrs { get; init; }
+    /// <summary>--user-stacks: kernel sessions also take the thread's user stack (build id + file offset).</summary>
+    public bool UserStacks { get; init; }
     /// <summary>-B: take an LBR snapshot at each error.</summary>
     public bool Lbr { get; init; }
     /// <summary>-C uprobes.multi: uprobe.multi links when the kernel has them.</summary>

@@ -42,6 +42,14 @@ public sealed class UserBinaries : IUserSymbols, IDisposable
         }
     }
 
+    /// <summary>Opens a binary whose build id user stacks may name later (a program that may have
+    /// exited by then); no error when it is not an ELF file.</summary>
+    public void Preload(string path)
+    {
+        lock (gate)
+            TryOpen(path);
+    }
+
     UserBinary? TryOpen(string path)
     {
         var real = BinaryLocator.RealPath(path);

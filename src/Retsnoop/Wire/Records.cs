@@ -41,7 +41,7 @@ public struct BpfConfig
     // -A
     public byte CaptureArgs, CaptureRawPtrs;
     public byte FollowForks; // -- COMMAND
-    public byte Pad;
+    public byte UserStacks; // --user-stacks
     public uint ArgsMaxTotal, ArgsMaxAny, ArgsPad2;
 }
 
