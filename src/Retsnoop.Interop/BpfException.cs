@@ -98,8 +98,9 @@ public sealed partial class BpfException : InteropException
 }
 
 /// <summary>
-/// The running kernel lacks something a call needs (a PMU, a tracefs or sysfs file, a module's BTF):
-/// found by looking for it, so there is no errno to report, only what is missing and where it was looked for.
+/// The running kernel lacks something a call needs (a PMU, a sysfs or tracefs file, a function's or a
+/// module's BTF): found by looking for it, so there is no errno to report, only what is missing and
+/// where it was looked for.
 /// </summary>
 public sealed class KernelFeatureMissingException(string feature, string path, string? hint = null)
     : InteropException(Text(feature, path, hint))
@@ -113,7 +114,7 @@ public sealed class KernelFeatureMissingException(string feature, string path, s
     public override string Summary => Message;
 
     static string Text(string feature, string path, string? hint) =>
-        $"{feature} is missing ({path} cannot be read){(hint is null ? "" : $"; {hint}")}";
+        $"{feature} is missing (looked for in {path}){(hint is null ? "" : $"; {hint}")}";
 }
 
 /// <summary>The process runs on an architecture whose kernel ABI this library does not know.</summary>

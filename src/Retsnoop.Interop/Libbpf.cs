@@ -95,24 +95,21 @@ public static unsafe partial class Libbpf
     [UnmanagedCallersOnly]
     static int OnPrint(int level, byte* fmt, nint va)
     {
-        var s = Format(fmt, va);
-        if (s is null)
-            return 0;
-        if (level == LibbpfWarn)
+        // nothing may unwind into libbpf's C frames: a failing sink or formatter loses the message only
+        try
         {
-            lock (log)
-                log.Append(s);
+            var s = Format(fmt, va);
+            if (s is null)
+                return 0;
+            if (level == LibbpfWarn)
+            {
+                lock (log)
+                    log.Append(s);
+            }
+            Volatile.Read(ref sink)?.Invoke(s);
         }
-        if (Volatile.Read(ref sink) is { } forward)
+        catch (Exception)
         {
-            try
-            {
-                forward(s);
-            }
-            catch (Exception)
-            {
-                // an exception must not unwind into libbpf's C frames
-            }
         }
         return 0;
     }

@@ -45,6 +45,27 @@ public class LibbpfMessagesTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AFailingSinkLosesTheMessageOnly()
+    {
+        int calls = 0;
+        Libbpf.ForwardMessages(_ =>
+        {
+            calls++;
+            throw new InvalidOperationException("a sink that fails");
+        });
+        try
+        {
+            using var obj = BpfObject.Open(TestObject.Bytes());
+            Assert.True(obj.MapFd("cookies") < 0); // opened, not loaded: no map fd yet
+        }
+        finally
+        {
+            Libbpf.ForwardMessages(null);
+        }
+        Assert.True(calls > 1, "libbpf went on printing after the sink threw");
+    }
+
+    [Fact]
     public void VerboseWritesToStandardError()
     {
         var saved = Console.Error;
