@@ -3,58 +3,105 @@ using System.Text;
 
 namespace Retsnoop.Interop;
 
-/// <summary>Thin wrappers over the raw bpf(2) commands we issue ourselves (program clones, links, maps).</summary>
+/// <summary>Thin wrappers over the raw bpf(2) commands we issue ourselves (program clones, links, maps),
+/// each with its typed bpf_attr struct (BpfAttr.cs).</summary>
 public static unsafe class Bpf
 {
-    // commands
-    const int BPF_MAP_LOOKUP_ELEM = 1, BPF_MAP_UPDATE_ELEM = 2, BPF_PROG_LOAD = 5,
-        BPF_OBJ_GET_INFO_BY_FD = 15, BPF_RAW_TRACEPOINT_OPEN = 17, BPF_BTF_GET_FD_BY_ID = 19, BPF_BTF_GET_NEXT_ID = 23, BPF_LINK_CREATE = 28;
-
-    public const int ProgTypeKprobe = 2, ProgTypeTracing = 26;
-    public const int AttachTraceFentry = 24, AttachTraceFexit = 25, AttachPerfEvent = 41, AttachKprobeMulti = 42;
-    public const uint KprobeMultiReturn = 1;
+    [KernelConst("BPF_PROG_TYPE_KPROBE")] public const int ProgTypeKprobe = 2;
+    [KernelConst("BPF_PROG_TYPE_TRACING")] public const int ProgTypeTracing = 26;
+    [KernelConst("BPF_TRACE_FENTRY")] public const int AttachTraceFentry = 24;
+    [KernelConst("BPF_TRACE_FEXIT")] public const int AttachTraceFexit = 25;
+    [KernelConst("BPF_PERF_EVENT")] public const int AttachPerfEvent = 41;
+    [KernelConst("BPF_TRACE_KPROBE_MULTI")] public const int AttachKprobeMulti = 42;
+    [KernelConst("BPF_F_KPROBE_MULTI_RETURN")] public const uint KprobeMultiReturn = 1;
     // uprobes
-    public const int AttachTraceUprobeMulti = 48;
-    public const uint UprobeMultiReturn = 1;
+    [KernelConst("BPF_TRACE_UPROBE_MULTI")] public const int AttachTraceUprobeMulti = 48;
+    [KernelConst("BPF_F_UPROBE_MULTI_RETURN")] public const uint UprobeMultiReturn = 1;
+    [KernelConst("BPF_MAP_TYPE_RINGBUF")] public const int MapTypeRingbuf = 27;
 
-    const int AttrSize = 144;
+    const int EPERM = 1, EBADF = 9, EINVAL = 22;
 
-    static long Call(int cmd, byte* attr) => Libc.syscall(Libc.SYS_bpf, cmd, (long)attr, AttrSize, 0, 0);
+    /// <summary>bpf(cmd, attr, sizeof(attr)): the kernel reads only the struct's bytes and takes the rest as zero.</summary>
+    static long Call<T>(BpfCmd cmd, T* attr) where T : unmanaged => Libc.Bpf((int)cmd, attr, sizeof(T));
+
+    static FdHandle FdOrThrow<T>(BpfCmd cmd, T* attr, string what) where T : unmanaged
+    {
+        long fd = Call(cmd, attr);
+        if (fd < 0)
+            throw new BpfException(what, Libc.LastErrno);
+        return new FdHandle((int)fd);
+    }
+
+    /// <summary>A map (BPF_MAP_CREATE); name is cut to the kernel's 15 characters.</summary>
+    public static FdHandle MapCreate(int mapType, int keySize, int valueSize, int maxEntries, string name = "", uint flags = 0)
+    {
+        var attr = new MapCreateAttr
+        {
+            MapType = (uint)mapType,
+            KeySize = (uint)keySize,
+            ValueSize = (uint)valueSize,
+            MaxEntries = (uint)maxEntries,
+            MapFlags = flags,
+        };
+        CopyName(name, attr.MapName);
+        return FdOrThrow(BpfCmd.MapCreate, &attr, name.Length > 0 ? $"creating BPF map {name}" : "creating BPF map");
+    }
+
+    /// <summary>0 when the kernel creates such a map (made and closed at once), else the errno.</summary>
+    public static int ProbeMapCreate(int mapType, int keySize, int valueSize, int maxEntries)
+    {
+        try
+        {
+            using var map = MapCreate(mapType, keySize, valueSize, maxEntries);
+            return 0;
+        }
+        catch (BpfException e)
+        {
+            return e.Errno;
+        }
+    }
+
+    static void CopyName(string name, byte* dest)
+    {
+        // 16 bytes with the terminating zero; the kernel allows [A-Za-z0-9_.] only
+        var bytes = Encoding.ASCII.GetBytes(name);
+        bytes.AsSpan(0, Math.Min(15, bytes.Length)).CopyTo(new Span<byte>(dest, 15));
+    }
 
     /// <summary>Loads a program from already-relocated instructions (a clone of a libbpf-loaded template).</summary>
     public static FdHandle ProgLoad(int progType, int expectedAttachType, ReadOnlySpan<byte> insns, string name,
         uint attachBtfId = 0, int attachBtfObjFd = 0, bool wantLog = true)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
         var license = "Dual BSD/GPL\0"u8;
         fixed (byte* ins = insns)
         fixed (byte* lic = license)
         {
-            *(uint*)(attr + 0) = (uint)progType;
-            *(uint*)(attr + 4) = (uint)(insns.Length / 8);
-            *(ulong*)(attr + 8) = (ulong)ins;
-            *(ulong*)(attr + 16) = (ulong)lic;
-            var nameBytes = Encoding.ASCII.GetBytes(name);
-            nameBytes.AsSpan(0, Math.Min(15, nameBytes.Length)).CopyTo(new Span<byte>(attr + 48, 15));
-            *(uint*)(attr + 68) = (uint)expectedAttachType;
-            *(uint*)(attr + 108) = attachBtfId;
-            *(uint*)(attr + 112) = (uint)attachBtfObjFd;
-            long fd = Call(BPF_PROG_LOAD, attr);
+            var attr = new ProgLoadAttr
+            {
+                ProgType = (uint)progType,
+                InsnCnt = (uint)(insns.Length / 8),
+                Insns = (ulong)ins,
+                License = (ulong)lic,
+                ExpectedAttachType = (uint)expectedAttachType,
+                AttachBtfId = attachBtfId,
+                AttachBtfObjFd = (uint)attachBtfObjFd,
+            };
+            CopyName(name, attr.ProgName);
+            long fd = Call(BpfCmd.ProgLoad, &attr);
             if (fd >= 0)
                 return new FdHandle((int)fd);
             int err = Libc.LastErrno;
             string? log = null;
-            if (wantLog && err != 1 /* EPERM says it all */)
+            if (wantLog && err != EPERM /* says it all */)
             {
                 // retry with a log so the error message can show the verifier's reason
                 var buf = new byte[64 * 1024];
                 fixed (byte* lb = buf)
                 {
-                    *(uint*)(attr + 24) = 1;
-                    *(uint*)(attr + 28) = (uint)buf.Length;
-                    *(ulong*)(attr + 32) = (ulong)lb;
-                    fd = Call(BPF_PROG_LOAD, attr);
+                    attr.LogLevel = 1;
+                    attr.LogSize = (uint)buf.Length;
+                    attr.LogBuf = (ulong)lb;
+                    fd = Call(BpfCmd.ProgLoad, &attr);
                     if (fd >= 0)
                         return new FdHandle((int)fd);
                     err = Libc.LastErrno;
@@ -69,41 +116,39 @@ public static unsafe class Bpf
     /// <summary>fentry/fexit link; the cookie is the traced function's id.</summary>
     public static FdHandle LinkCreateTracing(FdHandle prog, int attachType, ulong cookie)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)(attr + 0) = (uint)prog.Fd;
-        *(uint*)(attr + 8) = (uint)attachType;
-        *(ulong*)(attr + 24) = cookie;
-        return LinkOrThrow(attr, "creating fentry/fexit link");
+        var attr = new LinkCreateTracingAttr { ProgFd = (uint)prog.Fd, AttachType = (uint)attachType, Cookie = cookie };
+        return FdOrThrow(BpfCmd.LinkCreate, &attr, "creating fentry/fexit link");
     }
 
     /// <summary>A perf_event link (single kprobe/kretprobe) carrying a BPF cookie (5.15+).</summary>
     public static FdHandle LinkCreatePerfEvent(FdHandle prog, FdHandle perfEvent, ulong cookie)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)(attr + 0) = (uint)prog.Fd;
-        *(uint*)(attr + 4) = (uint)perfEvent.Fd;
-        *(uint*)(attr + 8) = AttachPerfEvent;
-        *(ulong*)(attr + 16) = cookie;
-        return LinkOrThrow(attr, "creating kprobe perf link");
+        var attr = new LinkCreatePerfEventAttr
+        {
+            ProgFd = (uint)prog.Fd,
+            TargetFd = (uint)perfEvent.Fd,
+            AttachType = AttachPerfEvent,
+            BpfCookie = cookie,
+        };
+        return FdOrThrow(BpfCmd.LinkCreate, &attr, "creating kprobe perf link");
     }
 
     /// <summary>One kprobe.multi link over many addresses, each with its own cookie (5.18+, CONFIG_FPROBE).</summary>
     public static FdHandle LinkCreateKprobeMulti(FdHandle prog, bool isReturn, ReadOnlySpan<ulong> addrs, ReadOnlySpan<ulong> cookies)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
         fixed (ulong* a = addrs)
         fixed (ulong* c = cookies)
         {
-            *(uint*)(attr + 0) = (uint)prog.Fd;
-            *(uint*)(attr + 8) = AttachKprobeMulti;
-            *(uint*)(attr + 16) = isReturn ? KprobeMultiReturn : 0;
-            *(uint*)(attr + 20) = (uint)addrs.Length;
-            *(ulong*)(attr + 32) = (ulong)a;
-            *(ulong*)(attr + 40) = (ulong)c;
-            return LinkOrThrow(attr, isReturn ? "creating kretprobe.multi link" : "creating kprobe.multi link");
+            var attr = new LinkCreateKprobeMultiAttr
+            {
+                ProgFd = (uint)prog.Fd,
+                AttachType = AttachKprobeMulti,
+                KprobeMultiFlags = isReturn ? KprobeMultiReturn : 0,
+                Cnt = (uint)addrs.Length,
+                Addrs = (ulong)a,
+                Cookies = (ulong)c,
+            };
+            return FdOrThrow(BpfCmd.LinkCreate, &attr, isReturn ? "creating kretprobe.multi link" : "creating kprobe.multi link");
         }
     }
 
@@ -111,35 +156,25 @@ public static unsafe class Bpf
     /// (EOPNOTSUPP without CONFIG_FPROBE). An empty attach is answered before any probe is made.</summary>
     public static int ProbeKprobeMulti(FdHandle kmultiProg)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)(attr + 0) = (uint)kmultiProg.Fd;
-        *(uint*)(attr + 8) = AttachKprobeMulti;
-        long fd = Call(BPF_LINK_CREATE, attr);
+        var attr = new LinkCreateKprobeMultiAttr { ProgFd = (uint)kmultiProg.Fd, AttachType = AttachKprobeMulti };
+        long fd = Call(BpfCmd.LinkCreate, &attr);
         if (fd >= 0)
         {
             Libc.close((int)fd);
             return 0;
         }
         int err = Libc.LastErrno;
-        return err == 22 /* EINVAL: supported, the empty list was refused */ ? 0 : err;
+        return err == EINVAL /* supported, the empty list was refused */ ? 0 : err;
     }
 
     /// <summary>A raw tracepoint link with a BPF cookie (the cookie needs 6.10+; older kernels say E2BIG/EINVAL).</summary>
     public static FdHandle RawTracepointOpen(FdHandle prog, string tracepoint, ulong cookie)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
         var name = Encoding.ASCII.GetBytes(tracepoint + "\0");
         fixed (byte* n = name)
         {
-            *(ulong*)(attr + 0) = (ulong)n;
-            *(uint*)(attr + 8) = (uint)prog.Fd;
-            *(ulong*)(attr + 16) = cookie;
-            long fd = Call(BPF_RAW_TRACEPOINT_OPEN, attr);
-            if (fd < 0)
-                throw new BpfException($"attaching raw tracepoint {tracepoint}", Libc.LastErrno);
-            return new FdHandle((int)fd);
+            var attr = new RawTracepointOpenAttr { Name = (ulong)n, ProgFd = (uint)prog.Fd, Cookie = cookie };
+            return FdOrThrow(BpfCmd.RawTracepointOpen, &attr, $"attaching raw tracepoint {tracepoint}");
         }
     }
 
@@ -147,21 +182,22 @@ public static unsafe class Bpf
     /// its own cookie (6.6+). pid 0: every process that maps the file.</summary>
     public static FdHandle LinkCreateUprobeMulti(FdHandle prog, bool isReturn, string path, ReadOnlySpan<ulong> offsets, ReadOnlySpan<ulong> cookies)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
         var pathBytes = Encoding.UTF8.GetBytes(path + "\0");
         fixed (byte* p = pathBytes)
         fixed (ulong* o = offsets)
         fixed (ulong* c = cookies)
         {
-            *(uint*)(attr + 0) = (uint)prog.Fd;
-            *(uint*)(attr + 8) = AttachTraceUprobeMulti;
-            *(ulong*)(attr + 16) = (ulong)p;
-            *(ulong*)(attr + 24) = (ulong)o;
-            *(ulong*)(attr + 40) = (ulong)c;
-            *(uint*)(attr + 48) = (uint)offsets.Length;
-            *(uint*)(attr + 52) = isReturn ? UprobeMultiReturn : 0;
-            return LinkOrThrow(attr, isReturn ? $"creating uretprobe.multi link on {path}" : $"creating uprobe.multi link on {path}");
+            var attr = new LinkCreateUprobeMultiAttr
+            {
+                ProgFd = (uint)prog.Fd,
+                AttachType = AttachTraceUprobeMulti,
+                Path = (ulong)p,
+                Offsets = (ulong)o,
+                Cookies = (ulong)c,
+                Cnt = (uint)offsets.Length,
+                UprobeMultiFlags = isReturn ? UprobeMultiReturn : 0,
+            };
+            return FdOrThrow(BpfCmd.LinkCreate, &attr, isReturn ? $"creating uretprobe.multi link on {path}" : $"creating uprobe.multi link on {path}");
         }
     }
 
@@ -178,58 +214,44 @@ public static unsafe class Bpf
         }
         catch (BpfException e)
         {
-            return e.Errno == 9 /* EBADF */ ? 0 : e.Errno;
+            return e.Errno == EBADF ? 0 : e.Errno;
         }
-    }
-
-    static FdHandle LinkOrThrow(byte* attr, string what)
-    {
-        long fd = Call(BPF_LINK_CREATE, attr);
-        if (fd < 0)
-            throw new BpfException(what, Libc.LastErrno);
-        return new FdHandle((int)fd);
     }
 
     public static void MapUpdate(int mapFd, void* key, void* value, ulong flags = 0)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)(attr + 0) = (uint)mapFd;
-        *(ulong*)(attr + 8) = (ulong)key;
-        *(ulong*)(attr + 16) = (ulong)value;
-        *(ulong*)(attr + 24) = flags;
-        if (Call(BPF_MAP_UPDATE_ELEM, attr) < 0)
+        var attr = new MapElemAttr { MapFd = (uint)mapFd, Key = (ulong)key, Value = (ulong)value, Flags = flags };
+        if (Call(BpfCmd.MapUpdateElem, &attr) < 0)
             throw new BpfException("updating BPF map", Libc.LastErrno);
     }
 
     public static bool MapLookup(int mapFd, void* key, void* value)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)(attr + 0) = (uint)mapFd;
-        *(ulong*)(attr + 8) = (ulong)key;
-        *(ulong*)(attr + 16) = (ulong)value;
-        return Call(BPF_MAP_LOOKUP_ELEM, attr) == 0;
+        var attr = new MapElemAttr { MapFd = (uint)mapFd, Key = (ulong)key, Value = (ulong)value };
+        return Call(BpfCmd.MapLookupElem, &attr) == 0;
     }
 
     /// <summary>Ids of loaded BTF objects (vmlinux and modules), for fentry on module functions.</summary>
     public static bool BtfGetNextId(uint start, out uint next)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)attr = start;
-        bool ok = Call(BPF_BTF_GET_NEXT_ID, attr) == 0;
-        next = *(uint*)(attr + 4);
+        var attr = new BtfGetNextIdAttr { StartId = start };
+        bool ok = Call(BpfCmd.BtfGetNextId, &attr) == 0;
+        next = attr.NextId;
         return ok;
     }
 
     public static FdHandle? BtfGetFdById(uint id)
     {
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)attr = id;
-        long fd = Call(BPF_BTF_GET_FD_BY_ID, attr);
+        var attr = new BtfGetFdByIdAttr { BtfId = id };
+        long fd = Call(BpfCmd.BtfGetFdById, &attr);
         return fd < 0 ? null : new FdHandle((int)fd);
+    }
+
+    /// <summary>BPF_OBJ_GET_INFO_BY_FD into an info struct of the object's kind; false when refused.</summary>
+    static bool GetInfo<T>(FdHandle obj, T* info) where T : unmanaged
+    {
+        var attr = new ObjGetInfoByFdAttr { BpfFd = (uint)obj.Fd, InfoLen = (uint)sizeof(T), Info = (ulong)info };
+        return Call(BpfCmd.ObjGetInfoByFd, &attr) == 0;
     }
 
     /// <summary>
@@ -239,41 +261,25 @@ public static unsafe class Bpf
     /// </summary>
     public static ulong LinkMissed(FdHandle link)
     {
-        const int InfoSize = 64; // struct bpf_link_info
-        byte* info = stackalloc byte[InfoSize];
-        new Span<byte>(info, InfoSize).Clear();
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)(attr + 0) = (uint)link.Fd;
-        *(uint*)(attr + 4) = InfoSize;
-        *(ulong*)(attr + 8) = (ulong)info;
-        if (Call(BPF_OBJ_GET_INFO_BY_FD, attr) < 0)
+        var info = new BpfLinkInfo();
+        if (!GetInfo(link, &info))
             return 0;
-        return *(uint*)info switch
+        return info.Type switch
         {
-            LinkTypeKprobeMulti => *(ulong*)(info + 32),             // kprobe_multi.missed
-            LinkTypePerfEvent when *(uint*)(info + 16) is PerfEventKprobe or PerfEventKretprobe
-                => *(ulong*)(info + 48),                             // perf_event.kprobe.missed
+            BpfLinkInfo.LinkTypeKprobeMulti => info.KprobeMultiMissed,
+            BpfLinkInfo.LinkTypePerfEvent when info.PerfEventType is BpfLinkInfo.PerfEventKprobe or BpfLinkInfo.PerfEventKretprobe
+                => info.PerfEventKprobeMissed,
             _ => 0,
         };
     }
 
-    const uint LinkTypePerfEvent = 7, LinkTypeKprobeMulti = 8, PerfEventKprobe = 3, PerfEventKretprobe = 4;
-
     /// <summary>The name of a loaded BTF object ("vmlinux" or a module name).</summary>
     public static string? BtfName(FdHandle btf)
     {
-        byte* info = stackalloc byte[32];
-        new Span<byte>(info, 32).Clear();
         byte* name = stackalloc byte[64];
-        *(ulong*)(info + 16) = (ulong)name;
-        *(uint*)(info + 24) = 64;
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)(attr + 0) = (uint)btf.Fd;
-        *(uint*)(attr + 4) = 32;
-        *(ulong*)(attr + 8) = (ulong)info;
-        if (Call(BPF_OBJ_GET_INFO_BY_FD, attr) < 0)
+        name[0] = 0;
+        var info = new BpfBtfInfo { Name = (ulong)name, NameLen = 64 };
+        if (!GetInfo(btf, &info))
             return null;
         return Marshal.PtrToStringUTF8((nint)name);
     }

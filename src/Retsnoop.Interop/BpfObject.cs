@@ -51,7 +51,8 @@ public sealed unsafe class BpfObject : SafeHandle
         {
             int err = Libc.LastErrno;
             pin.Free();
-            throw new BpfException("opening BPF object", err == 0 ? 22 : err, Libbpf.TakeMessages());
+            // libbpf 1.x sets errno with a NULL result; 0 stays 0 ("no errno given"), not a made-up one
+            throw BpfException.FromLibbpf("opening BPF object", err, Libbpf.TakeMessages());
         }
         return new BpfObject(obj, pin);
     }
@@ -76,7 +77,7 @@ public sealed unsafe class BpfObject : SafeHandle
     {
         int err = Libbpf.bpf_program__set_attach_target(Program(prog), 0, function);
         if (err < 0)
-            throw new BpfException($"setting attach target {function} of {prog}", -err, Libbpf.TakeMessages());
+            throw BpfException.FromLibbpf($"setting attach target {function} of {prog}", -err, Libbpf.TakeMessages());
     }
 
     public void SetMaxEntries(string map, uint n)
@@ -102,7 +103,7 @@ public sealed unsafe class BpfObject : SafeHandle
         Libbpf.TakeMessages();
         int err = Libbpf.bpf_object__load(handle);
         if (err < 0)
-            throw new BpfException("loading BPF programs", -err, Libbpf.TakeMessages());
+            throw BpfException.FromLibbpf("loading BPF programs", -err, Libbpf.TakeMessages());
     }
 
     public int ProgramFd(string prog) => Libbpf.bpf_program__fd(Program(prog));

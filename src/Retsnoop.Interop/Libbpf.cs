@@ -53,37 +53,96 @@ public static unsafe partial class Libbpf
     [LibraryImport(Lib)]
     public static partial nint libbpf_set_print(delegate* unmanaged<int, byte*, nint, int> fn);
 
-    // ---- libbpf's own messages: kept (warnings) so a failed load can show why ----
+    // ---- libbpf's own messages: warnings kept so a failed load can show why; all of them to a sink on request ----
 
     static readonly StringBuilder log = new();
     static bool printHooked;
-    /// <summary>Forward every libbpf message to stderr (for -vvv).</summary>
-    public static bool Verbose { get; set; }
+    static Action<string>? sink;
 
+    /// <summary>
+    /// Sends every libbpf message from now on, all levels (debug included), to <paramref name="messages"/>:
+    /// one call per message, formatted as libbpf wrote it ("libbpf: ..." and its own newline). null stops it.
+    /// The sink runs on the thread that called into libbpf; its exceptions are dropped.
+    /// </summary>
+    public static void ForwardMessages(Action<string>? messages)
+    {
+        Volatile.Write(ref sink, messages);
+        if (messages is not null)
+            CaptureMessages();
+    }
+
+    /// <summary>Forward every libbpf message to stderr (for -vvv): <see cref="ForwardMessages"/> with Console.Error.</summary>
+    public static bool Verbose
+    {
+        get => Volatile.Read(ref sink) is not null;
+        set => ForwardMessages(value ? Console.Error.Write : null);
+    }
+
+    /// <summary>Installs our print callback (once); BpfObject.Open does it, and ForwardMessages.</summary>
     public static void CaptureMessages()
     {
-        if (printHooked)
-            return;
-        printHooked = true;
+        lock (log)
+        {
+            if (printHooked)
+                return;
+            printHooked = true;
+        }
         libbpf_set_print(&OnPrint);
     }
+
+    const int LibbpfWarn = 0; // enum libbpf_print_level: WARN, INFO, DEBUG
 
     [UnmanagedCallersOnly]
     static int OnPrint(int level, byte* fmt, nint va)
     {
-        byte* buf = stackalloc byte[1024];
-        int n = Libc.vsnprintf(buf, 1024, fmt, va);
-        if (n <= 0)
-            return 0;
-        var s = Encoding.UTF8.GetString(buf, Math.Min(n, 1023));
-        lock (log)
+        // nothing may unwind into libbpf's C frames: a failing sink or formatter loses the message only
+        try
         {
-            if (level == 0 /* LIBBPF_WARN */)
-                log.Append(s);
+            var s = Format(fmt, va);
+            if (s is null)
+                return 0;
+            if (level == LibbpfWarn)
+            {
+                lock (log)
+                    log.Append(s);
+            }
+            Volatile.Read(ref sink)?.Invoke(s);
         }
-        if (Verbose)
-            Console.Error.Write("libbpf: " + s);
+        catch (Exception)
+        {
+        }
         return 0;
+    }
+
+    /// <summary>vsnprintf of one message. A message longer than the stack buffer (a verifier log
+    /// comes as one message) is formatted again, whole, from a copy of the va_list taken first:
+    /// va_copy is a plain copy of the va_list's bytes on x86-64 and arm64, and the callback's
+    /// va_list argument is a pointer to them on both.</summary>
+    static string? Format(byte* fmt, nint va)
+    {
+        int vaSize;
+        try
+        {
+            vaSize = ArchAbi.Current.VaListSize;
+        }
+        catch (UnsupportedArchitectureException)
+        {
+            vaSize = 0;
+        }
+        byte* vaCopy = stackalloc byte[64];
+        if (vaSize > 0)
+            Buffer.MemoryCopy((void*)va, vaCopy, 64, vaSize);
+        const int Stack = 1024;
+        byte* buf = stackalloc byte[Stack];
+        int n = Libc.vsnprintf(buf, Stack, fmt, va);
+        if (n <= 0)
+            return null;
+        if (n < Stack || vaSize == 0)
+            return Encoding.UTF8.GetString(buf, Math.Min(n, Stack - 1));
+        var big = new byte[n + 1];
+        fixed (byte* b = big)
+            n = Libc.vsnprintf(b, (nuint)big.Length, fmt, (nint)vaCopy);
+        return Encoding.UTF8.GetString(big, 0, Math.Clamp(n, 0, big.Length - 1));
     }
 
     /// <summary>The libbpf warnings since the last call (the verifier log of a failed load among them).</summary>

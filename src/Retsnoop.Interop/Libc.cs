@@ -5,8 +5,17 @@ namespace Retsnoop.Interop;
 /// <summary>The few libc entry points we need; glibc has no bpf()/perf_event_open() wrappers.</summary>
 public static unsafe partial class Libc
 {
-    public const long SYS_bpf = 321;
-    public const long SYS_perf_event_open = 298;
+    /// <summary>bpf(2)'s number on this architecture (<see cref="ArchAbi"/>).</summary>
+    public static long SYS_bpf => ArchAbi.Current.SysBpf;
+    /// <summary>perf_event_open(2)'s number on this architecture (<see cref="ArchAbi"/>).</summary>
+    public static long SYS_perf_event_open => ArchAbi.Current.SysPerfEventOpen;
+
+    /// <summary>bpf(cmd, attr, size): the new fd or 0 on success, -1 with errno set on failure.</summary>
+    public static long Bpf(int cmd, void* attr, int size) => syscall(SYS_bpf, cmd, (long)attr, size, 0, 0);
+
+    /// <summary>perf_event_open(attr, pid, cpu, group_fd, flags): the new fd, or -1 with errno set.</summary>
+    public static long PerfEventOpen(void* attr, int pid, int cpu, int groupFd, ulong flags) =>
+        syscall(SYS_perf_event_open, (long)attr, pid, cpu, groupFd, (long)flags);
 
     // Fixed arity with 64-bit arguments: the variadic syscall() reads them as longs.
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]

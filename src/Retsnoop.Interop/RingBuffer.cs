@@ -19,7 +19,7 @@ public sealed unsafe class RingBuffer : SafeHandle
         {
             int err = Libc.LastErrno;
             self.Free();
-            throw new BpfException("creating ring buffer consumer", err == 0 ? 22 : err);
+            throw new BpfException("creating ring buffer consumer", err); // 0: libbpf gave none
         }
         SetHandle(rb);
     }
@@ -48,9 +48,11 @@ public sealed unsafe class RingBuffer : SafeHandle
         int efd = Libc.eventfd(0, 0x80000 /* EFD_CLOEXEC */);
         if (efd < 0)
             return; // no early wake-up: Poll's timeout still ends the wait
-        byte* ev = stackalloc byte[12]; // struct epoll_event is packed on x86-64: u32 events, u64 data
+        // struct epoll_event: u32 events, then u64 data at 4 (x86-64, packed) or 8 (arm64); both
+        // layouts read data = 0 (ring index 0) from these zeroed 16 bytes
+        byte* ev = stackalloc byte[16];
+        new Span<byte>(ev, 16).Clear();
         *(uint*)ev = 1; // EPOLLIN
-        *(ulong*)(ev + 4) = 0; // data.fd = ring index 0
         if (Libc.epoll_ctl(Libbpf.ring_buffer__epoll_fd(handle), 1 /* EPOLL_CTL_ADD */, efd, ev) != 0)
         {
             Libc.close(efd);
