@@ -8,7 +8,7 @@ namespace Retsnoop.Attach;
 /// What the running kernel offers, found by trying (never by version numbers): for -V -v and
 /// for choosing an attach mode.
 /// </summary>
-public static unsafe class FeatureProbes
+public static class FeatureProbes
 {
     /// <param name="Detail">why not, when not supported</param>
     public sealed record Feature(string Name, bool Supported, string Detail);
@@ -18,12 +18,12 @@ public static unsafe class FeatureProbes
         var list = new List<Feature>
         {
             new("kernel BTF (/sys/kernel/btf/vmlinux)", File.Exists("/sys/kernel/btf/vmlinux"), ""),
-            Try("BPF ring buffer map", () => MapCreate(27 /* RINGBUF */, 0, 0, 4096)),
-            Try("kprobe PMU (single kprobes)", () => PerfEvent.KprobePmuAvailable ? 0 : 2),
+            Try("BPF ring buffer map", () => Bpf.ProbeMapCreate(Bpf.MapTypeRingbuf, 0, 0, 4096)),
+            Pmu("kprobe PMU (single kprobes)", PerfEvent.KprobePmuAvailable, "kprobe"),
         };
         list.AddRange(ProgramFeatures());
         // uprobes
-        list.Add(Try("uprobe PMU (single uprobes)", () => PerfEvent.UprobePmuAvailable ? 0 : 2));
+        list.Add(Pmu("uprobe PMU (single uprobes)", PerfEvent.UprobePmuAvailable, "uprobe"));
         list.Add(Try("uprobe.multi links (6.6+)", ProbeUprobeMulti));
         list.Add(Try("LBR (branch stack perf events)", LbrEvents.Probe));
         return list;
@@ -37,6 +37,9 @@ public static unsafe class FeatureProbes
         return Bpf.ProbeUprobeMulti(prog);
     }
 
+    static Feature Pmu(string name, bool present, string pmu) =>
+        new(name, present, present ? "" : $"no /sys/bus/event_source/devices/{pmu}");
+
     static Feature Try(string name, Func<int> probe)
     {
         try
@@ -44,26 +47,14 @@ public static unsafe class FeatureProbes
             int err = probe();
             return new Feature(name, err == 0, err == 0 ? "" : Errno.Describe(err));
         }
-        catch (Exception e) when (e is BpfException or IOException or UnauthorizedAccessException)
+        catch (InteropException e)
+        {
+            return new Feature(name, false, e.Summary);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return new Feature(name, false, e.Message);
         }
-    }
-
-    // TODO(interop-abi): Bpf.MapCreate once Interop has typed bpf_attr structs
-    static int MapCreate(int type, int keySize, int valueSize, int maxEntries)
-    {
-        byte* attr = stackalloc byte[144];
-        new Span<byte>(attr, 144).Clear();
-        *(uint*)(attr + 0) = (uint)type;
-        *(uint*)(attr + 4) = (uint)keySize;
-        *(uint*)(attr + 8) = (uint)valueSize;
-        *(uint*)(attr + 12) = (uint)maxEntries;
-        long fd = Libc.syscall(Libc.SYS_bpf, 0 /* MAP_CREATE */, (long)attr, 144, 0, 0);
-        if (fd < 0)
-            return Libc.LastErrno;
-        Libc.close((int)fd);
-        return 0;
     }
 
     // Load the real object once in each mode: fentry support, cookies and bpf_get_func_ret come with it.

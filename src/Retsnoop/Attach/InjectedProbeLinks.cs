@@ -35,15 +35,15 @@ static class InjectedProbeLinks
                         break;
                 }
             }
-            catch (BpfException e)
+            catch (InteropException e)
             {
                 var hint = p.Kind switch
                 {
                     InjectedKind.Kprobe when p.Offset != 0 => "; the offset must fall on an instruction boundary inside the function",
-                    InjectedKind.RawTracepoint when e.Errno is 7 or 22 => "; raw tracepoint BPF cookies need Linux 6.10+, use -J tp:CATEGORY:NAME instead",
+                    InjectedKind.RawTracepoint when e is BpfException { Errno: 7 or 22 } => "; raw tracepoint BPF cookies need Linux 6.10+, use -J tp:CATEGORY:NAME instead",
                     _ => "",
                 };
-                throw new TracingException($"cannot attach -J {p.Label}: {e.OneLine()}{hint}");
+                throw new TracingException($"cannot attach -J {p.Label}: {e.Summary}{hint}");
             }
         }
     }

@@ -87,9 +87,9 @@ static class ParallelAttach
             {
                 why = attachOne(f);
             }
-            catch (BpfException e)
+            catch (InteropException e)
             {
-                why = e.WithVerifierReason();
+                why = e is BpfException b ? b.SummaryWithVerifierReason : e.Summary;
             }
             if (why is not null)
             {

@@ -8,10 +8,9 @@ namespace Retsnoop.Attach;
 /// a perf event with a branch stack is active, so -B opens one such event per online CPU and keeps
 /// them open while tracing. No sampling period: the events only keep the LBR running.
 /// </summary>
-public static unsafe class LbrEvents
+public static class LbrEvents
 {
-    const ulong PerfSampleBranchStack = 1UL << 11;
-    const ulong PerfSampleBranchKernel = 1UL << 1;
+    const ulong PerfSampleBranchKernel = PerfEventAttr.BranchSampleKernel;
     const int ENOENT = 2, ENODEV = 19, EOPNOTSUPP = 95, EINVAL = 22;
 
     /// <summary>PERF_SAMPLE_BRANCH_ANY_RETURN: -B without a filter records returns (upstream's default).</summary>
@@ -35,16 +34,9 @@ public static unsafe class LbrEvents
     /// <summary>Opens a per-CPU branch-stack event; on failure fdOrErrno is the errno.</summary>
     public static bool Open(ulong branchFlags, int cpu, out int fdOrErrno)
     {
-        byte* attr = stackalloc byte[128];
-        new Span<byte>(attr, 128).Clear();
-        *(uint*)(attr + 0) = 0;             // PERF_TYPE_HARDWARE
-        *(uint*)(attr + 4) = 128;           // size
-        *(ulong*)(attr + 8) = 0;            // PERF_COUNT_HW_CPU_CYCLES
-        *(ulong*)(attr + 24) = PerfSampleBranchStack;
-        *(ulong*)(attr + 72) = branchFlags; // branch_sample_type
-        long fd = Libc.syscall(Libc.SYS_perf_event_open, (long)attr, -1, cpu, -1, 8 /* PERF_FLAG_FD_CLOEXEC */);
-        fdOrErrno = fd < 0 ? Libc.LastErrno : (int)fd;
-        return fd >= 0;
+        int r = PerfEvent.OpenBranchStack(cpu, branchFlags);
+        fdOrErrno = r < 0 ? -r : r;
+        return r >= 0;
     }
 
     /// <summary>The user's -B filters, any_return when none was given; kernel branches only.</summary>

@@ -82,7 +82,7 @@ public sealed class Tracer : IDisposable
                 }
                 catch (BpfException e)
                 {
-                    throw new TracingException($"the kernel refused the kprobe.multi attachment of {funcs.Count} functions ({e.OneLine()}); try -K for single kprobes or -F for fentry");
+                    throw new TracingException($"the kernel refused the kprobe.multi attachment of {funcs.Count} functions ({e.Summary}); try -K for single kprobes or -F for fentry");
                 }
                 return funcs.Count;
             }
@@ -148,7 +148,7 @@ public sealed class Tracer : IDisposable
         }
         catch (BpfException e)
         {
-            throw new TracingException($"cannot follow the command's forks: {e.OneLine()}");
+            throw new TracingException($"cannot follow the command's forks: {e.Summary}");
         }
     }
 

@@ -72,9 +72,9 @@ public sealed unsafe class TracerObject : IDisposable
             {
                 throw new TracingException($"the kernel refused fentry/fexit programs ({Errno.Describe(1)}; kernel lockdown or missing capabilities?); try -K or -M for kprobes");
             }
-            catch (BpfException e) when (e.Operation.Contains(BpfPrograms.InjRawTracepoint, StringComparison.Ordinal) || (e.VerifierLog?.Contains(BpfPrograms.InjRawTracepoint, StringComparison.Ordinal) ?? false))
+            catch (BpfException e) when (e.FailedProgram == BpfPrograms.InjRawTracepoint)
             {
-                throw new TracingException($"the kernel refused the raw tracepoint program for -J rawtp ({e.OneLine()}): raw tracepoint BPF cookies need Linux 6.10+; use -J tp:CATEGORY:NAME instead");
+                throw new TracingException($"the kernel refused the raw tracepoint program for -J rawtp ({e.Summary}): raw tracepoint BPF cookies need Linux 6.10+; use -J tp:CATEGORY:NAME instead");
             }
             var loaded = new TracerObject(obj);
             loaded.FillMaps(req);

@@ -37,7 +37,7 @@ static class UprobeLinks
             }
             catch (BpfException e)
             {
-                throw new TracingException($"the kernel refused the uprobe.multi attachment of {list.Count} functions in {group.Key} ({e.OneLine()}); try -C uprobes.multi=false for single uprobes");
+                throw new TracingException($"the kernel refused the uprobe.multi attachment of {list.Count} functions in {group.Key} ({e.Summary}); try -C uprobes.multi=false for single uprobes");
             }
         }
     }

@@ -53,11 +53,16 @@ public static class RetsnoopCommand
                 Console.Error.WriteLine(e);
             return Fail($"{e.Message}; give another vmlinux with -k PATH, or run without line info (-sn)", 1);
         }
-        catch (Exception e) when (e is TracingException or BpfException or IOException or UnauthorizedAccessException or Btf.BtfFormatException)
+        catch (Exception e) when (e is TracingException or InteropException or IOException or UnauthorizedAccessException or Btf.BtfFormatException)
         {
             if (opts.Verbosity >= 2)
                 Console.Error.WriteLine(e);
-            return Fail(e.Message, 1);
+            return Fail(e switch
+            {
+                BpfException b => b.SummaryWithVerifierReason,
+                InteropException ie => ie.Summary,
+                _ => e.Message,
+            }, 1);
         }
         catch (Exception e)
         {
@@ -79,6 +84,14 @@ public static class RetsnoopCommand
         Console.Out.WriteLine(Version);
         if (opts.Verbosity == 0)
             return 0;
+        try
+        {
+            ArchAbi.EnsureSupported();
+        }
+        catch (UnsupportedArchitectureException e)
+        {
+            return Fail(e.Summary, 1);
+        }
         if (Privileges.Missing() is { } missing)
             return Fail($"the feature report {Messages.MissingPrivileges(missing)}", 1);
         Console.Out.WriteLine("Feature detection:");

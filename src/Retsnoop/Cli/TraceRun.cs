@@ -23,6 +23,7 @@ sealed class TraceRun(Options opts)
 
     public int Run()
     {
+        ArchAbi.EnsureSupported();
         if (opts.Entry.Count == 0)
             throw new UsageException("no entry functions: give at least one -e GLOB (or -c CASE), e.g. -e '*sys_bpf'");
         var program = opts.Command is { } command ? ChildCommand.Resolve(command) : null;
