@@ -66,7 +66,7 @@ papt() {
     "$cmd" -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
         -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null \
         -o Dir::State="$dir/state" -o Dir::State::Lists="$dir/lists" -o Dir::State::status="$dir/status" \
-        -o Dir::Cache="$dir/cache" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= \
+        -o Dir::Cache="$dir/cache" -o Dir::Cache::pkgcache="$dir/cache/pkgcache.bin" -o Dir::Cache::srcpkgcache="$dir/cache/srcpkgcache.bin" \
         -o APT::Architecture="$arch" -o APT::Architectures="$arch" \
         -o APT::Sandbox::User=root -o Acquire::Languages=none -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false \
         -o APT::Update::Post-Invoke-Success::= -o APT::Update::Post-Invoke::= -o DPkg::Post-Invoke::= \
