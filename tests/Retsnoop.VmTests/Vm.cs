@@ -40,6 +40,24 @@ public sealed class VmBoot
     public static string Root { get; } = FindRoot();
     public static string RetsnoopBin => Environment.GetEnvironmentVariable("RETSNOOP_BIN") ?? Path.Combine(Root, "artifacts/bin/retsnoop");
     public static string SimfailBin => Environment.GetEnvironmentVariable("SIMFAIL_BIN") ?? Path.Combine(Root, "artifacts/bin/simfail");
+    // arm64 guests (kernels "arm64-*") run the linux-arm64 builds ./test cross-publishes
+    public static string RetsnoopBinArm64 => Environment.GetEnvironmentVariable("RETSNOOP_BIN_ARM64") ?? Path.Combine(Root, "artifacts/bin-arm64/retsnoop");
+    public static string SimfailBinArm64 => Environment.GetEnvironmentVariable("SIMFAIL_BIN_ARM64") ?? Path.Combine(Root, "artifacts/bin-arm64/simfail");
+    public static bool IsArm64(string kernel) => kernel.StartsWith("arm64-");
+
+    /// <summary>The prepared kernel's directory (tools/vm/kernel: vmlinuz, initramfs, version).</summary>
+    public static string KernelDir(string kernel)
+    {
+        var psi = new ProcessStartInfo(Path.Combine(Root, "tools/vm/kernel")) { RedirectStandardOutput = true };
+        psi.ArgumentList.Add(kernel);
+        using var p = Process.Start(psi)!;
+        var dir = p.StandardOutput.ReadToEnd().Trim();
+        p.WaitForExit();
+        return p.ExitCode == 0 ? dir : throw new InvalidOperationException($"tools/vm/kernel {kernel} failed");
+    }
+
+    /// <summary>The version the kernel series resolves to now, e.g. 7.2.13+deb14-amd64 for "newest".</summary>
+    public static string KernelVersion(string kernel) => System.IO.File.ReadAllText(Path.Combine(KernelDir(kernel), "version")).Trim();
 
     static string FindRoot()
     {
@@ -68,14 +86,19 @@ public sealed class VmBoot
     /// names the results share (artifacts/vm/NAME), so several fixtures may boot the same kernel.</summary>
     public static VmBoot Run(string kernel, IReadOnlyList<VmCase> cases, int timeoutSeconds, string? name = null, int cpus = 2)
     {
-        if (!System.IO.File.Exists(RetsnoopBin) || !System.IO.File.Exists(SimfailBin))
-            throw new InvalidOperationException($"published binaries missing ({RetsnoopBin}, {SimfailBin}): run ./test, which builds them");
+        var (retsnoop, simfail) = IsArm64(kernel) ? (RetsnoopBinArm64, SimfailBinArm64) : (RetsnoopBin, SimfailBin);
+        // the tool is required only when a case runs it (an arm64 build of it may be missing)
+        var needed = cases.Any(c => c.Script.Contains("RETSNOOP_BIN") || c.Script.Contains("traced ") || c.Script.Contains("kill9_after "))
+            ? new[] { retsnoop, simfail } : [simfail];
+        if (needed.Any(b => !System.IO.File.Exists(b)))
+            throw new InvalidOperationException($"published binaries missing ({string.Join(", ", needed.Where(b => !System.IO.File.Exists(b)))}): run ./test, which builds them"
+                + (IsArm64(kernel) ? " (the linux-arm64 ones by cross-publishing; its output says why that failed)" : ""));
         var share = Path.Combine(Root, "artifacts", "vm", name ?? kernel);
         if (Directory.Exists(share))
             Directory.Delete(share, true);
         Directory.CreateDirectory(share);
         var runner = new StringBuilder("#!/bin/bash\n");
-        runner.AppendLine($"export RETSNOOP_BIN='{RetsnoopBin}' SIMFAIL_BIN='{SimfailBin}'");
+        runner.AppendLine($"export RETSNOOP_BIN='{retsnoop}' SIMFAIL_BIN='{simfail}'");
         foreach (var c in cases)
         {
             var dir = Path.Combine(share, "cases", c.Name);
