@@ -1,6 +1,7 @@
 # Sourced by the differential cases inside the guest (after tools/vm/guest-lib.sh); cwd = the case's
 # result directory. Each tool's output lands in TOOL.out, TOOL.err, TOOL.rc (TOOL: upstream, ours),
-# upstream first, then ours, with the same arguments and the same trigger.
+# upstream first, then ours, with the same arguments and the same trigger. Both run as "retsnoop"
+# (argv[0]), as from PATH: upstream's argp messages start with argv[0].
 
 # quiet_for FILE MS LIMIT: until FILE has not grown for MS milliseconds (at most LIMIT seconds):
 # upstream stops polling its ring buffer on SIGINT without draining it, so a stack still in flight
@@ -23,7 +24,7 @@ quiet_for() {
 # output settles, SIGINT, wait
 one_traced() {
     local tool=$1 bin=$2 trigger=$3; shift 3
-    "$bin" "$@" > "$tool.out" 2> "$tool.err" &
+    (exec -a retsnoop "$bin" "$@") > "$tool.out" 2> "$tool.err" &
     local pid=$! start=$SECONDS
     while ! grep -qF "Receiving data..." "$tool.out" 2>/dev/null; do
         if ! kill -0 "$pid" 2>/dev/null || [ $((SECONDS - start)) -ge 240 ]; then
@@ -48,6 +49,6 @@ diff_traced() {
 
 # diff_once ARGS...: both tools run to their own exit (bad input, dry runs, help)
 diff_once() {
-    timeout -s KILL 240 "$UPSTREAM_BIN" "$@" > upstream.out 2> upstream.err < /dev/null; echo $? > upstream.rc
-    timeout -s KILL 240 "$RETSNOOP_BIN" "$@" > ours.out 2> ours.err < /dev/null; echo $? > ours.rc
+    timeout -s KILL 240 bash -c 'exec -a retsnoop "$@"' _ "$UPSTREAM_BIN" "$@" > upstream.out 2> upstream.err < /dev/null; echo $? > upstream.rc
+    timeout -s KILL 240 bash -c 'exec -a retsnoop "$@"' _ "$RETSNOOP_BIN" "$@" > ours.out 2> ours.err < /dev/null; echo $? > ours.rc
 }
