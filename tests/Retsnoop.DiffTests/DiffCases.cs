@@ -55,8 +55,9 @@ public static class DiffCases
         new("stack-kprobes", $"-K {Bpf}", PerCpu),
         new("stack-fentries", $"-F {Bpf}", PerCpu, Deliberate: ["fentry-trampoline-frames"]),
         new("stack-no-lines", $"-sn {Bpf}", PerCpu),
-        new("stack-dwarf", $"-k {{VMLINUX}} {Bpf}", PerCpu),
-        new("stack-dwarf-lines-only", $"-s -k {{VMLINUX}} {Bpf}", PerCpu),
+        // the -dbg vmlinux is kept for the 6.12 test kernel only
+        new("stack-dwarf", $"-k {{VMLINUX}} {Bpf}", PerCpu, Only612: true),
+        new("stack-dwarf-lines-only", $"-s -k {{VMLINUX}} {Bpf}", PerCpu, Only612: true),
         new("stack-emit-addrs", $"-C stacks.emit-addrs=true {Bpf}", PerCpu),
         new("stack-dec-offs", $"-C stacks.dec-offs=true {Bpf}", PerCpu),
 
@@ -113,7 +114,7 @@ public static class DiffCases
         new("dry-run-case-bpf", "--dry-run -v -c bpf", Mode: CompareMode.FunctionSet, Deliberate: ["builtin-denylist"]),
         new("dry-run-case-perf", "--dry-run -v -c perf", Mode: CompareMode.FunctionSet, Deliberate: ["perf-preset"]),
         new("dry-run-source-glob", "--dry-run -v -k {VMLINUX} -e ':kernel/bpf/arraymap.c'", Mode: CompareMode.FunctionSet,
-            Deliberate: ["builtin-denylist", "source-glob-instances"]),
+            Deliberate: ["builtin-denylist", "source-glob-instances"], Only612: true),
         new("dry-run-plain", "--dry-run -e '*sys_bpf' -a map_create", Deliberate: ["dry-run-report"]),
 
         // ---- bad input and option forms

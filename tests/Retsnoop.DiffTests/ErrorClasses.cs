@@ -58,7 +58,7 @@ public static class ErrorClasses
         ("^retsnoop: cannot read list file|^retsnoop: .*@.*: cannot (open|read)", "list-file"),
         ("^retsnoop: no entry functions", "no-entry-globs"),
         ("^retsnoop: glob '.*' matches no traceable kernel function", "glob-matches-nothing"),
-        ("^retsnoop: every function matching the entry globs", "no-functions"),
+        ("^retsnoop: every function matching the entry globs|^retsnoop: no (kernel )?functions? (to trace|matches|match|left)", "no-functions"),
         ("^retsnoop: .*needs a vmlinux with DWARF|^retsnoop: no vmlinux", "no-vmlinux"),
         ("^retsnoop: invalid -J/--inject-probe value", "bad-value -J"),
         ("^retsnoop: invalid -k/--kernel value|^retsnoop: -k/--kernel ", "bad-value -k"),
