@@ -57,15 +57,16 @@ public sealed class FunctionCode
 
         ApplyStaticBranches(ins, options.StaticBranches, notes);
 
-        // instruction index of each start address, for branch targets
-        var index = new Dictionary<ulong, int>(ins.Length);
-        for (int i = 0; i < ins.Length; i++)
-            index[ins[i].Address] = i;
-
+        // instruction index of each branch target inside (-1: not at an instruction start)
+        var targetIndex = new int[ins.Length];
         var targeted = new bool[ins.Length];
-        foreach (var x in ins)
-            if (x.Flow is InstructionFlow.Jump or InstructionFlow.ConditionalBranch && Inside(x.Target) && index.TryGetValue(x.Target, out var ti))
-                targeted[ti] = true;
+        for (int i = 0; i < ins.Length; i++)
+        {
+            var x = ins[i];
+            targetIndex[i] = x.Flow is InstructionFlow.Jump or InstructionFlow.ConditionalBranch && Inside(x.Target) ? Search(ins, x.Target) : -1;
+            if (targetIndex[i] >= 0)
+                targeted[targetIndex[i]] = true;
+        }
 
         // trailing padding: nops and int3 after the last real instruction that nothing branches to
         int count = ins.Length;
@@ -88,10 +89,10 @@ public sealed class FunctionCode
             var x = ins[i];
             if (x.Flow is InstructionFlow.Jump or InstructionFlow.ConditionalBranch && Inside(x.Target))
             {
-                if (index.TryGetValue(x.Target, out var ti))
+                if (targetIndex[i] >= 0)
                 {
-                    if (ti < count)
-                        leader[ti] = true;
+                    if (targetIndex[i] < count)
+                        leader[targetIndex[i]] = true;
                 }
                 else
                     notes.Add($"0x{x.Address:x}: branch to 0x{x.Target:x}, inside the function but not at an instruction start");
@@ -133,6 +134,7 @@ public sealed class FunctionCode
         // terminators, successors, exits, calls
         var calls = new List<CallSite>();
         var exits = new List<ExitSite>();
+        Span<int> succ = stackalloc int[2]; // a block's successors: at most two, taken then next
         foreach (var b in blocks)
         {
             for (int k = b.FirstInstruction; k < b.FirstInstruction + b.InstructionCount; k++)
@@ -143,15 +145,16 @@ public sealed class FunctionCode
                 if (x.Flow == InstructionFlow.Call)
                 {
                     string? name = resolve?.Invoke(x.Target);
-                    bool viaThunk = IsIndirectThunk(name);
+                    bool viaThunk = options.IndirectThunks?.Contains(x.Target) == true || IsIndirectThunk(name);
                     calls.Add(new CallSite(x.Address, x.Length, viaThunk ? null : x.Target, name, viaThunk, b.Index));
                 }
                 else if (x.Flow == InstructionFlow.IndirectCall)
                     calls.Add(new CallSite(x.Address, x.Length, null, null, true, b.Index));
             }
-            var last = ins[b.FirstInstruction + b.InstructionCount - 1];
+            int lastIndex = b.FirstInstruction + b.InstructionCount - 1;
+            var last = ins[lastIndex];
             int next = b.Index + 1 < blocks.Count ? b.Index + 1 : -1;
-            var succ = new List<int>(2);
+            int ns = 0;
             switch (last.Flow)
             {
                 case InstructionFlow.Return:
@@ -164,16 +167,16 @@ public sealed class FunctionCode
                     break;
                 case InstructionFlow.Jump when Inside(last.Target):
                     b.Terminator = TerminatorKind.Jump;
-                    if (BlockAtTarget(last.Target, index) is int tb)
-                        succ.Add(tb);
+                    if (BlockAtTarget(lastIndex) is int tb)
+                        succ[ns++] = tb;
                     break;
                 case InstructionFlow.Jump:
                 {
                     string? name = resolve?.Invoke(last.Target);
                     b.ExitTargetName = name;
-                    if (IsReturnThunk(name))
+                    if (ReturnThunk(last.Target, name))
                         (b.Terminator, b.Exit) = (TerminatorKind.Return, ExitKind.Return);
-                    else if (IsIndirectThunk(name))
+                    else if (IndirectThunk(last.Target, name))
                         (b.Terminator, b.Exit) = (TerminatorKind.IndirectJump, ExitKind.IndirectJump);
                     else
                         (b.Terminator, b.Exit, b.ExitTarget) = (TerminatorKind.TailCall, ExitKind.TailCall, last.Target);
@@ -183,22 +186,22 @@ public sealed class FunctionCode
                     b.Terminator = TerminatorKind.ConditionalBranch;
                     if (Inside(last.Target))
                     {
-                        if (BlockAtTarget(last.Target, index) is int ctb)
-                            succ.Add(ctb);
+                        if (BlockAtTarget(lastIndex) is int ctb)
+                            succ[ns++] = ctb;
                     }
                     else
                     {
                         string? name = resolve?.Invoke(last.Target);
                         b.ExitTargetName = name;
-                        if (IsReturnThunk(name))
+                        if (ReturnThunk(last.Target, name))
                             b.Exit = ExitKind.Return;
-                        else if (IsIndirectThunk(name))
+                        else if (IndirectThunk(last.Target, name))
                             b.Exit = ExitKind.IndirectJump;
                         else
                             (b.Exit, b.ExitTarget) = (ExitKind.TailCall, last.Target);
                     }
-                    if (next >= 0 && !succ.Contains(next))
-                        succ.Add(next);
+                    if (next >= 0 && !(ns > 0 && succ[0] == next))
+                        succ[ns++] = next;
                     break;
                 case InstructionFlow.Trap when !IsWarning(last, options):
                     b.Terminator = TerminatorKind.Trap;
@@ -210,24 +213,29 @@ public sealed class FunctionCode
                     if (next >= 0)
                     {
                         b.Terminator = TerminatorKind.FallThrough;
-                        succ.Add(next);
+                        succ[ns++] = next;
                     }
                     else
                         b.Terminator = TerminatorKind.EndOfCode;
                     break;
             }
-            b.Successors = succ;
+            b.Successors = ns == 0 ? [] : succ[..ns].ToArray();
             if (b.Exit != ExitKind.None)
                 exits.Add(new ExitSite(last.Address, b.Index, b.Exit, b.ExitTarget, b.ExitTargetName, b.Terminator == TerminatorKind.ConditionalBranch));
         }
 
-        // predecessors and reachability from the entry
-        var preds = new List<int>[blocks.Count];
-        for (int i = 0; i < preds.Length; i++)
-            preds[i] = [];
+        // predecessors (exact arrays: most blocks have one or two) and reachability from the entry
+        var predCount = new int[blocks.Count];
         foreach (var b in blocks)
             foreach (var s in b.Successors)
-                preds[s].Add(b.Index);
+                predCount[s]++;
+        var preds = new int[blocks.Count][];
+        for (int i = 0; i < preds.Length; i++)
+            preds[i] = predCount[i] == 0 ? [] : new int[predCount[i]];
+        Array.Clear(predCount);
+        foreach (var b in blocks)
+            foreach (var s in b.Successors)
+                preds[s][predCount[s]++] = b.Index;
         for (int i = 0; i < blocks.Count; i++)
             blocks[i].Predecessors = preds[i];
         if (blocks.Count > 0)
@@ -250,8 +258,10 @@ public sealed class FunctionCode
         Notes = notes;
 
         bool Inside(ulong a) => a >= start && a < end;
-        int? BlockAtTarget(ulong target, Dictionary<ulong, int> idx) =>
-            idx.TryGetValue(target, out var ti) && blockOfInstruction[ti] >= 0 ? blockOfInstruction[ti] : null;
+        bool ReturnThunk(ulong a, string? name) => options.ReturnThunks?.Contains(a) == true || IsReturnThunk(name);
+        bool IndirectThunk(ulong a, string? name) => options.IndirectThunks?.Contains(a) == true || IsIndirectThunk(name);
+        int? BlockAtTarget(int branch) =>
+            targetIndex[branch] >= 0 && blockOfInstruction[targetIndex[branch]] >= 0 ? blockOfInstruction[targetIndex[branch]] : null;
     }
 
     /// <summary>Decodes <paramref name="code"/>, the bytes of one function starting at <paramref name="startAddress"/>.</summary>
@@ -279,7 +289,9 @@ public sealed class FunctionCode
     }
 
     /// <summary>Index of the instruction starting at <paramref name="address"/>, or -1 when no instruction starts there.</summary>
-    public int IndexOf(ulong address)
+    public int IndexOf(ulong address) => Search(instructions, address);
+
+    static int Search(Instruction[] instructions, ulong address)
     {
         int lo = 0, hi = instructions.Length - 1;
         while (lo <= hi)
@@ -301,6 +313,25 @@ public sealed class FunctionCode
     {
         int i = IndexOf(address);
         return i >= 0 && i < codeCount && instructions[i].IsProbeable;
+    }
+
+    /// <summary>Return and indirect-branch thunks among <paramref name="symbols"/> (address, name; all aliases,
+    /// e.g. every text symbol of kallsyms or .symtab), for <see cref="DecodeOptions.ReturnThunks"/> and
+    /// <see cref="DecodeOptions.IndirectThunks"/>. A resolver gives one name per address, and the thunks
+    /// share theirs with markers (<c>__x86_indirect_thunk_rax</c> = <c>__x86_indirect_thunk_array</c> =
+    /// <c>__softirqentry_text_end</c>): looking them up by name is safer.</summary>
+    public static (HashSet<ulong> ReturnThunks, HashSet<ulong> IndirectThunks) FindThunks(IEnumerable<(ulong Address, string Name)> symbols)
+    {
+        var ret = new HashSet<ulong>();
+        var ind = new HashSet<ulong>();
+        foreach (var (a, n) in symbols)
+        {
+            if (IsReturnThunk(n))
+                ret.Add(a);
+            else if (IsIndirectThunk(n))
+                ind.Add(a);
+        }
+        return (ret, ind);
     }
 
     /// <summary>Every address where a kprobe may go, in address order.</summary>
@@ -346,9 +377,10 @@ public sealed class FunctionCode
     }
 
     /// <summary>Names of the x86 return thunks (the compiler's <c>__x86_return_thunk</c> and what the kernel
-    /// patches it to per mitigation: retbleed, SRSO, call depth tracking, ITS).</summary>
+    /// patches it to per mitigation: <c>retbleed_return_thunk</c>, <c>srso_return_thunk</c>,
+    /// <c>srso_alias_return_thunk</c>, <c>call_depth_return_thunk</c>, <c>its_return_thunk</c>).</summary>
     public static bool IsReturnThunk(string? name) =>
-        name is not null && (name.EndsWith("return_thunk", StringComparison.Ordinal) || name is "__x86_return_skl" or "entry_untrain_ret" or "srso_untrain_ret" or "retbleed_untrain_ret");
+        name is not null && (name.EndsWith("return_thunk", StringComparison.Ordinal) || name == "__x86_return_skl");
 
     /// <summary>Names of the x86 retpoline / indirect-branch thunks (<c>__x86_indirect_thunk_rax</c>,
     /// <c>__x86_indirect_call_thunk_*</c>, <c>__x86_indirect_jump_thunk_*</c>, <c>__x86_indirect_its_thunk_*</c>).</summary>

@@ -132,11 +132,19 @@ public readonly record struct ExitSite(ulong Address, int Block, ExitKind Kind, 
 /// <summary>Inputs beyond the bytes that make the decoding more exact. All optional.</summary>
 public sealed class DecodeOptions
 {
-    /// <summary>Address to symbol name (e.g. from kallsyms); recognizes the return thunk
-    /// (<c>__x86_return_thunk</c> and its variants), retpoline thunks (<c>__x86_indirect_thunk_*</c>),
-    /// and <c>__fentry__</c>. Without it a jump to the return thunk is seen as a tail call (an exit all the same)
-    /// and a retpoline call as a direct call to the thunk.</summary>
+    /// <summary>Address to symbol name (e.g. from kallsyms): names call and tail-call targets, tells
+    /// <c>__fentry__</c> from a real first call, and recognizes the thunks by name (<c>__x86_return_thunk</c>
+    /// and its variants, <c>__x86_indirect_thunk_*</c>) when <see cref="ReturnThunks"/> and
+    /// <see cref="IndirectThunks"/> are not given. Without either, a jump to the return thunk is seen as a
+    /// tail call (an exit all the same) and a retpoline call as a direct call to the thunk.</summary>
     public Func<ulong, string?>? ResolveSymbol { get; init; }
+
+    /// <summary>Addresses of the return thunks (see <see cref="FunctionCode.FindThunks"/>): a jump there is a return.
+    /// Used besides the resolver's names, which may give another alias of the same address.</summary>
+    public IReadOnlySet<ulong>? ReturnThunks { get; init; }
+
+    /// <summary>Addresses of the retpoline thunks: a call there is an indirect call, a jump an indirect jump.</summary>
+    public IReadOnlySet<ulong>? IndirectThunks { get; init; }
 
     /// <summary>Addresses of trap instructions that continue (WARN: <c>ud2</c> on x86, <c>brk</c> on arm64,
     /// entries of the kernel's <c>__bug_table</c> with BUGFLAG_WARNING, see <see cref="KernelTables.ReadBugTable"/>).

@@ -14,7 +14,10 @@ static class X86Decoder
         var bytes = code.ToArray();
         var reader = new ByteArrayCodeReader(bytes);
         var decoder = Iced.Intel.Decoder.Create(64, reader, start, DecoderOptions.None);
-        var list = new List<Instruction>(Math.Max(4, bytes.Length / 4));
+        // at most one instruction per byte: decode into a pooled buffer, then copy out exactly (no list growth,
+        // and no large-object-heap garbage for the few functions over 20 KB)
+        var buffer = System.Buffers.ArrayPool<Instruction>.Shared.Rent(Math.Max(1, bytes.Length));
+        int count = 0;
         ulong end = start + (ulong)bytes.Length;
         while (decoder.IP < end)
         {
@@ -24,7 +27,7 @@ static class X86Decoder
             {
                 // undecodable (or cut off by the end): one invalid byte, then try again after it, like objdump's (bad)
                 int len = decoder.LastError == DecoderError.NoMoreBytes ? (int)(end - ip) : 1;
-                list.Add(new Instruction(ip, (byte)Math.Min(len, 255), InstructionFlow.Invalid, 0, false, false));
+                buffer[count++] = new Instruction(ip, (byte)Math.Min(len, 255), InstructionFlow.Invalid, 0, false, false);
                 if (decoder.LastError == DecoderError.NoMoreBytes)
                     break;
                 // the reader moved past the bad bytes: rewind it to ip + 1
@@ -32,9 +35,11 @@ static class X86Decoder
                 decoder.IP = ip + 1;
                 continue;
             }
-            list.Add(Classify(in ins));
+            buffer[count++] = Classify(in ins);
         }
-        return [.. list];
+        var result = buffer.AsSpan(0, count).ToArray();
+        System.Buffers.ArrayPool<Instruction>.Shared.Return(buffer);
+        return result;
     }
 
     static Instruction Classify(in Iced.Intel.Instruction ins)
