@@ -16,7 +16,8 @@ public sealed class FunctionCode
     public ulong CodeEnd { get; }
     /// <summary>Every instruction of the bytes given, padding included, in address order.</summary>
     public IReadOnlyList<Instruction> Instructions => instructions;
-    /// <summary>Basic blocks of [Start, CodeEnd) in address order; block 0 is the entry.</summary>
+    /// <summary>Basic blocks of [Start, CodeEnd) in address order; block 0 is the entry. Padding (nops and int3
+    /// that nothing falls into or branches to, e.g. the int3s after a <c>ret</c>) is in no block.</summary>
     public IReadOnlyList<BasicBlock> Blocks { get; }
     /// <summary>Calls in address order (not the entry's ftrace call site).</summary>
     public IReadOnlyList<CallSite> Calls { get; }
@@ -33,6 +34,7 @@ public sealed class FunctionCode
     readonly Instruction[] instructions;
     readonly int codeCount; // instructions in [Start, CodeEnd)
     readonly int[] blockOfInstruction;
+    readonly bool[] padding;
 
     FunctionCode(Architecture arch, ulong start, ulong end, Instruction[] ins, int ftraceIndex, DecodeOptions options)
     {
@@ -80,6 +82,13 @@ public sealed class FunctionCode
         codeCount = count;
         CodeEnd = count > 0 ? ins[count - 1].End : start;
 
+        // padding inside the code: nops and int3 where nothing falls through or branches (alignment before a
+        // loop head after a jmp; the int3s the kernel leaves after a ret it put in place of a return-thunk jump);
+        // it belongs to no block
+        padding = new bool[ins.Length];
+        for (int i = 1; i < ins.Length; i++)
+            padding[i] = i >= count || (IsPadding(ins[i]) && !targeted[i] && (padding[i - 1] || NoFallThrough(ins[i - 1], options)));
+
         // leaders: the entry, every branch target inside, every instruction after one that ends a block
         var leader = new bool[count];
         if (count > 0)
@@ -109,8 +118,13 @@ public sealed class FunctionCode
         Array.Fill(blockOfInstruction, -1);
         for (int i = 0; i < count;)
         {
+            if (padding[i])
+            {
+                i++;
+                continue;
+            }
             int j = i + 1;
-            while (j < count && !leader[j])
+            while (j < count && !leader[j] && !padding[j])
                 j++;
             var b = new BasicBlock
             {
@@ -312,7 +326,7 @@ public sealed class FunctionCode
     public bool IsProbeable(ulong address)
     {
         int i = IndexOf(address);
-        return i >= 0 && i < codeCount && instructions[i].IsProbeable;
+        return i >= 0 && !padding[i] && instructions[i].IsProbeable;
     }
 
     /// <summary>Return and indirect-branch thunks among <paramref name="symbols"/> (address, name; all aliases,
@@ -340,7 +354,7 @@ public sealed class FunctionCode
         get
         {
             for (int i = 0; i < codeCount; i++)
-                if (instructions[i].IsProbeable)
+                if (instructions[i].IsProbeable && !padding[i])
                     yield return instructions[i].Address;
         }
     }
@@ -357,7 +371,7 @@ public sealed class FunctionCode
             var x = instructions[mid];
             if (address < x.Address) hi = mid - 1;
             else if (address >= x.End) lo = mid + 1;
-            else return Blocks[blockOfInstruction[mid]];
+            else return blockOfInstruction[mid] >= 0 ? Blocks[blockOfInstruction[mid]] : null;
         }
         return null;
     }
@@ -395,6 +409,14 @@ public sealed class FunctionCode
     {
         InstructionFlow.Jump or InstructionFlow.ConditionalBranch or InstructionFlow.IndirectJump
             or InstructionFlow.Return or InstructionFlow.Invalid => true,
+        InstructionFlow.Trap => !IsWarning(x, o),
+        _ => false,
+    };
+
+    // control never goes from this instruction to the next
+    static bool NoFallThrough(in Instruction x, DecodeOptions o) => x.Flow switch
+    {
+        InstructionFlow.Jump or InstructionFlow.IndirectJump or InstructionFlow.Return or InstructionFlow.Invalid => true,
         InstructionFlow.Trap => !IsWarning(x, o),
         _ => false,
     };

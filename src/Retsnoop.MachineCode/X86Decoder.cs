@@ -111,12 +111,13 @@ static class X86Decoder
     static bool IsFarIndirect(Code c) =>
         c is Code.Call_m1616 or Code.Call_m1632 or Code.Call_m1664 or Code.Jmp_m1616 or Code.Jmp_m1632 or Code.Jmp_m1664;
 
-    /// <summary>Index of the entry's ftrace site: after an optional endbr64, a 5-byte nop or a call to
+    /// <summary>Index of the entry's ftrace site: after an optional endbr64 (or its sealed nop), a 5-byte nop or a call to
     /// <c>__fentry__</c> / an ftrace trampoline; -1 when there is none. Without a resolver a 5-byte call
     /// there is taken for the ftrace call (a notrace function whose first instruction is a call is rare).</summary>
     public static int FtraceSiteIndex(ReadOnlySpan<byte> code, Instruction[] ins, Func<ulong, string?>? resolve)
     {
-        int i = code.StartsWith(Endbr64) ? 1 : 0;
+        // endbr64, or the 4-byte nop IBT sealing leaves in its place in functions never called indirectly
+        int i = code.StartsWith(Endbr64) || (ins.Length > 0 && ins[0].IsNop && ins[0].Length == 4) ? 1 : 0;
         if (i >= ins.Length || ins[i].Length != 5)
             return -1;
         if (ins[i].IsNop)

@@ -95,16 +95,25 @@ public class X86Tests
         var hex = "f30f1efa" + "0f1f440000" + "4885ff" + "7404" + "31c0" + "c3" + "cc" + "b8eaffffff" + "c3" + "cccc" + "0f1f4000" + "90";
         var c = Decode(hex);
         Assert.Equal(Base + 4, c.FtraceSite);
-        // the int3s and nops after the last ret are padding; the int3 after the first ret (straight-line
-        // speculation) is inside the code: a trap block nothing reaches
+        // the int3s and nops after the last ret are trailing padding (the code ends before them); the int3 after
+        // the first ret (straight-line speculation) is padding inside the code: in no block
         Assert.Equal(Base + 0x18, c.CodeEnd);
         var blocks = c.Blocks.Select(b => (b.Start - Base, b.Terminator, b.IsReachable)).ToArray();
         Assert.Equal([(0x00UL, TerminatorKind.ConditionalBranch, true), (0x0eUL, TerminatorKind.Return, true),
-                      (0x11UL, TerminatorKind.Trap, false), (0x12UL, TerminatorKind.Return, true)], blocks);
+                      (0x12UL, TerminatorKind.Return, true)], blocks);
+        Assert.Null(c.BlockContaining(Base + 0x11));
         Assert.False(c.IsProbeable(Base + 0x11)); // int3
         Assert.False(c.IsProbeable(Base + 0x1a)); // padding
         Assert.True(c.IsInstructionBoundary(Base + 0x1a));
         Assert.Equal(2, c.Exits.Count);
+    }
+
+    [Fact]
+    public void Sealed_endbr_then_nop_is_the_ftrace_site()
+    {
+        // vfs_read as the running 6.12 kernel has it: IBT sealing put nopl (%rax) (66 0f 1f 00) in place of endbr64
+        var c = FunctionCode.Decode(Architecture.X86_64, Convert.FromHexString("660f1f00" + "0f1f440000" + "31c0" + "c3"), 0x1000);
+        Assert.Equal(0x1004UL, c.FtraceSite);
     }
 
     [Fact]

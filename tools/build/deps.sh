@@ -28,8 +28,8 @@ ensure_dotnet() {
 # Build packages: BPF compiler and headers, bpftool for vmlinux.h, libbpf at run time,
 # a C toolchain for the Native AOT link step.
 BUILD_PACKAGES="clang-14 libbpf-dev libbpf1 bpftool gcc zlib1g-dev"
-# Test packages: the VM, reference symbolizers, bpftrace as a cross-check.
-TEST_PACKAGES="llvm-14 qemu-system-x86 busybox-static xz-utils cpio bc binutils bpftrace libcap2-bin"
+# Test packages: the VM, reference symbolizers and disassemblers (x86-64, arm64), bpftrace as a cross-check.
+TEST_PACKAGES="llvm-14 qemu-system-x86 busybox-static xz-utils cpio bc binutils binutils-aarch64-linux-gnu bpftrace libcap2-bin"
 
 # publish_aot PROJECT OUTDIR: Native AOT publish when any source is newer than the binary.
 publish_aot() {
