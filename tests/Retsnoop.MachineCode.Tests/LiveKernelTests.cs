@@ -31,7 +31,7 @@ public class LiveKernelTests(ITestOutputHelper output)
         var sample = Chosen.Select(n => unique.FirstOrDefault(f => f.Name == n)).Where(f => f.Name is not null)
             .Concat(Enumerable.Range(0, 250).Select(_ => unique[rnd.Next(unique.Count)])).DistinctBy(f => f.Name).ToList();
         var args = string.Join(' ', sample.Select(f => $"{f.Name}:{f.Size}"));
-        var script = $"'{kcode}' -x {args} && echo '=== decoded' && '{kcode}' array_map_alloc_check";
+        var script = $"'{kcode}' -x {args} && echo '=== tables' && '{kcode}' -t && echo '=== decoded' && '{kcode}' array_map_alloc_check";
         // RETSNOOP_KCODE_REPLAY=FILE: analyse a guest output saved by an earlier run instead of booting (for
         // working on the analysis; the file must come from the same function sample)
         string stdout;
@@ -48,8 +48,9 @@ public class LiveKernelTests(ITestOutputHelper output)
 
         var live = new Dictionary<string, (ulong Address, byte[] Bytes)>();
         var lines = stdout.Split('\n');
-        int sep = Array.IndexOf(lines, "=== decoded");
-        foreach (var l in lines.Take(sep))
+        int sep = Array.IndexOf(lines, "=== decoded"), tablesAt = Array.IndexOf(lines, "=== tables");
+        Assert.True(sep > 0 && tablesAt > 0, "the guest output lacks its sections:\n" + stdout);
+        foreach (var l in lines.Take(tablesAt))
         {
             var p = l.Split(' ');
             if (p.Length == 3)
@@ -130,6 +131,29 @@ public class LiveKernelTests(ITestOutputHelper output)
         }
         output.WriteLine($"{traceable} sampled functions have an ftrace site; live, each is a 5-byte nop");
         Assert.True(traceable >= 50, $"only {traceable} traceable functions in the sample");
+
+        // the live __bug_table and __jump_table, read from /proc/kcore by their kallsyms bounds: the vmlinux's
+        // entries, moved by the slide (the kernel sorts the jump table at boot; relative entries survive that)
+        var liveBugs = new HashSet<ulong>();
+        var liveJumps = new HashSet<(ulong, ulong)>();
+        foreach (var l in lines.Skip(tablesAt + 1).Take(sep - tablesAt - 1))
+        {
+            var p = l.Split(' ');
+            if (p[0] == "bug")
+                liveBugs.Add(ulong.Parse(p[1].AsSpan(2), NumberStyles.HexNumber));
+            else if (p[0] == "jump")
+                liveJumps.Add((ulong.Parse(p[1].AsSpan(2), NumberStyles.HexNumber), ulong.Parse(p[2].AsSpan(2), NumberStyles.HexNumber)));
+            else
+                output.WriteLine("live " + l);
+        }
+        var vmBugs = k.Bugs.Select(b => b.Address + (ulong)slide).ToHashSet();
+        var vmJumps = k.Jumps.Select(j => (j.Code + (ulong)slide, j.Target + (ulong)slide)).ToHashSet();
+        output.WriteLine($"live __bug_table: {liveBugs.Count} entries, {liveBugs.Intersect(vmBugs).Count()} of them the vmlinux's ({vmBugs.Count}); " +
+                         $"live __jump_table: {liveJumps.Count} entries, {liveJumps.Intersect(vmJumps).Count()} of them the vmlinux's ({vmJumps.Count})");
+        Assert.True(liveBugs.SetEquals(vmBugs), "the live __bug_table is not the vmlinux's moved by the slide");
+        // entries in init code, freed after boot, may be cleared; everything in .text must be there
+        var textJumps = vmJumps.Where(j => j.Item1 - (ulong)slide >= k.Text.Address && j.Item1 - (ulong)slide < k.Text.Address + k.Text.Size).ToHashSet();
+        Assert.Subset(liveJumps, textJumps);
 
         // the founding function: the same five exits, at the same offsets, in the live code
         var (a, b) = live["array_map_alloc_check"];

@@ -1,16 +1,18 @@
 // kcode: a function's code as the running kernel has it, from /proc/kcore.
 //   kcode NAME[:SIZE]...      decoded: basic blocks, exits, calls (names from /proc/kallsyms)
 //   kcode -x NAME[:SIZE]...   one line per function: NAME 0xADDRESS HEX (what the live-kernel test reads)
+//   kcode -t                  the live __bug_table and __jump_table: one line each, then one line per entry
 // SIZE defaults to the distance to the next kallsyms symbol (the function, its padding).
 using System.Text;
 using Retsnoop.MachineCode;
 using Retsnoop.Symbols;
 
 bool hex = args.Length > 0 && args[0] == "-x";
+bool tables = args.Length == 1 && args[0] == "-t";
 var names = hex ? args[1..] : args;
 if (names.Length == 0)
 {
-    Console.Error.WriteLine("usage: kcode [-x] NAME[:SIZE]...");
+    Console.Error.WriteLine("usage: kcode [-x] NAME[:SIZE]... | kcode -t");
     return 2;
 }
 
@@ -38,6 +40,8 @@ catch (IOException e)
 }
 
 var arch = kcore.Architecture ?? Architecture.X86_64;
+if (tables)
+    return DumpTables(kcore);
 var sorted = ks.Symbols.Select(s => s.Address).Distinct().Order().ToArray();
 int failures = 0;
 var output = new StringBuilder();
@@ -99,5 +103,34 @@ foreach (var arg in names)
 }
 Console.Out.Write(output);
 return failures == 0 ? 0 : 1;
+
+// The tables' bounds are data symbols (kallsyms with CONFIG_KALLSYMS_ALL), which Kallsyms does not keep.
+static int DumpTables(KernelText kcore)
+{
+    var want = new Dictionary<string, ulong> { ["__start___bug_table"] = 0, ["__stop___bug_table"] = 0, ["__start___jump_table"] = 0, ["__stop___jump_table"] = 0 };
+    foreach (var line in File.ReadLines("/proc/kallsyms"))
+    {
+        var p = line.Split(' ', 4);
+        if (p.Length == 3 && want.ContainsKey(p[2])) // vmlinux symbols have no [module] column
+            want[p[2]] = ulong.Parse(p[0], System.Globalization.NumberStyles.HexNumber);
+    }
+    if (want.Values.Any(v => v == 0))
+    {
+        Console.Error.WriteLine("kcode: /proc/kallsyms lacks " + string.Join(", ", want.Where(w => w.Value == 0).Select(w => w.Key)) + " (needs CONFIG_KALLSYMS_ALL)");
+        return 1;
+    }
+    ulong bs = want["__start___bug_table"], be = want["__stop___bug_table"], js = want["__start___jump_table"], je = want["__stop___jump_table"];
+    var bugs = KernelTables.ReadBugTable(kcore.Read(bs, (int)(be - bs)), bs);
+    var jumps = KernelTables.ReadJumpTable(kcore.Read(js, (int)(je - js)), js);
+    var o = new StringBuilder();
+    o.AppendLine($"bug_table 0x{bs:x} {bugs.Count} entries, {bugs.Count(b => b.IsWarning)} warnings");
+    o.AppendLine($"jump_table 0x{js:x} {jumps.Count} entries");
+    foreach (var b in bugs)
+        o.AppendLine($"bug 0x{b.Address:x} {b.Line} {b.Flags}");
+    foreach (var j in jumps)
+        o.AppendLine($"jump 0x{j.Code:x} 0x{j.Target:x}");
+    Console.Out.Write(o);
+    return 0;
+}
 
 string? Resolve(ulong a) => ks.TryResolve(a, out var s, out var off) ? (off == 0 ? s.Name : $"{s.Name}+0x{off:x}") : null;
