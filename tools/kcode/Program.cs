@@ -43,6 +43,8 @@ var arch = kcore.Architecture ?? Architecture.X86_64;
 if (tables)
     return DumpTables(kcore);
 var sorted = ks.Symbols.Select(s => s.Address).Distinct().Order().ToArray();
+// thunks by every alias: the resolver gives one name per address, which may be a marker sharing it
+var (returnThunks, indirectThunks) = FunctionCode.FindThunks(ks.Symbols.Select(s => (s.Address, s.Name)));
 int failures = 0;
 var output = new StringBuilder();
 foreach (var arg in names)
@@ -81,7 +83,7 @@ foreach (var arg in names)
         output.Append(name).Append(" 0x").Append(addr.ToString("x")).Append(' ').AppendLine(Convert.ToHexStringLower(bytes));
         continue;
     }
-    var code = FunctionCode.Decode(arch, bytes, addr, new DecodeOptions { ResolveSymbol = Resolve });
+    var code = FunctionCode.Decode(arch, bytes, addr, new DecodeOptions { ResolveSymbol = Resolve, ReturnThunks = returnThunks, IndirectThunks = indirectThunks });
     output.AppendLine($"{name} 0x{addr:x} {bytes.Length} bytes ({code.CodeEnd - code.Start} of code), {code.Instructions.Count} instructions, {code.Blocks.Count} blocks");
     if (code.FtraceSite is { } fs)
         output.AppendLine($"  ftrace site +0x{fs - addr:x}");
