@@ -28,8 +28,9 @@ ensure_dotnet() {
 # Build packages: BPF compiler and headers, bpftool for vmlinux.h, libbpf at run time,
 # a C toolchain for the Native AOT link step.
 BUILD_PACKAGES="clang-14 libbpf-dev libbpf1 bpftool gcc zlib1g-dev"
-# Test packages: the VMs (x86-64 and arm64 guests), reference symbolizers, bpftrace as a cross-check.
-TEST_PACKAGES="llvm-14 qemu-system-x86 qemu-system-arm busybox-static xz-utils cpio bc binutils bpftrace libcap2-bin"
+# Test packages: the VMs (x86-64 and arm64 guests), reference symbolizers and disassemblers
+# (x86-64, arm64), bpftrace as a cross-check.
+TEST_PACKAGES="llvm-14 qemu-system-x86 qemu-system-arm busybox-static xz-utils cpio bc binutils binutils-aarch64-linux-gnu bpftrace libcap2-bin"
 
 # Cross-building for linux-arm64 (publish_aot ... linux-arm64): clang-14 links through lld-14
 # against the arm64 tree tools/vm/userland assembles from Debian arm64 packages (the same tree the
