@@ -131,7 +131,8 @@ public sealed class Kallsyms
             var line = nl < 0 ? data : data[..nl];
             data = nl < 0 ? default : data[(nl + 1)..];
             int sp1 = line.IndexOf((byte)' ');
-            if (sp1 <= 0 || sp1 + 3 > line.Length || line[sp1 + 2] != (byte)' ' || (line[sp1 + 1] | 0x20) != (byte)'t')
+            // text: 't'/'T', and weak functions nothing overrides ('w'/'W'), which ftrace lists too
+            if (sp1 <= 0 || sp1 + 3 > line.Length || line[sp1 + 2] != (byte)' ' || (line[sp1 + 1] | 0x20) is not ((byte)'t' or (byte)'w'))
                 continue;
             var rest = line[(sp1 + 3)..];
             int tab = rest.IndexOf((byte)'\t');

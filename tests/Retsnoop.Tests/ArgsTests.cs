@@ -158,7 +158,8 @@ public class ArgsTests
         Assert.DoesNotContain(".map_flags", value); // zero fields are left out
         // compact mode cuts each argument at args.fmt-max-arg-width
         var cut = Formatter(spec, width: 40).Render(0, a, 0);
-        Assert.Equal("  attr=" + value[..40] + "…", cut);
+        // upstream's cut: width - 1 characters, then the ellipsis
+        Assert.Equal("  attr=" + value[..39] + "…", cut);
     }
 
     [Fact]
@@ -306,7 +307,7 @@ public class ArgsTests
         var attr = MapCreateAttr(out _)[..check.Args[0].Len];
         foreach (var mode in new[] { "compact", "multiline" })
         {
-            var opts = OptionParser.Parse(["-e", "*sys_bpf", "-A", "-T", "-C", $"args.fmt-mode={mode}"]);
+            var opts = OptionParser.Parse(["-e", "*sys_bpf", "-A", "-E", "-T", "-C", $"args.fmt-mode={mode}"]);
             var fmt = new ArgsFormatter(specs, opts.ArgsLayout, opts.ArgsFmtMaxArgWidth, false);
             var output = new StringWriter();
             var reports = new List<SessionReport>();

@@ -145,18 +145,34 @@ public class TargetResolverTests
         Assert.Equal(["__x64_sys_bpf", "bpf_map_area_alloc", "p9_client_rpc"], r.Select(f => f.Name));
         Assert.True(r[0].IsEntry);
         Assert.Equal("9pnet", r[2].Module);
-        var e = Assert.Throws<TracingException>(() => Resolve("-e", "__x64_sys_bpf", "-a", "p9_client_rpc [9p]"));
-        Assert.Contains("p9_client_rpc", e.Message);
-        e = Assert.Throws<TracingException>(() => Resolve("-e", "__x64_sys_bpf", "-a", "nope"));
+        // an allow glob for another module's function, or a name that does not exist, selects nothing
+        Assert.Equal(["__x64_sys_bpf"], Resolve("-e", "__x64_sys_bpf", "-a", "p9_client_rpc [9p]").Select(f => f.Name));
+        var e = Assert.Throws<TracingException>(() => Resolve("-e", "nope", "-a", "__x64_sys_bpf"));
         Assert.Contains("'nope'", e.Message);
     }
 
     [Fact]
-    public void GlobMatchingNothingIsAnErrorNamingIt()
+    public void OnlyEntryGlobsMustMatch()
     {
-        var e = Assert.Throws<TracingException>(() => Resolve("-e", "*sys_bpf", "-a", "no_such_fn*"));
+        // upstream's rule: commands copied from articles name functions later kernels renamed
+        var r = Resolve("-e", "*sys_bpf", "-a", "no_such_fn*", "-d", "nothing_either");
+        Assert.Contains(r, f => f.IsEntry);
+        var e = Assert.Throws<TracingException>(() => Resolve("-e", "*sys_bpf", "-e", "no_such_fn*"));
         Assert.Contains("'no_such_fn*'", e.Message);
+        Assert.Contains("matches no traceable kernel function", e.Message);
+        // an entry glob whose functions are all denied fails the same way, checked on the final list
+        e = Assert.Throws<TracingException>(() => Resolve("-e", "__x64_sys_bpf", "-e", "bpf_map_area_alloc", "-d", "bpf_map_area_alloc"));
+        Assert.Contains("'bpf_map_area_alloc'", e.Message);
+        Assert.Contains("left to trace", e.Message);
         Assert.Throws<UsageException>(() => Resolve("-a", "x"));
+    }
+
+    [Fact]
+    public void AllowGlobMatchingNothingIsANote()
+    {
+        var res = new KernelTargetResolver(OptionParser.Parse(["-e", "*sys_bpf", "-a", "no_such_fn*"]).Targets, new FakeSyms(Addrs), new FakeTypes(), null);
+        res.Resolve(Kernel);
+        Assert.Contains(res.Notes, n => n.Contains("'no_such_fn*' (allow) matches no traceable kernel function"));
     }
 }
 

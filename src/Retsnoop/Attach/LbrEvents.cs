@@ -69,8 +69,8 @@ public static class LbrEvents
         if (userFlags != 0 && errno is EINVAL or EOPNOTSUPP && Probe() == 0)
             return $"this CPU's LBR cannot record branch filter 0x{BranchSampleType(userFlags):x} ({Errno.Describe(errno)}); try another -B/--lbr filter, or -B alone for any_return";
         if (errno is ENOENT or EOPNOTSUPP or ENODEV or EINVAL)
-            return $"this CPU has no LBR (branch stack sampling: {Errno.Describe(errno)}); run without -B/--lbr";
-        return $"could not open the LBR perf event on CPU {cpu} ({Errno.Describe(errno)}); run without -B/--lbr";
+            return $"this CPU has no LBR (branch stack sampling: {Errno.Describe(errno)})";
+        return $"could not open the LBR perf event on CPU {cpu} ({Errno.Describe(errno)})";
     }
 
     /// <summary>/sys/devices/system/cpu/online, e.g. "0-3,6".</summary>

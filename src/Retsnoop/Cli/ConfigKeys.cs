@@ -28,16 +28,23 @@ public static class ConfigKeys
                 o.RingbufSize = n;
             }),
         new("bpf.sessions-size", "int", "Capacity of the BPF sessions map (threads traced at once).",
-            o => o.SessionsSize.ToString(), Int(1, 1 << 20, (o, n) => o.SessionsSize = (uint)n, "bpf.sessions-size")),
+            o => o.SessionsSize.ToString(), Int(1, int.MaxValue, (o, n) => o.SessionsSize = (uint)n, "bpf.sessions-size")),
         new("stacks.symb-mode", "none|linenum|inlines", "Stack symbolization: none (kallsyms only), linenum (file:line), inlines (file:line and inlined frames). Same as -sn, -s, -ss.",
             o => o.Symbolize switch { SymbolizeMode.None => "none", SymbolizeMode.LineInfo => "linenum", _ => "inlines" }, (o, v) =>
             {
-                o.Symbolize = v switch
+                // upstream's rule for enum keys: the name in any case, or its one-letter alias as is
+                o.Symbolize = v.ToLowerInvariant() switch
                 {
                     "none" => SymbolizeMode.None,
                     "linenum" => SymbolizeMode.LineInfo,
                     "inlines" => SymbolizeMode.Inlines,
-                    _ => throw new UsageException($"invalid value '{v}' for config key stacks.symb-mode: expected none, linenum or inlines"),
+                    _ => v switch
+                    {
+                        "n" => SymbolizeMode.None,
+                        "l" => SymbolizeMode.LineInfo,
+                        "i" => SymbolizeMode.Inlines,
+                        _ => throw new UsageException($"invalid value '{v}' for config key stacks.symb-mode: expected none (n), linenum (l) or inlines (i)"),
+                    },
                 };
             }),
         new("stacks.emit-addrs", "bool", "Print raw stack addresses in addition to symbols.",
@@ -47,29 +54,32 @@ public static class ConfigKeys
         new("stacks.unfiltered", "bool", "Print every kernel stack entry, including the tracing machinery's own frames.",
             o => o.StacksUnfiltered ? "true" : "false", Bool((o, b) => o.StacksUnfiltered = b, "stacks.unfiltered")),
         new("args.max-total-args-size", "bytes", "Most argument bytes captured per function call.",
-            o => o.ArgLimits.MaxTotal.ToString(), Int(1, 16384, (o, n) => o.ArgLimits = o.ArgLimits with { MaxTotal = (int)n }, "args.max-total-args-size")),
+            o => o.ArgLimits.MaxTotal.ToString(), Int(1, 65536, (o, n) => o.ArgLimits = o.ArgLimits with { MaxTotal = (int)n }, "args.max-total-args-size")),
         new("args.max-sized-arg-size", "bytes", "Most bytes captured for one fixed-size argument (a value, or a struct behind a pointer).",
-            o => o.ArgLimits.MaxSized.ToString(), Int(1, 4096, (o, n) => o.ArgLimits = o.ArgLimits with { MaxSized = (int)n }, "args.max-sized-arg-size")),
+            o => o.ArgLimits.MaxSized.ToString(), Int(1, 16384, (o, n) => o.ArgLimits = o.ArgLimits with { MaxSized = (int)n }, "args.max-sized-arg-size")),
         new("args.max-str-arg-size", "bytes", "Most bytes captured for one string argument.",
-            o => o.ArgLimits.MaxStr.ToString(), Int(1, 4096, (o, n) => o.ArgLimits = o.ArgLimits with { MaxStr = (int)n }, "args.max-str-arg-size")),
+            o => o.ArgLimits.MaxStr.ToString(), Int(1, 16384, (o, n) => o.ArgLimits = o.ArgLimits with { MaxStr = (int)n }, "args.max-str-arg-size")),
         new("args.capture-raw-ptrs", "bool", "For pointer arguments, also capture and print the pointer's own value.",
             o => o.ArgsCaptureRawPtrs ? "true" : "false", Bool((o, b) => o.ArgsCaptureRawPtrs = b, "args.capture-raw-ptrs")),
         new("args.fmt-mode", "compact|multiline|verbose", "Function arguments formatting mode.",
             o => o.ArgsLayout.ToString().ToLowerInvariant(), (o, v) =>
             {
                 // upstream also takes the first letter
-                o.ArgsLayout = v switch
+                o.ArgsLayout = v.ToLowerInvariant() switch
                 {
-                    "compact" or "c" => ArgsLayout.Compact,
-                    "multiline" or "m" => ArgsLayout.Multiline,
-                    "verbose" or "v" => ArgsLayout.Verbose,
+                    "compact" => ArgsLayout.Compact,
+                    "multiline" => ArgsLayout.Multiline,
+                    "verbose" => ArgsLayout.Verbose,
+                    _ when v == "c" => ArgsLayout.Compact,
+                    _ when v == "m" => ArgsLayout.Multiline,
+                    _ when v == "v" => ArgsLayout.Verbose,
                     _ => throw new UsageException($"invalid value '{v}' for config key args.fmt-mode: expected compact, multiline or verbose"),
                 };
             }),
         new("args.fmt-max-arg-width", "int", "Widest one argument may print in compact and multiline modes (0: no limit).",
-            o => o.ArgsFmtMaxArgWidth.ToString(), Int(0, 100000, (o, n) => o.ArgsFmtMaxArgWidth = (int)n, "args.fmt-max-arg-width")),
-        new("fmt.lbr-max-count", "int", "Print at most N LBR entries (0: all).",
-            o => o.LbrMaxCount.ToString(), Int(0, 1024, (o, n) => o.LbrMaxCount = (int)n, "fmt.lbr-max-count")),
+            o => o.ArgsFmtMaxArgWidth.ToString(), Int(0, 250, (o, n) => o.ArgsFmtMaxArgWidth = (int)n, "args.fmt-max-arg-width")),
+        new("fmt.lbr-max-count", "int", "Print at most N LBR entries (default: all).",
+            o => o.LbrMaxCount.ToString(), Int(1, int.MaxValue, (o, n) => o.LbrMaxCount = (int)n, "fmt.lbr-max-count")),
         new("trace.max-events", "int", "Most call trace (-T) events kept per session; the rest is reported as truncated.",
             o => o.TraceMaxEvents.ToString(), Int(1, 10_000_000, (o, n) => o.TraceMaxEvents = (int)n, "trace.max-events")),
         // uprobes

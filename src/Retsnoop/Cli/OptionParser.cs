@@ -37,13 +37,13 @@ public static class OptionParser
     static readonly Opt[] Opts =
     [
         new('c', "case", Arg.Required, "CASE", "Use a predefined set of entry/allow/deny globs (bpf, perf)", ApplyPreset),
-        new('e', "entry", Arg.Required, "GLOB", "Entry function glob: a session starts when one is called", (o, v) => o.Entry.Add(FunctionSpec.Parse(v!))),
-        new('a', "allow", Arg.Required, "GLOB", "Allowed function glob: traced inside sessions", (o, v) => o.Allow.Add(FunctionSpec.Parse(v!))),
-        new('d', "deny", Arg.Required, "GLOB", "Denied function glob: never traced", (o, v) => o.Deny.Add(FunctionSpec.Parse(v!))),
-        new('E', "call-stack", Arg.None, "", "Capture and print call stacks (default mode)", (o, _) => o.CallStacks = true),
-        new('T', "trace", Arg.None, "", "Capture and print the function call trace of each session", (o, _) => o.Trace = true),
+        new('e', "entry", Arg.Required, "GLOB", "Entry function glob: a session starts when one is called (@FILE: a list of globs); must match", (o, v) => o.Entry.AddRange(Items(v!, "-e").Select(FunctionSpec.Parse))),
+        new('a', "allow", Arg.Required, "GLOB", "Allowed function glob: traced inside sessions (@FILE: a list); may match nothing", (o, v) => o.Allow.AddRange(Items(v!, "-a").Select(FunctionSpec.Parse))),
+        new('d', "deny", Arg.Required, "GLOB", "Denied function glob: never traced (@FILE: a list)", (o, v) => o.Deny.AddRange(Items(v!, "-d").Select(FunctionSpec.Parse))),
+        new('E', "call-stack", Arg.None, "", "Capture and print call stacks (the default; with -T: both)", (o, _) => o.CallStacksGiven = true),
+        new('T', "trace", Arg.None, "", "Capture and print the function call trace of each session (alone: the trace only, successful sessions too)", (o, _) => o.Trace = true),
         new('A', "capture-args", Arg.None, "", "Capture and print function arguments", (o, _) => o.CaptureArgs = true),
-        new('J', "inject-probe", Arg.Required, "PROBE", "Extra probe shown in the call trace (implies -T): kprobe:NAME[+OFF], kretprobe:NAME, tp:CATEGORY:NAME, rawtp:NAME, or @FILE with one per line", ApplyInjectProbe),
+        new('J', "inject-probe", Arg.Required, "PROBE", "Extra probe shown in the call trace (-T; its values with -A): kprobe:NAME[+OFF], kretprobe:NAME, tp:CATEGORY:NAME, rawtp:NAME, or @FILE with a list", ApplyInjectProbe),
         new('B', "lbr", Arg.Optional, "SPEC", "Capture Last Branch Records (any_return by default; any, any_call, cond, call, ind_call, ind_jump, call_stack, abort_tx, in_tx, no_tx, or a number; repeatable)", ApplyLbr),
         new('\0', "dry-run", Arg.None, "", "Resolve and report everything, attach nothing", (o, _) => o.DryRun = true),
         new('M', "kprobes-multi", Arg.None, "", "Attach with kprobe.multi (falls back to single kprobes when the kernel lacks it)", (o, _) => SetMode(o, AttachMode.KprobeMulti)),
@@ -51,14 +51,16 @@ public static class OptionParser
         new('F', "fentries", Arg.None, "", "Attach with fentry/fexit", (o, _) => SetMode(o, AttachMode.Fentry)),
         new('p', "pid", Arg.Required, "PID", "Only trace this process id", (o, v) => o.AllowPids.Add(ParsePid(v!, "-p/--pid"))),
         new('P', "no-pid", Arg.Required, "PID", "Never trace this process id", (o, v) => o.DenyPids.Add(ParsePid(v!, "-P/--no-pid"))),
-        new('n', "comm", Arg.Required, "NAME", "Only trace processes with this name", (o, v) => o.AllowComms.Add(ParseComm(v!, "-n/--comm"))),
-        new('N', "no-comm", Arg.Required, "NAME", "Never trace processes with this name", (o, v) => o.DenyComms.Add(ParseComm(v!, "-N/--no-comm"))),
+        new('n', "comm", Arg.Required, "NAME", "Only trace threads with this name (@FILE: a list)", (o, v) => o.AllowComms.AddRange(Items(v!, "-n").Select(c => ParseComm(o, c, "-n/--comm")))),
+        new('N', "no-comm", Arg.Required, "NAME", "Never trace threads with this name (@FILE: a list)", (o, v) => o.DenyComms.AddRange(Items(v!, "-N").Select(c => ParseComm(o, c, "-N/--no-comm")))),
         new('L', "longer", Arg.Required, "MS", "Only print sessions lasting at least MS milliseconds", ApplyLonger),
         new('S', "success-stacks", Arg.Optional, "BOOL", "Also print sessions that succeeded (-S, -Sy, -Sn)", ApplySuccess),
         new('I', "interim-stacks", Arg.None, "", "Also print interim stacks (errors that were later recovered from)", (o, _) => o.InterimStacks = true),
         new('\0', "user-stacks", Arg.None, "", "Also show the failing thread's user-space stack (symbolized with the program's ELF/DWARF) above the kernel chain", (o, _) => o.UserStacks = true),
         new('x', "allow-errors", Arg.Required, "ERROR", "Only print stacks with this error (ENOMEM, -ENOMEM, NOMEM, 12, NULL or any)", (o, v) => ApplyError(o, v!, allow: true)),
         new('X', "deny-errors", Arg.Required, "ERROR", "Never print stacks with this error", (o, v) => ApplyError(o, v!, allow: false)),
+        new('\0', "allow-retval", Arg.Required, "VALUE", "Only print sessions whose entry function returned VALUE (a number, an errno name, NULL); implies -S", (o, v) => ApplyRetval(o, v!, allow: true)),
+        new('\0', "deny-retval", Arg.Required, "VALUE", "Never print sessions whose entry function returned VALUE; implies -S", (o, v) => ApplyRetval(o, v!, allow: false)),
         new('k', "kernel", Arg.Required, "PATH", "vmlinux image with DWARF for file:line and inlines", (o, v) => o.KernelImage = CheckKernelImage(v!)),
         new('\0', "modules-debug-dir", Arg.Required, "DIR", "Where kernel modules' debug .ko files are (default /usr/lib/debug/lib/modules/$(uname -r))", (o, v) => o.ModulesDebugDir = Directory.Exists(v) ? v : throw new UsageException($"invalid --modules-debug-dir value '{v}': no such directory")),
         new('\0', "btf", Arg.Required, "FILE", "The kernel's BTF from FILE (raw BTF, e.g. from btfhub, or an ELF with .BTF) for a kernel without /sys/kernel/btf/vmlinux", (o, v) => o.BtfPath = File.Exists(v) ? v : throw new UsageException($"invalid --btf value '{v}': no such file; give a BTF file for this kernel (e.g. from btfhub)")),
@@ -71,6 +73,7 @@ public static class OptionParser
         new('v', "verbose", Arg.None, "", "Verbose output (-vv, -vvv for more)", (o, _) => o.Verbosity++),
         new('V', "version", Arg.None, "", "Print the version (with -v: the kernel feature report)", (o, _) => o.ShowVersion = true),
         new('h', "help", Arg.None, "", "Show this help", (o, _) => o.ShowHelp = true),
+        new('\0', "usage", Arg.None, "", "Show a short usage message", (o, _) => o.ShowUsage = true),
     ];
 
     public static Options Parse(IReadOnlyList<string> args)
@@ -97,8 +100,7 @@ public static class OptionParser
                     val = body[(eq + 1)..];
                     body = body[..eq];
                 }
-                var opt = Opts.FirstOrDefault(x => x.Long == body)
-                    ?? throw new UsageException($"unknown option '--{body}' (see --help)");
+                var opt = LongOption(body);
                 if (opt.Arg == Arg.None && val is not null)
                     throw new UsageException($"option --{opt.Long} takes no value");
                 if (opt.Arg == Arg.Required && val is null)
@@ -137,7 +139,56 @@ public static class OptionParser
                 throw new UsageException($"unexpected argument '{a}': retsnoop takes options, then optionally -- COMMAND [ARGS...] (see --help)");
             }
         }
+        Finish(o);
         return o;
+    }
+
+    /// <summary>A long option by its name or, as getopt does, by an unambiguous prefix of it.</summary>
+    static Opt LongOption(string name)
+    {
+        if (Opts.FirstOrDefault(x => x.Long == name) is { } exact)
+            return exact;
+        var matches = name.Length == 0 ? [] : Opts.Where(x => x.Long.StartsWith(name, StringComparison.Ordinal)).ToList();
+        return matches.Count switch
+        {
+            1 => matches[0],
+            0 => throw new UsageException($"unknown option '--{name}' (see --help)"),
+            _ => throw new UsageException($"option '--{name}' is ambiguous: it could be {string.Join(", ", matches.Select(m => "--" + m.Long))}"),
+        };
+    }
+
+    /// <summary>Checks and settles what depends on several options (upstream's rules).</summary>
+    static void Finish(Options o)
+    {
+        bool retval = o.AllowRetvals.Count > 0 || o.DenyRetvals.Count > 0;
+        bool errorFilter = o.AllowErrors.Count > 0 || o.DenyErrors.Count > 0 || o.AllowAnyError;
+        if (retval && errorFilter)
+            throw new UsageException("--allow-retval/--deny-retval report successful sessions too (they imply -S), so they cannot be combined with -x/--allow-errors or -X/--deny-errors");
+        // -x reports failing stacks only: asking for success stacks too is a contradiction
+        if (o.SuccessStacksGiven == true && (o.AllowErrors.Count > 0 || o.AllowAnyError))
+            throw new UsageException("-S/--success-stacks and -x/--allow-errors cannot be combined: -x reports failing stacks only (use -Sn, or drop one)");
+        // -T alone prints the call trace of every session; -E -T both, failing sessions only
+        o.CallStacks = o.CallStacksGiven || !o.Trace;
+        o.SuccessStacks = o.SuccessStacksGiven ?? (retval || (o.Trace && !o.CallStacksGiven && !errorFilter));
+    }
+
+    /// <summary>The items of an option value: the value itself, or with '@FILE' the whitespace-separated
+    /// words of FILE (upstream's lists for -e, -a, -d, -n, -N, -J).</summary>
+    static IEnumerable<string> Items(string value, string option) =>
+        value.StartsWith('@') && value.Length > 1 ? Words(ReadList(value[1..], option)) : [value];
+
+    static string[] Words(string text) => text.Split((char[])[' ', '\t', '\n', '\r', '\v', '\f'], StringSplitOptions.RemoveEmptyEntries);
+
+    static string ReadList(string path, string option)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UsageException($"cannot read list file {path} for {option} ({e.Message.TrimEnd('.')})");
+        }
     }
 
     // a stat, not a read: the file itself is opened lazily, only when a stack needs file:line
@@ -180,24 +231,11 @@ public static class OptionParser
     static void ApplyInjectProbe(Options o, string? v)
     {
         var spec = v!;
-        if (spec.StartsWith('@'))
-        {
-            string[] lines;
-            try
-            {
-                lines = File.ReadAllLines(spec[1..]);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new UsageException($"invalid -J/--inject-probe value '{spec}': cannot read {spec[1..]} ({e.Message})");
-            }
-            o.InjectProbes.AddRange(lines.Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).Select(InjectedProbe.Parse));
-        }
-        else
-        {
-            o.InjectProbes.Add(InjectedProbe.Parse(spec));
-        }
-        o.Trace = true;
+        // a list: its words, as upstream reads it; ours also skips '#' comment lines
+        var items = spec.StartsWith('@') && spec.Length > 1
+            ? Words(string.Join('\n', ReadList(spec[1..], "-J").Split('\n').Where(l => !l.TrimStart().StartsWith('#'))))
+            : [spec];
+        o.InjectProbes.AddRange(items.Select(InjectedProbe.Parse));
     }
 
     static void ApplyLbr(Options o, string? v)
@@ -245,16 +283,22 @@ public static class OptionParser
 
     static int ParsePid(string v, string opt)
     {
-        if (!int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid <= 0)
-            throw new UsageException($"invalid {opt} value '{v}': expected a positive process id");
+        // 0 is accepted as upstream accepts it: the idle tasks' TGID
+        if (!int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+            throw new UsageException($"invalid {opt} value '{v}': expected a process id");
         return pid;
     }
 
-    static string ParseComm(string v, string opt)
+    /// <summary>A thread name as the kernel keeps it: at most 15 characters, so a longer one is cut
+    /// (as upstream cuts it; -v says so).</summary>
+    static string ParseComm(Options o, string v, string opt)
     {
-        if (v.Length == 0 || v.Length > 15)
-            throw new UsageException($"invalid {opt} value '{v}': expected a process name of 1 to 15 characters");
-        return v;
+        if (v.Length == 0)
+            throw new UsageException($"invalid {opt} value '': expected a process name");
+        if (v.Length <= 15)
+            return v;
+        o.Notes.Add($"{opt} '{v}' is cut to '{v[..15]}': the kernel keeps 15 characters of a thread name");
+        return v[..15];
     }
 
     static void ApplyLonger(Options o, string? v)
@@ -268,10 +312,31 @@ public static class OptionParser
     {
         if (v is null)
         {
-            o.SuccessStacks = true;
+            o.SuccessStacksGiven = true;
             return;
         }
-        o.SuccessStacks = ParseBool(v.TrimStart('=')) ?? throw new UsageException($"invalid -S/--success-stacks value '{v}': expected -S, -Sy or -Sn (true/false)");
+        o.SuccessStacksGiven = ParseBool(v.TrimStart('=')) ?? throw new UsageException($"invalid -S/--success-stacks value '{v}': expected -S, -Sy or -Sn (true/false)");
+    }
+
+    /// <summary>--allow-retval/--deny-retval: a number, an errno name (ENOMEM, -ENOMEM) or NULL (0).</summary>
+    static void ApplyRetval(Options o, string v, bool allow)
+    {
+        var opt = allow ? "--allow-retval" : "--deny-retval";
+        foreach (var part in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            long value;
+            if (part.Equals("NULL", StringComparison.OrdinalIgnoreCase))
+                value = 0;
+            else if (long.TryParse(part, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n))
+                value = n;
+            else if (TryParseCNumber(part, out var u))
+                value = (long)u;
+            else if (Errno.TryParse(part, out var e))
+                value = -e;
+            else
+                throw new UsageException($"invalid {opt} value '{part}': expected a number, an errno name like ENOMEM or -ENOMEM, or NULL");
+            (allow ? o.AllowRetvals : o.DenyRetvals).Add(value);
+        }
     }
 
     static void ApplyError(Options o, string v, bool allow)
@@ -317,6 +382,12 @@ public static class OptionParser
             throw new UsageException($"unknown --debug feature '{v}': expected multi-kprobe, full-lbr or bpf");
         o.DebugFeatures.Add(v);
     }
+
+    /// <summary>--usage: the short form.</summary>
+    public static string Usage() =>
+        "retsnoop shows kernel call stacks of failing (or, with -S, all) calls of the functions you name.\n\n" +
+        "Usage: retsnoop [-v] [-e GLOB]* [-a GLOB]* [-d GLOB]* [-T] [-E] [-S] [-A] [-B] [-J PROBE]* [-- COMMAND [ARGS...]]\n\n" +
+        "Use `retsnoop --help` for every option, `retsnoop --config-help` for the advanced settings.\n";
 
     public static string Help()
     {

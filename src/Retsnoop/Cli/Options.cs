@@ -13,6 +13,9 @@ public sealed class Options
     public List<FunctionSpec> Deny { get; } = [];
 
     public AttachMode AttachMode { get; set; }
+    /// <summary>-E given: with -T, print the stack too (and failing sessions only).</summary>
+    public bool CallStacksGiven { get; set; }
+    /// <summary>Print call stacks: the default, or -E; settled once parsing ends.</summary>
     public bool CallStacks { get; set; } = true;
     public bool Trace { get; set; }
     public bool CaptureArgs { get; set; }
@@ -25,6 +28,9 @@ public sealed class Options
     public List<string> AllowComms { get; } = [];
     public List<string> DenyComms { get; } = [];
     public long LongerThanMs { get; set; }
+    /// <summary>-S/-Sy (true) or -Sn (false); null when not given.</summary>
+    public bool? SuccessStacksGiven { get; set; }
+    /// <summary>Report successful sessions too: -S, or -T alone, or a retval filter; settled once parsing ends.</summary>
     public bool SuccessStacks { get; set; }
     public bool InterimStacks { get; set; }
     /// <summary>--user-stacks: the user stack of the failing thread under the kernel chain.</summary>
@@ -33,6 +39,9 @@ public sealed class Options
     public HashSet<int> AllowErrors { get; } = [];
     public HashSet<int> DenyErrors { get; } = [];
     public bool AllowAnyError { get; set; }
+    /// <summary>--allow-retval/--deny-retval: results of the session's entry function.</summary>
+    public HashSet<long> AllowRetvals { get; } = [];
+    public HashSet<long> DenyRetvals { get; } = [];
 
     public string? KernelImage { get; set; }
     /// <summary>--btf FILE: external BTF for a kernel without /sys/kernel/btf/vmlinux.</summary>
@@ -45,6 +54,9 @@ public sealed class Options
     public bool ShowVersion { get; set; }
     public bool ShowHelp { get; set; }
     public bool ShowConfigHelp { get; set; }
+    public bool ShowUsage { get; set; }
+    /// <summary>What parsing changed or decided that -v should mention (a comm cut to 15 characters).</summary>
+    public List<string> Notes { get; } = [];
     /// <summary>-- COMMAND [ARGS]: run it, trace only its process tree, stop when it exits (null: none).</summary>
     public List<string>? Command { get; set; }
     public HashSet<string> DebugFeatures { get; } = [];
@@ -105,6 +117,7 @@ public sealed class Options
         CallTrace = Trace,
         TraceMaxEvents = TraceMaxEvents,
         Errors = new ErrorFilter(AllowErrors, DenyErrors, AllowAnyError),
+        Retvals = new RetvalFilter(AllowRetvals, DenyRetvals),
         StacksUnfiltered = StacksUnfiltered,
         Lbr = UseLbr ? new LbrSettings(LbrMaxCount, DebugFeatures.Contains("full-lbr")) : null,
     };

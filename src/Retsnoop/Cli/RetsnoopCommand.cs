@@ -34,6 +34,11 @@ public static class RetsnoopCommand
             Console.Out.Write(ConfigKeys.Help());
             return 0;
         }
+        if (opts.ShowUsage)
+        {
+            Console.Out.Write(OptionParser.Usage());
+            return 0;
+        }
         // -vvv: libbpf's own debug messages
         Libbpf.Verbose = opts.Verbosity >= 3;
         if (opts.ShowVersion)

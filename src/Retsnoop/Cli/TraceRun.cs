@@ -27,15 +27,15 @@ sealed class TraceRun(Options opts)
         if (opts.Entry.Count == 0)
             throw new UsageException("no entry functions: give at least one -e GLOB (or -c CASE), e.g. -e '*sys_bpf'");
         var program = opts.Command is { } command ? ChildCommand.Resolve(command) : null;
+        foreach (var n in opts.Notes)
+            Log(1, n);
         if (Privileges.Missing() is { } missing)
             throw new TracingException($"tracing the kernel {Messages.MissingPrivileges(missing)}");
-        // -B: the per-CPU branch-stack events keep the LBR running; without them there is nothing to snapshot
-        using var lbrEvents = opts.UseLbr ? LbrEvents.OpenAll(opts.LbrFlags) : null;
-        if (lbrEvents is not null)
-            Log(1, $"LBR capture enabled on {lbrEvents.Count} CPUs (branch_sample_type 0x{LbrEvents.BranchSampleType(opts.LbrFlags):x})");
+        using var lbrEvents = OpenLbrEvents();
         if (KernelBtf.Locate(opts.BtfPath) is null)
             throw new TracingException("this kernel has no BTF (/sys/kernel/btf/vmlinux): give its BTF with --btf FILE (e.g. from btfhub), or use a kernel built with CONFIG_DEBUG_INFO_BTF=y");
 
+        RequireVmlinuxForExplicitLines();
         using var userBinaries = new UserBinaries { WantLines = opts.Symbolize != SymbolizeMode.None };
         // --user-stacks: the command may be gone by the time its stack is read; know its binary now
         if (program is not null && opts.UserStacks)
@@ -55,6 +55,34 @@ sealed class TraceRun(Options opts)
         using var output = ReportOutput.Open(opts, args);
         var request = new AttachRequest(funcs, opts.Attach) { Args = argSpecs, Probes = probes };
         return TraceUntilStopped(request, userBinaries, output, cancel);
+    }
+
+    /// <summary>-B: the per-CPU branch-stack events keep the LBR running; without them there is
+    /// nothing to snapshot, and the run goes on without LBR (as upstream's does), saying why.</summary>
+    OpenLbrEvents? OpenLbrEvents()
+    {
+        if (!opts.UseLbr)
+            return null;
+        try
+        {
+            var events = LbrEvents.OpenAll(opts.LbrFlags);
+            Log(1, $"LBR capture enabled on {events.Count} CPUs (branch_sample_type 0x{LbrEvents.BranchSampleType(opts.LbrFlags):x})");
+            return events;
+        }
+        catch (TracingException e)
+        {
+            Console.Error.WriteLine($"Note: {e.Message}; going on without LBR.");
+            opts.UseLbr = false;
+            return null;
+        }
+    }
+
+    /// <summary>-s, -ss or stacks.symb-mode asked for file:line: without a vmlinux that is an error
+    /// (as upstream has it), not a run that silently shows none.</summary>
+    void RequireVmlinuxForExplicitLines()
+    {
+        if (opts.Symbolize is SymbolizeMode.LineInfo or SymbolizeMode.Inlines && opts.KernelImage is null && targets.HasKernelTargets && VmlinuxLocator.Find() is null)
+            throw new TracingException($"no vmlinux with DWARF for this kernel, and -s/-ss asked for file:line: install it ('apt-get install {VmlinuxLocator.DebugPackageName()}'), give -k PATH, or use -sn");
     }
 
     /// <summary>The kernel functions (from the traceable list) and user functions to attach.</summary>
@@ -81,6 +109,11 @@ sealed class TraceRun(Options opts)
             Log(1, n);
         if (!funcs.Any(f => f.IsEntry))
             throw new TracingException("every function matching the entry globs is denied or cannot be traced: nothing would start a session");
+        if (!opts.SuccessStacks)
+        {
+            foreach (var f in funcs.Where(f => f.IsEntry && (f.Flags & Wire.FuncFlags.CantFail) != 0))
+                Console.Error.WriteLine($"WARNING: entry function '{f.DisplayName}' is non-failing and will not trigger error recording condition!");
+        }
         int entries = funcs.Count(f => f.IsEntry);
         Log(2, $"[{launch.ElapsedMilliseconds} ms] targets resolved");
         Log(1, $"{funcs.Count} functions to trace ({entries} entry, {funcs.Count - entries} allowed)");
@@ -127,7 +160,7 @@ sealed class TraceRun(Options opts)
         try
         {
             Log(2, $"[{launch.ElapsedMilliseconds} ms] loading BPF programs");
-            tracer = Tracer.Load(request, n => Console.Error.WriteLine(Messages.Describe(n)));
+            tracer = Tracer.Load(request, Notice);
             Log(2, $"[{launch.ElapsedMilliseconds} ms] BPF programs loaded");
             AttachAll(tracer, request);
 
@@ -153,7 +186,7 @@ sealed class TraceRun(Options opts)
             // the detach line belongs to a run that was receiving; a failed setup just cleans up
             var detach = Stopwatch.StartNew();
             if (receiving)
-                output.Status("Detaching... ");
+                output.Status("\nDetaching...\n");
             tracer?.Dispose();
             if (receiving)
                 output.Status($"DONE in {detach.ElapsedMilliseconds} ms.\n");
@@ -186,11 +219,22 @@ sealed class TraceRun(Options opts)
         _ => 130,
     };
 
+    // the default mode falls back from kprobe.multi quietly (-v says so), as upstream's does; a
+    // mechanism the user asked for says it always
+    void Notice(AttachNotice n)
+    {
+        if (n is MechanismFallback && opts.AttachMode == AttachMode.Default)
+            Log(1, Messages.Describe(n));
+        else
+            Console.Error.WriteLine(Messages.Describe(n));
+    }
+
     void AttachAll(Tracer tracer, AttachRequest request)
     {
         var clock = Stopwatch.StartNew();
-        tracer.Attach((done, total) => Console.Error.WriteLine($"Attaching... {done}/{total} functions ({clock.Elapsed.TotalSeconds:0.0} s)"));
+        // -J probes first: one at a traced function's entry then fires inside its call, as upstream's
         tracer.AttachInjected();
+        tracer.Attach((done, total) => Console.Error.WriteLine($"Attaching... {done}/{total} functions ({clock.Elapsed.TotalSeconds:0.0} s)"));
         tracer.FollowForks();
         foreach (var s in tracer.Skipped.OrderBy(s => s.Function.Id))
             Log(1, $"skipped {s.Function.DisplayName}: {s.Reason}");
@@ -221,7 +265,8 @@ sealed class TraceRun(Options opts)
     }
 
     /// <summary>SIGINT, SIGTERM and SIGHUP end the run: the first one cancels, so we detach ourselves;
-    /// later ones are swallowed so they cannot kill us mid-detach.</summary>
+    /// a second one exits at once, as upstream's does (a slow fentry detach can take minutes; the
+    /// kernel detaches what is left when the process is gone).</summary>
     sealed class StopSignals : IDisposable
     {
         readonly PosixSignalRegistration[] registrations;
@@ -231,8 +276,9 @@ sealed class TraceRun(Options opts)
         {
             void OnSignal(PosixSignalContext ctx)
             {
-                ctx.Cancel = true;
-                if (Interlocked.Increment(ref signals) == 1)
+                // not cancelled: the signal's default action (termination) follows
+                ctx.Cancel = Interlocked.Increment(ref signals) == 1;
+                if (ctx.Cancel)
                     cancel.Cancel();
             }
             registrations = [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP }.Select(s => PosixSignalRegistration.Create(s, OnSignal))];

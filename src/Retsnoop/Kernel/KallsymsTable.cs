@@ -11,7 +11,8 @@ public sealed class KallsymsTable(Kallsyms ks) : IFunctionAddresses, IKernelSymb
         var list = new List<ulong>();
         foreach (var a in ks.AddressesOf(name))
         {
-            if (ks.TryResolve(a, out var sym, out var off) && off == 0 && sym.Module == module && char.ToLowerInvariant(sym.Type) == 't')
+            // weak functions nothing overrides ('W') are text too (6.1 lists several as traceable)
+            if (ks.TryResolve(a, out var sym, out var off) && off == 0 && sym.Module == module && char.ToLowerInvariant(sym.Type) is 't' or 'w')
                 list.Add(a);
         }
         return list;

@@ -5,13 +5,18 @@ public static class VmlinuxLocator
 {
     public static string Release => File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
 
+    /// <summary>Where upstream retsnoop looks, in its order, then one more place distributions use.</summary>
     public static IEnumerable<string> Candidates()
     {
         var r = Release;
-        yield return $"/usr/lib/debug/boot/vmlinux-{r}";
-        yield return $"/lib/modules/{r}/vmlinux";
         yield return $"/boot/vmlinux-{r}";
+        yield return $"/lib/modules/{r}/vmlinux-{r}";
+        yield return $"/lib/modules/{r}/build/vmlinux";
+        yield return $"/usr/lib/modules/{r}/kernel/vmlinux";
+        yield return $"/usr/lib/debug/boot/vmlinux-{r}";
+        yield return $"/usr/lib/debug/boot/vmlinux-{r}.debug";
         yield return $"/usr/lib/debug/lib/modules/{r}/vmlinux";
+        yield return $"/lib/modules/{r}/vmlinux";
     }
 
     public static string? Find() => Candidates().FirstOrDefault(File.Exists);

@@ -85,6 +85,16 @@ public sealed record ErrorFilter(IReadOnlySet<int> Allow, IReadOnlySet<int> Deny
     public bool IsActive => Allow.Count > 0 || Deny.Count > 0 || AllowAny;
 }
 
+/// <summary>--allow-retval/--deny-retval: which results of a session's entry function (the outermost
+/// traced call) may be reported; deny wins. Values as the function returned them (errnos negative,
+/// NULL 0).</summary>
+public sealed record RetvalFilter(IReadOnlySet<long> Allow, IReadOnlySet<long> Deny)
+{
+    public static readonly RetvalFilter None = new(new HashSet<long>(), new HashSet<long>());
+
+    public bool IsActive => Allow.Count > 0 || Deny.Count > 0;
+}
+
 /// <summary>-B printing: how many entries, and whether the tracing machinery's branches stay.</summary>
 public sealed record LbrSettings(int MaxCount, bool Unfiltered);
 
@@ -97,6 +107,7 @@ public sealed record SessionSettings
     public bool CallTrace { get; init; }
     public int TraceMaxEvents { get; init; } = 100_000;
     public ErrorFilter Errors { get; init; } = ErrorFilter.None;
+    public RetvalFilter Retvals { get; init; } = RetvalFilter.None;
     /// <summary>stacks.unfiltered: keep the tracing machinery's own frames.</summary>
     public bool StacksUnfiltered { get; init; }
     /// <summary>-B (null: no LBR).</summary>

@@ -99,8 +99,9 @@ public sealed class ArgsFormatter(IReadOnlyList<FuncArgsSpec?> specs, ArgsLayout
                 pos += (len + 7) / 8 * 8;
             }
             var text = v.ToString();
-            if (layout != ArgsLayout.Verbose && maxWidth > 0 && text.Length > maxWidth)
-                text = text[..maxWidth] + Ellipsis;
+            // as upstream: a longer value keeps width - 1 characters and the ellipsis
+            if (layout != ArgsLayout.Verbose && maxWidth > 0 && text.Length > maxWidth - 1)
+                text = text[..Math.Max(0, maxWidth - 1)] + Ellipsis;
             list.Add((TerminalSafe.Escape(s.Name), text));
         }
         return list;

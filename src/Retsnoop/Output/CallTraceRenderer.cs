@@ -27,7 +27,7 @@ public static class CallTraceRenderer
             var sym = $"{indent}{arrow} {TerminalSafe.Escape(r.Func!.Name)}";
             rows.Add(r.HasResult ? (sym, r.ResultView.Text, ResultFormat.TraceDuration(r.LatencyNs), r) : (sym, "", "", r));
         }
-        const string h1 = "FUNCTION CALL TRACE", h2 = "RESULT", h3 = "DURATION";
+        const string h1 = "FUNCTION CALLS", h2 = "RESULT", h3 = "DURATION";
         int symLen = Math.Max(h1.Length, rows.Count == 0 ? 0 : rows.Max(r => r.Sym.Length));
         int resLen = Math.Max(h2.Length, rows.Count == 0 ? 0 : rows.Max(r => r.Res.Length));
         int durLen = Math.Max(h3.Length, rows.Count == 0 ? 0 : rows.Max(r => r.Dur.Length));
@@ -43,7 +43,8 @@ public static class CallTraceRenderer
             if (args is not null && row.HasArgs)
                 line += args.Render(row.Func!.Id, row.Args, symLen + 3);
             sb.Append(TrimLines(line)).Append('\n');
-            foreach (var l in row.Probe?.Details ?? [])
+            // a probe's captured values show with -A, as upstream shows them
+            foreach (var l in args is null ? [] : row.Probe?.Details ?? [])
                 sb.Append(new string(' ', symLen + 3)).Append("› ").Append(TerminalSafe.Escape(l)).Append('\n');
         }
         if (trace.Truncated > 0)

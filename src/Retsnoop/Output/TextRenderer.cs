@@ -8,7 +8,7 @@ namespace Retsnoop.Output;
 /// <param name="args">-A: shows each traced frame's arguments after its row (compact) or under it.</param>
 public sealed class TextRenderer(OutputSettings settings, Clock clock, ArgsFormatter? args = null) : IReportRenderer
 {
-    /// <summary>A reported session as upstream prints it: header, call trace, LBR, stack, blank line.</summary>
+    /// <summary>A reported session as upstream prints it: header, call trace, LBR, stack, two blank lines.</summary>
     public string Session(SessionReport r)
     {
         var sb = new StringBuilder();
@@ -21,7 +21,8 @@ public sealed class TextRenderer(OutputSettings settings, Clock clock, ArgsForma
             sb.Append('\n').Append(RenderLbr(r.Lbr));
         if (r.Rows is not null)
             sb.Append('\n').Append(RenderStack(r.Rows));
-        sb.Append('\n');
+        // two empty lines end a session, as upstream prints it
+        sb.Append("\n\n");
         return sb.ToString();
     }
 
@@ -171,7 +172,8 @@ public sealed class TextRenderer(OutputSettings settings, Clock clock, ArgsForma
         }
     }
 
-    static string Where(SourceLocation l, bool column = true)
+    // upstream prints (FILE:LINE); JSON keeps the column
+    static string Where(SourceLocation l, bool column = false)
     {
         var file = TerminalSafe.Escape(l.File ?? "??");
         return column && l.Column > 0 ? $"{file}:{l.Line}:{l.Column}" : $"{file}:{l.Line}";

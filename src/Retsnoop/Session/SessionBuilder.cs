@@ -162,8 +162,22 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
         emit(report);
     }
 
-    /// <summary>-x/-X: deny wins; with -x, some frame's error must be allowed.</summary>
-    public bool ShouldReport(SessionStack s)
+    /// <summary>-x/-X: deny wins; with -x, some frame's error must be allowed. --allow-retval and
+    /// --deny-retval look at the entry function's own result (interim stacks have none yet).</summary>
+    public bool ShouldReport(SessionStack s) => PassesErrorFilter(s) && (s.IsInterim || PassesRetvalFilter(s));
+
+    bool PassesRetvalFilter(SessionStack s)
+    {
+        var filter = settings.Retvals;
+        if (!filter.IsActive)
+            return true;
+        if (s.Chain.Count == 0 || !s.Chain[0].Finished || s.Chain[0].Func.Return == ReturnClass.Void)
+            return filter.Allow.Count == 0;
+        long value = ResultFormat.Normalize(s.Chain[0].Result, s.Chain[0].Func.Return);
+        return !filter.Deny.Contains(value) && (filter.Allow.Count == 0 || filter.Allow.Contains(value));
+    }
+
+    bool PassesErrorFilter(SessionStack s)
     {
         var filter = settings.Errors;
         if (!filter.IsActive)

@@ -128,7 +128,9 @@ public static class StackMerger
     {
         if (kf.User is { } uf)
             return Row(kf.Addr, kf.Name, kf.Off, traced, uf.Locations, inlines) with { Binary = uf.Binary };
-        return Row(kf.Addr, kf.Name, kf.Off, traced, lines?.Lookup(kf.Addr - 1, inlines), inlines) with { Module = kf.Module };
+        // the inline chain either way: without -ss the row names the innermost function (upstream's
+        // "(do_syscall_x64 @ arch/x86/entry/common.c:47)")
+        return Row(kf.Addr, kf.Name, kf.Off, traced, lines?.Lookup(kf.Addr - 1, true), inlines) with { Module = kf.Module };
     }
 
     static StackRow TrackedRow(TracedFrame f, ISourceLines? lines, IUserSymbols? user)
@@ -156,13 +158,13 @@ public static class StackMerger
     {
         if (locs is null || locs.Count == 0)
             return new StackRow(addr, name, off, traced, null, []);
-        // locs: innermost first; the last is the real (outer) function
+        // locs: innermost first; the last is the real (outer) function. Without inlines the row
+        // shows the innermost location, which is where the address is
+        if (!inlines)
+            return new StackRow(addr, name, off, traced, locs[0], []);
         var inl = new List<SourceLocation>();
-        if (inlines)
-        {
-            for (int i = locs.Count - 2; i >= 0; i--)
-                inl.Add(locs[i]);
-        }
+        for (int i = locs.Count - 2; i >= 0; i--)
+            inl.Add(locs[i]);
         return new StackRow(addr, name, off, traced, locs[^1], inl);
     }
 }

@@ -94,7 +94,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
         var entrySet = new SpecSet(entry);
         var allowSet = new SpecSet(allow);
         var denySet = new SpecSet(deny);
-        // every spec of the set that matches f counts a hit (a glob that matches nothing is an error)
+        // every spec of the set that matches f counts a hit (an entry glob must match, see CheckEntryGlobsMatch)
         bool MatchesAny(SpecSet set, in TraceableFunction f)
         {
             bool any = false;
@@ -146,11 +146,10 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
             chosen.Add((f, isEntry));
         }
 
-        foreach (var s in entry.Concat(allow))
-        {
-            if (!hits.ContainsKey(s) && !s.Optional)
-                throw new TracingException($"glob '{s.Text}' matches no traceable kernel function (check the name, or list them: grep in /sys/kernel/tracing/available_filter_functions)");
-        }
+        // only entry globs must match (checked on the final list below); allow, deny and source
+        // globs may match nothing: commands copied from articles name functions later kernels renamed
+        foreach (var s in allow.Concat(deny).Where(s => !hits.ContainsKey(s)))
+            notes.Add($"glob '{s.Text}' ({(deny.Contains(s) ? "deny" : "allow")}) matches no traceable kernel function");
         if (denied > 0)
             notes.Add($"{denied} matching functions denied by -d globs");
         if (builtinDenied > 0)
@@ -200,9 +199,27 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
 
         if (settings.FentryOnly)
             result = KeepFentryAttachable(result);
+        CheckEntryGlobsMatch(entry, result, hits, (s, f) => Matches(s, f));
+        return result;
+    }
+
+    /// <summary>Upstream's rule: every entry glob (but a preset's or a source glob) must select a
+    /// function of the final list, after deny globs, the denylists and what the attach mode takes.</summary>
+    static void CheckEntryGlobsMatch(List<FunctionSpec> entry, List<TracedFunction> result, Dictionary<FunctionSpec, int> hits,
+        Func<FunctionSpec, TraceableFunction, bool> matches)
+    {
+        if (entry.Count > 0 && result.Count == 0)
+            throw new TracingException("no kernel functions left to trace: every function the globs match is denied or cannot be traced (-v says why)");
+        foreach (var s in entry.Where(s => !s.Optional && s.SourceGlob is null))
+        {
+            if (result.Any(f => f.IsEntry && matches(s, new TraceableFunction(f.Name, f.Module, 0))))
+                continue;
+            throw new TracingException(hits.ContainsKey(s)
+                ? $"glob '{s.Text}' matches no traceable kernel function that is left to trace: all it matches are denied or cannot be traced (-v says why)"
+                : $"glob '{s.Text}' matches no traceable kernel function (check the name, or list them: grep in /sys/kernel/tracing/available_filter_functions)");
+        }
         if (entry.Count > 0 && !result.Any(f => f.IsEntry))
             throw new TracingException("every function matching the entry globs is denied or cannot be traced: nothing would start a session");
-        return result;
     }
 
     /// <summary>Specs split for matching every traceable function: exact names by dictionary (a

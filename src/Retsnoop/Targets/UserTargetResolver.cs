@@ -98,10 +98,13 @@ public sealed class UserTargetResolver(TargetSettings settings, UserBinaries bin
             if (unsafeToTrace > 0)
                 notes.Add($"{unsafeToTrace} matching functions of {path} left out: they do not return normally (program entry, longjmp, exit...), so a uretprobe would break the program");
         }
-        foreach (var s in entry.Concat(allow))
+        // as for kernel globs: entry globs must match, allow globs may match nothing
+        foreach (var s in entry.Concat(allow).Where(s => !hits.ContainsKey(s) && !s.Optional))
         {
-            if (!hits.ContainsKey(s) && !s.Optional)
-                throw new TracingException($"glob '{s.Text}' matches no function of {pathOf[s.UserBinary!]} (in its .symtab and .dynsym; check the name, e.g. with 'nm -D {pathOf[s.UserBinary!]}')");
+            var what = $"glob '{s.Text}' matches no function of {pathOf[s.UserBinary!]} (in its .symtab and .dynsym; check the name, e.g. with 'nm -D {pathOf[s.UserBinary!]}')";
+            if (entry.Contains(s))
+                throw new TracingException(what);
+            notes.Add(what);
         }
         return result;
     }
