@@ -24,7 +24,7 @@ public static class ArgsCases
         foreach (var m in modes)
         {
             cases.Add(new(StackCase(m), $"traced \"$SIMFAIL_BIN {Simfail}\" -- {m} -A -n simfail {Globs}"));
-            cases.Add(new(TraceCase(m), $"traced \"$SIMFAIL_BIN {Simfail}\" -- {m} -A -T -C args.fmt-mode=multiline -n simfail {Globs}"));
+            cases.Add(new(TraceCase(m), $"traced \"$SIMFAIL_BIN {Simfail}\" -- {m} -A -E -T -C args.fmt-mode=multiline -n simfail {Globs}"));
         }
         if (extras)
         {

@@ -13,11 +13,11 @@ public sealed class JsonKernel
     [
         // JSON on stdout: the status lines (readiness among them) go to stderr
         new("json-stdout", $"READY_FILE=tracer.err traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- --json -n simfail {Bpf.Globs}"),
-        new("json-trace", $"READY_FILE=tracer.err traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- --json -T -n simfail {Bpf.Globs}"),
+        new("json-trace", $"READY_FILE=tracer.err traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- --json -E -T -n simfail {Bpf.Globs}"),
         new("json-mount", $"READY_FILE=tracer.err traced \"$SIMFAIL_BIN {Mount.SimfailCase}\" -- --json -n simfail {Mount.Globs}"),
         new("json-output-file", $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- --json --output out.json -n simfail {Bpf.Globs}"),
         new("text-output-file", $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- --output stacks.txt -n simfail {Bpf.Globs}"),
-        new("json-args", $"READY_FILE=tracer.err traced \"$SIMFAIL_BIN {ArgsCases.Simfail}\" -- --json -A -T -n simfail {ArgsCases.Globs}"),
+        new("json-args", $"READY_FILE=tracer.err traced \"$SIMFAIL_BIN {ArgsCases.Simfail}\" -- --json -A -E -T -n simfail {ArgsCases.Globs}"),
         new("json-bad-output", "\"$RETSNOOP_BIN\" --json --output /nonexistent-dir/out.json -e '*sys_bpf'"),
         // the same failure twice with DWARF, as text and as JSON: the frames must agree line by line
         new("text-dwarf", $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- -k '{VmBoot.DebugVmlinux("6.12")}' -n simfail {Bpf.Globs}"),
@@ -139,7 +139,7 @@ public sealed class JsonTests(JsonKernel k)
         Assert.All(objs[0].GetProperty("frames").EnumerateArray(), f => Assert.False(f.TryGetProperty("args", out _)));
         // status lines stay out of the JSON stream
         Assert.Contains("Receiving data...", r.TracerErr);
-        Assert.Matches(@"Detaching\.\.\. DONE in \d+ ms\.", r.TracerErr);
+        Assert.Matches(@"\nDetaching\.\.\.\nDONE in \d+ ms\.", r.TracerErr);
         Assert.Contains("Summary: 1 stack reported.", r.TracerErr);
     }
 
@@ -197,7 +197,7 @@ public sealed class JsonTests(JsonKernel k)
         Assert.DoesNotContain(r.TracerOut.Split('\n'), l => l.TrimStart().StartsWith('{'));
         Assert.DoesNotContain("\"type\"", r.TracerOut);
         Assert.Contains("Receiving data...", r.TracerOut);
-        Assert.Matches(@"Detaching\.\.\. DONE in \d+ ms\.", r.TracerOut);
+        Assert.Matches(@"\nDetaching\.\.\.\nDONE in \d+ ms\.", r.TracerOut);
         Assert.Contains("Summary: 1 stack reported.", r.TracerOut);
         Assert.Matches(@"(?m)^  array_map_alloc_check +-E2BIG +1$", r.TracerOut);
         Assert.Matches(@"(?m)^  -E2BIG +1$", r.TracerOut);

@@ -18,11 +18,15 @@ public sealed class ModesKernel
     public VmBoot Boot { get; } = VmBoot.Run("6.12",
     [
         // bpf-bad-map-lookup-key first creates a map (a successful bpf()), then fails a lookup
-        new("trace-success", $"traced \"$SIMFAIL_BIN bpf-bad-map-lookup-key\" -- -S -T -n simfail {MapGlobs}"),
-        new("trace-errors-only", $"traced \"$SIMFAIL_BIN bpf-bad-map-lookup-key\" -- -T -n simfail {MapGlobs}"),
-        new("trace-tree", $"traced \"$SIMFAIL_BIN bpf-bad-map-val-size-percpu-array\" -- -T -n simfail -e '*sys_bpf' -a map_create -a array_map_alloc_check"),
+        new("trace-success", $"traced \"$SIMFAIL_BIN bpf-bad-map-lookup-key\" -- -E -S -T -n simfail {MapGlobs}"),
+        new("trace-errors-only", $"traced \"$SIMFAIL_BIN bpf-bad-map-lookup-key\" -- -E -T -n simfail {MapGlobs}"),
+        // upstream's -T alone: the call trace of every session, successful ones too, and no stack
+        new("trace-only", $"traced \"$SIMFAIL_BIN bpf-bad-map-lookup-key\" -- -T -n simfail {MapGlobs}"),
+        new("trace-tree", $"traced \"$SIMFAIL_BIN bpf-bad-map-val-size-percpu-array\" -- -E -T -n simfail -e '*sys_bpf' -a map_create -a array_map_alloc_check"),
         new("trace-bounded", $"traced \"$SIMFAIL_BIN bpf-bad-map-val-size-percpu-array\" -- -T -C trace.max-events=3 -n simfail -e '*sys_bpf' -a map_create -a array_map_alloc_check"),
-        new("inject", $"traced \"$SIMFAIL_BIN mount-unknown-fs\" -- -n simfail {MountGlobs} {Probes}"),
+        // -J shows in the call trace (-T), its captured values with -A (as upstream's)
+        new("inject", $"traced \"$SIMFAIL_BIN mount-unknown-fs\" -- -T -A -n simfail {MountGlobs} {Probes}"),
+        new("inject-no-trace", $"traced \"$SIMFAIL_BIN mount-unknown-fs\" -- -n simfail {MountGlobs} {Probes}"),
         new("inject-bad-offset", $"\"$RETSNOOP_BIN\" -n simfail {MountGlobs} -J kprobe:get_fs_type+3"),
         new("inject-no-such-tp", $"\"$RETSNOOP_BIN\" -n simfail {MountGlobs} -J tp:nosuch:thing"),
         new("interim", $"traced \"$SIMFAIL_BIN mount-unknown-fs\" -- -I -n simfail {InterimGlobs}"),
@@ -44,7 +48,7 @@ public sealed class ModesTests(ModesKernel k)
     static CaseResult Ok(CaseResult r)
     {
         Assert.True(r.TracerRc == 0, r.Describe());
-        Assert.Matches(@"Detaching\.\.\. DONE in \d+ ms\.", r.TracerOut);
+        Assert.Matches(@"\nDetaching\.\.\.\nDONE in \d+ ms\.", r.TracerOut);
         return r;
     }
 
@@ -55,7 +59,7 @@ public sealed class ModesTests(ModesKernel k)
         List<string>? cur = null;
         foreach (var line in output.Split('\n'))
         {
-            if (line.StartsWith("FUNCTION CALL TRACE", StringComparison.Ordinal))
+            if (line.StartsWith("FUNCTION CALLS", StringComparison.Ordinal))
             {
                 cur = [];
                 trees.Add(cur);
@@ -117,6 +121,18 @@ public sealed class ModesTests(ModesKernel k)
     }
 
     [Fact]
+    public void TraceAloneShowsEverySessionsTraceAndNoStack()
+    {
+        var r = Ok(k.Boot.Case("trace-only"));
+        var trees = Trees(r.TracerOut);
+        Assert.True(trees.Count == 2, r.Describe());
+        Assert.All(PrintedStack.Parse(r.TracerOut), s => Assert.Empty(s.Frames)); // headers and traces only
+        // the successful map creation first, then the failing lookup
+        Assert.Contains(trees[0], l => Regex.IsMatch(l, @"↔ array_map_alloc_check \[0\]"));
+        Assert.Contains(trees[1], l => Regex.IsMatch(l, @"^← __x64_sys_bpf \[-EFAULT\]"));
+    }
+
+    [Fact]
     public void BoundedTraceSaysWhatItDropped()
     {
         var r = Ok(k.Boot.Case("trace-bounded"));
@@ -144,6 +160,12 @@ public sealed class ModesTests(ModesKernel k)
         Assert.Contains(tree, l => Regex.IsMatch(l, @"^› name = 0xff[0-9a-f]+$"));
         Assert.Contains(tree, l => Regex.IsMatch(l, @"^› regs = \{\.di=0x[0-9a-f]+,"));
         Assert.Contains(tree, l => l.TrimStart().StartsWith("◎ kretprobe:get_fs_type [0]", StringComparison.Ordinal));
+
+        // without -T the probes show nothing: the plain stack, as upstream prints it
+        var plain = Ok(k.Boot.Case("inject-no-trace"));
+        Assert.Empty(Trees(plain.TracerOut));
+        Assert.DoesNotContain("◎", plain.TracerOut);
+        Assert.Single(PrintedStack.Parse(plain.TracerOut));
 
         foreach (var (name, text) in new[] { ("inject-bad-offset", "cannot attach -J kprobe:get_fs_type+0x3"), ("inject-no-such-tp", "no tracepoint tp:nosuch:thing") })
         {

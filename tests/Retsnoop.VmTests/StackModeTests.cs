@@ -21,7 +21,7 @@ public sealed class Kernel61 : IDisposable
     [
         .. StackModeCases.For("6.1", Modes),
         // -J on a kernel without raw tracepoint cookies: tracepoints work, rawtp says why not
-        new VmCase("inject-tp", $"traced \"$SIMFAIL_BIN mount-unknown-fs\" -- -n simfail {ModesKernel.MountGlobs} -J tp:module:module_request -J kprobe:get_fs_type"),
+        new VmCase("inject-tp", $"traced \"$SIMFAIL_BIN mount-unknown-fs\" -- -T -A -n simfail {ModesKernel.MountGlobs} -J tp:module:module_request -J kprobe:get_fs_type"),
         new VmCase("inject-rawtp", $"\"$RETSNOOP_BIN\" -n simfail {ModesKernel.MountGlobs} -J rawtp:module_request"),
     ], timeoutSeconds: 1500);
     public void Dispose() { }
@@ -67,7 +67,7 @@ public abstract class StackModeTestsBase(VmBoot boot)
         Assert.Equal(f.Origin, origin.Function);
         Assert.Equal(f.OriginResult, origin.Result);
         Assert.True(origin.TrackedOnly, $"the origin is not marked '!'\n{r.Describe()}");
-        Assert.Matches(@"Detaching\.\.\. DONE in \d+ ms\.", r.TracerOut);
+        Assert.Matches(@"\nDetaching\.\.\.\nDONE in \d+ ms\.", r.TracerOut);
     }
 
     protected void FiltersAndErrors()
@@ -94,7 +94,7 @@ public abstract class StackModeTestsBase(VmBoot boot)
         var term = boot.Case("sigterm-detach");
         Assert.True(term.TracerRc == 0, term.Describe());
         Assert.Single(PrintedStack.Parse(term.TracerOut));
-        Assert.Matches(@"Detaching\.\.\. DONE in \d+ ms\.", term.TracerOut);
+        Assert.Matches(@"\nDetaching\.\.\.\nDONE in \d+ ms\.", term.TracerOut);
     }
 }
 

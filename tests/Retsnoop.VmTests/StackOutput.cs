@@ -30,7 +30,7 @@ public sealed record PrintedStack(int Tid, int Pid, string Comm, List<PrintedFra
                 stacks.Add(cur);
                 continue;
             }
-            if (cur is null || line.StartsWith("Detaching") || line.StartsWith("Receiving"))
+            if (cur is null || line.StartsWith("Detaching") || line.StartsWith("DONE in ") || line.StartsWith("Receiving"))
                 continue;
             cur.Lines.Add(line);
             var m = Traced.Match(line);
