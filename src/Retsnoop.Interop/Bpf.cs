@@ -11,6 +11,9 @@ public static unsafe class Bpf
     [KernelConst("BPF_PROG_TYPE_TRACING")] public const int ProgTypeTracing = 26;
     [KernelConst("BPF_TRACE_FENTRY")] public const int AttachTraceFentry = 24;
     [KernelConst("BPF_TRACE_FEXIT")] public const int AttachTraceFexit = 25;
+    // Linux 7.x: one tracing program on many functions (checked against the newest test kernel's BTF)
+    [KernelConst("BPF_TRACE_FENTRY_MULTI", Since = "7.2")] public const int AttachTraceFentryMulti = 59;
+    [KernelConst("BPF_TRACE_FEXIT_MULTI", Since = "7.2")] public const int AttachTraceFexitMulti = 60;
     [KernelConst("BPF_PERF_EVENT")] public const int AttachPerfEvent = 41;
     [KernelConst("BPF_TRACE_KPROBE_MULTI")] public const int AttachKprobeMulti = 42;
     [KernelConst("BPF_F_KPROBE_MULTI_RETURN")] public const uint KprobeMultiReturn = 1;
@@ -118,6 +121,45 @@ public static unsafe class Bpf
     {
         var attr = new LinkCreateTracingAttr { ProgFd = (uint)prog.Fd, AttachType = (uint)attachType, Cookie = cookie };
         return FdOrThrow(BpfCmd.LinkCreate, &attr, "creating fentry/fexit link");
+    }
+
+    /// <summary>
+    /// A tracing multi link (fentry.multi or fexit.multi, Linux 7.x): one program loaded with that
+    /// expected attach type and no attach BTF id, on every function whose BTF FUNC id is given (in
+    /// the program's attach BTF: vmlinux, or the module it was loaded for), each with its cookie.
+    /// All or nothing: one refused function fails the whole link, with no index.
+    /// </summary>
+    public static FdHandle LinkCreateTracingMulti(FdHandle prog, int attachType, ReadOnlySpan<uint> btfIds, ReadOnlySpan<ulong> cookies)
+    {
+        fixed (uint* ids = btfIds)
+        fixed (ulong* c = cookies)
+        {
+            var attr = new LinkCreateTracingMultiAttr
+            {
+                ProgFd = (uint)prog.Fd,
+                AttachType = (uint)attachType,
+                Ids = (ulong)ids,
+                Cookies = (ulong)c,
+                Cnt = (uint)btfIds.Length,
+            };
+            return FdOrThrow(BpfCmd.LinkCreate, &attr, attachType == AttachTraceFexitMulti ? "creating fexit.multi link" : "creating fentry.multi link");
+        }
+    }
+
+    /// <summary>0 when the kernel loads tracing programs for many functions (fentry.multi, Linux 7.x),
+    /// else the errno: a kernel without them wants an attach BTF id for every tracing program (EINVAL).</summary>
+    public static int ProbeTracingMulti()
+    {
+        ReadOnlySpan<byte> insns = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]; // r0 = 0; exit
+        try
+        {
+            using var prog = ProgLoad(ProgTypeTracing, AttachTraceFentryMulti, insns, "probe_fmulti", wantLog: false);
+            return 0;
+        }
+        catch (BpfException e)
+        {
+            return e.Errno;
+        }
     }
 
     /// <summary>A perf_event link (single kprobe/kretprobe) carrying a BPF cookie (5.15+).</summary>

@@ -141,6 +141,21 @@ public struct LinkCreateTracingAttr
     [FieldOffset(24), KernelField("link_create.tracing.cookie")] public ulong Cookie;
 }
 
+/// <summary>BPF_LINK_CREATE for fentry.multi/fexit.multi (Linux 7.x, BPF_LINK_TYPE_TRACING_MULTI): one
+/// program on many functions, given as BTF FUNC ids of the program's attach BTF, each with a cookie.</summary>
+[KernelType("union bpf_attr", Since = "7.2")]
+[StructLayout(LayoutKind.Explicit, Size = 40)]
+public struct LinkCreateTracingMultiAttr
+{
+    [FieldOffset(0), KernelField("link_create.prog_fd")] public uint ProgFd;
+    [FieldOffset(4), KernelField("link_create.target_fd")] public uint TargetFd;
+    [FieldOffset(8), KernelField("link_create.attach_type")] public uint AttachType;
+    [FieldOffset(12), KernelField("link_create.flags")] public uint Flags;
+    [FieldOffset(16), KernelField("link_create.tracing_multi.ids")] public ulong Ids;
+    [FieldOffset(24), KernelField("link_create.tracing_multi.cookies")] public ulong Cookies;
+    [FieldOffset(32), KernelField("link_create.tracing_multi.cnt")] public uint Cnt;
+}
+
 /// <summary>BPF_LINK_CREATE on a perf event (a kprobe, uprobe or tracepoint perf event), with its BPF cookie.</summary>
 [KernelType("union bpf_attr")]
 [StructLayout(LayoutKind.Explicit, Size = 24)]

@@ -8,6 +8,10 @@ namespace Retsnoop.Interop;
 public sealed class KernelTypeAttribute(string cType) : Attribute
 {
     public string CType { get; } = cType;
+
+    /// <summary>The kernel whose BTF first has this layout, when it is newer than the machines the
+    /// tests run on ("7.2": checked against the newest test kernel's BTF instead of the running one).</summary>
+    public string? Since { get; init; }
 }
 
 /// <summary>
@@ -34,4 +38,7 @@ public sealed class KernelBitAttribute(string path) : Attribute
 public sealed class KernelConstAttribute(string name) : Attribute
 {
     public string Name { get; } = name;
+
+    /// <summary>As <see cref="KernelTypeAttribute.Since"/>: the kernel whose BTF first has it.</summary>
+    public string? Since { get; init; }
 }
