@@ -123,9 +123,11 @@ struct config {
 
 struct stats {
 	unsigned long long dropped_records;  /* ring buffer full */
-	unsigned long long dropped_sessions; /* session map full or mismatched frames */
+	unsigned long long dropped_sessions; /* session map full */
 	unsigned long long too_deep;         /* frames beyond MAX_FSTACK_DEPTH */
 	unsigned long long sessions;         /* sessions started */
+	unsigned long long unmatched_returns;/* a return without its entry: the function was already
+	                                      * running when its probe arrived (sessions given up) */
 };
 
 /* -A/--capture-args: function arguments.

@@ -215,7 +215,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		struct stats *st = get_stats();
 
 		if (st)
-			__sync_fetch_and_add(&st->dropped_sessions, 1);
+			__sync_fetch_and_add(&st->unmatched_returns, 1);
 		bpf_map_delete_elem(&sessions, &tid);
 		return;
 	}

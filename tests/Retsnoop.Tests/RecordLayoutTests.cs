@@ -39,7 +39,7 @@ public class RecordLayoutTests
         new(typeof(BpfStats), "stats",
         [
             ("DroppedRecords", "dropped_records"), ("DroppedSessions", "dropped_sessions"),
-            ("TooDeep", "too_deep"), ("Sessions", "sessions"),
+            ("TooDeep", "too_deep"), ("Sessions", "sessions"), ("UnmatchedReturns", "unmatched_returns"),
         ]),
         new(typeof(StackRecord), "stack_rec",
         [

@@ -18,7 +18,9 @@ public sealed class NewestKernel
     {
         Boot = VmBoot.Run("newest",
         [
-            .. Modes.Select(m => new VmCase(StackModeCases.CaseName(m, Bpf), $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- {m} -n simfail {Bpf.Globs}")),
+            .. Modes.Select(m => new VmCase(StackModeCases.CaseName(m, Bpf), $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- {m} -v -n simfail {Bpf.Globs}")),
+            // -F over a broad set: every function in a few fentry.multi/fexit.multi links
+            new("F-broad", $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- -F -v -n simfail -e '*sys_bpf' -a '*map*' -a 'bpf_*'", 900),
             new("uname", "uname -r"),
         ], timeoutSeconds: 900, name: $"newest-{Version}");
     }
@@ -46,6 +48,25 @@ public sealed class NewestKernelTests(NewestKernel k) : StackModeTestsBase(k.Boo
     [Theory]
     [MemberData(nameof(Modes))]
     public void FailingCallChain(string mode) => AssertFailureStack(mode, NewestKernel.Bpf);
+
+    /// <summary>Linux 7.x's tracing multi links: -F attaches its functions through them (the feature
+    /// probe says so), and returns seen without their entry while attaching are no warning.</summary>
+    [Fact]
+    public void FentryUsesMultiLinks()
+    {
+        var r = Boot.Case(StackModeCases.CaseName("-F", NewestKernel.Bpf));
+        Assert.Matches(@"attached \d+ functions with fentry\.multi/fexit\.multi links in \d+ ms", r.TracerErr);
+        var broad = Boot.Case("F-broad");
+        Assert.True(broad.Rc == 0 && broad.TracerRc == 0, broad.Describe());
+        var m = Regex.Match(broad.TracerErr, @"attached (\d+) functions with fentry\.multi/fexit\.multi links(?: and single fentry/fexit)? in (\d+) ms");
+        Assert.True(m.Success, broad.Describe());
+        Assert.True(int.Parse(m.Groups[1].Value) >= 500, $"only {m.Groups[1].Value} functions\n{broad.Describe()}");
+        var s = Assert.Single(PrintedStack.Parse(broad.TracerOut), p => p.Comm == "simfail");
+        Assert.True(s.HasChain(NewestKernel.Bpf.Chain), broad.Describe());
+        Assert.DoesNotContain("sessions were", broad.TracerErr);
+        var done = Regex.Match(broad.TracerOut, @"DONE in (\d+) ms");
+        Console.WriteLine($"{version} -F {m.Groups[1].Value} functions: ready {broad.File("ready-ms").Trim()} ms, attach {m.Groups[2].Value} ms, detach {done.Groups[1].Value} ms");
+    }
 }
 
 /// <summary>

@@ -96,5 +96,6 @@ public static class FeatureProbes
             return 0;
         });
         yield return new Feature("kprobe.multi links (CONFIG_FPROBE)", multi == 0, multi == 0 ? "" : Errno.Describe(multi));
+        yield return Try("fentry.multi/fexit.multi links (7.x; -F attaches many functions per link)", Bpf.ProbeTracingMulti);
     }
 }

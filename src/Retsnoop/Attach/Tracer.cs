@@ -21,6 +21,9 @@ public sealed class Tracer : IDisposable
 
     /// <summary>The kernel mechanism in use (after any fallback).</summary>
     public AttachMode Mode { get; private set; }
+    /// <summary>-F: how many functions went into fentry.multi/fexit.multi links (Linux 7.x); the
+    /// rest got a program clone each.</summary>
+    public int MultiLinked { get; private set; }
     /// <summary>How user functions were attached ("uprobe.multi" or "single uprobes"); null without any.</summary>
     public string? UserMode { get; private set; }
     public IReadOnlyList<SkippedFunction> Skipped => skipped;
@@ -89,13 +92,27 @@ public sealed class Tracer : IDisposable
             notice(new MechanismFallback("kprobe.multi", "single kprobes (-K)", probe));
             Mode = AttachMode.Kprobe;
         }
+        if (Mode == AttachMode.Fentry && Bpf.ProbeTracingMulti() == 0)
+        {
+            // a few links for any number of functions; what a multi link cannot take gets its own clone
+            var multi = funcs.Where(TracingMultiLinks.Takes).ToList();
+            MultiLinked = new TracingMultiLinks(obj, links, moduleBtf, skipped).Attach(multi);
+            var multiIds = multi.Select(f => f.Id).ToHashSet();
+            funcs = [.. funcs.Where(f => !multiIds.Contains(f.Id))];
+            if (funcs.Count == 0)
+            {
+                if (MultiLinked == 0)
+                    throw new TracingException($"the kernel refused every fentry/fexit attachment ({(skipped.Count > 0 ? skipped[0].Reason : "unknown reason")}); try -K or -M for kprobes");
+                return MultiLinked;
+            }
+        }
         if (!ParallelAttach.RaiseFileLimit(req.Functions.Count, out var limit))
             notice(new FileLimitTooLow(limit, req.Functions.Count));
         Func<TracedFunction, string?> attachOne = Mode == AttachMode.Fentry
             ? new KernelLinks.Fentries(obj, links, moduleBtf).Attach
             : new KernelLinks.Kprobes(obj, links).Attach;
         int before = skipped.Count;
-        int attached = ParallelAttach.Run(funcs, attachOne, skipped, progress);
+        int attached = ParallelAttach.Run(funcs, attachOne, skipped, progress) + MultiLinked;
         if (attached == 0)
         {
             var first = skipped.Count > before ? skipped[before].Reason : "unknown reason";

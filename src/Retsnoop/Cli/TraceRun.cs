@@ -163,6 +163,9 @@ sealed class TraceRun(Options opts)
             tracer = Tracer.Load(request, Notice);
             Log(2, $"[{launch.ElapsedMilliseconds} ms] BPF programs loaded");
             AttachAll(tracer, request);
+            // returns without their entry while attaching are the functions that were running
+            // when their probes arrived: only the ones after it are worth a word
+            ulong unmatchedWhileAttaching = tracer.ReadStats().UnmatchedReturns;
 
             var sessions = new SessionBuilder(opts.Session, request.Functions, () => facts.SymbolContext() with { User = userBinaries }, output.Write);
             using var rb = new RingBuffer(tracer.RingBufferFd, sessions.Handle);
@@ -179,7 +182,7 @@ sealed class TraceRun(Options opts)
             while (!stop.IsCancellationRequested)
                 rb.Poll(100);
             rb.Consume();
-            summary = ReportLosses(tracer, sessions);
+            summary = ReportLosses(tracer, sessions, unmatchedWhileAttaching);
         }
         finally
         {
@@ -240,18 +243,24 @@ sealed class TraceRun(Options opts)
             Log(1, $"skipped {s.Function.DisplayName}: {s.Reason}");
         if (tracer.Skipped.Count > 0)
             Console.Error.WriteLine($"Note: {tracer.Skipped.Count} of {request.Functions.Count} functions could not be attached ({tracer.Skipped[0].Reason}); -v lists them.");
-        var how = targets.HasKernelTargets ? Messages.ModeName(tracer.Mode) + (tracer.UserMode is { } um ? " and " + um : "") : tracer.UserMode;
+        var kernel = tracer.MultiLinked > 0
+            ? "fentry.multi/fexit.multi links" + (tracer.MultiLinked < tracer.Attached - request.UserFunctions.Count ? " and single fentry/fexit" : "")
+            : Messages.ModeName(tracer.Mode);
+        var how = targets.HasKernelTargets ? kernel + (tracer.UserMode is { } um ? " and " + um : "") : tracer.UserMode;
         Log(1, $"attached {tracer.Attached} functions with {how} in {clock.ElapsedMilliseconds} ms");
     }
 
     /// <summary>Warns about whatever was lost (ring buffer full, sessions dropped, missed probe hits).</summary>
-    RunSummary ReportLosses(Tracer tracer, SessionBuilder sessions)
+    RunSummary ReportLosses(Tracer tracer, SessionBuilder sessions, ulong unmatchedWhileAttaching)
     {
         var stats = tracer.ReadStats();
+        ulong unmatched = stats.UnmatchedReturns - unmatchedWhileAttaching;
+        if (unmatched > 0)
+            Console.Error.WriteLine($"WARNING: {unmatched} sessions were given up after attaching finished: a traced function returned without its entry being seen (it was already running when attaching began, e.g. a long wait).");
         if (stats.DroppedRecords > 0)
             Console.Error.WriteLine($"WARNING: {stats.DroppedRecords} records were dropped because the ring buffer was full; raise -C bpf.ringbuf-size (now {opts.RingbufSize}).");
         if (stats.DroppedSessions > 0)
-            Console.Error.WriteLine($"WARNING: {stats.DroppedSessions} sessions were dropped (sessions map full or returns seen without their entry); raise -C bpf.sessions-size if this grows.");
+            Console.Error.WriteLine($"WARNING: {stats.DroppedSessions} sessions were dropped because the sessions map was full; raise -C bpf.sessions-size (now {opts.SessionsSize}).");
         foreach (var line in Messages.DescribeMissed(tracer.ReadMissed()))
             Console.Error.WriteLine(line);
         Log(1, $"{stats.Sessions} sessions, {sessions.StacksPrinted} stacks printed, {sessions.StacksFiltered} filtered out");

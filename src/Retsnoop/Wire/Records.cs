@@ -52,6 +52,8 @@ public enum StackFlags : uint { Error = 1, Interim = 2 }
 public struct BpfStats
 {
     public ulong DroppedRecords, DroppedSessions, TooDeep, Sessions;
+    /// <summary>Returns seen without their entry (the function was running when attached).</summary>
+    public ulong UnmatchedReturns;
 }
 
 [StructLayout(LayoutKind.Sequential)]
