@@ -44,7 +44,8 @@ static __always_inline void emit_trace(__u32 type, __u32 tid, __u32 id, __u32 de
 	bpf_ringbuf_submit(t, 0);
 }
 
-static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
+/* true when the call got a frame (its return must run: kprobe sessions skip it otherwise) */
+static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid, zero = 0, *flags;
@@ -59,12 +60,12 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 
 		flags = bpf_map_lookup_elem(&func_flags, &id);
 		if (!flags || !(*flags & FUNC_IS_ENTRY))
-			return;
+			return false;
 		if (!passes_task_filters(pid_tgid))
-			return;
+			return false;
 		sess = bpf_map_lookup_elem(&session_scratch, &zero);
 		if (!sess)
-			return;
+			return false;
 		sess->depth = 0;
 		sess->next_seq = 0;
 		sess->rec.type = REC_STACK;
@@ -89,13 +90,13 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		if (bpf_map_update_elem(&sessions, &tid, sess, BPF_NOEXIST)) {
 			if (st)
 				__sync_fetch_and_add(&st->dropped_sessions, 1);
-			return;
+			return false;
 		}
 		if (st)
 			__sync_fetch_and_add(&st->sessions, 1);
 		sess = bpf_map_lookup_elem(&sessions, &tid);
 		if (!sess)
-			return;
+			return false;
 	}
 
 	d = sess->depth;
@@ -105,7 +106,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		if (st)
 			__sync_fetch_and_add(&st->too_deep, 1);
 		sess->depth = d + 1;
-		return;
+		return true;
 	}
 	now = bpf_ktime_get_ns();
 	sess->ids[fidx(d)] = id;
@@ -123,6 +124,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		else
 			capture_args_regs(ctx, id, seq, d + 1, sess->rec.start_ts);
 	}
+	return true;
 }
 
 static __always_inline bool is_failure(__u32 flags, __u64 res)

@@ -10,6 +10,9 @@ public sealed record AttachRequest(IReadOnlyList<TracedFunction> Functions, Atta
     public IReadOnlyList<FuncArgsSpec>? Args { get; init; }
     /// <summary>-J probes; their index is the BPF cookie of their link.</summary>
     public IReadOnlyList<InjectedProbe> Probes { get; init; } = [];
+    /// <summary>The BTF id of the bpf_session_is_return kfunc in the kernel's BTF (6.10+; null: the
+    /// kernel has none), for kprobe sessions.</summary>
+    public int? SessionIsReturnKfunc { get; init; }
 
     public IReadOnlyList<TracedFunction> KernelFunctions { get; } = [.. Functions.Where(f => !f.IsUser)];
     public IReadOnlyList<TracedFunction> UserFunctions { get; } = [.. Functions.Where(f => f.IsUser)];

@@ -7,6 +7,8 @@ static class BpfPrograms
     public const string Fentry = "fentry_tmpl", Fexit = "fexit_tmpl";
     public const string Kprobe = "kprobe_tmpl", Kretprobe = "kretprobe_tmpl";
     public const string KprobeMultiEntry = "kmulti_entry", KprobeMultiExit = "kmulti_exit";
+    /// <summary>Template of the kprobe session program (6.10+), loaded as clones with the kfunc patched in.</summary>
+    public const string KprobeSession = "ksession_tmpl";
     public const string Uprobe = "uprobe_tmpl", Uretprobe = "uretprobe_tmpl";
     public const string InjKprobe = "inj_kprobe", InjKretprobe = "inj_kretprobe", InjTracepoint = "inj_tp", InjRawTracepoint = "inj_rawtp";
     /// <summary>-- COMMAND: on sched_process_fork, children of allowed processes join pid_allow.</summary>

@@ -61,7 +61,9 @@ public static class FeatureProbes
     static IEnumerable<Feature> ProgramFeatures()
     {
         var funcs = new List<TracedFunction>();
-        var probeTarget = File.Exists("/sys/kernel/btf/vmlinux") ? new BtfFunctionTypes().Lookup("do_sys_openat2", null) : null;
+        var types = File.Exists(KernelBtf.SysfsPath) ? new BtfFunctionTypes() : null;
+        var probeTarget = types?.Lookup("do_sys_openat2", null);
+        int? kfunc = types?.Vmlinux.FindFunction("bpf_session_is_return");
         if (probeTarget is { } t)
             funcs.Add(new TracedFunction(0, "do_sys_openat2", null, 0, t.Return, true) { BtfId = t.BtfId });
         var settings = new AttachSettings { RingbufSize = 4096, SessionsSize = 1 };
@@ -80,14 +82,15 @@ public static class FeatureProbes
                 return 1;
             }
         });
-        int multi = 2;
+        int multi = 2, session = 2;
         yield return Try("kprobe programs (BPF cookies, bpf_get_attach_cookie)", () =>
         {
             IReadOnlyList<TracedFunction> any = funcs.Count > 0 ? funcs : [new TracedFunction(0, "x", null, 0, ReturnClass.Long, true)];
             try
             {
-                using var a = Tracer.Load(new AttachRequest(any, settings with { Mode = AttachMode.KprobeMulti }), _ => { });
+                using var a = Tracer.Load(new AttachRequest(any, settings with { Mode = AttachMode.KprobeMulti }) { SessionIsReturnKfunc = kfunc }, _ => { });
                 multi = a.ProbeKprobeMulti();
+                session = a.ProbeKprobeSession();
             }
             catch (TracingException)
             {
@@ -96,6 +99,8 @@ public static class FeatureProbes
             return 0;
         });
         yield return new Feature("kprobe.multi links (CONFIG_FPROBE)", multi == 0, multi == 0 ? "" : Errno.Describe(multi));
+        yield return new Feature("kprobe sessions (6.10+; the default mode skips the return probe of untraced calls)", session == 0,
+            session == 0 ? "" : kfunc is null ? "no bpf_session_is_return kfunc in the kernel's BTF" : Errno.Describe(session));
         yield return Try("fentry.multi/fexit.multi links (7.x; -F attaches many functions per link)", Bpf.ProbeTracingMulti);
     }
 }

@@ -23,6 +23,79 @@ static class KernelLinks
         links.AddKprobe(Bpf.LinkCreateKprobeMulti(obj.Program(BpfPrograms.KprobeMultiExit), true, addrs, cookies), null, true);
     }
 
+    /// <summary>
+    /// kprobe session (6.10+): one link whose program runs at entry and return, and skips the
+    /// return of calls that pushed no frame. The clone is the template with its marked call
+    /// (bpf_get_func_ip, helper 173, ctx in R1) turned into a call of the bpf_session_is_return kfunc.
+    /// </summary>
+    /// <returns>0, or the errno of the kernel's refusal (then kprobe.multi's two links are used)</returns>
+    public static int AttachKprobeSession(TracerObject obj, LinkSet links, IReadOnlyList<TracedFunction> funcs, int kfuncBtfId)
+    {
+        int err = LoadSessionClone(obj, kfuncBtfId, out var prog);
+        if (err != 0)
+            return err;
+        using (prog)
+        {
+            var addrs = new ulong[funcs.Count];
+            var cookies = new ulong[funcs.Count];
+            for (int i = 0; i < funcs.Count; i++)
+            {
+                addrs[i] = funcs[i].Address;
+                cookies[i] = (ulong)funcs[i].Id;
+            }
+            try
+            {
+                links.AddKprobe(Bpf.LinkCreateKprobeSession(prog!, addrs, cookies), null, false);
+            }
+            catch (BpfException e)
+            {
+                return e.Errno;
+            }
+        }
+        return 0;
+    }
+
+    /// <summary>0 when this kernel runs kprobe sessions (the clone loads, and an empty session link
+    /// is refused as empty rather than unknown), else the errno.</summary>
+    public static int ProbeKprobeSession(TracerObject obj, int kfuncBtfId)
+    {
+        int err = LoadSessionClone(obj, kfuncBtfId, out var prog);
+        if (err != 0)
+            return err;
+        using (prog)
+            return Bpf.ProbeKprobeMulti(prog!, Bpf.AttachKprobeSession);
+    }
+
+    static int LoadSessionClone(TracerObject obj, int kfuncBtfId, out FdHandle? prog)
+    {
+        prog = null;
+        var insns = obj.Instructions(BpfPrograms.KprobeSession).ToArray();
+        int marks = 0;
+        for (int i = 0; i + 8 <= insns.Length; i += 8)
+        {
+            // BPF_JMP | BPF_CALL, src_reg 0 (a helper), imm 173 (bpf_get_func_ip)
+            if (insns[i] == 0x85 && (insns[i + 1] >> 4) == 0 && BitConverter.ToInt32(insns, i + 4) == 173)
+            {
+                insns[i + 1] = (byte)((BpfPseudoKfuncCall << 4) | (insns[i + 1] & 0xf));
+                BitConverter.TryWriteBytes(insns.AsSpan(i + 4), kfuncBtfId);
+                marks++;
+            }
+        }
+        if (marks != 1)
+            throw new InvalidOperationException($"{BpfPrograms.KprobeSession} has {marks} marked calls, expected 1");
+        try
+        {
+            prog = Bpf.ProgLoad(Bpf.ProgTypeKprobe, Bpf.AttachKprobeSession, insns, "ksession", wantLog: false);
+            return 0;
+        }
+        catch (BpfException e)
+        {
+            return e.Errno;
+        }
+    }
+
+    const int BpfPseudoKfuncCall = 2;
+
     /// <summary>0 when the kernel takes kprobe.multi links (the object loaded in that mode), else the errno.</summary>
     public static int ProbeKprobeMulti(TracerObject obj) => Bpf.ProbeKprobeMulti(obj.Program(BpfPrograms.KprobeMultiEntry));
 

@@ -21,6 +21,8 @@ public sealed class Tracer : IDisposable
 
     /// <summary>The kernel mechanism in use (after any fallback).</summary>
     public AttachMode Mode { get; private set; }
+    /// <summary>kprobe.multi's functions went into one kprobe session link (6.10+).</summary>
+    public bool KprobeSession { get; private set; }
     /// <summary>-F: how many functions went into fentry.multi/fexit.multi links (Linux 7.x); the
     /// rest got a program clone each.</summary>
     public int MultiLinked { get; private set; }
@@ -59,6 +61,9 @@ public sealed class Tracer : IDisposable
     /// <summary>0 when the kernel takes kprobe.multi links (after loading in that mode), else the errno.</summary>
     public int ProbeKprobeMulti() => KernelLinks.ProbeKprobeMulti(obj);
 
+    /// <summary>0 when the kernel runs kprobe sessions (after loading in kprobe.multi mode with the kfunc id), else the errno.</summary>
+    public int ProbeKprobeSession() => req.SessionIsReturnKfunc is { } k ? KernelLinks.ProbeKprobeSession(obj, k) : 2;
+
     /// <summary>Attaches every function; <paramref name="progress"/> hears (done, total) each second while it lasts.</summary>
     public int Attach(Action<int, int>? progress = null)
     {
@@ -81,7 +86,10 @@ public sealed class Tracer : IDisposable
             {
                 try
                 {
-                    KernelLinks.AttachKprobeMulti(obj, links, funcs);
+                    // one session link when the kernel has them: a filtered call costs one run
+                    KprobeSession = req.SessionIsReturnKfunc is { } kfunc && KernelLinks.AttachKprobeSession(obj, links, funcs, kfunc) == 0;
+                    if (!KprobeSession)
+                        KernelLinks.AttachKprobeMulti(obj, links, funcs);
                 }
                 catch (BpfException e)
                 {

@@ -41,6 +41,7 @@ public sealed unsafe class TracerObject : IDisposable
             obj.SetAutoload(BpfPrograms.Kretprobe, kernel && !fentry);
             obj.SetAutoload(BpfPrograms.KprobeMultiEntry, kernel && mode == AttachMode.KprobeMulti);
             obj.SetAutoload(BpfPrograms.KprobeMultiExit, kernel && mode == AttachMode.KprobeMulti);
+            obj.SetAutoload(BpfPrograms.KprobeSession, kernel && mode == AttachMode.KprobeMulti && req.SessionIsReturnKfunc is not null);
             obj.SetAutoload(BpfPrograms.Uprobe, req.UserFunctions.Count > 0);
             obj.SetAutoload(BpfPrograms.Uretprobe, req.UserFunctions.Count > 0);
             obj.SetAutoload(BpfPrograms.InjKprobe, req.Probes.Any(p => p.Kind == InjectedKind.Kprobe));

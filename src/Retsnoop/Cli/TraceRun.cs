@@ -53,7 +53,13 @@ sealed class TraceRun(Options opts)
         var args = argSpecs is null ? null
             : new ArgsFormatter(argSpecs, opts.ArgsLayout, opts.ArgsFmtMaxArgWidth, opts.ArgsCaptureRawPtrs);
         using var output = ReportOutput.Open(opts, args);
-        var request = new AttachRequest(funcs, opts.Attach) { Args = argSpecs, Probes = probes };
+        var request = new AttachRequest(funcs, opts.Attach)
+        {
+            Args = argSpecs,
+            Probes = probes,
+            SessionIsReturnKfunc = targets.HasKernelTargets && opts.AttachMode is AttachMode.Default or AttachMode.KprobeMulti
+                ? facts.Types.Vmlinux.FindFunction("bpf_session_is_return") : null,
+        };
         return TraceUntilStopped(request, userBinaries, output, cancel);
     }
 
@@ -245,7 +251,7 @@ sealed class TraceRun(Options opts)
             Console.Error.WriteLine($"Note: {tracer.Skipped.Count} of {request.Functions.Count} functions could not be attached ({tracer.Skipped[0].Reason}); -v lists them.");
         var kernel = tracer.MultiLinked > 0
             ? "fentry.multi/fexit.multi links" + (tracer.MultiLinked < tracer.Attached - request.UserFunctions.Count ? " and single fentry/fexit" : "")
-            : Messages.ModeName(tracer.Mode);
+            : tracer.KprobeSession ? "kprobe.multi (one kprobe session link)" : Messages.ModeName(tracer.Mode);
         var how = targets.HasKernelTargets ? kernel + (tracer.UserMode is { } um ? " and " + um : "") : tracer.UserMode;
         Log(1, $"attached {tracer.Attached} functions with {how} in {clock.ElapsedMilliseconds} ms");
     }
