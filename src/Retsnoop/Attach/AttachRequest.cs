@@ -29,7 +29,11 @@ public sealed record MechanismFallback(string Wanted, string Used, int Errno) : 
 public sealed record FileLimitTooLow(ulong Limit, int Functions) : AttachNotice;
 
 /// <summary>A kprobe-family link's missed hits, from the kernel (Function null: a kprobe.multi link).</summary>
-public sealed record MissedCount(string? Function, bool IsReturn, ulong Missed);
+public sealed record MissedCount(string? Function, bool IsReturn, ulong Missed)
+{
+    /// <summary>A kprobe session link: entries and returns in one count.</summary>
+    public bool Session { get; init; }
+}
 
 /// <summary>A function left out at attach time, with the kernel's reason.</summary>
 public sealed record SkippedFunction(TracedFunction Function, string Reason);

@@ -45,7 +45,7 @@ static class KernelLinks
             }
             try
             {
-                links.AddKprobe(Bpf.LinkCreateKprobeSession(prog!, addrs, cookies), null, false);
+                links.AddKprobe(Bpf.LinkCreateKprobeSession(prog!, addrs, cookies), null, false, session: true);
             }
             catch (BpfException e)
             {

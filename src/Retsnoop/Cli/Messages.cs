@@ -46,7 +46,8 @@ public static class Messages
             string.Join(", ", m.Take(3).Select(x => $"{x.Function} {x.Missed}")) + (m.Count() > 3 ? ", ..." : "");
         var rets = missed.Where(m => m.Function is not null && m.IsReturn).ToList();
         var entries = missed.Where(m => m.Function is not null && !m.IsReturn).ToList();
-        var multi = missed.Where(m => m.Function is null).ToList();
+        var multi = missed.Where(m => m.Function is null && !m.Session).ToList();
+        var session = missed.Where(m => m.Session).ToList();
         if (rets.Count > 0)
             yield return $"WARNING: kretprobes missed {Sum(rets)} returns (most on {Most(rets)}): a kretprobe holds a fixed number "
                 + "of instances per function (max(10, 2 x CPUs)), and threads blocked inside it keep theirs; the sessions through "
@@ -58,6 +59,9 @@ public static class Messages
             yield return $"WARNING: kprobe.multi missed {Sum(multi)} probe hits ({Sum(multi.Where(m => !m.IsReturn))} entries, "
                 + $"{Sum(multi.Where(m => m.IsReturn))} returns): entries hit while another probe ran, returns beyond its pool of "
                 + "return instances; the sessions through those calls were lost.";
+        if (session.Count > 0)
+            yield return $"WARNING: the kprobe session link missed {Sum(session)} probe hits: entries hit while another probe ran, or "
+                + "returns beyond its pool of return instances; the sessions through those calls were lost.";
     }
 
     static ulong Sum(IEnumerable<MissedCount> m) => m.Aggregate(0UL, (a, x) => a + x.Missed);

@@ -57,7 +57,8 @@ sealed class TraceRun(Options opts)
         {
             Args = argSpecs,
             Probes = probes,
-            SessionIsReturnKfunc = targets.HasKernelTargets && opts.AttachMode is AttachMode.Default or AttachMode.KprobeMulti
+            // the default mode takes the best the kernel has; -M asks for kprobe.multi's own two links
+            SessionIsReturnKfunc = targets.HasKernelTargets && opts.AttachMode == AttachMode.Default
                 ? facts.Types.Vmlinux.FindFunction("bpf_session_is_return") : null,
         };
         return TraceUntilStopped(request, userBinaries, output, cancel);
