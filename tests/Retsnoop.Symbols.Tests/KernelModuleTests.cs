@@ -11,22 +11,16 @@ public class KernelModuleTests(ITestOutputHelper output)
     static readonly string[] Modules = ["9p.ko", "9pnet.ko", "9pnet_virtio.ko", "netfs.ko"];
     const string CompDir = "debian/build/build_amd64_none_amd64";
 
-    /// <summary>The module debug files cached by tools/vm/kernel 6.12 --dbg, or null.</summary>
-    static Dictionary<string, string>? CachedModules(out string where)
+    /// <summary>The module debug files of the Debian 6.12 -dbg package, extracted by tools/vm/kernel
+    /// 6.12 --dbg (the first time reads the whole 1 GB package: about a minute); fails when it cannot.</summary>
+    static Dictionary<string, string> DebianModules()
     {
-        var cache = Environment.GetEnvironmentVariable("RETSNOOP_CACHE")
-            ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "retsnoop");
-        var kernels = Path.Combine(cache, "kernels");
-        where = kernels;
-        var dir = Directory.Exists(kernels)
-            ? Directory.GetDirectories(kernels, "6.12*").Select(d => Path.Combine(d, "modules-dbg"))
-                .Where(d => File.Exists(Path.Combine(d, ".done"))).Order(StringComparer.Ordinal).LastOrDefault()
-            : null;
-        if (dir == null)
-            return null;
+        var dir = Path.Combine(OracleTests.KernelDir("6.12", dbg: true), "modules-dbg");
+        Assert.True(File.Exists(Path.Combine(dir, ".done")), $"tools/vm/kernel 6.12 --dbg left no finished {dir}");
         var found = Directory.EnumerateFiles(dir, "*.ko", SearchOption.AllDirectories)
             .Where(f => Modules.Contains(Path.GetFileName(f))).ToDictionary(f => Path.GetFileName(f), f => f);
-        return found.Count == Modules.Length ? found : null;
+        Assert.True(found.Count == Modules.Length, $"{dir} has {string.Join(", ", found.Keys)}; expected {string.Join(", ", Modules)}");
+        return found;
     }
 
     /// <summary>
@@ -66,12 +60,7 @@ public class KernelModuleTests(ITestOutputHelper output)
     [Fact]
     public void Debian_modules_agree_with_llvm_symbolizer()
     {
-        var mods = CachedModules(out var where);
-        if (mods == null)
-        {
-            output.WriteLine($"SKIPPED: no cached Debian 6.12 module debug files ({string.Join(", ", Modules)}) under {where}/6.12*/modules-dbg; `tools/vm/kernel 6.12 --dbg` creates them");
-            return;
-        }
+        var mods = DebianModules();
         Assert.True(Shell.Has(Oracle.Llvm) && Shell.Has("ld"), $"{Oracle.Llvm} and ld are needed for this test");
         var dir = Directory.CreateTempSubdirectory("rs-ko-").FullName;
         try
@@ -145,12 +134,7 @@ public class KernelModuleTests(ITestOutputHelper output)
     {
         // OpenRelocatable without addresses lays the sections out from 0: .text at 0 is real code
         // (in a linked file address 0 means a discarded function, not here)
-        var mods = CachedModules(out var where);
-        if (mods == null)
-        {
-            output.WriteLine($"SKIPPED: no cached Debian 6.12 module debug files under {where}; `tools/vm/kernel 6.12 --dbg` creates them");
-            return;
-        }
+        var mods = DebianModules();
         foreach (var name in Modules)
         {
             using var elf = ElfFile.Open(mods[name]);

@@ -24,6 +24,7 @@ public sealed class CaseTests : IDisposable
         { "open-missing", "-ENOENT (2)" },
         { "socket-bad-family", "-EAFNOSUPPORT (97)" },
         { "perf-bad-attr-size", "-E2BIG (7)" },
+        { "sigtimedwait-timeout", "-EAGAIN (11)" },
     };
 
     [Theory]

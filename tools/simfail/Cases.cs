@@ -23,7 +23,7 @@ public static unsafe class Cases
     const int BPF_MAP_TYPE_ARRAY = 2, BPF_MAP_TYPE_PERCPU_ARRAY = 6, BPF_MAP_TYPE_STACK_TRACE = 7, BPF_MAP_TYPE_RINGBUF = 27;
 
     // errnos
-    const int ENOENT = 2, E2BIG = 7, EFAULT = 14, ENODEV = 19, EINVAL = 22, ENOTTY = 25, EAFNOSUPPORT = 97;
+    const int ENOENT = 2, E2BIG = 7, EAGAIN = 11, EFAULT = 14, ENODEV = 19, EINVAL = 22, ENOTTY = 25, EAFNOSUPPORT = 97;
 
     // Address 1 sits in page 0, which is never mapped (vm.mmap_min_addr): copy_{from,to}_user faults.
     const long BadUserPointer = 1;
@@ -118,6 +118,13 @@ public static unsafe class Cases
         new("perf-bad-attr-size", E2BIG,
             "perf_copy_attr: attr.size below PERF_ATTR_SIZE_VER0",
             PerfBadAttrSize),
+
+        // kernel/signal.c do_sigtimedwait: no signal of the set becomes pending before the timeout ->
+        // -EAGAIN. The one slow case: the call lasts the whole timeout, SigtimedwaitMs, so a duration
+        // filter (retsnoop -L) has a session to keep or drop on either side of its threshold.
+        new("sigtimedwait-timeout", EAGAIN,
+            $"do_sigtimedwait: no SIGUSR2 arrives within {SigtimedwaitMs} ms",
+            SigtimedwaitTimeout),
     ];
 
     public static FailCase? Find(string name)
@@ -255,6 +262,19 @@ public static unsafe class Cases
 
     static int SocketBadFamily() =>
         Native.ErrnoOf(Native.Call(Native.Sys.Socket, 1000 /* far above AF_MAX */, SOCK_STREAM | SOCK_CLOEXEC, 0), closeFd: true);
+
+    // ---- rt_sigtimedwait(2) ----
+
+    public const int SigtimedwaitMs = 300;
+
+    static int SigtimedwaitTimeout()
+    {
+        ulong set = 1UL << (12 - 1); // SIGUSR2, which nothing here sends
+        long* timeout = stackalloc long[2];
+        timeout[0] = 0;                               // tv_sec
+        timeout[1] = SigtimedwaitMs * 1_000_000L;     // tv_nsec
+        return Native.ErrnoOf(Native.Call(Native.Sys.RtSigtimedwait, (long)&set, 0 /* no siginfo */, (long)timeout, sizeof(ulong)), closeFd: false);
+    }
 
     // ---- perf_event_open(2) ----
 

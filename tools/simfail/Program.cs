@@ -14,13 +14,15 @@ namespace Simfail;
 public static class Program
 {
     const string Usage =
-        "usage: simfail [--list] [-a|--all] [--loop SECONDS [--threads N]] CASE...\n" +
+        "usage: simfail [--list] [-a|--all] [--loop SECONDS [--threads N]] [--wait-file FILE] CASE...\n" +
         "Makes the kernel fail in known ways; prints 'CASE: -ENAME (N)' for each case.\n" +
         "  --list              print the case names, one a line\n" +
         "  -a, --all           run every case\n" +
         "  --loop SECONDS      call each given case repeatedly for SECONDS, then print\n" +
         "                      'CASE: C calls, F failed with -ENAME (N), T threads, S s'\n" +
         "  --threads N         with --loop: from N threads (default 1)\n" +
+        "  --wait-file FILE    before the first case, wait until FILE exists and is not empty\n" +
+        "                      (start simfail, learn its pid, then release it: echo go > FILE)\n" +
         "Exit 0: every case failed as expected; 1: one did not (see stderr); 2: bad usage.\n" +
         "Cases:\n";
 
@@ -33,6 +35,7 @@ public static class Program
         double seconds = 0;
         int threads = 1;
         bool loop = false, threadsGiven = false;
+        string? waitFile = null;
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -72,6 +75,14 @@ public static class Program
                     }
                     threadsGiven = true;
                     break;
+                case "--wait-file":
+                    if (i + 1 >= args.Length || args[i + 1].Length == 0)
+                    {
+                        Err("--wait-file needs a file name");
+                        return 2;
+                    }
+                    waitFile = args[++i];
+                    break;
                 default:
                     if (a.StartsWith('-'))
                     {
@@ -110,6 +121,9 @@ public static class Program
             return 1;
         }
 
+        if (waitFile is not null)
+            WaitUntilNotEmpty(waitFile);
+
         int rc = 0;
         try
         {
@@ -134,6 +148,20 @@ public static class Program
             Cases.Cleanup();
         }
         return rc;
+    }
+
+    /// <summary>Polls (every 10 ms) until the file has content. A size check, not an existence
+    /// check, so the caller can create it empty first and the polling makes no failing calls.</summary>
+    static void WaitUntilNotEmpty(string path)
+    {
+        var f = new FileInfo(path);
+        while (true)
+        {
+            f.Refresh();
+            if (f.Exists && f.Length > 0)
+                return;
+            Thread.Sleep(10);
+        }
     }
 
     static int Once(FailCase c)
