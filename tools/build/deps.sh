@@ -30,6 +30,9 @@ ensure_dotnet() {
 BUILD_PACKAGES="clang-14 libbpf-dev libbpf1 bpftool gcc zlib1g-dev"
 # Test packages: the VM, reference symbolizers, bpftrace as a cross-check.
 TEST_PACKAGES="llvm-14 qemu-system-x86 busybox-static xz-utils cpio bc binutils bpftrace libcap2-bin"
+# Viewer test packages: a real browser to load trace files into a viewer (tests/Retsnoop.ViewerTests);
+# those tests skip, saying so, when it cannot be installed.
+VIEWER_PACKAGES="chromium"
 
 # publish_aot PROJECT OUTDIR: Native AOT publish when any source is newer than the binary.
 publish_aot() {
