@@ -162,7 +162,7 @@ public sealed class SpeedscopeTests(ViewerFixture f, ITestOutputHelper output) :
         // the flame chart is drawn on a canvas, so its picture is the evidence here
         await f.Browser.Screenshot(Path.Combine(ViewerFixture.Artifacts, "trace-founding-case-whole.png"));
         // the README's picture: zoomed in on __sys_bpf, whose callees are too narrow to name in the
-        // whole session (in the VM, __x64_sys_bpf's first microseconds are the -T ring buffer wakeup)
+        // whole session (in the VM, 5 ms pass before __x64_sys_bpf calls __sys_bpf under -T)
         var x = await ZoomTo(file, "__sys_bpf [-E2BIG]");
         await Hover(file, "array_map_alloc_check [-E2BIG]", 4, x);
         await f.Browser.Screenshot(Path.Combine(ViewerFixture.Artifacts, "trace-founding-case.png"));
