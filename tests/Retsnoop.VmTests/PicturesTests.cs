@@ -132,9 +132,10 @@ public sealed class PicturesTests(ModesKernel k)
     }
 
     [Fact]
-    public void CallTraceBecomesNestedSlicesWithRecordedTimes()
+    public void CallTraceBecomesNestedSlicesWithRecordedTimes() => AssertCallTrace(Ok("pictures-trace", k));
+
+    internal static void AssertCallTrace(CaseResult r)
     {
-        var r = Ok("pictures-trace", k);
         var printed = Assert.Single(PrintedStack.Parse(r.TracerOut));
         var (slices, instants, meta) = Parse(r);
 
@@ -170,9 +171,10 @@ public sealed class PicturesTests(ModesKernel k)
     }
 
     [Fact]
-    public void CapturedArgumentsGoIntoTheSlices()
+    public void CapturedArgumentsGoIntoTheSlices() => AssertArguments(Ok("pictures-args", k));
+
+    internal static void AssertArguments(CaseResult r)
     {
-        var r = Ok("pictures-args", k);
         var (slices, _, _) = Parse(r);
         Assert.Equal(Chain.Select(c => $"{c} [-E2BIG]"), slices.Select(s => s.Name));
         var mapCreate = slices.Single(s => s.Name.StartsWith("map_create", StringComparison.Ordinal)).Args.GetProperty("arguments");
@@ -186,9 +188,10 @@ public sealed class PicturesTests(ModesKernel k)
     }
 
     [Fact]
-    public void WithoutCallTraceTheStackFramesAreSlices()
+    public void WithoutCallTraceTheStackFramesAreSlices() => AssertStackSlices(Ok("pictures-stacks", k));
+
+    internal static void AssertStackSlices(CaseResult r)
     {
-        var r = Ok("pictures-stacks", k);
         var printed = Assert.Single(PrintedStack.Parse(r.TracerOut));
         var (slices, instants, _) = Parse(r);
         Assert.Equal(Chain.Select(c => $"{c} [-E2BIG]"), slices.Select(s => s.Name));
