@@ -123,7 +123,10 @@ sealed class TraceRun(Options opts)
             Log(2, $"[{launch.ElapsedMilliseconds} ms] BPF programs loaded");
             AttachAll(tracer, request);
 
-            var sessions = new SessionBuilder(opts.Session, request.Functions, () => facts.SymbolContext() with { User = userBinaries }, output.Write);
+            var sessions = new SessionBuilder(opts.Session, request.Functions, () => facts.SymbolContext() with { User = userBinaries }, output.Write)
+            {
+                Probes = request.Probes, // -J: the records name their probe by index
+            };
             using var rb = new RingBuffer(tracer.RingBufferFd, sessions.Handle);
             rb.WakeOn(stop);
             output.Status("Receiving data...\n");
