@@ -161,8 +161,8 @@ public sealed class SpeedscopeTests(ViewerFixture f, ITestOutputHelper output) :
         Assert.Matches(@"simfail \(pid \d+\), simfail \(tid \d+\)", text);
         // the flame chart is drawn on a canvas, so its picture is the evidence here
         await f.Browser.Screenshot(Path.Combine(ViewerFixture.Artifacts, "trace-founding-case-whole.png"));
-        // the README's picture: zoomed in on __sys_bpf, whose callees are too narrow to name in the
-        // whole session (in the VM, 5 ms pass before __x64_sys_bpf calls __sys_bpf under -T)
+        // the README's picture: zoomed in on __sys_bpf when its callees are too narrow to name in the
+        // whole session (the VM's timing varies: some runs spend milliseconds before __sys_bpf)
         var x = await ZoomTo(file, "__sys_bpf [-E2BIG]");
         await Hover(file, "array_map_alloc_check [-E2BIG]", 4, x);
         await f.Browser.Screenshot(Path.Combine(ViewerFixture.Artifacts, "trace-founding-case.png"));
