@@ -31,6 +31,9 @@ BUILD_PACKAGES="clang-14 libbpf-dev libbpf1 bpftool gcc zlib1g-dev"
 # Test packages: the VMs (x86-64 and arm64 guests), reference symbolizers and disassemblers
 # (x86-64, arm64), bpftrace as a cross-check.
 TEST_PACKAGES="llvm-14 qemu-system-x86 qemu-system-arm busybox-static xz-utils cpio bc binutils binutils-aarch64-linux-gnu bpftrace libcap2-bin"
+# Viewer test packages: a real browser to load trace files into a viewer (tests/Retsnoop.ViewerTests);
+# those tests skip, saying so, when it cannot be installed.
+VIEWER_PACKAGES="chromium"
 
 # Cross-building for linux-arm64 (publish_aot ... linux-arm64): clang-14 links through lld-14
 # against the arm64 tree tools/vm/userland assembles from Debian arm64 packages (the same tree the

@@ -66,6 +66,10 @@ public sealed class Options
     public bool Json { get; set; }
     /// <summary>--output FILE: where stacks, traces and the JSON summary go (null: stdout).</summary>
     public string? OutputPath { get; set; }
+    /// <summary>--trace-events FILE: the sessions as Chrome trace events (Output/TraceEventsWriter).</summary>
+    public string? TraceEventsPath { get; set; }
+    /// <summary>--folded FILE: the failure stacks in the collapsed-stack format, written at exit (Output/FoldedStacks).</summary>
+    public string? FoldedPath { get; set; }
     /// <summary>Status lines (Receiving data..., Detaching...) go to stderr when JSON takes stdout.</summary>
     public bool StatusOnStderr => Json && OutputPath is null;
 

@@ -174,7 +174,10 @@ sealed class TraceRun(Options opts)
             // when their probes arrived: only the ones after it are worth a word
             ulong unmatchedWhileAttaching = tracer.ReadStats().UnmatchedReturns;
 
-            var sessions = new SessionBuilder(opts.Session, request.Functions, () => facts.SymbolContext() with { User = userBinaries }, output.Write);
+            var sessions = new SessionBuilder(opts.Session, request.Functions, () => facts.SymbolContext() with { User = userBinaries }, output.Write)
+            {
+                Probes = request.Probes, // -J: the records name their probe by index
+            };
             using var rb = new RingBuffer(tracer.RingBufferFd, sessions.Handle);
             rb.WakeOn(stop);
             output.Status("Receiving data...\n");

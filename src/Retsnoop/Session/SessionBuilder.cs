@@ -76,7 +76,7 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
             traces[t.Tid] = (tr.Events, tr.Truncated + 1);
             return;
         }
-        tr.Events.Add(new TraceEvent(t.Type == RecordType.TraceEntry, funcs[(int)t.FuncId], (int)t.Depth, t.Res, t.Lat));
+        tr.Events.Add(new TraceEvent(t.Type == RecordType.TraceEntry, funcs[(int)t.FuncId], (int)t.Depth, t.Res, t.Lat) { Ts = t.Ts });
     }
 
     void OnProbe(ReadOnlySpan<byte> rec)
@@ -94,7 +94,7 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
         var probe = Probes[(int)h.FuncId];
         var data = rec.Slice(hdr + 8, (int)len);
         string result = probe.Kind == InjectedKind.Kretprobe ? $"[{h.Res}]" : "";
-        tr.Events.Add(new TraceEvent(false, null!, (int)h.Depth, h.Res, 0, new ProbeHit(probe.Label, result, probe.Describe(data))));
+        tr.Events.Add(new TraceEvent(false, null!, (int)h.Depth, h.Res, 0, new ProbeHit(probe.Label, result, probe.Describe(data))) { Ts = h.Ts });
     }
 
     sealed class SessionArgs(ulong sessStart)
