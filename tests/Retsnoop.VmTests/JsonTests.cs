@@ -236,8 +236,8 @@ public sealed class JsonTests(JsonKernel k)
         parts.Add(sym);
         if (f.GetProperty("module").GetString() is { } mod)
             parts.Add($"[{mod}]");
-        string Where(JsonElement e) => $"{e.GetProperty("file").GetString()}:{e.GetProperty("line").GetInt32()}" +
-            (e.TryGetProperty("column", out var c) ? $":{c.GetInt32()}" : "");
+        // the text shows upstream's FILE:LINE; JSON also has the column
+        string Where(JsonElement e) => $"{e.GetProperty("file").GetString()}:{e.GetProperty("line").GetInt32()}";
         if (f.TryGetProperty("file", out _))
             parts.Add("(" + (f.TryGetProperty("source_function", out var sf) ? sf.GetString() + " @ " : "") + Where(f) + ")");
         yield return string.Join(' ', parts);

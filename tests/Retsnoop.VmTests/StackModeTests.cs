@@ -183,7 +183,7 @@ public sealed class StackMode612Tests(Kernel612 k) : StackModeTestsBase(k.Boot)
     [Fact]
     public void DefaultModeUsesKprobeMulti()
     {
-        var r = DefaultMode("kprobe.multi");
+        var r = DefaultMode("kprobe.multi (one kprobe session link)"); // 6.10+: sessions
         Assert.DoesNotContain("falling back", r.TracerErr);
     }
 
