@@ -75,6 +75,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess->rec.kstack_sz = 0;
 		sess->rec.stitch_pos = 0;
 		sess->paused_err = 0;
+		sess->pp_frames = 0;
 		/* uprobes */
 		sess->has_user = (*flags & FUNC_IS_USER) || cfg.user_stacks;
 		sess->rec.ustack_sz = 0;
@@ -96,6 +97,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess = bpf_map_lookup_elem(&sessions, &tid);
 		if (!sess)
 			return;
+		pp_start(tid, sess); /* --pinpoint */
 	}
 
 	d = sess->depth;
@@ -113,6 +115,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 	sess->seqs[fidx(d)] = seq;
 	sess->ts[fidx(d)] = now;
 	sess->depth = d + 1;
+	pp_enter(sess, tid, id, d, seq); /* --pinpoint */
 
 	if (emit_func_trace)
 		emit_trace(REC_TRACE_ENTRY, tid, id, d + 1, sess->rec.start_ts, now, 0, 0);
@@ -166,6 +169,7 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 	sess->paused_err = 0;
 	r->kstack_sz = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
 	lbr_keep(sess); /* LBR (-B) */
+	pp_keep(sess, d); /* --pinpoint: the origin call's path */
 	/* uprobes: the user stack too (from a kernel probe it is the stack at syscall entry);
 	 * build ids and file offsets name the frames after the process is gone
 	 */
@@ -185,6 +189,7 @@ static __always_inline void emit_interim(struct session *sess, __u64 now)
 	r->end_ts = now;
 	r->flags = STACK_ERR | STACK_INTERIM;
 	lbr_emit(sess); /* LBR (-B): the snapshot kept with this chain */
+	pp_emit(sess); /* --pinpoint: the path kept with this chain */
 	if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 		count_dropped_record();
 	r->flags = was;
@@ -217,6 +222,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		if (st)
 			__sync_fetch_and_add(&st->dropped_sessions, 1);
 		bpf_map_delete_elem(&sessions, &tid);
+		pp_end(tid);
 		return;
 	}
 
@@ -265,6 +271,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		r->lat[fidx(d)] = lat;
 		r->done[fidx(d)] = 1;
 	}
+	pp_exit(sess, d); /* --pinpoint */
 	sess->depth = d;
 
 	if (emit_func_trace)
@@ -276,6 +283,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		if (emit) {
 			r->end_ts = now;
 			lbr_emit(sess); /* LBR (-B): before the stack, which user space pairs it with */
+			pp_emit(sess); /* --pinpoint: likewise */
 			if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 				count_dropped_record();
 		} else if (emit_func_trace || cfg.capture_args) {
@@ -283,6 +291,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 			emit_trace(REC_SESSION_END, tid, id, 0, r->start_ts, now, res, lat);
 		}
 		bpf_map_delete_elem(&sessions, &tid);
+		pp_end(tid);
 	}
 }
 
