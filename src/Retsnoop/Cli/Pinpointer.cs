@@ -232,9 +232,20 @@ sealed class Pinpointer : IDisposable
         probes!.SetFlags(f, f.Flags | FuncFlags.Pinpoint);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var refused = probes.Attach(wanted);
-        var refusedSet = refused.Select(r => r.Probe).ToHashSet();
-        var blocks = wanted.Where(p => p.RegisterWord is null && !refusedSet.Contains(p)).Select(p => p.Index).ToHashSet();
-        var calls = wanted.Where(p => p.RegisterWord is not null && !refusedSet.Contains(p)).Select(p => p.Index).ToHashSet();
+        var placed = wanted.Except(refused.Select(r => r.Probe)).ToList();
+        // a block whose first probeable instruction the kernel refuses (a static call site, say) may
+        // take a probe on a later one: entering the block still runs it
+        for (int round = 0; round < 3; round++)
+        {
+            var retry = refused.Where(r => r.Probe.RegisterWord is null).Select(r => NextInBlock(fc, r.Probe)).OfType<BlockProbe>().ToList();
+            if (retry.Count == 0)
+                break;
+            var again = probes.Attach(retry);
+            placed.AddRange(retry.Except(again.Select(r => r.Probe)));
+            refused = [.. refused.Where(r => r.Probe.RegisterWord is not null || NextInBlock(fc, r.Probe) is null), .. again];
+        }
+        var blocks = placed.Where(p => p.RegisterWord is null).Select(p => p.Index).ToHashSet();
+        var calls = placed.Where(p => p.RegisterWord is not null).Select(p => p.Index).ToHashSet();
         targets[f.Id] = new Target(new PinpointTarget(f, fc, bytes, blocks, calls));
         var text = $"Pinpoint: {why}: probing {blocks.Count} of its {fc.Blocks.Count} blocks";
         if (calls.Count > 0)
@@ -247,6 +258,19 @@ sealed class Pinpointer : IDisposable
             log(1, $"pinpoint: the kernel refused the probe at {p.Label}: {reason}");
         foreach (var n in notes)
             log(1, $"pinpoint: {f.DisplayName}: {n}");
+    }
+
+    /// <summary>The same block's next instruction a kprobe may sit on, after a refused one.</summary>
+    static BlockProbe? NextInBlock(FunctionCode fc, BlockProbe p)
+    {
+        var b = fc.Blocks[p.Index];
+        for (int k = fc.IndexOf(p.Address) + 1; k > 0 && k < b.FirstInstruction + b.InstructionCount; k++)
+        {
+            var a = fc.Instructions[k].Address;
+            if (fc.IsProbeable(a))
+                return p with { Address = a, Label = $"{p.Label[..(p.Label.LastIndexOf('+') + 1)]}0x{a - fc.Start:x}" };
+        }
+        return null;
     }
 
     /// <summary>A kprobe at every block but the entry (each call runs it) and at every indirect call
@@ -274,7 +298,7 @@ sealed class Pinpointer : IDisposable
             var c = fc.Calls[i];
             if (!c.IsIndirect || !fc.IsProbeable(c.Address))
                 continue;
-            if (TargetRegister(fc, bytes, c) is int word)
+            if (TargetRegister(fc, bytes, c, ThunkRegisters) is int word)
                 list.Add(new BlockProbe(f.Id, i, c.Address, $"{f.Name}+0x{c.Address - f.Address:x}", word));
         }
         if (list.Count > MaxProbesPerFunction)
@@ -292,7 +316,7 @@ sealed class Pinpointer : IDisposable
     /// <summary>Where pt_regs holds an indirect call's target when the probe at the call fires: the
     /// retpoline thunk's register, a register-direct call (x86 <c>call *%reg</c>, arm64 <c>blr xN</c>);
     /// null for calls through memory.</summary>
-    static int? TargetRegister(FunctionCode fc, byte[] bytes, CallSite c)
+    static int? TargetRegister(FunctionCode fc, byte[] bytes, CallSite c, IReadOnlyDictionary<ulong, int> thunks)
     {
         int off = (int)(c.Address - fc.Start);
         if (fc.Architecture == MachineCode.Architecture.Arm64)
@@ -302,11 +326,10 @@ sealed class Pinpointer : IDisposable
             uint w = BitConverter.ToUInt32(bytes, off);
             return (w & 0xFFFFFC1F) == 0xD63F0000 ? (int)((w >> 5) & 31) : null; // BLR Xn: user_pt_regs.regs[n]
         }
-        if (c.TargetName is { } thunk && thunk.LastIndexOf('_') is int u and > 0)
-        {
-            int r = Array.IndexOf(X86RegisterNames, thunk[(u + 1)..]);
-            return r >= 0 && X86RegisterWord[r] >= 0 ? X86RegisterWord[r] : null;
-        }
+        // a call to a retpoline thunk: its register is in the thunk's name (one of the names at its address)
+        int at = fc.IndexOf(c.Address);
+        if (at >= 0 && fc.Instructions[at].Flow == InstructionFlow.Call)
+            return thunks.TryGetValue(fc.Instructions[at].Target, out var w) ? w : null;
         // [cs/ds prefix] [REX.B 41] FF /2 with a register operand (mod 11)
         int i = off;
         while (i < bytes.Length && bytes[i] is 0x2e or 0x3e)
@@ -321,6 +344,26 @@ sealed class Pinpointer : IDisposable
             return null;
         int reg = (modrm & 7) | ((rex & 1) << 3);
         return X86RegisterWord[reg] >= 0 ? X86RegisterWord[reg] : null;
+    }
+
+    Dictionary<ulong, int>? thunkRegisters;
+
+    /// <summary>x86 retpoline thunks by address: the pt_regs word of the register each jumps through
+    /// (__x86_indirect_thunk_rax shares its address with __x86_indirect_thunk_array, so by every alias).</summary>
+    IReadOnlyDictionary<ulong, int> ThunkRegisters => thunkRegisters ??= FindThunkRegisters(facts.AllSymbols);
+
+    static Dictionary<ulong, int> FindThunkRegisters(Symbols.Kallsyms ks)
+    {
+        var d = new Dictionary<ulong, int>();
+        foreach (var s in ks.Symbols)
+        {
+            if (!FunctionCode.IsIndirectThunk(s.Name))
+                continue;
+            int r = Array.IndexOf(X86RegisterNames, s.Name[(s.Name.LastIndexOf('_') + 1)..]);
+            if (r >= 0 && X86RegisterWord[r] >= 0)
+                d.TryAdd(s.Address, X86RegisterWord[r]);
+        }
+        return d;
     }
 
     CalleeJudgment Judge(ulong address)

@@ -44,7 +44,7 @@ public static class PinpointText
             sb.Append("    ").Append(off.PadRight(offW)).Append("  ").Append(way.PadRight(9)).Append("  ").Append(where).Append('\n');
         foreach (var n in p.Notes)
             sb.Append("  note: ").Append(n).Append('\n');
-        return sb.ToString().Replace(" \n", "\n");
+        return string.Join('\n', sb.ToString().Split('\n').Select(l => l.TrimEnd()));
     }
 
     /// <summary>How the returned value came to be, in words.</summary>

@@ -70,7 +70,7 @@ public static class PathAnalysis
         if (siteIns == exitIns && lines is not null && verdict is not PinpointVerdict.Callee)
             site = BeforeClosingBrace(code, path, exitIns, Where);
         var siteBlock = code.BlockContaining(site);
-        var returnLines = siteBlock is null ? [] : BlockLines(code, siteBlock, Where, upTo: site);
+        var returnLines = siteBlock is null ? [] : SliceLines(target, siteBlock, code.IndexOf(site), Where) ?? BlockLines(code, siteBlock, Where, upTo: site);
 
         var decisions = new List<PathDecision>();
         for (int i = 0; i < path.Count; i++)
@@ -85,7 +85,8 @@ public static class PathAnalysis
                 taken = i == path.Count - 1; // a conditional return or tail call: taken when the path ends here
             else
                 continue; // both ways lead to the same block, or the path ends undecided
-            decisions.Add(new PathDecision(Point(b.LastInstructionAddress), taken, BlockLines(code, b, Where)));
+            int jcc = b.FirstInstruction + b.InstructionCount - 1;
+            decisions.Add(new PathDecision(Point(b.LastInstructionAddress), taken, SliceLines(target, b, jcc, Where) ?? BlockLines(code, b, Where)));
         }
         int run = path.Distinct().Count();
         return new PinpointReport(target.Function, result, verdict, Point(site), returnLines, decisions, path, run, blocks.Count, recorded.Truncated)
@@ -114,6 +115,7 @@ public static class PathAnalysis
             notes.Add("some recorded blocks are not blocks of the decoded code");
         var path = new List<int>();
         var gaps = new HashSet<int>();
+        bool ambiguous = false;
         foreach (var b in observed)
         {
             if (path.Count > 0)
@@ -125,6 +127,12 @@ public static class PathAnalysis
                         path.AddRange(between);
                     else
                         gaps.Add(path.Count);
+                }
+                else if (!ambiguous && Bridge(target, a, b) is not null)
+                {
+                    // the direct edge is taken, but blocks without probes offer another way
+                    ambiguous = true;
+                    notes.Add($"the step from +0x{blocks[a].LastInstructionAddress - target.Code.Start:x} to +0x{blocks[b].Start - target.Code.Start:x} may have passed through blocks without probes");
                 }
             }
             path.Add(b);
@@ -299,6 +307,26 @@ public static class PathAnalysis
             }
         }
         return exit;
+    }
+
+    /// <summary>The innermost source lines of the instructions of a block that compute what one of
+    /// them uses (the condition of its branch, the operands of the returned value), each once, in
+    /// address order; null where the operands are not tracked (not x86-64).</summary>
+    static List<SourceLocation>? SliceLines(PinpointTarget target, BasicBlock b, int ins, Func<ulong, IReadOnlyList<SourceLocation>> where)
+    {
+        if (ins < 0 || ReturnValueTrace.Slice(target.Code, target.Bytes, b, ins) is not { } slice)
+            return null;
+        var list = new List<SourceLocation>();
+        foreach (var k in slice)
+        {
+            var l = where(target.Code.Instructions[k].Address);
+            if (l.Count == 0)
+                continue;
+            var loc = l[0] with { Column = 0 };
+            if (!list.Any(y => y.File == loc.File && y.Line == loc.Line))
+                list.Add(loc);
+        }
+        return list;
     }
 
     /// <summary>The innermost source lines of a block's instructions after its last call (up to

@@ -95,6 +95,65 @@ public static class ReturnValueTrace
         return new(Kind.Unknown, 0, -1);
     }
 
+    /// <summary>The instructions of a block that compute what its last instruction uses: for a
+    /// conditional branch, the flags it tests and the registers they came from; for
+    /// <paramref name="from"/> an instruction that writes the returned value, what it reads. Indices
+    /// into <see cref="FunctionCode.Instructions"/>, ascending; null when not x86-64.</summary>
+    public static List<int>? Slice(FunctionCode code, byte[] bytes, BasicBlock b, int from)
+    {
+        if (code.Architecture != Architecture.X86_64)
+            return null;
+        var factory = new InstructionInfoFactory();
+        var result = new List<int> { from };
+        if (!Decode(bytes, code.Start, code.Instructions[from], out var first))
+            return result;
+        bool needFlags = first.RflagsRead != RflagsBits.None;
+        var needRegs = new HashSet<Register>();
+        AddReads(factory, first, needRegs);
+        for (int k = from - 1; k >= b.FirstInstruction && (needFlags || needRegs.Count > 0); k--)
+        {
+            var ins = code.Instructions[k];
+            if (ins.Flow is InstructionFlow.Call or InstructionFlow.IndirectCall || ins.Address == code.FtraceSite)
+                break;
+            if (!Decode(bytes, code.Start, ins, out var x))
+                break;
+            var writes = new HashSet<Register>();
+            foreach (var u in factory.GetInfo(x).GetUsedRegisters())
+            {
+                if (u.Access is OpAccess.Write or OpAccess.CondWrite or OpAccess.ReadWrite or OpAccess.ReadCondWrite)
+                    writes.Add(u.Register.GetFullRegister());
+            }
+            bool flags = needFlags && x.RflagsModified != RflagsBits.None;
+            if (!flags && !writes.Overlaps(needRegs))
+                continue;
+            result.Add(k);
+            if (flags)
+                needFlags = x.RflagsRead != RflagsBits.None;
+            // a register written here came from here, unless it was also read (or only partly written)
+            foreach (var w in writes)
+                needRegs.Remove(w);
+            AddReads(factory, x, needRegs);
+        }
+        result.Sort();
+        return result;
+    }
+
+    static void AddReads(InstructionInfoFactory factory, in Iced.Intel.Instruction x, HashSet<Register> regs)
+    {
+        foreach (var u in factory.GetInfo(x).GetUsedRegisters())
+        {
+            var r = u.Register.GetFullRegister();
+            if (r is Register.RSP or Register.RIP || !r.IsGPR64())
+                continue;
+            if (u.Access is OpAccess.Read or OpAccess.CondRead or OpAccess.ReadWrite or OpAccess.ReadCondWrite)
+                regs.Add(r);
+        }
+        // xor eax, eax and friends read nothing that matters
+        if (x.Mnemonic is Mnemonic.Xor or Mnemonic.Sub or Mnemonic.Sbb && x.Op0Kind == OpKind.Register && x.Op1Kind == OpKind.Register
+            && x.Op0Register == x.Op1Register && x.Mnemonic != Mnemonic.Sbb)
+            regs.Remove(x.Op0Register.GetFullRegister());
+    }
+
     static bool Decode(byte[] bytes, ulong start, in MachineCode.Instruction ins, out Iced.Intel.Instruction x)
     {
         x = default;
