@@ -310,6 +310,26 @@ public class PinpointTests
     }
 
     [Fact]
+    public void AConditionalMoveIsAnsweredByTheSideThatCanHaveMadeTheValue()
+    {
+        // __sys_socket's shape: r12 = (long)foo(); if (eax >= 0) r12 = [rsp+8]; ...; eax = r12d; ret
+        var b = new List<byte> { 0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+        b.AddRange(Call(FBase + 0x09, Foo));
+        b.AddRange([0x4c, 0x63, 0xe0, 0x85, 0xc0, 0x4c, 0x0f, 0x49, 0x64, 0x24, 0x08, 0x44, 0x89, 0xe0, 0xc3]);
+        var t = Synthetic([.. b]);
+        var r = PathAnalysis.Analyze(t, new BlockPath(1, 0, 0, 0, [], []), ResultFormat.View(t.Function, -97), null, Judge);
+        Assert.Equal((PinpointVerdict.Callee, "foo"), (r.Verdict, r.Callee?.Name));
+
+        // err = ret < 0 ? ret : 0 as xor eax,eax; test ecx,ecx; cmovs eax,ecx: the 0 was not returned, ecx was
+        var c = new List<byte> { 0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+        c.AddRange(Call(FBase + 0x09, Foo));
+        c.AddRange([0x89, 0xc1, 0x31, 0xc0, 0x85, 0xc9, 0x0f, 0x48, 0xc1, 0xc3]);
+        var u = Synthetic([.. c]);
+        var s = PathAnalysis.Analyze(u, new BlockPath(1, 0, 0, 0, [], []), ResultFormat.View(u.Function, -5), null, Judge);
+        Assert.Equal((PinpointVerdict.Callee, "foo"), (s.Verdict, s.Callee?.Name));
+    }
+
+    [Fact]
     public void AnArgumentReturnedAsIsIsTheCallers()
     {
         // endbr; nop5; mov eax, edi; ret

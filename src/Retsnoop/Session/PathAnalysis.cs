@@ -36,7 +36,7 @@ public static class PathAnalysis
         if (exitBlock.Exit == ExitKind.None)
             notes.Add($"the path ends in block {exitBlock.Index} at +0x{exitBlock.LastInstructionAddress - code.Start:x}, which does not leave the function (a probe the kernel refused, or a trap)");
 
-        var origin = ReturnValueTrace.Find(code, target.Bytes, path, gapBefore, complete: !recorded.Truncated);
+        var origin = ReturnValueTrace.Find(code, target.Bytes, path, gapBefore, complete: !recorded.Truncated, returned: result.Kind == ResultKind.Pending ? null : result.Value);
         PinpointVerdict verdict;
         int siteIns = exitIns;
         long? constant = null;

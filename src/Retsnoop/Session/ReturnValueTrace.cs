@@ -27,73 +27,101 @@ public static class ReturnValueTrace
     /// <param name="path">block indices, entry (or the oldest known) first, ending in the exit block</param>
     /// <param name="gapBefore">path positions whose block is not known to follow the one before</param>
     /// <param name="complete">the path starts at the function's entry (nothing was lost)</param>
-    public static Origin Find(FunctionCode code, byte[] bytes, IReadOnlyList<int> path, IReadOnlySet<int> gapBefore, bool complete)
+    /// <param name="returned">the value the call returned (its low 32 bits are compared): a conditional
+    /// move is answered by the side that can have produced it</param>
+    public static Origin Find(FunctionCode code, byte[] bytes, IReadOnlyList<int> path, IReadOnlySet<int> gapBefore, bool complete, long? returned = null)
     {
         if (code.Architecture != Architecture.X86_64 || path.Count == 0)
             return new(Kind.Unknown, -1, -1);
-        var tracked = Register.RAX;
-        var factory = new InstructionInfoFactory();
-        for (int p = path.Count - 1; p >= 0; p--)
-        {
-            var b = code.Blocks[path[p]];
-            int last = b.FirstInstruction + b.InstructionCount - 1;
-            for (int k = last; k >= b.FirstInstruction; k--)
-            {
-                var ins = code.Instructions[k];
-                if (ins.Address == code.FtraceSite || ins.IsNop)
-                    continue;
-                if (p == path.Count - 1 && k == last)
-                {
-                    // the exit itself: a tail call returns what the callee returns
-                    if (b.Exit == ExitKind.TailCall)
-                        return new(Kind.TailCall, p, k);
-                    if (b.Exit == ExitKind.IndirectJump)
-                        return new(Kind.TailCall, p, k);
-                    continue;
-                }
-                if (ins.Flow is InstructionFlow.Call or InstructionFlow.IndirectCall)
-                {
-                    if (tracked == Register.RAX)
-                        return new(Kind.Call, p, k);
-                    if (!IsCalleeSaved(tracked))
-                        return new(Kind.Unknown, p, k);
-                    continue;
-                }
-                if (!Decode(bytes, code.Start, ins, out var x))
-                    return new(Kind.Unknown, p, k);
-                if (!Writes(factory, x, tracked))
-                    continue;
-                // the tracked register is written here
-                if (x.Mnemonic == Mnemonic.Mov && x.Op0Kind == OpKind.Register && IsImmediate(x.Op1Kind))
-                    return new(Kind.Constant, p, k, SignedImmediate(x));
-                if (x.Mnemonic is Mnemonic.Xor or Mnemonic.Sub && x.Op0Kind == OpKind.Register && x.Op1Kind == OpKind.Register
-                    && x.Op0Register.GetFullRegister() == x.Op1Register.GetFullRegister())
-                    return new(Kind.Constant, p, k, 0);
-                if (x.Mnemonic == Mnemonic.Or && x.Op0Kind == OpKind.Register && IsImmediate(x.Op1Kind) && SignedImmediate(x) == -1)
-                    return new(Kind.Constant, p, k, -1);
-                if (x.Mnemonic == Mnemonic.Mov && x.Op0Kind == OpKind.Register && x.Op1Kind == OpKind.Register
-                    && x.Op0Register.GetSize() >= 4)
-                {
-                    tracked = x.Op1Register.GetFullRegister();
-                    continue;
-                }
-                // sign extension of the same value (int to long): keep following it
-                if (x.Mnemonic is Mnemonic.Cdqe || (x.Mnemonic == Mnemonic.Movsxd && x.Op1Kind == OpKind.Register))
-                {
-                    tracked = x.Mnemonic == Mnemonic.Cdqe ? Register.RAX : x.Op1Register.GetFullRegister();
-                    continue;
-                }
-                if (x.Mnemonic is Mnemonic.Mov or Mnemonic.Pop && (x.Op1Kind == OpKind.Memory || x.Mnemonic == Mnemonic.Pop))
-                    return new(Kind.Loaded, p, k);
-                return new(Kind.Computed, p, k);
-            }
-            if (gapBefore.Contains(p))
-                return new(Kind.Unknown, p, -1);
-        }
-        if (complete && Array.IndexOf(ArgumentRegisters, tracked) is int arg and >= 0)
-            return new(Kind.Argument, 0, -1, Argument: arg + 1);
-        return new(Kind.Unknown, 0, -1);
+        var b = code.Blocks[path[^1]];
+        int last = b.FirstInstruction + b.InstructionCount - 1;
+        // the exit itself: a tail call returns what the callee returns
+        if (b.Exit is ExitKind.TailCall or ExitKind.IndirectJump)
+            return new(Kind.TailCall, path.Count - 1, last);
+        var walk = new Walk(code, bytes, path, gapBefore, complete, returned);
+        return walk.From(path.Count - 1, last - 1, Register.RAX, 0);
     }
+
+    sealed class Walk(FunctionCode code, byte[] bytes, IReadOnlyList<int> path, IReadOnlySet<int> gapBefore, bool complete, long? returned)
+    {
+        readonly InstructionInfoFactory factory = new();
+
+        /// <summary>Follows <paramref name="tracked"/> backwards from instruction k of path position p.</summary>
+        public Origin From(int p, int k, Register tracked, int depth)
+        {
+            for (; p >= 0; p--)
+            {
+                var b = code.Blocks[path[p]];
+                if (k < 0)
+                    k = b.FirstInstruction + b.InstructionCount - 1;
+                for (; k >= b.FirstInstruction; k--)
+                {
+                    var ins = code.Instructions[k];
+                    if (ins.Address == code.FtraceSite || ins.IsNop)
+                        continue;
+                    if (ins.Flow is InstructionFlow.Call or InstructionFlow.IndirectCall)
+                    {
+                        if (tracked == Register.RAX)
+                            return new(Kind.Call, p, k);
+                        if (!IsCalleeSaved(tracked))
+                            return new(Kind.Unknown, p, k);
+                        continue;
+                    }
+                    if (!Decode(bytes, code.Start, ins, out var x))
+                        return new(Kind.Unknown, p, k);
+                    if (!Writes(factory, x, tracked))
+                        continue;
+                    // the tracked register is written here
+                    if (x.Mnemonic == Mnemonic.Mov && x.Op0Kind == OpKind.Register && IsImmediate(x.Op1Kind))
+                        return new(Kind.Constant, p, k, SignedImmediate(x));
+                    if (x.Mnemonic is Mnemonic.Xor or Mnemonic.Sub && x.Op0Kind == OpKind.Register && x.Op1Kind == OpKind.Register
+                        && x.Op0Register.GetFullRegister() == x.Op1Register.GetFullRegister())
+                        return new(Kind.Constant, p, k, 0);
+                    if (x.Mnemonic == Mnemonic.Or && x.Op0Kind == OpKind.Register && IsImmediate(x.Op1Kind) && SignedImmediate(x) == -1)
+                        return new(Kind.Constant, p, k, -1);
+                    if (x.Mnemonic == Mnemonic.Mov && x.Op0Kind == OpKind.Register && x.Op1Kind == OpKind.Register && x.Op0Register.GetSize() >= 4)
+                    {
+                        tracked = x.Op1Register.GetFullRegister();
+                        continue;
+                    }
+                    // sign extension of the same value (int to long): keep following it
+                    if (x.Mnemonic is Mnemonic.Cdqe || (x.Mnemonic == Mnemonic.Movsxd && x.Op1Kind == OpKind.Register))
+                    {
+                        tracked = x.Mnemonic == Mnemonic.Cdqe ? Register.RAX : x.Op1Register.GetFullRegister();
+                        continue;
+                    }
+                    if (IsConditionalMove(x.Mnemonic) && depth < 8)
+                        return Either(p, k, x, tracked, depth);
+                    if (x.Mnemonic is Mnemonic.Mov or Mnemonic.Pop && (x.Op1Kind == OpKind.Memory || x.Mnemonic == Mnemonic.Pop))
+                        return new(Kind.Loaded, p, k);
+                    return new(Kind.Computed, p, k);
+                }
+                if (gapBefore.Contains(p))
+                    return new(Kind.Unknown, p, -1);
+                k = -1;
+            }
+            if (complete && Array.IndexOf(ArgumentRegisters, tracked) is int arg and >= 0)
+                return new(Kind.Argument, 0, -1, Argument: arg + 1);
+            return new(Kind.Unknown, 0, -1);
+        }
+
+        /// <summary>A conditional move: the register kept its earlier value or took the source's. The
+        /// flags are not recorded, but the returned value is known: the earlier value is taken unless
+        /// it is a constant other than what was returned (err = ret &lt; 0 ? ret : 0).</summary>
+        Origin Either(int p, int k, in Iced.Intel.Instruction x, Register tracked, int depth)
+        {
+            var kept = From(p, k - 1, tracked, depth + 1);
+            if (!(kept.Kind == Kind.Constant && returned is { } v && (int)kept.Value != (int)v))
+                return kept;
+            if (x.Op1Kind == OpKind.Register)
+                return From(p, k - 1, x.Op1Register.GetFullRegister(), depth + 1);
+            return new(Kind.Loaded, p, k);
+        }
+    }
+
+    static bool IsConditionalMove(Mnemonic m) => m is Mnemonic.Cmova or Mnemonic.Cmovae or Mnemonic.Cmovb or Mnemonic.Cmovbe
+        or Mnemonic.Cmove or Mnemonic.Cmovg or Mnemonic.Cmovge or Mnemonic.Cmovl or Mnemonic.Cmovle or Mnemonic.Cmovne
+        or Mnemonic.Cmovno or Mnemonic.Cmovnp or Mnemonic.Cmovns or Mnemonic.Cmovo or Mnemonic.Cmovp or Mnemonic.Cmovs;
 
     /// <summary>The instructions of a block that compute what its last instruction uses: for a
     /// conditional branch, the flags it tests and the registers they came from; for
