@@ -19,8 +19,9 @@ public sealed class PinpointKernel
     public static readonly string Vmlinux = VmBoot.DebugVmlinux(Kernel);
     public static readonly string Version = VmBoot.KernelVersion(Kernel);
 
+    // JSON goes to a file of its own: the command writes to the same stdout while reports are written
     static string Run(string args, string simfailCase, bool json = false) =>
-        $"\"$RETSNOOP_BIN\" --pinpoint {(json ? "--json " : "")}-k '{Vmlinux}' {args} -- \"$SIMFAIL_BIN\" {simfailCase} > tracer.out 2> tracer.err; echo $? > tracer.rc";
+        $"\"$RETSNOOP_BIN\" --pinpoint {(json ? "--json --output out.json " : "")}-k '{Vmlinux}' {args} -- \"$SIMFAIL_BIN\" {simfailCase} > tracer.out 2> tracer.err; echo $? > tracer.rc";
 
     // kprobes the kernel lists (debugfs), and the kernel log, before and after every case
     const string Before = "mount -t debugfs none /sys/kernel/debug 2>/dev/null; dmesg > dmesg.txt; grep -c . /sys/kernel/debug/kprobes/list > kprobes.txt || echo 0 > kprobes.txt";
@@ -42,7 +43,7 @@ public sealed class PinpointKernel
         // the added function attached with fentry/fexit when the run uses them
         new("pinpoint-deepen-fentry", Run("-F -e '*sys_bpf' -a map_create", "bpf-bad-map-key-size-array", json: true)),
         // no command: the probes go in after the first failure, the next one is pinpointed
-        new("pinpoint-live", $"traced '\"$SIMFAIL_BIN\" bpf-bad-map-key-size-array; wait_for tracer.err probing 120; \"$SIMFAIL_BIN\" bpf-bad-map-key-size-array' -- --pinpoint -n simfail -k '{Vmlinux}' -e '*sys_bpf' -a array_map_alloc_check"),
+        new("pinpoint-live", $"export -f wait_for; traced '\"$SIMFAIL_BIN\" bpf-bad-map-key-size-array; wait_for tracer.err probing 120; \"$SIMFAIL_BIN\" bpf-bad-map-key-size-array' -- --pinpoint -n simfail -k '{Vmlinux}' -e '*sys_bpf' -a array_map_alloc_check"),
         // a failure that printk()s why
         new("pinpoint-printk", Run("-e '*sys_mount' -a path_mount -a 'vfs_parse_fs_*'", "mount-tmpfs-bad-size")),
         new("pinpoint-after", After),
@@ -128,9 +129,8 @@ public sealed class PinpointTests(PinpointKernel k)
         return default;
     }
 
-    // the command shares stdout: its own lines sit between the JSON objects
     static List<JsonElement> Objects(CaseResult r) =>
-        [.. r.TracerOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l).RootElement.Clone())];
+        [.. r.File("out.json").Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.Clone())];
 
     /// <summary>The last stack's pinpoint object (the rerun with the probes in place).</summary>
     static JsonElement LastPinpoint(CaseResult r)

@@ -85,6 +85,9 @@ public static class PathAnalysis
                 taken = i == path.Count - 1; // a conditional return or tail call: taken when the path ends here
             else
                 continue; // both ways lead to the same block, or the path ends undecided
+            // the stack protector's canary check on the way out decides nothing about the error
+            if (b.Successors.Any(x => code.Calls.Any(c => c.Block == x && c.TargetName == "__stack_chk_fail")))
+                continue;
             int jcc = b.FirstInstruction + b.InstructionCount - 1;
             decisions.Add(new PathDecision(Point(b.LastInstructionAddress), taken, SliceLines(target, b, jcc, Where) ?? BlockLines(code, b, Where)));
         }
