@@ -77,6 +77,8 @@ sealed class Pinpointer : IDisposable
     public static Pinpointer Create(PinpointSettings settings, TargetSettings targetSettings, KernelFacts facts, IReadOnlyList<TracedFunction> funcs,
         Action<string> say, Action<int, string> log)
     {
+        if (!funcs.Any(f => !f.IsUser))
+            throw new UsageException("--pinpoint looks inside kernel functions: give kernel -e/-a globs (u: functions cannot be pinpointed)");
         if (!PerfEvent.KprobePmuAvailable)
             throw new TracingException("--pinpoint puts kprobes inside functions, and this kernel has no kprobes (CONFIG_KPROBES is off)");
         var code = KernelCode.Open(facts.AllSymbols);
