@@ -40,8 +40,9 @@ public sealed class PinpointKernel
         // __sys_socket's direct call (sock_create is inlined into it)
         new("pinpoint-deepen-indirect", Run("-e '*sys_bpf' -a map_create", "bpf-bad-map-key-size-array", json: true)),
         new("pinpoint-deepen-direct", Run("-e '*sys_socket'", "socket-bad-family", json: true)),
-        // the added function attached with fentry/fexit when the run uses them
+        // the added function attached with the run's mechanism: fentry/fexit, single kprobes
         new("pinpoint-deepen-fentry", Run("-F -e '*sys_bpf' -a map_create", "bpf-bad-map-key-size-array", json: true)),
+        new("pinpoint-deepen-kprobes", Run("-K -e '*sys_socket'", "socket-bad-family", json: true)),
         // no command: the probes go in after the first failure, the next one is pinpointed
         new("pinpoint-live", $"export -f wait_for; traced '\"$SIMFAIL_BIN\" bpf-bad-map-key-size-array; wait_for tracer.err probing 120; \"$SIMFAIL_BIN\" bpf-bad-map-key-size-array' -- --pinpoint -n simfail -k '{Vmlinux}' -e '*sys_bpf' -a array_map_alloc_check"),
         // a failure that printk()s why
@@ -230,6 +231,17 @@ public sealed class PinpointTests(PinpointKernel k)
         var p = LastPinpoint(r);
         Assert.Equal("array_map_alloc_check", p.GetProperty("function").GetString());
         LineWith(Lines(p.GetProperty("decisions").EnumerateArray().Last().GetProperty("lines")), "attr->key_size != 4", r);
+        AssertFewRuns(r);
+    }
+
+    [Fact]
+    public void DeepeningAttachesTheCalleeWithSingleKprobesWhenTheRunUsesThem()
+    {
+        var r = Ran(Boot.Case("pinpoint-deepen-kprobes"));
+        Assert.Contains("Pinpoint: __sys_socket's error came from __sock_create", r.TracerErr);
+        var p = LastPinpoint(r);
+        Assert.Equal("__sock_create", p.GetProperty("function").GetString());
+        Assert.Equal(-97, p.GetProperty("constant").GetInt64());
         AssertFewRuns(r);
     }
 
