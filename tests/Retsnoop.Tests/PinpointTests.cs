@@ -339,6 +339,20 @@ public class PinpointTests
         Assert.Equal((PinpointVerdict.Argument, 1), (r.Verdict, r.ArgumentIndex));
     }
 
+    [Fact]
+    public void OptionAndConfigKeysReachTheSettings()
+    {
+        var o = OptionParser.Parse(["--pinpoint", "-e", "*sys_bpf", "-C", "pinpoint.repeats=2", "-C", "pinpoint.max-functions=3", "-C", "pinpoint.deepen=false"]);
+        var p = o.PinpointSettings;
+        Assert.Equal((true, 2, 3, false, true), (p.Enabled, p.Repeats, p.MaxFunctions, p.Deepen, p.KernelMessages));
+        Assert.True(o.Attach.Pinpoint);
+        Assert.Equal(0, o.Attach.ReservedFunctions); // nothing is added while attached without deepening
+        Assert.Equal(8, OptionParser.Parse(["--pinpoint", "-e", "x"]).Attach.ReservedFunctions);
+        Assert.False(OptionParser.Parse(["-e", "x"]).Attach.Pinpoint);
+        var bad = Assert.Throws<UsageException>(() => OptionParser.Parse(["-C", "pinpoint.repeats=many"]));
+        Assert.Contains("pinpoint.repeats", bad.Message);
+    }
+
     // ---- records to reports ----
 
     [Fact]
