@@ -76,6 +76,7 @@ static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess->rec.kstack_sz = 0;
 		sess->rec.stitch_pos = 0;
 		sess->paused_err = 0;
+		sess->pp_frames = 0;
 		/* uprobes */
 		sess->has_user = (*flags & FUNC_IS_USER) || cfg.user_stacks;
 		sess->rec.ustack_sz = 0;
@@ -97,6 +98,7 @@ static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess = bpf_map_lookup_elem(&sessions, &tid);
 		if (!sess)
 			return false;
+		pp_start(tid, sess); /* --pinpoint */
 	}
 
 	d = sess->depth;
@@ -114,6 +116,7 @@ static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 	sess->seqs[fidx(d)] = seq;
 	sess->ts[fidx(d)] = now;
 	sess->depth = d + 1;
+	pp_enter(sess, tid, id, d, seq); /* --pinpoint */
 
 	if (emit_func_trace)
 		emit_trace(REC_TRACE_ENTRY, tid, id, d + 1, sess->rec.start_ts, now, 0, 0);
@@ -168,6 +171,7 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 	sess->paused_err = 0;
 	r->kstack_sz = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
 	lbr_keep(sess); /* LBR (-B) */
+	pp_keep(sess, d); /* --pinpoint: the origin call's path */
 	/* uprobes: the user stack too (from a kernel probe it is the stack at syscall entry);
 	 * build ids and file offsets name the frames after the process is gone
 	 */
@@ -187,6 +191,7 @@ static __always_inline void emit_interim(struct session *sess, __u64 now)
 	r->end_ts = now;
 	r->flags = STACK_ERR | STACK_INTERIM;
 	lbr_emit(sess); /* LBR (-B): the snapshot kept with this chain */
+	pp_emit(sess); /* --pinpoint: the path kept with this chain */
 	if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 		count_dropped_record();
 	r->flags = was;
@@ -219,6 +224,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		if (st)
 			__sync_fetch_and_add(&st->unmatched_returns, 1);
 		bpf_map_delete_elem(&sessions, &tid);
+		pp_end(tid);
 		return;
 	}
 
@@ -267,6 +273,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		r->lat[fidx(d)] = lat;
 		r->done[fidx(d)] = 1;
 	}
+	pp_exit(sess, d); /* --pinpoint */
 	sess->depth = d;
 
 	if (emit_func_trace)
@@ -278,6 +285,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		if (emit) {
 			r->end_ts = now;
 			lbr_emit(sess); /* LBR (-B): before the stack, which user space pairs it with */
+			pp_emit(sess); /* --pinpoint: likewise */
 			if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 				count_dropped_record();
 		} else if (emit_func_trace || cfg.capture_args) {
@@ -285,6 +293,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 			emit_trace(REC_SESSION_END, tid, id, 0, r->start_ts, now, res, lat);
 		}
 		bpf_map_delete_elem(&sessions, &tid);
+		pp_end(tid);
 	}
 }
 

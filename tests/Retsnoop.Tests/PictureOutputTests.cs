@@ -174,7 +174,7 @@ public class PictureOutputTests
     [Fact]
     public void CallTraceBecomesSlicesWithRecordedTimes()
     {
-        var opts = OptionParser.Parse(["-T", "-A", "-ss"]);
+        var opts = OptionParser.Parse(["-E", "-T", "-A", "-ss"]);
         var report = Assert.Single(Feed(opts, TracedSession()));
         var doc = Write([report], ArgsOfSysBpf);
         var events = Events(doc);

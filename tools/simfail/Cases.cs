@@ -21,6 +21,7 @@ public static unsafe class Cases
     // bpf(2) commands and map types (include/uapi/linux/bpf.h)
     const int BPF_MAP_CREATE = 0, BPF_MAP_LOOKUP_ELEM = 1;
     const int BPF_MAP_TYPE_ARRAY = 2, BPF_MAP_TYPE_PERCPU_ARRAY = 6, BPF_MAP_TYPE_STACK_TRACE = 7, BPF_MAP_TYPE_RINGBUF = 27;
+    const uint BPF_F_MMAPABLE = 1 << 10;
 
     // errnos
     const int ENOENT = 2, E2BIG = 7, EAGAIN = 11, EFAULT = 14, ENODEV = 19, EINVAL = 22, ENOTTY = 25, EAFNOSUPPORT = 97;
@@ -70,6 +71,18 @@ public static unsafe class Cases
             "array_map_alloc_check: max_entries == 0",
             () => MapCreate(BPF_MAP_TYPE_ARRAY, 4, 4, 0)),
 
+        // array_map_alloc_check: value_size == 0 -> -EINVAL: the same `return -EINVAL` as key_size and
+        // max_entries, through another failed check of the same condition (--pinpoint tells them apart)
+        new("bpf-bad-map-val-size-zero-array", EINVAL,
+            "array_map_alloc_check: value_size == 0",
+            () => MapCreate(BPF_MAP_TYPE_ARRAY, 4, 0, 1)),
+
+        // array_map_alloc_check: map_type != BPF_MAP_TYPE_ARRAY && map_flags & BPF_F_MMAPABLE -> -EINVAL, a
+        // second `return -EINVAL` statement (the compiler may merge the two returns into one block)
+        new("bpf-bad-map-mmapable-percpu-array", EINVAL,
+            "array_map_alloc_check: BPF_F_MMAPABLE on a per-CPU array",
+            () => MapCreate(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, flags: BPF_F_MMAPABLE)),
+
         // ringbuf_map_alloc: !is_power_of_2(max_entries) || !PAGE_ALIGNED(max_entries) -> ERR_PTR(-EINVAL)
         new("bpf-bad-map-max-entries-ringbuf", EINVAL,
             "ringbuf_map_alloc: max_entries not a power-of-two page multiple",
@@ -94,6 +107,13 @@ public static unsafe class Cases
         new("mount-unknown-fs", ENODEV,
             "path_mount -> do_new_mount: get_fs_type returns NULL for an unknown type",
             MountUnknownFs, SetupMountDir),
+
+        // mm/shmem.c shmem_parse_one (through vfs_parse_fs_param's fc->ops->parse_param): memparse leaves
+        // text after the number -> invalfc(fc, "Bad value for '%s'"): with no fs_context log (mount(2), not
+        // fsconfig) logfc printk()s "tmpfs: Bad value for 'size'", then -EINVAL. Needs CAP_SYS_ADMIN.
+        new("mount-tmpfs-bad-size", EINVAL,
+            "shmem_parse_one: size=simfail is no size (the kernel prints why)",
+            MountTmpfsBadSize, SetupMountDir),
 
         // fs/ioctl.c __x64_sys_ioctl: do_vfs_ioctl knows no TCGETS for a character device and returns
         // -ENOIOCTLCMD; vfs_ioctl (inlined into the syscall) then finds no ->unlocked_ioctl in
@@ -197,7 +217,7 @@ public static unsafe class Cases
 
     // ---- mount(2) ----
 
-    static byte* mountDir, mountSource, mountType;
+    static byte* mountDir, mountSource, mountType, tmpfsType, badSize;
 
     static void SetupMountDir()
     {
@@ -205,6 +225,8 @@ public static unsafe class Cases
             return;
         mountSource = Native.CString("none");
         mountType = Native.CString("simfail_no_such_fs");
+        tmpfsType = Native.CString("tmpfs");
+        badSize = Native.CString("size=simfail");
         mountDir = Native.MakeTempDir("simfail-mnt-");
     }
 
@@ -223,6 +245,9 @@ public static unsafe class Cases
 
     static int MountUnknownFs() =>
         Native.ErrnoOf(Native.Call(Native.Sys.Mount, (long)mountSource, (long)mountDir, (long)mountType, 0, 0), closeFd: false);
+
+    static int MountTmpfsBadSize() =>
+        Native.ErrnoOf(Native.Call(Native.Sys.Mount, (long)mountSource, (long)mountDir, (long)tmpfsType, 0, (long)badSize), closeFd: false);
 
     // ---- ioctl(2) ----
 

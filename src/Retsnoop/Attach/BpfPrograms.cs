@@ -13,9 +13,11 @@ static class BpfPrograms
     public const string InjKprobe = "inj_kprobe", InjKretprobe = "inj_kretprobe", InjTracepoint = "inj_tp", InjRawTracepoint = "inj_rawtp";
     /// <summary>-- COMMAND: on sched_process_fork, children of allowed processes join pid_allow.</summary>
     public const string FollowFork = "follow_fork";
+    /// <summary>--pinpoint: kprobes at blocks and indirect call sites; kernel message tracepoints.</summary>
+    public const string PinpointHit = "pp_hit", PinpointKernelMessage = "pp_kmsg";
 
     public const string RingBuffer = "rb", Sessions = "sessions", Stats = "stats", FuncFlags = "func_flags", FuncArgs = "func_args",
-        InjSize = "inj_size", PidAllow = "pid_allow", PidDeny = "pid_deny", CommAllow = "comm_allow", CommDeny = "comm_deny";
+        InjSize = "inj_size", PinpointStates = "pp_states", PidAllow = "pid_allow", PidDeny = "pid_deny", CommAllow = "comm_allow", CommDeny = "comm_deny";
 
     /// <summary>Links are created and closed from this many threads: each waits on the kernel (RCU,
     /// text poking), not on a CPU.</summary>

@@ -177,6 +177,9 @@ public sealed class Tracer : IDisposable
         }
     }
 
+    /// <summary>--pinpoint: block probes, kernel message tracepoints and functions added while attached.</summary>
+    public PinpointProbes Pinpoint() => new(obj, links, Mode, moduleBtf);
+
     /// <summary>Lets a process through the pid filter: the command, before it runs.</summary>
     public void AllowPid(int pid) => obj.AllowPid(pid);
 

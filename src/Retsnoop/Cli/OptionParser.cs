@@ -56,6 +56,7 @@ public static class OptionParser
         new('L', "longer", Arg.Required, "MS", "Only print sessions lasting at least MS milliseconds", ApplyLonger),
         new('S', "success-stacks", Arg.Optional, "BOOL", "Also print sessions that succeeded (-S, -Sy, -Sn)", ApplySuccess),
         new('I', "interim-stacks", Arg.None, "", "Also print interim stacks (errors that were later recovered from)", (o, _) => o.InterimStacks = true),
+        new('\0', "pinpoint", Arg.None, "", "Pinpoint where inside the failing function the error was made: probe its blocks, print the return site and the decisions on the way as source lines, follow the error into an untraced callee, show the kernel's messages (with -- COMMAND, reruns it; -C pinpoint.*)", (o, _) => o.Pinpoint = true),
         new('\0', "user-stacks", Arg.None, "", "Also show the failing thread's user-space stack (symbolized with the program's ELF/DWARF) above the kernel chain", (o, _) => o.UserStacks = true),
         new('x', "allow-errors", Arg.Required, "ERROR", "Only print stacks with this error (ENOMEM, -ENOMEM, NOMEM, 12, NULL or any)", (o, v) => ApplyError(o, v!, allow: true)),
         new('X', "deny-errors", Arg.Required, "ERROR", "Never print stacks with this error", (o, v) => ApplyError(o, v!, allow: false)),

@@ -60,6 +60,12 @@ public sealed class Options
     /// <summary>-- COMMAND [ARGS]: run it, trace only its process tree, stop when it exits (null: none).</summary>
     public List<string>? Command { get; set; }
     public HashSet<string> DebugFeatures { get; } = [];
+    /// <summary>--pinpoint: the path inside the failing function, the callee an error came from, the kernel's messages.</summary>
+    public bool Pinpoint { get; set; }
+    public int PinpointRepeats { get; set; } = 5;
+    public int PinpointMaxFunctions { get; set; } = 8;
+    public bool PinpointDeepen { get; set; } = true;
+    public bool PinpointKernelMessages { get; set; } = true;
 
     // beyond upstream: machine-readable output and an output file
     /// <summary>--json: JSON Lines instead of text (docs/json.md).</summary>
@@ -113,6 +119,17 @@ public sealed class Options
         Lbr = UseLbr,
         UprobesMulti = UprobesMulti,
         ExternalBtf = BtfPath,
+        Pinpoint = Pinpoint,
+        ReservedFunctions = PinpointSettings.ReservedFunctions,
+    };
+
+    public PinpointSettings PinpointSettings => new()
+    {
+        Enabled = Pinpoint,
+        Repeats = PinpointRepeats,
+        MaxFunctions = PinpointMaxFunctions,
+        Deepen = PinpointDeepen,
+        KernelMessages = PinpointKernelMessages,
     };
 
     public SessionSettings Session => new()

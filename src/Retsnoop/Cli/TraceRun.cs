@@ -164,6 +164,8 @@ sealed class TraceRun(Options opts)
         bool receiving = false;
         Tracer? tracer = null;
         ChildCommand? child = null;
+        // --pinpoint: reads the traced functions' code before anything is attached to them
+        using var pinpoint = opts.Pinpoint ? Pinpointer.Create(opts.PinpointSettings, targets, facts, request.Functions, Console.Error.WriteLine, Log) : null;
         try
         {
             Log(2, $"[{launch.ElapsedMilliseconds} ms] loading BPF programs");
@@ -173,10 +175,13 @@ sealed class TraceRun(Options opts)
             // returns without their entry while attaching are the functions that were running
             // when their probes arrived: only the ones after it are worth a word
             ulong unmatchedWhileAttaching = tracer.ReadStats().UnmatchedReturns;
+            pinpoint?.Attached(tracer);
 
-            var sessions = new SessionBuilder(opts.Session, request.Functions, () => facts.SymbolContext() with { User = userBinaries }, output.Write)
+            var sessions = new SessionBuilder(opts.Session, pinpoint?.Functions ?? request.Functions, () => facts.SymbolContext() with { User = userBinaries },
+                pinpoint is null ? output.Write : r => { output.Write(r); pinpoint.OnReport(r); })
             {
                 Probes = request.Probes, // -J: the records name their probe by index
+                AnalyzePath = pinpoint is null ? null : pinpoint.Analyze,
             };
             using var rb = new RingBuffer(tracer.RingBufferFd, sessions.Handle);
             rb.WakeOn(stop);
@@ -188,10 +193,14 @@ sealed class TraceRun(Options opts)
             if (request.UserFunctions.Count > 0 && opts.Symbolize != SymbolizeMode.None)
                 Task.Run(userBinaries.WarmUp);
             if (opts.Command is { } command)
-                child = RunCommand(tracer, command, cancel);
+                child = pinpoint is null ? RunCommand(tracer, command, cancel) : pinpoint.StartCommand(tracer, command, cancel);
             while (!stop.IsCancellationRequested)
+            {
                 rb.Poll(100);
+                pinpoint?.Step(rb); // --pinpoint: probes asked for by the reports; -- COMMAND run again
+            }
             rb.Consume();
+            child = pinpoint?.Command ?? child;
             summary = ReportLosses(tracer, sessions, unmatchedWhileAttaching);
         }
         finally

@@ -326,7 +326,8 @@ public sealed class TraceEventsWriter : IDisposable
         return sb.ToString();
     }
 
-    static string Where(SourceLocation l) => l.Column > 0 ? $"{l.File ?? "??"}:{l.Line}:{l.Column}" : $"{l.File ?? "??"}:{l.Line}";
+    // the frames read as the text prints them: (FILE:LINE), no column
+    static string Where(SourceLocation l) => $"{l.File ?? "??"}:{l.Line}";
 
     void Start(string ph, string name, uint pid, uint tid)
     {
