@@ -131,7 +131,7 @@ sealed class TraceRun(Options opts)
             Log(2, $"[{launch.ElapsedMilliseconds} ms] BPF programs loaded");
             AttachAll(tracer, request);
 
-            var sessions = new SessionBuilder(opts.Session, request.Functions, () => facts.SymbolContext() with { User = userBinaries }, output.Write);
+            var sessions = new SessionBuilder(opts.Session, request.Functions, () => facts.SymbolContext() with { User = userBinaries }, output.Write) { Probes = request.Probes };
             using var rb = new RingBuffer(tracer.RingBufferFd, sessions.Handle);
             rb.WakeOn(stop);
             output.Status("Receiving data...\n");
