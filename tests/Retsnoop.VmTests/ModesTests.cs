@@ -55,7 +55,7 @@ public sealed class ModesTests(ModesKernel k)
     }
 
     /// <summary>The call trace block of each printed session, as lines without trailing spaces.</summary>
-    static List<List<string>> Trees(string output)
+    internal static List<List<string>> Trees(string output)
     {
         var trees = new List<List<string>>();
         List<string>? cur = null;

@@ -10,7 +10,19 @@ namespace Retsnoop.VmTests;
 /// </summary>
 public static class StackModeCases
 {
-    public sealed record Failure(string SimfailCase, string Globs, string[] Chain, string Errno, string Origin, string OriginResult, bool MaybeRepeated = false);
+    public sealed record Failure(string SimfailCase, string Globs, string[] Chain, string Errno, string Origin, string OriginResult, bool MaybeRepeated = false)
+    {
+        /// <summary>The same failure as <paramref name="kernel"/>'s architecture names its functions
+        /// (the chains below are x86-64's).</summary>
+        public Failure On(string kernel) => VmBoot.IsArm64(kernel)
+            ? this with { Chain = [.. Chain.Select(n => ArchName(n, kernel))], Origin = ArchName(Origin, kernel) }
+            : this;
+    }
+
+    /// <summary>A kernel function's name on <paramref name="kernel"/>'s architecture: the system call
+    /// wrappers are __x64_sys_NAME on x86-64 and __arm64_sys_NAME on arm64; the rest is common code.</summary>
+    public static string ArchName(string x86Name, string kernel) =>
+        VmBoot.IsArm64(kernel) && x86Name.StartsWith("__x64_sys_", StringComparison.Ordinal) ? "__arm64_sys_" + x86Name["__x64_sys_".Length..] : x86Name;
 
     public static readonly Failure[] Failures =
     [

@@ -10,6 +10,7 @@ public sealed class Kernel612 : IDisposable
         .. StackModeCases.For("6.12", Modes),
         // file:line from the Debian -dbg vmlinux of the guest's kernel
         new VmCase("dwarf-lines", $"traced \"$SIMFAIL_BIN {StackModeCases.Failures[0].SimfailCase}\" -- -k '{VmBoot.DebugVmlinux("6.12")}' -n simfail {StackModeCases.Failures[0].Globs}"),
+        ArticleCase.Case(),
     ], timeoutSeconds: 1800);
     public void Dispose() { }
 }
@@ -51,6 +52,7 @@ public abstract class StackModeTestsBase(VmBoot boot)
     protected void AssertFailureStack(string mode, StackModeCases.Failure f)
     {
         var r = boot.Case(StackModeCases.CaseName(mode, f));
+        f = f.On(boot.Kernel);
         Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
         // what simfail got from the syscall is what the BPF side saw the entry function return
         var got = System.Text.RegularExpressions.Regex.Match(r.File("trigger.out"), $@"{f.SimfailCase}: (-E\w+) \(\d+\)");
@@ -186,6 +188,10 @@ public sealed class StackMode612Tests(Kernel612 k) : StackModeTestsBase(k.Boot)
         var r = DefaultMode("kprobe.multi (one kprobe session link)"); // 6.10+: sessions
         Assert.DoesNotContain("falling back", r.TracerErr);
     }
+
+    /// <summary>x86-64 has ftrace direct calls: the arm64 article's fentry attachment succeeds here.</summary>
+    [Fact]
+    public void ArticleCaseAttachesHere() => ArticleCase.AssertAttaches(Boot);
 
     [Fact]
     public void EveryTracedFrameHasFileAndLine()

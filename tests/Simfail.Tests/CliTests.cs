@@ -14,7 +14,7 @@ public class CliTests
         Assert.True(rc == 0, $"rc={rc}\n{o}{e}");
         Assert.Equal("", e);
         var lines = o.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(Cases.All.Length, lines.Length);
+        Assert.Equal(Cases.All.Count(c => !c.MaySucceed), lines.Length);
         foreach (var row in CaseTests.Expected)
             Assert.Contains($"{row[0]}: {row[1]}", lines);
         Assert.All(lines, l => Assert.Matches(@"^[a-z0-9-]+: -E[A-Z0-9]+ \(\d+\)$", l));

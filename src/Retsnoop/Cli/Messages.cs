@@ -24,6 +24,24 @@ public static class Messages
         _ => "kprobe.multi",
     };
 
+    /// <summary>-V -v: the kernel mechanism the default mode (-M) gets here, and why not kprobe.multi.</summary>
+    public static string DefaultMechanism(FeatureProbes.DefaultMechanism d) => d.Mode switch
+    {
+        AttachMode.KprobeMulti => d.KprobeSession ? "a kprobe session (one kprobe.multi link, return probes only for traced calls)" : "kprobe.multi",
+        AttachMode.Kprobe => $"single kprobes (kprobe.multi: {Errno.Describe(d.KprobeMultiErrno)}){(d.FentryWorks ? "; -F for fentry/fexit" : "")}",
+        _ => d.FentryWorks ? "none: no kprobe PMU on this kernel; use -F (fentry/fexit)" : "none: neither kprobes nor fentry/fexit work on this kernel",
+    };
+
+    /// <summary>-V -v: what this build does on its architecture (the same for every kernel of it).</summary>
+    public static string ArchitectureSupport(System.Runtime.InteropServices.Architecture arch) => arch switch
+    {
+        System.Runtime.InteropServices.Architecture.X64 =>
+            "x86-64: kprobe.multi, single kprobes and fentry/fexit as the kernel has them; -A reads di, si, dx, cx, r8, r9 and stack arguments above the return address; -B (LBR) on Intel CPUs",
+        System.Runtime.InteropServices.Architecture.Arm64 =>
+            "arm64: kprobe.multi, single kprobes and fentry/fexit as the kernel has them (fentry needs ftrace direct calls, Linux 6.4+ on arm64); -A reads x0-x7, stack arguments from sp and structs over 16 bytes through their pointer; no -B (LBR is x86-64 only)",
+        _ => arch.ToString(),
+    };
+
     /// <summary>What a dry run would use: the requested mode, and how user functions go.</summary>
     public static string DryRunMode(AttachMode mode, bool kernelTargets, bool userTargets, bool uprobesMulti)
     {
