@@ -4,7 +4,7 @@
  * "Receiving data..." when attached, waits for SIGINT/SIGTERM, detaches and prints
  * "DONE in N ms". What it costs is the least any tool using the same mechanism can cost.
  *
- *   floor MODE BODY FUNCS_FILE [-n COMM] [-j THREADS]
+ *   floor MODE BODY FUNCS_FILE [-n COMM] [-j THREADS] [-v]
  *   MODE  kmulti   kprobe.multi: one entry and one return link for all functions
  *         kprobe   one kprobe and one kretprobe perf event + link per function (one program each)
  *         fentry   one fentry and one fexit program clone + link per function
@@ -15,6 +15,7 @@
  * FUNCS_FILE holds one function name a line; the first one is the "root" whose returns are
  * recorded (attach cookie 1, the others get 2, 3, ...). -n sets the comm "filter" lets through.
  * -j: threads for the per-function modes (default: as many as retsnoop uses, max(4, 4 x CPUs)).
+ * -v: print each record (the root's pid and result) to stderr.
  * Timings go to stderr; a refused function is an error naming it (the floor attaches all or
  * nothing, so a list that one tool cannot take shows at once).
  *
@@ -303,11 +304,20 @@ static bool kfuncs_take_ctx(void)
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
+struct record {
+	uint64_t ts, pid_tgid, cookie;
+	int64_t ret;
+};
 static atomic_long n_records;
+static bool verbose;
 static int on_record(void *ctx, void *data, size_t size)
 {
-	(void)ctx; (void)data; (void)size;
+	const struct record *r = data;
+	(void)ctx;
 	atomic_fetch_add(&n_records, 1);
+	if (verbose && size >= sizeof(*r))
+		fprintf(stderr, "floor: record pid %u %s returned %lld\n", (unsigned)(r->pid_tgid >> 32),
+			r->cookie >= 1 && r->cookie <= (uint64_t)n_names ? names[r->cookie - 1] : "?", (long long)r->ret);
 	return 0;
 }
 
@@ -317,8 +327,9 @@ int main(int argc, char **argv)
 	const char *comm = "";
 	int threads = 0, opt;
 
-	while ((opt = getopt(argc, argv, "n:j:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:j:v")) != -1) {
 		switch (opt) {
+		case 'v': verbose = true; break;
 		case 'n': comm = optarg; break;
 		case 'j': threads = atoi(optarg); break;
 		default: goto usage;
@@ -326,7 +337,7 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind != 3) {
 usage:
-		fprintf(stderr, "usage: floor kmulti|kprobe|fentry|ksession|fmulti|fsession empty|filter|record FUNCS_FILE [-n COMM] [-j THREADS]\n");
+		fprintf(stderr, "usage: floor kmulti|kprobe|fentry|ksession|fmulti|fsession empty|filter|record FUNCS_FILE [-n COMM] [-j THREADS] [-v]\n");
 		return 2;
 	}
 	const char *mode = argv[optind], *body = argv[optind + 1];
@@ -438,7 +449,8 @@ usage:
 		}
 	}
 	if (bpf_object__load(obj))
-		die("loading %s (%s, %s): %s", path, entry_name, exit_name, strerror(errno));
+		die("the kernel refused %s%s%s as %s: %s", entry_name, exit_name[0] ? "/" : "", exit_name, mode,
+		    strerror(errno));
 	entry_fd = bpf_program__fd(entry);
 	exit_fd = exit_prog ? bpf_program__fd(exit_prog) : -1;
 	entry_insns = bpf_program__insns(entry);
@@ -481,7 +493,7 @@ usage:
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	fprintf(stderr, "floor: %s/%s, %d functions, %d links: BTF %.0f ms, load %.0f ms, attach %.0f ms, ready after %.0f ms\n",
+	fprintf(stderr, "floor: %s/%s, %d functions, %d links: setup %.0f ms, load %.0f ms, attach %.0f ms, ready after %.0f ms\n",
 		mode, body, n_names, n_links, t_btf - t0, t_load - t_btf, t_attach - t_load, t_attach - t0);
 	printf("Receiving data...\n");
 	fflush(stdout);
