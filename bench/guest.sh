@@ -259,7 +259,8 @@ if want attach || want startup; then
             for m in $fl; do [ -n "${floor_ok[$m]:-}" ] && tools+=" floor-$m"; done
             btkind=
             case $mode/$n in -F/10|-F/100) btkind=kfunc ;; -K/10|-K/100|default/10) btkind=kprobe ;; default/1000) [ "$depth" = full ] && btkind=glob ;; esac
-            [ -n "$bt" ] && [ -n "$btkind" ] && tools+=" bpftrace"
+            # (--quick leaves bpftrace out of this section: a single-probe list takes it a minute even at 10)
+            [ -n "$bt" ] && [ -n "$btkind" ] && [ "$depth" = full ] && tools+=" bpftrace"
             declare -A c_ready=() c_exit=() c_own=() c_stacks=() c_note=()
             for r in $(seq "$reps"); do
                 for tool in $tools; do
