@@ -27,6 +27,7 @@ public sealed class Comparator(Func<string, bool> listed)
         // documented behaviours no case here can show (features upstream lacks); nothing to excuse
         "double-dash-command", "json-and-output", "uprobes", "module-names", "vmlinux-build-id", "bool-forms",
         "lbr-range-check", "dropped-data-text", "error-filter-frames", "kprobe-multi-skip",
+        "user-stacks", "retval-filters", "btf-file", "trace-pictures", "pinpoint", "lbr-unavailable-note", "attach-mechanisms",
     };
 
     public static Comparator FromDocs() => new(DeliberateDifferences.Has);

@@ -21,6 +21,9 @@ public sealed class NewestKernel
             .. Modes.Select(m => new VmCase(StackModeCases.CaseName(m, Bpf), $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- {m} -v -n simfail {Bpf.Globs}")),
             // -F over a broad set: every function in a few fentry.multi/fexit.multi links
             new("F-broad", $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- -F -v -n simfail -e '*sys_bpf' -a '*map*' -a 'bpf_*'", 900),
+            // the mechanism each function would get, without attaching
+            new("dry-run-F", $"\"$RETSNOOP_BIN\" --dry-run -v -F {Bpf.Globs}"),
+            new("dry-run-default", $"\"$RETSNOOP_BIN\" --dry-run -v {Bpf.Globs}"),
             new("uname", "uname -r"),
         ], timeoutSeconds: 900, name: $"newest-{Version}");
     }
@@ -65,6 +68,14 @@ public sealed class NewestKernelTests(NewestKernel k) : StackModeTestsBase(k.Boo
         Assert.True(s.HasChain(NewestKernel.Bpf.Chain), broad.Describe());
         Assert.DoesNotContain("sessions were", broad.TracerErr);
         var done = Regex.Match(broad.TracerOut, @"DONE in (\d+) ms");
+        // --dry-run -v names each function's mechanism from the same probes
+        var dry = Boot.Case("dry-run-F");
+        Assert.True(dry.Rc == 0, dry.Describe());
+        Assert.Matches(@"on this kernel: \d+ functions in fentry\.multi/fexit\.multi links", dry.File("stdout"));
+        Assert.Matches(@"allow\s+array_map_alloc_check\s.*via fentry\.multi/fexit\.multi", dry.File("stdout"));
+        var dflt = Boot.Case("dry-run-default");
+        Assert.True(dflt.Rc == 0, dflt.Describe());
+        Assert.Matches(@"allow\s+array_map_alloc_check\s.*via kprobe session", dflt.File("stdout"));
         Console.WriteLine($"{version} -F {m.Groups[1].Value} functions: ready {broad.File("ready-ms").Trim()} ms, attach {m.Groups[2].Value} ms, detach {done.Groups[1].Value} ms");
     }
 }

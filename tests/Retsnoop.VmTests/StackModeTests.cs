@@ -215,6 +215,9 @@ public sealed class StackMode612Tests(Kernel612 k) : StackModeTestsBase(k.Boot)
         Assert.Matches(@"entry\s+__x64_sys_bpf", r.File("stdout"));
         Assert.Matches(@"allow\s+array_map_alloc_check", r.File("stdout"));
         Assert.DoesNotContain("Receiving data", r.File("stdout"));
+        // -v: the mechanism each function would get, found by the attach path's own probes (6.10+: a kprobe session)
+        Assert.Matches(@"on this kernel: \d+ functions in one kprobe session link", r.File("stdout"));
+        Assert.Matches(@"allow\s+array_map_alloc_check\s.*via kprobe session", r.File("stdout"));
     }
 
     [Fact]
@@ -278,6 +281,15 @@ public sealed class StackMode61Tests(Kernel61 k) : StackModeTestsBase(k.Boot)
         Assert.True(raw.Rc == 1, raw.Describe());
         var lines = raw.File("stderr").Trim().Split('\n');
         Assert.True(lines.Length == 1 && lines[0].Contains("6.10+"), raw.Describe());
+    }
+
+    [Fact]
+    public void DryRunSaysEachFunctionGetsSingleKprobes()
+    {
+        var r = Boot.Case("dry-run");
+        Assert.True(r.Rc == 0, r.Describe());
+        Assert.Matches(@"on this kernel: \d+ functions with a kprobe and a kretprobe each", r.File("stdout"));
+        Assert.Matches(@"entry\s+__x64_sys_bpf\s.*via kprobe/kretprobe", r.File("stdout"));
     }
 
     [Fact]

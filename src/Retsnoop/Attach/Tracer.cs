@@ -4,6 +4,9 @@ using Retsnoop.Wire;
 
 namespace Retsnoop.Attach;
 
+/// <summary>The kernel mechanism that attaches a function (what --dry-run -v reports).</summary>
+public enum KernelMechanism { KprobeSession, KprobeMulti, Kprobe, FentryMulti, Fentry }
+
 /// <summary>
 /// The BPF side of one run, attached: the loaded object and every link. Chooses the kernel
 /// mechanism (the default tries kprobe.multi and falls back to single kprobes when the kernel
@@ -49,6 +52,38 @@ public sealed class Tracer : IDisposable
         if (req.UserFunctions.Count > 0 && !PerfEvent.UprobePmuAvailable)
             throw new TracingException("uprobes are not available on this kernel (no uprobe PMU: CONFIG_UPROBE_EVENTS is off), so user-space (u:) functions cannot be traced");
         return new Tracer(req, mode, notice, TracerObject.Load(req, mode));
+    }
+
+    /// <summary>--dry-run -v: the kernel mechanism each kernel function would get here, found by the
+    /// same probes Attach makes (the object is loaded, nothing is attached).</summary>
+    public static Dictionary<int, KernelMechanism> Plan(AttachRequest req)
+    {
+        var plan = new Dictionary<int, KernelMechanism>();
+        var funcs = req.KernelFunctions;
+        if (funcs.Count == 0)
+            return plan;
+        KernelMechanism all;
+        switch (req.Settings.Mode)
+        {
+            case AttachMode.Fentry:
+                bool multi = Bpf.ProbeTracingMulti() == 0;
+                foreach (var f in funcs)
+                    plan[f.Id] = multi && TracingMultiLinks.Takes(f) ? KernelMechanism.FentryMulti : KernelMechanism.Fentry;
+                return plan;
+            case AttachMode.Kprobe:
+                all = KernelMechanism.Kprobe;
+                break;
+            default:
+                using (var t = Load(req, _ => { }))
+                {
+                    all = t.ProbeKprobeMulti() != 0 ? KernelMechanism.Kprobe
+                        : t.ProbeKprobeSession() == 0 ? KernelMechanism.KprobeSession : KernelMechanism.KprobeMulti;
+                }
+                break;
+        }
+        foreach (var f in funcs)
+            plan[f.Id] = all;
+        return plan;
     }
 
     public int RingBufferFd => obj.RingBufferFd;

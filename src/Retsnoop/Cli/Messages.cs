@@ -42,6 +42,25 @@ public static class Messages
         _ => arch.ToString(),
     };
 
+    public static string MechanismName(KernelMechanism m) => m switch
+    {
+        KernelMechanism.KprobeSession => "kprobe session",
+        KernelMechanism.KprobeMulti => "kprobe.multi",
+        KernelMechanism.Kprobe => "kprobe/kretprobe",
+        KernelMechanism.FentryMulti => "fentry.multi/fexit.multi",
+        _ => "fentry/fexit",
+    };
+
+    /// <summary>--dry-run -v: how many functions each mechanism would take, and how many links that is.</summary>
+    public static string Plan(IEnumerable<KernelMechanism> plan) => string.Join(", ", plan.GroupBy(m => m).OrderBy(g => g.Key).Select(g => g.Key switch
+    {
+        KernelMechanism.KprobeSession => $"{g.Count()} functions in one kprobe session link (a return probe only for calls inside a session)",
+        KernelMechanism.KprobeMulti => $"{g.Count()} functions in two kprobe.multi links (entry and return)",
+        KernelMechanism.Kprobe => $"{g.Count()} functions with a kprobe and a kretprobe each",
+        KernelMechanism.FentryMulti => $"{g.Count()} functions in fentry.multi/fexit.multi links (a few per BTF object)",
+        _ => $"{g.Count()} functions with an fentry and an fexit program each",
+    }));
+
     /// <summary>What a dry run would use: the requested mode, and how user functions go.</summary>
     public static string DryRunMode(AttachMode mode, bool kernelTargets, bool userTargets, bool uprobesMulti)
     {

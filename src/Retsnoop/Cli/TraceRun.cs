@@ -43,7 +43,7 @@ sealed class TraceRun(Options opts)
         var funcs = ResolveTargets(userBinaries);
         if (opts.DryRun)
         {
-            PrintDryRun(funcs);
+            PrintDryRun(funcs, opts.Verbosity > 0 ? Tracer.Plan(NewRequest(funcs)) : null);
             return 0;
         }
         using var cancel = new CancellationTokenSource();
@@ -53,16 +53,16 @@ sealed class TraceRun(Options opts)
         var args = argSpecs is null ? null
             : new ArgsFormatter(argSpecs, opts.ArgsLayout, opts.ArgsFmtMaxArgWidth, opts.ArgsCaptureRawPtrs);
         using var output = ReportOutput.Open(opts, args);
-        var request = new AttachRequest(funcs, opts.Attach)
-        {
-            Args = argSpecs,
-            Probes = probes,
-            // the default mode takes the best the kernel has; -M asks for kprobe.multi's own two links
-            SessionIsReturnKfunc = targets.HasKernelTargets && opts.AttachMode == AttachMode.Default
-                ? facts.Types.Vmlinux.FindFunction("bpf_session_is_return") : null,
-        };
+        var request = NewRequest(funcs) with { Args = argSpecs, Probes = probes };
         return TraceUntilStopped(request, userBinaries, output, cancel);
     }
+
+    AttachRequest NewRequest(List<TracedFunction> funcs) => new(funcs, opts.Attach)
+    {
+        // the default mode takes the best the kernel has; -M asks for kprobe.multi's own two links
+        SessionIsReturnKfunc = targets.HasKernelTargets && opts.AttachMode == AttachMode.Default
+            ? facts.Types.Vmlinux.FindFunction("bpf_session_is_return") : null,
+    };
 
     /// <summary>-B: the per-CPU branch-stack events keep the LBR running; without them there is
     /// nothing to snapshot, and the run goes on without LBR (as upstream's does), saying why.</summary>
@@ -127,17 +127,21 @@ sealed class TraceRun(Options opts)
         return funcs;
     }
 
-    void PrintDryRun(List<TracedFunction> funcs)
+    /// <param name="plan">with -v: the mechanism each kernel function would get on this kernel</param>
+    void PrintDryRun(List<TracedFunction> funcs, Dictionary<int, KernelMechanism>? plan)
     {
         var mode = Messages.DryRunMode(opts.AttachMode, targets.HasKernelTargets, funcs.Any(f => f.IsUser), opts.UprobesMulti);
         Console.Out.WriteLine($"Dry run: would attach {funcs.Count} functions with {mode}:");
-        if (opts.Verbosity == 0)
+        if (plan is null)
             return;
+        if (plan.Count > 0)
+            Console.Out.WriteLine($"  on this kernel: {Messages.Plan(plan.Values)}");
         foreach (var f in funcs)
         {
             // user functions with their binary's full path: what the uprobe attaches to
             var (name, where) = f.User is { } u ? ($"u:{u.BinaryPath}:{f.Name}", $"file offset 0x{u.FileOffset:x}") : (f.DisplayName, $"0x{f.Address:x}");
-            Console.Out.WriteLine($"  {(f.IsEntry ? "entry" : "allow")}  {name,-50} {where}  returns {f.Return}");
+            var via = plan.TryGetValue(f.Id, out var m) ? $"  via {Messages.MechanismName(m)}" : "";
+            Console.Out.WriteLine($"  {(f.IsEntry ? "entry" : "allow")}  {name,-50} {where}  returns {f.Return}{via}");
         }
     }
 
