@@ -10,6 +10,8 @@
 # OUT/runs.tsv, progress in OUT/progress.log.
 set -u
 out=$1 ours=$2 up=$3 sf=$4 floor=$5 depth=$6 only=$7
+# optional (bench/run --sizes/--modes/--rounds): a part of the attach table
+sizes_override=${8:-} modes_override=${9:-} rounds_override=${10:-}
 bt=$(command -v bpftrace || true)
 export BPFTRACE_MAX_PROBES=100000 BPFTRACE_MAX_BPF_PROGS=100000   # bpftrace's defaults stop at 512
 # bpftrace's glob opens a descriptor per function and stops at the default 1,024 ("please raise NOFILE")
@@ -137,6 +139,8 @@ pick() { # pick N: N names spread over sys-all.txt, the trigger's first
 echo "functions: $total traceable non-void *sys_* functions with arguments that both retsnoops attach with -F, less exit/exit_group and the syscall dispatchers (with -F ours takes $(grep -c sys_ "$out/ours-F.txt"), upstream $(grep -c sys_ "$out/upstream-F.txt"))"
 if [ "$depth" = quick ]; then sizes="10"; reps=1; loop_s=2
 else sizes="10 100 1000"; reps=3; loop_s=4; fi
+[ -n "$sizes_override" ] && sizes=${sizes_override//,/ }
+[ -n "$rounds_override" ] && reps=$rounds_override
 for n in 10 100 1000; do pick $n; done
 
 # ---- which floor mechanisms this kernel has: each is tried once on __x64_sys_bpf
@@ -243,6 +247,7 @@ fi
 # ---- attach and detach: each size in each mode, REPS rounds, every tool once per round
 if want attach || want startup; then
     modes="default -F -K"; want attach || modes=default
+    [ -n "$modes_override" ] && modes=${modes_override//,/ }
     header "attach and detach, $reps rounds (ready = launch to \"Receiving data...\", exit = SIGINT to process exit; seconds, min median max; own = the tool's \"DONE in N ms\", median; stacks = rounds that saw the trigger's E2BIG)"
     printf '%-6s %-7s %-44s %-17s %-17s %7s %6s  %s\n' funcs mode tool "ready s" "exit s" own-ms stacks note
     for n in $sizes; do
