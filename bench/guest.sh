@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Runs inside the 6.12 guest (started by bench/run): startup, attach/detach and per-call overhead of
-# ours, upstream retsnoop and bpftrace on the same kernel functions, one boot, one tool at a time.
-#   usage: bash bench/guest.sh OUT OURS UPSTREAM SIMFAIL quick|full ONLY
-# OUT is the writable share; ONLY is a comma list of sections (startup,attach,overhead) or "all".
-# Sections run as startup, overhead, attach (the longest last). Prints the tables; every run's output stays in OUT/runs/LABEL/{out,err}.
+# Runs inside the guest (started by bench/run): per-call overhead and attach/detach of ours,
+# upstream retsnoop, bpftrace and the floor (bench/floor: empty programs attached by the same
+# mechanism) on the same kernel functions, one boot, one tool at a time, tools alternating within
+# each round of repetitions.
+#   usage: bash bench/guest.sh OUT OURS UPSTREAM SIMFAIL FLOOR quick|full ONLY
+# OUT is the writable share; UPSTREAM or FLOOR may be "none"; ONLY is a comma list of sections
+# (overhead, attach; "startup" = attach in the default mode only) or "all".
+# Prints the tables; every run's output stays in OUT/runs/LABEL/{out,err}, one line per run in
+# OUT/runs.tsv, progress in OUT/progress.log.
 set -u
-out=$1 ours=$2 up=$3 sf=$4 depth=$5 only=$6
+out=$1 ours=$2 up=$3 sf=$4 floor=$5 depth=$6 only=$7
 bt=$(command -v bpftrace || true)
 export BPFTRACE_MAX_PROBES=100000 BPFTRACE_MAX_BPF_PROGS=100000   # bpftrace's defaults stop at 512
 # bpftrace's glob opens a descriptor per function and stops at the default 1,024 ("please raise NOFILE")
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 runs=$out/runs; mkdir -p "$runs"
+tsv=$out/runs.tsv
+printf 'section\tfuncs\tmode\ttool\trep\tready_ms\texit_ms\town_ms\tstacks\tcalls\tns_per_call\tnote\n' > "$tsv"
 want() { [ "$only" = all ] || [[ ",$only," == *",$1,"* ]]; }
+[ -x "$up" ] || up=
+[ -x "$floor" ] || floor=
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+progress() { echo "$(date -u +%T) $*" >> "$out/progress.log"; }
 # the trigger: bpf(BPF_MAP_CREATE) of a per-CPU array with a too big value fails with E2BIG in
 # array_map_alloc_check under __sys_bpf, so every tool has a failing call to record
 trigger="$sf bpf-bad-map-val-size-percpu-array"
@@ -25,6 +34,7 @@ measure() {
     local label=$1 limit=$2; shift 2; [ "$1" = -- ] && shift
     local d=$runs/$label; rm -rf "$d"; mkdir -p "$d"
     R_READY=- R_EXIT=- R_DETACH=- R_STACKS=- R_NOTE=
+    progress "start $label"
     local t0; t0=$(date +%s%N)
     "$@" > "$d/out" 2> "$d/err" &
     local pid=$!
@@ -52,6 +62,7 @@ measure() {
     R_DETACH=${R_DETACH:--}
     # ours and upstream print the errno name, bpftrace its histogram key
     R_STACKS=no; cat "$d/out" "$d/err" | grep -q -e 'E2BIG' -e ', -7\]' && R_STACKS=yes
+    progress "  ready $R_READY ms, exit $R_EXIT ms $R_NOTE"
     return 0
 }
 
@@ -72,22 +83,31 @@ bpftrace_prog() {
     esac
 }
 
-# the tools, one function per (tool, mode); NAMES_FILE holds the functions, one a line
-ours_cmd()     { local mode=$1 names=$2; echo "$ours $mode -sn $(sed "s/^/-e /" "$names" | paste -sd' ' -)"; }
-upstream_cmd() { local mode=$1 names=$2; echo "$up $mode -sn $(sed "s/^/-e /" "$names" | paste -sd' ' -)"; }
+# the retsnoops take the functions as -e options
+retsnoop_cmd() { local bin=$1 mode=$2 names=$3; echo "$bin $mode -sn $(sed "s/^/-e /" "$names" | paste -sd' ' -)"; }
+
+# stats VALUES...: "min median max" of the numeric values ("-" when there are none)
+stats() {
+    printf '%s\n' "$@" | grep -E '^[0-9]+$' | sort -n | awk '{a[NR] = $1}
+        END { if (NR == 0) { print "- - -"; exit }
+              m = NR % 2 ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2); print a[1], m, a[NR] }'
+}
+median_of() { stats "$@" | awk '{print $2}'; }
+secs() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.1f\n", v / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2fx", a / b }'; }
 
 header() { printf '\n== %s ==\n' "$1"; }
 echo "guest: kernel $(uname -r), $(nproc) vCPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-echo "tools: ours $("$ours" -V 2>&1 | head -1); upstream $([ -x "$up" ] && "$up" -V 2>&1 | head -1 || echo 'not built'); bpftrace $([ -n "$bt" ] && "$bt" --version | awk '{print $2}' || echo 'not installed')"
+echo "tools: ours $("$ours" -V 2>&1 | head -1); upstream $([ -n "$up" ] && "$up" -V 2>&1 | head -1 || echo 'not built'); bpftrace $([ -n "$bt" ] && "$bt" --version | awk '{print $2}' || echo 'not installed'); floor $([ -n "$floor" ] && echo 'bench/floor' || echo 'not built')"
 
 # ---- the functions: every traceable *sys_* function that both ours and upstream would attach with
 # fentry (upstream leaves out functions with a struct argument, such as __sys_bpf) and that has at
 # least one argument and a result (upstream's fexit program does not load on a function without
 # either, "doesn't have 2-th argument", and bpftrace has no retval for void); exact names, so every tool gets the same list in every mode. 10/100/1000 are spread
-# evenly over it and always include __x64_sys_bpf (the trigger's path).
+# evenly over it and always include __x64_sys_bpf (the trigger's path), first.
 "$ours" --dry-run -v -F -sn -e '*sys_*' -e map_create > "$out/dry-sys.txt" 2> "$out/dry-sys.err"
 awk '$1 == "entry" && $2 !~ /\[/ { print $2 }' "$out/dry-sys.txt" | sort -u > "$out/ours-F.txt"
-if [ -x "$up" ]; then
+if [ -n "$up" ]; then
     "$up" --dry-run -v -F -sn -e '*sys_*' -e map_create > "$out/dry-sys-upstream.txt" 2>&1
     sed -n "s/^Attached (dry run) to function #[0-9]* '\([^' ]*\)'.*/\1/p" "$out/dry-sys-upstream.txt" | sort -u > "$out/upstream-F.txt"
 else
@@ -115,118 +135,182 @@ pick() { # pick N: N names spread over sys-all.txt, the trigger's first
         'BEGIN { step = t / n } { if (NR - 1 >= k * step && k < n) { print; k++ } }'; } > "$f"
 }
 echo "functions: $total traceable non-void *sys_* functions with arguments that both retsnoops attach with -F, less exit/exit_group and the syscall dispatchers (with -F ours takes $(grep -c sys_ "$out/ours-F.txt"), upstream $(grep -c sys_ "$out/upstream-F.txt"))"
-if [ "$depth" = quick ]; then sizes="100"; startup_sizes="10"; reps=1; loop_s=2
-else sizes="100 1000 all"; startup_sizes="10 1000"; reps=3; loop_s=4; fi
+if [ "$depth" = quick ]; then sizes="10"; reps=1; loop_s=2
+else sizes="10 100 1000"; reps=3; loop_s=4; fi
 for n in 10 100 1000; do pick $n; done
 
-median() { sort -n | awk '{a[NR] = $1} END { if (NR == 0) print "-"; else print (NR % 2 ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)) }'; }
-
-# ---- startup: launch to "Receiving data..." in the default mode, REPS runs each, median
-if want startup; then
-    header "startup: launch to \"Receiving data...\" (ms, median of $reps), default attach mode"
-    printf '%-9s %-44s %9s %s\n' functions tool ready-ms runs
-    for n in $startup_sizes; do
-        names=$out/sys-$n.txt
-        bpftrace_prog kprobe "$names" > "$out/bt-kprobe-$n.bt"
-        for tool in ours upstream bpftrace; do
-            all=
-            for r in $(seq "$reps"); do
-                case $tool in
-                    ours)     [ -x "$ours" ] || continue; desc="ours (kprobe.multi)"; measure "startup-$n-$tool-$r" 300 -- $(ours_cmd "" "$names") ;;
-                    upstream) [ -x "$up" ] || continue; desc="upstream retsnoop (kprobe.multi)"; measure "startup-$n-$tool-$r" 300 -- $(upstream_cmd "" "$names") ;;
-                    bpftrace) [ -n "$bt" ] || continue
-                              # a list of names is one kprobe per name for bpftrace (92 s for 100 in a
-                              # test run): from 1,000 on, the *sys_* glob, which it attaches as kprobe.multi
-                              if [ "$n" -ge 1000 ]; then
-                                  bpftrace_prog glob '*sys_*' > "$out/bt-glob.bt"; desc="bpftrace kprobe.multi '*sys_*' glob"
-                                  measure "startup-$n-$tool-$r" 600 -- "$bt" -B none "$out/bt-glob.bt"
-                              else
-                                  desc="bpftrace kprobe+kretprobe (one each)"; measure "startup-$n-$tool-$r" 600 -- "$bt" -B none "$out/bt-kprobe-$n.bt"
-                              fi ;;
-                esac
-                all+="${R_READY} "
-            done
-            [ -n "$all" ] || continue
-            printf '%-9s %-44s %9s %s%s\n' "$n" "$desc" "$(echo $all | tr ' ' '\n' | grep -v '^-$' | median)" "$all" "${R_NOTE:+ ($R_NOTE)}"
-        done
+# ---- which floor mechanisms this kernel has: each is tried once on __x64_sys_bpf
+declare -A floor_ok
+if [ -n "$floor" ]; then
+    echo __x64_sys_bpf > "$out/probe-names.txt"
+    line=
+    for m in kmulti kprobe fentry ksession fmulti fsession; do
+        if measure "probe-floor-$m" 120 -- "$floor" "$m" empty "$out/probe-names.txt"; then floor_ok[$m]=1; line+=" $m: yes;"
+        else line+=" $m: no ($(tail -1 "$runs/probe-floor-$m/err" | sed 's/^floor: //' | cut -c1-70));"; fi
     done
+    echo "floor mechanisms on this kernel:${line%;}"
 fi
+floor_desc() {
+    case $1 in
+        kmulti) echo "floor kprobe.multi (2 links)" ;; kprobe) echo "floor kprobe+kretprobe per function" ;;
+        fentry) echo "floor fentry+fexit clone per function" ;; ksession) echo "floor kprobe session (1 link)" ;;
+        fmulti) echo "floor fentry.multi+fexit.multi (2 links)" ;; fsession) echo "floor fsession.multi (1 link)" ;;
+    esac
+}
+same_floor() { case $1 in default) echo kmulti ;; -F) echo fentry ;; -K) echo kprobe ;; esac; }
 
 # ---- overhead: a tight loop of one cheap failing bpf() call (BPF_MAP_CREATE with a bad map type:
-# -EINVAL in map_create), LOOP_S seconds on one thread, untraced and traced by each tool.
-# "recorded": every call is a failing session that is sent to user space; "filtered": the
-# probes run but a comm filter drops every session in the kernel (ours and upstream: -n).
+# -EINVAL in map_create), LOOP_S seconds on one thread, untraced and traced by each tool, REPS
+# rounds. "recorded": every call is a failing session that is sent to user space (the floor: one
+# ring-buffer record per call); "filtered": the probes run but a comm filter drops every session
+# in the kernel (ours and upstream: -n; the floor: a comm compare in each program).
 if want overhead; then
-    header "overhead: simfail --loop $loop_s bpf-bad-map-type (one failing bpf() per call, one thread)"
+    header "overhead: simfail --loop $loop_s bpf-bad-map-type (one failing bpf() per call, one thread), $reps rounds"
     loopc="$sf --loop $loop_s bpf-bad-map-type"
     # the failing chain __x64_sys_bpf > __sys_bpf > map_create, less what upstream cannot fentry
     printf '%s\n' __x64_sys_bpf __sys_bpf map_create | grep -xFf "$out/common.txt" > "$out/ovh-names.txt"
     funcs="-e __x64_sys_bpf $(grep -vx __x64_sys_bpf "$out/ovh-names.txt" | sed 's/^/-a /' | paste -sd' ' -)"
     echo "traced: $(paste -sd' ' "$out/ovh-names.txt"); each tracer gets one failing call and 5 s to settle before the loop"
-    printf '%-52s %10s %9s %7s  %s\n' tracer calls ns/call ratio note
-    base=
-    row() { # row DESC: runs the loop (the tracer, if any, is live), prints calls and ns per call
-        local desc=$1 calls ns
-        calls=$($loopc | sed -n 's/.*: \([0-9]*\) calls.*/\1/p')
-        ns=$(( loop_s * 1000000000 / (calls > 0 ? calls : 1) ))
-        [ -n "$base" ] || base=$ns
-        printf '%-52s %10s %9s %6sx  %s\n' "$desc" "$calls" "$ns" "$(awk -v a="$ns" -v b="$base" 'BEGIN { printf "%.1f", a / b }')" "$2"
-    }
-    traced_row() { # traced_row DESC LABEL CMD...: the loop runs while the tracer is live
-        local desc=$1 label=$2; shift 2
-        local d=$runs/$label; rm -rf "$d"; mkdir -p "$d"
-        "$@" > "$d/out" 2> "$d/err" &
-        local pid=$! t0; t0=$(date +%s%N)
-        while ! grep -qF "Receiving data..." "$d/out" "$d/err" 2>/dev/null; do
-            kill -0 "$pid" 2>/dev/null || { printf '%-52s %s\n' "$desc" "failed: $(tail -1 "$d/err")"; return; }
-            sleep 0.02
-        done
-        # what a tracer does once (first record, background loading) is not per-call overhead
-        $sf bpf-bad-map-type > /dev/null 2>&1; sleep 5
-        local res; res=$(row "$desc" "")
-        kill -INT "$pid"; wait "$pid"
-        local dropped; dropped=$(grep -ho '[0-9]* records and [0-9]* sessions dropped\|DROPPED SAMPLES: *[0-9]*' "$d/out" "$d/err" | head -1)
-        echo "$res${dropped:+ ($dropped)}"
-    }
-    row "untraced" ""
+    # the rows: KEY|DESCRIPTION|COMMAND (empty command: untraced)
+    rows=("untraced|untraced|")
     for mode in "" -F; do
         m=${mode:-kprobe.multi}; m=${m/-F/fentry}
-        [ -x "$ours" ] && traced_row "ours $m, recorded" "ovh-ours$mode-rec" $ours $mode -sn $funcs
-        [ -x "$up" ] && traced_row "upstream $m, recorded" "ovh-up$mode-rec" $up $mode -sn $funcs
-        [ -x "$ours" ] && traced_row "ours $m, filtered (-n nosuchcomm)" "ovh-ours$mode-filt" $ours $mode -sn -n nosuchcomm $funcs
-        [ -x "$up" ] && traced_row "upstream $m, filtered (-n nosuchcomm)" "ovh-up$mode-filt" $up $mode -sn -n nosuchcomm $funcs
+        rows+=("ours$mode-rec|ours $m, recorded|$ours $mode -sn $funcs")
+        [ -n "$up" ] && rows+=("up$mode-rec|upstream $m, recorded|$up $mode -sn $funcs")
+        rows+=("ours$mode-filt|ours $m, filtered (-n nosuchcomm)|$ours $mode -sn -n nosuchcomm $funcs")
+        [ -n "$up" ] && rows+=("up$mode-filt|upstream $m, filtered (-n nosuchcomm)|$up $mode -sn -n nosuchcomm $funcs")
+    done
+    for m in kmulti fentry ksession fmulti fsession; do
+        [ -n "${floor_ok[$m]:-}" ] || continue
+        rows+=("floor-$m-record|$(floor_desc $m), one record per call|$floor $m record $out/ovh-names.txt")
+        rows+=("floor-$m-filter|$(floor_desc $m), comm filter|$floor $m filter $out/ovh-names.txt -n nosuchcomm")
     done
     if [ -n "$bt" ]; then
         bpftrace_prog kfunc "$out/ovh-names.txt" > "$out/ovh-kfunc.bt"
-        traced_row "bpftrace kfunc+kretfunc, failures in a histogram" "ovh-bt-kfunc" "$bt" -B none "$out/ovh-kfunc.bt"
         { echo 'BEGIN { printf("Receiving data...\n"); }'
           sed 's|.*|kretfunc:& /(int64)retval < 0/ { @[probe] = count(); }|' "$out/ovh-names.txt"; } > "$out/ovh-kretfunc.bt"
-        traced_row "bpftrace kretfunc only, failures counted" "ovh-bt-kretfunc" "$bt" -B none "$out/ovh-kretfunc.bt"
+        rows+=("bt-kfunc|bpftrace kfunc+kretfunc, failures in a histogram|$bt -B none $out/ovh-kfunc.bt")
+        rows+=("bt-kretfunc|bpftrace kretfunc only, failures counted|$bt -B none $out/ovh-kretfunc.bt")
     fi
+    declare -A ovh_ns ovh_calls ovh_note
+    loop_once() { $loopc | sed -n 's/.*: \([0-9]*\) calls.*/\1/p'; }
+    for r in $(seq "$reps"); do
+        for row in "${rows[@]}"; do
+            IFS='|' read -r key desc cmd <<< "$row"
+            label="ovh-$key-$r" calls= note=
+            if [ -z "$cmd" ]; then
+                progress "start $label"; calls=$(loop_once)
+            else
+                d=$runs/$label; rm -rf "$d"; mkdir -p "$d"
+                progress "start $label"
+                $cmd > "$d/out" 2> "$d/err" &
+                pid=$!
+                while ! grep -qF "Receiving data..." "$d/out" "$d/err" 2>/dev/null; do
+                    kill -0 "$pid" 2>/dev/null || { note="failed: $(tail -1 "$d/err" | cut -c1-80)"; break; }
+                    sleep 0.02
+                done
+                if [ -z "$note" ]; then
+                    # what a tracer does once (first record, background loading) is not per-call overhead
+                    $sf bpf-bad-map-type > /dev/null 2>&1; sleep 5
+                    calls=$(loop_once)
+                    kill -INT "$pid"; wait "$pid"
+                    note=$(grep -ho '[0-9]* records and [0-9]* sessions dropped\|DROPPED SAMPLES: *[0-9]*\|floor: [0-9]* records' "$d/out" "$d/err" | head -1)
+                fi
+            fi
+            ns=-; [ -n "$calls" ] && [ "$calls" -gt 0 ] && ns=$(( loop_s * 1000000000 / calls ))
+            ovh_ns[$key]+="$ns "; ovh_calls[$key]+="${calls:--} "; ovh_note[$key]=$note
+            printf 'overhead\t3\t-\t%s\t%s\t\t\t\t\t%s\t%s\t%s\n' "$key" "$r" "${calls:--}" "$ns" "$note" >> "$tsv"
+            progress "  $key: ${calls:--} calls, $ns ns/call $note"
+        done
+    done
+    printf '%-58s %9s %24s %7s  %s\n' tracer calls "ns/call (min med max)" ratio "note (last round)"
+    base=$(median_of ${ovh_ns[untraced]})
+    for row in "${rows[@]}"; do
+        IFS='|' read -r key desc cmd <<< "$row"
+        printf '%-58s %9s %24s %6sx  %s\n' "$desc" "$(median_of ${ovh_calls[$key]})" "$(stats ${ovh_ns[$key]})" \
+            "$(awk -v a="$(median_of ${ovh_ns[$key]})" -v b="$base" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.1f", a / b }')" "${ovh_note[$key]}"
+    done
+    echo "ours / floor, median ns per call (same mechanism, same body):"
+    for pair in "ours-rec floor-kmulti-record kprobe.multi recorded" "ours-filt floor-kmulti-filter kprobe.multi filtered" \
+                "ours-F-rec floor-fentry-record fentry recorded" "ours-F-filt floor-fentry-filter fentry filtered"; do
+        set -- $pair
+        [ -n "${ovh_ns[$2]:-}" ] || continue
+        printf '  %-24s ours %s ns / floor %s ns = %s\n' "$3 $4" "$(median_of ${ovh_ns[$1]})" "$(median_of ${ovh_ns[$2]})" \
+            "$(ratio "$(median_of ${ovh_ns[$1]})" "$(median_of ${ovh_ns[$2]})")"
+    done
 fi
 
-# ---- attach and detach: each size in each mode, once per tool
-if want attach; then
-    header "attach and detach (ready = launch to \"Receiving data...\", exit = SIGINT to process exit, own = the tool's \"DONE in N ms\"; stacks = E2BIG lines seen)"
-    printf '%-6s %-5s %-10s %9s %9s %9s %6s  %s\n' funcs mode tool ready-ms exit-ms own-ms stacks note
+# ---- attach and detach: each size in each mode, REPS rounds, every tool once per round
+if want attach || want startup; then
+    modes="default -F -K"; want attach || modes=default
+    header "attach and detach, $reps rounds (ready = launch to \"Receiving data...\", exit = SIGINT to process exit; seconds, min median max; own = the tool's \"DONE in N ms\", median; stacks = rounds that saw the trigger's E2BIG)"
+    printf '%-6s %-7s %-44s %-17s %-17s %7s %6s  %s\n' funcs mode tool "ready s" "exit s" own-ms stacks note
     for n in $sizes; do
-        names=$out/sys-$n.txt; [ "$n" = all ] && names=$out/sys-all.txt
+        names=$out/sys-$n.txt
         count=$(wc -l < "$names")
-        for mode in default -F -K; do
+        for mode in $modes; do
             flag=$mode; [ "$mode" = default ] && flag=
-            # bpftrace: names one by one (-F kfunc, -K kprobe) at 100 only (linear and slow), the
-            # *sys_* glob as kprobe.multi for "all" in the default mode
-            btkind=; case $mode/$n in -F/100) btkind=kfunc ;; -K/100) btkind=kprobe ;; default/all) btkind=glob ;; esac
-            for tool in ours upstream bpftrace; do
-                case $tool in
-                    ours)     [ -x "$ours" ] || continue; measure "attach-$n$mode-$tool" 900 -- $(ours_cmd "$flag" "$names") ;;
-                    upstream) [ -x "$up" ] || continue; measure "attach-$n$mode-$tool" 900 -- $(upstream_cmd "$flag" "$names") ;;
-                    bpftrace) [ -n "$bt" ] && [ -n "$btkind" ] || continue
-                              if [ $btkind = glob ]; then bpftrace_prog glob '*sys_*'; else bpftrace_prog "$btkind" "$names"; fi > "$out/bt-$btkind-$n.bt"
-                              measure "attach-$n$mode-$tool" 900 -- "$bt" -B none "$out/bt-$btkind-$n.bt" ;;
-                esac
-                printf '%-6s %-5s %-10s %9s %9s %9s %6s  %s\n' "$count" "$mode" "$tool" "$R_READY" "$R_EXIT" "$R_DETACH" "$R_STACKS" "$R_NOTE"
+            # the tools of this cell: ours, upstream, the floor of the same mechanism, the floors of
+            # the other mechanisms of this mode, bpftrace where it can take the list in reasonable time
+            # (names one by one: -F kfunc, -K kprobe, default kprobe, at 10 and 100; the *sys_* glob as
+            # kprobe.multi for the default mode at 1000)
+            tools="ours"; [ -n "$up" ] && tools+=" upstream"
+            case $mode in default) fl="kmulti ksession" ;; -F) fl="fentry fmulti fsession" ;; -K) fl="kprobe" ;; esac
+            for m in $fl; do [ -n "${floor_ok[$m]:-}" ] && tools+=" floor-$m"; done
+            btkind=
+            case $mode/$n in -F/10|-F/100) btkind=kfunc ;; -K/10|-K/100|default/10) btkind=kprobe ;; default/1000) [ "$depth" = full ] && btkind=glob ;; esac
+            # (--quick leaves bpftrace out of this section: a single-probe list takes it a minute even at 10)
+            [ -n "$bt" ] && [ -n "$btkind" ] && [ "$depth" = full ] && tools+=" bpftrace"
+            declare -A c_ready=() c_exit=() c_own=() c_stacks=() c_note=()
+            for r in $(seq "$reps"); do
+                for tool in $tools; do
+                    label="attach-$n$mode-$tool-$r"
+                    case $tool in
+                        ours)     measure "$label" 900 -- $(retsnoop_cmd "$ours" "$flag" "$names") ;;
+                        upstream) measure "$label" 900 -- $(retsnoop_cmd "$up" "$flag" "$names") ;;
+                        floor-*)  measure "$label" 900 -- "$floor" "${tool#floor-}" empty "$names" ;;
+                        bpftrace) if [ $btkind = glob ]; then bpftrace_prog glob '*sys_*'; else bpftrace_prog "$btkind" "$names"; fi > "$out/bt-$btkind-$n.bt"
+                                  measure "$label" 900 -- "$bt" -B none "$out/bt-$btkind-$n.bt" ;;
+                    esac
+                    c_ready[$tool]+="$R_READY "; c_exit[$tool]+="$R_EXIT "; c_own[$tool]+="$R_DETACH "
+                    [ "$R_STACKS" = yes ] && c_stacks[$tool]=$(( ${c_stacks[$tool]:-0} + 1 ))
+                    [ -n "$R_NOTE" ] && c_note[$tool]="$R_NOTE"
+                    printf 'attach\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\t%s\n' "$count" "$mode" "$tool" "$r" "$R_READY" "$R_EXIT" "$R_DETACH" "$R_STACKS" "$R_NOTE" >> "$tsv"
+                done
             done
+            for tool in $tools; do
+                case $tool in
+                    ours) desc="ours" ;; upstream) desc="upstream retsnoop" ;; floor-*) desc=$(floor_desc "${tool#floor-}") ;;
+                    bpftrace) desc="bpftrace $btkind per name"
+                              if [ $btkind = glob ]; then
+                                  [ -n "${glob_count:-}" ] || glob_count=$("$bt" -l 'kprobe:*sys_*' 2>/dev/null | wc -l)
+                                  desc="bpftrace '*sys_*' glob, kprobe.multi ($glob_count)"
+                              fi ;;
+                esac
+                st=-; case $tool in ours|upstream|bpftrace) st="${c_stacks[$tool]:-0}/$reps" ;; esac
+                printf '%-6s %-7s %-44s %-17s %-17s %7s %6s  %s\n' "$count" "$mode" "$desc" \
+                    "$(for v in $(stats ${c_ready[$tool]}); do secs "$v"; done | paste -sd' ')" \
+                    "$(for v in $(stats ${c_exit[$tool]}); do secs "$v"; done | paste -sd' ')" \
+                    "$(median_of ${c_own[$tool]})" "$st" "${c_note[$tool]:-}"
+            done
+            # ours against the floor of its own mechanism and against the fastest floor of the mode
+            same=floor-$(same_floor "$mode")
+            if [[ " $tools " == *" $same "* ]]; then
+                best_r= best_e= best_rt= best_et=
+                for tool in $tools; do
+                    [[ $tool == floor-* ]] || continue
+                    mr=$(median_of ${c_ready[$tool]}); me=$(median_of ${c_exit[$tool]})
+                    if [ "$mr" != - ] && { [ -z "$best_r" ] || [ "$mr" -lt "$best_r" ]; }; then best_r=$mr best_rt=${tool#floor-}; fi
+                    if [ "$me" != - ] && { [ -z "$best_e" ] || [ "$me" -lt "$best_e" ]; }; then best_e=$me best_et=${tool#floor-}; fi
+                done
+                or=$(median_of ${c_ready[ours]}); oe=$(median_of ${c_exit[ours]})
+                line="ours / floor ($(same_floor "$mode")): ready $(ratio "$or" "$(median_of ${c_ready[$same]})"), exit $(ratio "$oe" "$(median_of ${c_exit[$same]})")"
+                [ "$best_rt$best_et" != "$(same_floor "$mode")$(same_floor "$mode")" ] && \
+                    line+="; ours / fastest floor: ready $(ratio "$or" "${best_r:--}") ($best_rt), exit $(ratio "$oe" "${best_e:--}") ($best_et)"
+                printf '%-6s %-7s %s\n' "$count" "$mode" "$line"
+            fi
+            unset c_ready c_exit c_own c_stacks c_note
         done
     done
 fi
+progress "guest.sh done"

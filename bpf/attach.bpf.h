@@ -11,14 +11,16 @@
 #define RETSNOOP_ATTACH_BPF_H
 
 /* fentry_ctx: arguments come from the trampoline's ctx (fentry) rather than pt_regs */
-static __always_inline void on_entry_from(void *ctx, __u32 id, bool fentry_ctx)
+static __always_inline bool on_entry_from(void *ctx, __u32 id, bool fentry_ctx)
 {
 	__u32 *guard;
+	bool pushed;
 
 	if (!enter_guard(&guard))
-		return;
-	do_entry(ctx, id, fentry_ctx);
+		return false;
+	pushed = do_entry(ctx, id, fentry_ctx);
 	*guard = 0;
+	return pushed;
 }
 
 /* entry programs whose ctx is pt_regs */
@@ -84,6 +86,24 @@ int kretprobe_tmpl(struct pt_regs *ctx)
 {
 	on_exit_by_cookie(ctx, PT_REGS_RC(ctx));
 	return 0;
+}
+
+/* kprobe session (6.10+): one program runs at the entry and at the return of every function of
+ * one link, and an entry that pushed no frame (no session on this thread, a filtered task)
+ * returns 1, so the kernel skips that call's return run: a probe saved per filtered call.
+ * Telling entry from return takes the bpf_session_is_return() kfunc, whose prototype changed
+ * between kernels (no argument before 7.x, ctx after): libbpf would refuse an extern of the other
+ * kind. So the template calls bpf_get_func_ip(ctx) there (ctx in R1 fits both prototypes), and
+ * user space turns that call into the kfunc in the clones it loads as kprobe sessions.
+ */
+SEC("kprobe.multi")
+int ksession_tmpl(struct pt_regs *ctx)
+{
+	if (bpf_get_func_ip(ctx)) { /* bpf_session_is_return(ctx) in the clones */
+		on_exit_by_cookie(ctx, PT_REGS_RC(ctx));
+		return 0;
+	}
+	return on_entry_from(ctx, (__u32)bpf_get_attach_cookie(ctx), false) ? 0 : 1;
 }
 
 /* kprobe.multi: one link for all functions, ids from the cookies array */

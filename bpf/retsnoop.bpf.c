@@ -11,6 +11,8 @@
  *   state.bpf.h      cfg, struct session and the maps and helpers every part uses
  *   args.bpf.h       -A: argument capture at entry (arch.bpf.h: the argument registers)
  *   lbr.bpf.h        -B: last branch records at the error's origin
+ *   pinpoint.bpf.h   --pinpoint: the path through a failing call's function (block probes), and
+ *                    kernel messages printed inside a session
  *   session.bpf.h    session tracking: entry/exit, kept chains, stitching, interim stacks, -T
  *   attach.bpf.h     the SEC programs per attach mechanism, calling into session tracking
  *   inject.bpf.h     -J: injected probes in the call trace
@@ -42,10 +44,13 @@ RECORD_TYPE(enum func_flags, func_flags_type);
 RECORD_TYPE(enum stack_flags, stack_flags_type);
 RECORD_TYPE(enum arg_kind, arg_kind_type);
 RECORD_TYPE(enum arg_loc, arg_loc_type);
+RECORD_TYPE(struct kmsg_rec, kmsg_rec_type);
+RECORD_TYPE(enum kmsg_kind, kmsg_kind_type);
 
 #include "state.bpf.h"
 #include "args.bpf.h"
 #include "lbr.bpf.h"
+#include "pinpoint.bpf.h"
 #include "session.bpf.h"
 #include "attach.bpf.h"
 #include "inject.bpf.h"

@@ -9,6 +9,11 @@
 #define MAX_FSTACK_DEPTH 64   /* traced frames per session; power of two */
 #define MAX_KSTACK_DEPTH 128  /* kernel stack entries kept for the error origin */
 #define MAX_USTACK_DEPTH 32   /* uprobes: user stack entries kept for the error origin */
+/* --pinpoint */
+#define MAX_PATH_BLOCKS 128   /* block hits kept per pinpointed call (the newest); power of two */
+#define MAX_ICALLS 4          /* indirect call targets kept per pinpointed call (the newest); power of two */
+#define PP_NEST 4             /* pinpointed calls open at once in one session (nesting); power of two */
+#define KMSG_MAX 256          /* bytes kept of one kernel message */
 
 enum rec_type {
 	REC_STACK = 1,        /* struct stack_rec: a finished session's deepest stack */
@@ -18,6 +23,9 @@ enum rec_type {
 	REC_INJ_PROBE = 5,    /* struct inj_rec: an injected probe (-J) fired inside a session */
 	REC_FUNC_ARGS = 6,    /* struct args_rec: argument values at a function's entry (-A) */
 	REC_LBR = 7,          /* struct lbr_rec (-B): sent right before its session's REC_STACK */
+	REC_PATH = 8,         /* struct path_rec (--pinpoint): the blocks the kept chain's origin call ran,
+	                       * sent right before its session's REC_STACK */
+	REC_KMSG = 9,         /* struct kmsg_rec (--pinpoint): a kernel message printed inside a session */
 };
 
 /* per-function flags, set by user space from BTF */
@@ -33,6 +41,7 @@ enum func_flags {
 	FUNC_FAIL_NEG = 32,     /* failure: a negative result */
 	FUNC_FAIL_ZERO = 64,    /* failure: zero (NULL) */
 	FUNC_FAIL_NONZERO = 128,/* failure: anything but zero */
+	FUNC_PINPOINT = 256,    /* --pinpoint: block probes record which of its blocks each call runs */
 };
 
 /* uprobes: one user stack entry, laid out as the kernel's struct bpf_stack_build_id */
@@ -116,6 +125,8 @@ struct config {
 	unsigned char capture_raw_ptrs;  /* put each pointer's own value before its data */
 	unsigned char follow_forks;      /* -- COMMAND: children of allowed processes are allowed too */
 	unsigned char user_stacks;       /* --user-stacks: kernel sessions take the user stack too */
+	unsigned char pinpoint;          /* --pinpoint: block paths of pinpointed calls, kernel messages */
+	unsigned char cfg_pad[3];
 	unsigned int args_max_total;     /* data bytes per args_rec */
 	unsigned int args_max_any;       /* most bytes one argument may take (sized or string limit) */
 	unsigned int args_pad2;
@@ -123,9 +134,11 @@ struct config {
 
 struct stats {
 	unsigned long long dropped_records;  /* ring buffer full */
-	unsigned long long dropped_sessions; /* session map full or mismatched frames */
+	unsigned long long dropped_sessions; /* session map full */
 	unsigned long long too_deep;         /* frames beyond MAX_FSTACK_DEPTH */
 	unsigned long long sessions;         /* sessions started */
+	unsigned long long unmatched_returns;/* a return without its entry: the function was already
+	                                      * running when its probe arrived (sessions given up) */
 };
 
 /* -A/--capture-args: function arguments.
@@ -192,6 +205,44 @@ struct lbr_rec {
 	unsigned long long start_ts; /* pairs it with its session's stack_rec */
 	long long size;              /* bytes in entries (newest first), or a negative errno */
 	struct lbr_branch entries[MAX_LBR_ENTRIES];
+};
+
+/* --pinpoint: the path of one call through a pinpointed function, from kprobes at its basic
+ * blocks (the block index is the probe's cookie) and at its indirect call sites (their target)
+ */
+struct icall_hit {
+	unsigned long long target;   /* the called address */
+	unsigned int site;           /* the call site's index (user space's numbering, per function) */
+	unsigned int pad;
+};
+
+struct path_rec {
+	unsigned int type;           /* REC_PATH */
+	unsigned int tid;
+	unsigned long long start_ts; /* pairs it with its session's stack_rec */
+	unsigned int func_id;        /* the pinpointed call's function: the kept chain's origin */
+	unsigned int seq;            /* that call's frame seq (as in stack_rec.seqs) */
+	unsigned int hits;           /* blocks entered in all; hit i is at blocks[i % MAX_PATH_BLOCKS] while
+	                              * among the newest MAX_PATH_BLOCKS */
+	unsigned int icalls;         /* indirect calls seen in all; kept in icall[] the same way */
+	unsigned short blocks[MAX_PATH_BLOCKS];
+	struct icall_hit icall[MAX_ICALLS];
+};
+
+enum kmsg_kind {
+	KMSG_PRINTK = 0,             /* tracepoint printk:console */
+	KMSG_EXTACK = 1,             /* tracepoint netlink:netlink_extack */
+};
+
+/* --pinpoint: what the kernel said (printk, netlink extack) inside a session */
+struct kmsg_rec {
+	unsigned int type;           /* REC_KMSG */
+	unsigned int tid;
+	unsigned long long sess_start;
+	unsigned long long ts;
+	unsigned int kind;           /* enum kmsg_kind */
+	unsigned int len;            /* bytes in msg before its NUL */
+	char msg[KMSG_MAX];
 };
 
 #endif

@@ -44,7 +44,8 @@ static __always_inline void emit_trace(__u32 type, __u32 tid, __u32 id, __u32 de
 	bpf_ringbuf_submit(t, 0);
 }
 
-static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
+/* true when the call got a frame (its return must run: kprobe sessions skip it otherwise) */
+static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid, zero = 0, *flags;
@@ -59,12 +60,12 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 
 		flags = bpf_map_lookup_elem(&func_flags, &id);
 		if (!flags || !(*flags & FUNC_IS_ENTRY))
-			return;
+			return false;
 		if (!passes_task_filters(pid_tgid))
-			return;
+			return false;
 		sess = bpf_map_lookup_elem(&session_scratch, &zero);
 		if (!sess)
-			return;
+			return false;
 		sess->depth = 0;
 		sess->next_seq = 0;
 		sess->rec.type = REC_STACK;
@@ -75,6 +76,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess->rec.kstack_sz = 0;
 		sess->rec.stitch_pos = 0;
 		sess->paused_err = 0;
+		sess->pp_frames = 0;
 		/* uprobes */
 		sess->has_user = (*flags & FUNC_IS_USER) || cfg.user_stacks;
 		sess->rec.ustack_sz = 0;
@@ -89,13 +91,14 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		if (bpf_map_update_elem(&sessions, &tid, sess, BPF_NOEXIST)) {
 			if (st)
 				__sync_fetch_and_add(&st->dropped_sessions, 1);
-			return;
+			return false;
 		}
 		if (st)
 			__sync_fetch_and_add(&st->sessions, 1);
 		sess = bpf_map_lookup_elem(&sessions, &tid);
 		if (!sess)
-			return;
+			return false;
+		pp_start(tid, sess); /* --pinpoint */
 	}
 
 	d = sess->depth;
@@ -105,7 +108,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		if (st)
 			__sync_fetch_and_add(&st->too_deep, 1);
 		sess->depth = d + 1;
-		return;
+		return true;
 	}
 	now = bpf_ktime_get_ns();
 	sess->ids[fidx(d)] = id;
@@ -113,6 +116,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 	sess->seqs[fidx(d)] = seq;
 	sess->ts[fidx(d)] = now;
 	sess->depth = d + 1;
+	pp_enter(sess, tid, id, d, seq); /* --pinpoint */
 
 	if (emit_func_trace)
 		emit_trace(REC_TRACE_ENTRY, tid, id, d + 1, sess->rec.start_ts, now, 0, 0);
@@ -123,6 +127,7 @@ static __always_inline void do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		else
 			capture_args_regs(ctx, id, seq, d + 1, sess->rec.start_ts);
 	}
+	return true;
 }
 
 static __always_inline bool is_failure(__u32 flags, __u64 res)
@@ -166,6 +171,7 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 	sess->paused_err = 0;
 	r->kstack_sz = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
 	lbr_keep(sess); /* LBR (-B) */
+	pp_keep(sess, d); /* --pinpoint: the origin call's path */
 	/* uprobes: the user stack too (from a kernel probe it is the stack at syscall entry);
 	 * build ids and file offsets name the frames after the process is gone
 	 */
@@ -185,6 +191,7 @@ static __always_inline void emit_interim(struct session *sess, __u64 now)
 	r->end_ts = now;
 	r->flags = STACK_ERR | STACK_INTERIM;
 	lbr_emit(sess); /* LBR (-B): the snapshot kept with this chain */
+	pp_emit(sess); /* --pinpoint: the path kept with this chain */
 	if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 		count_dropped_record();
 	r->flags = was;
@@ -215,8 +222,9 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		struct stats *st = get_stats();
 
 		if (st)
-			__sync_fetch_and_add(&st->dropped_sessions, 1);
+			__sync_fetch_and_add(&st->unmatched_returns, 1);
 		bpf_map_delete_elem(&sessions, &tid);
+		pp_end(tid);
 		return;
 	}
 
@@ -265,6 +273,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		r->lat[fidx(d)] = lat;
 		r->done[fidx(d)] = 1;
 	}
+	pp_exit(sess, d); /* --pinpoint */
 	sess->depth = d;
 
 	if (emit_func_trace)
@@ -276,6 +285,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 		if (emit) {
 			r->end_ts = now;
 			lbr_emit(sess); /* LBR (-B): before the stack, which user space pairs it with */
+			pp_emit(sess); /* --pinpoint: likewise */
 			if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
 				count_dropped_record();
 		} else if (emit_func_trace || cfg.capture_args) {
@@ -283,6 +293,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 			emit_trace(REC_SESSION_END, tid, id, 0, r->start_ts, now, res, lat);
 		}
 		bpf_map_delete_elem(&sessions, &tid);
+		pp_end(tid);
 	}
 }
 

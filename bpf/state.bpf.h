@@ -28,6 +28,8 @@ struct session {
 	__u32 has_user;          /* take user stacks: started by a user function (uprobes), or --user-stacks */
 	__u32 paused_err;        /* the kept chain failed, then a call outside it succeeded: the
 	                          * error is not handled yet (see stitch_pos) */
+	__u32 pad;
+	__u64 pp_frames;         /* --pinpoint: bit d set while frame d is a pinpointed call (pinpoint.bpf.h) */
 	__u32 ids[MAX_FSTACK_DEPTH];
 	__u32 seqs[MAX_FSTACK_DEPTH];
 	__u64 ts[MAX_FSTACK_DEPTH];

@@ -16,6 +16,7 @@ public static unsafe class Bpf
     [KernelConst("BPF_TRACE_FEXIT_MULTI", Since = "7.2")] public const int AttachTraceFexitMulti = 60;
     [KernelConst("BPF_PERF_EVENT")] public const int AttachPerfEvent = 41;
     [KernelConst("BPF_TRACE_KPROBE_MULTI")] public const int AttachKprobeMulti = 42;
+    [KernelConst("BPF_TRACE_KPROBE_SESSION")] public const int AttachKprobeSession = 56;
     [KernelConst("BPF_F_KPROBE_MULTI_RETURN")] public const uint KprobeMultiReturn = 1;
     // uprobes
     [KernelConst("BPF_TRACE_UPROBE_MULTI")] public const int AttachTraceUprobeMulti = 48;
@@ -176,7 +177,15 @@ public static unsafe class Bpf
     }
 
     /// <summary>One kprobe.multi link over many addresses, each with its own cookie (5.18+, CONFIG_FPROBE).</summary>
-    public static FdHandle LinkCreateKprobeMulti(FdHandle prog, bool isReturn, ReadOnlySpan<ulong> addrs, ReadOnlySpan<ulong> cookies)
+    public static FdHandle LinkCreateKprobeMulti(FdHandle prog, bool isReturn, ReadOnlySpan<ulong> addrs, ReadOnlySpan<ulong> cookies) =>
+        LinkCreateKprobeMulti(prog, AttachKprobeMulti, isReturn, addrs, cookies);
+
+    /// <summary>A kprobe session link (6.10+): the kprobe.multi fields, attach type
+    /// BPF_TRACE_KPROBE_SESSION; one program runs at entry and return of every function.</summary>
+    public static FdHandle LinkCreateKprobeSession(FdHandle prog, ReadOnlySpan<ulong> addrs, ReadOnlySpan<ulong> cookies) =>
+        LinkCreateKprobeMulti(prog, AttachKprobeSession, false, addrs, cookies);
+
+    static FdHandle LinkCreateKprobeMulti(FdHandle prog, int attachType, bool isReturn, ReadOnlySpan<ulong> addrs, ReadOnlySpan<ulong> cookies)
     {
         fixed (ulong* a = addrs)
         fixed (ulong* c = cookies)
@@ -184,21 +193,22 @@ public static unsafe class Bpf
             var attr = new LinkCreateKprobeMultiAttr
             {
                 ProgFd = (uint)prog.Fd,
-                AttachType = AttachKprobeMulti,
+                AttachType = (uint)attachType,
                 KprobeMultiFlags = isReturn ? KprobeMultiReturn : 0,
                 Cnt = (uint)addrs.Length,
                 Addrs = (ulong)a,
                 Cookies = (ulong)c,
             };
-            return FdOrThrow(BpfCmd.LinkCreate, &attr, isReturn ? "creating kretprobe.multi link" : "creating kprobe.multi link");
+            return FdOrThrow(BpfCmd.LinkCreate, &attr, attachType == AttachKprobeSession ? "creating kprobe session link"
+                : isReturn ? "creating kretprobe.multi link" : "creating kprobe.multi link");
         }
     }
 
     /// <summary>0 when the kernel has kprobe.multi links, else the errno that says why not
     /// (EOPNOTSUPP without CONFIG_FPROBE). An empty attach is answered before any probe is made.</summary>
-    public static int ProbeKprobeMulti(FdHandle kmultiProg)
+    public static int ProbeKprobeMulti(FdHandle kmultiProg, int attachType = AttachKprobeMulti)
     {
-        var attr = new LinkCreateKprobeMultiAttr { ProgFd = (uint)kmultiProg.Fd, AttachType = AttachKprobeMulti };
+        var attr = new LinkCreateKprobeMultiAttr { ProgFd = (uint)kmultiProg.Fd, AttachType = (uint)attachType };
         long fd = Call(BpfCmd.LinkCreate, &attr);
         if (fd >= 0)
         {

@@ -117,18 +117,37 @@ public sealed class KernelFeatureMissingException(string feature, string path, s
         $"{feature} is missing (looked for in {path}){(hint is null ? "" : $"; {hint}")}";
 }
 
-/// <summary>The process runs on an architecture whose kernel ABI this library does not know.</summary>
-public sealed class UnsupportedArchitectureException(Architecture architecture)
-    : InteropException($"retsnoop supports x86-64 and arm64; this machine is {Name(architecture)}")
+/// <summary>The process or the kernel runs on an architecture whose kernel ABI this library does not
+/// know, or the two differ (an x86-64 build under emulation on an arm64 kernel).</summary>
+public sealed class UnsupportedArchitectureException : InteropException
 {
-    public Architecture Architecture { get; } = architecture;
+    public UnsupportedArchitectureException(Architecture architecture)
+        : base($"retsnoop supports x86-64 and arm64; this machine is {Name(architecture)}") => Architecture = architecture;
+
+    /// <param name="machine">the kernel's architecture as uname -m prints it</param>
+    /// <param name="process">the architecture this build of the tool is for</param>
+    public UnsupportedArchitectureException(string machine, Architecture process, bool known)
+        : base(known
+            ? $"this retsnoop is built for {Name(process)} but the kernel is {machine}: run the {(machine == "aarch64" ? "linux-arm64" : "linux-x64")} build"
+            : $"retsnoop supports x86-64 and arm64; this machine is {machine}")
+    {
+        Architecture = process;
+        Machine = machine;
+    }
+
+    /// <summary>This process's architecture.</summary>
+    public Architecture Architecture { get; }
+    /// <summary>uname -m, when the kernel's architecture was the reason.</summary>
+    public string? Machine { get; }
 
     public override string Summary => Message;
 
-    static string Name(Architecture a) => a switch
+    internal static string Name(Architecture a) => a switch
     {
         Architecture.X86 => "x86 (32-bit)",
         Architecture.Arm => "arm (32-bit)",
+        Architecture.X64 => "x86-64",
+        Architecture.Arm64 => "arm64",
         _ => a.ToString().ToLowerInvariant(),
     };
 }

@@ -24,6 +24,22 @@ public static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int close(int fd);
 
+    [LibraryImport("libc", EntryPoint = "uname", SetLastError = true)]
+    private static partial int uname(byte* buf);
+
+    /// <summary>The kernel's architecture as uname -m prints it (struct utsname: six 65-byte fields,
+    /// machine the fifth); "" if uname fails.</summary>
+    public static string UnameMachine()
+    {
+        const int Field = 65;
+        byte* buf = stackalloc byte[Field * 6];
+        if (uname(buf) != 0)
+            return "";
+        var machine = new ReadOnlySpan<byte>(buf + Field * 4, Field);
+        int end = machine.IndexOf((byte)0);
+        return System.Text.Encoding.ASCII.GetString(end < 0 ? machine : machine[..end]);
+    }
+
     [LibraryImport("libc", SetLastError = true)]
     public static partial int ioctl(int fd, ulong request, long arg);
 

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace Retsnoop.Symbols;
@@ -11,11 +12,11 @@ namespace Retsnoop.Symbols;
 /// </summary>
 public static class BinaryLocator
 {
-    /// <summary>Where the loader looks when ld.so.cache does not list a library (x86-64 Debian and others).</summary>
-    public static readonly string[] StandardDirs =
-    [
-        "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib", "/usr/local/lib",
-    ];
+    /// <summary>Where the loader looks when ld.so.cache does not list a library (Debian's multiarch
+    /// directory of this process's architecture, then the usual ones).</summary>
+    public static readonly string[] StandardDirs = RuntimeInformation.ProcessArchitecture == Architecture.Arm64
+        ? ["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib", "/usr/local/lib"]
+        : ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib", "/usr/local/lib"];
 
     /// <summary>
     /// The real path (symlinks resolved) of every distinct file the name can stand for; empty when
@@ -114,11 +115,17 @@ public static class BinaryLocator
         return cur;
     }
 
-    const int FlagTypeMask = 0x00ff, FlagElfLibc6 = 0x0003, FlagArchMask = 0xff00, FlagX8664Lib64 = 0x0300;
+    // glibc's ldconfig.h: FLAG_ELF_LIBC6, FLAG_X8664_LIB64, FLAG_AARCH64_LIB64
+    const int FlagTypeMask = 0x00ff, FlagElfLibc6 = 0x0003, FlagArchMask = 0xff00;
+    public const int FlagX8664Lib64 = 0x0300, FlagAarch64Lib64 = 0x0a00;
+
+    /// <summary>The ld.so.cache architecture flag of this process's libraries.</summary>
+    public static int ThisArchFlag => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? FlagAarch64Lib64 : FlagX8664Lib64;
 
     /// <summary>
-    /// (soname, path) pairs of x86-64 libraries from ld.so.cache (glibc's "glibc-ld.so.cache1.1"
-    /// format, possibly after the old "ld.so-1.7.0" part). Empty when the file is missing or unreadable.
+    /// (soname, path) pairs of this architecture's libraries from ld.so.cache (glibc's
+    /// "glibc-ld.so.cache1.1" format, possibly after the old "ld.so-1.7.0" part). Empty when the
+    /// file is missing or unreadable.
     /// </summary>
     public static List<(string Soname, string Path)> ReadLdSoCache(string file = "/etc/ld.so.cache")
     {
@@ -135,8 +142,11 @@ public static class BinaryLocator
         return ParseLdSoCache(d);
     }
 
-    public static List<(string Soname, string Path)> ParseLdSoCache(ReadOnlySpan<byte> d)
+    /// <param name="archFlag">which libraries to keep: <see cref="FlagX8664Lib64"/> or <see cref="FlagAarch64Lib64"/>
+    /// (default: this process's architecture)</param>
+    public static List<(string Soname, string Path)> ParseLdSoCache(ReadOnlySpan<byte> d, int? archFlag = null)
     {
+        int arch = archFlag ?? ThisArchFlag;
         var list = new List<(string, string)>();
         var oldMagic = "ld.so-1.7.0"u8;
         var newMagic = "glibc-ld.so.cache1.1"u8;
@@ -163,7 +173,7 @@ public static class BinaryLocator
             int flags = BinaryPrimitives.ReadInt32LittleEndian(entry);
             uint key = BinaryPrimitives.ReadUInt32LittleEndian(entry[4..]);
             uint value = BinaryPrimitives.ReadUInt32LittleEndian(entry[8..]);
-            if ((flags & FlagTypeMask) != FlagElfLibc6 || (flags & FlagArchMask) != FlagX8664Lib64)
+            if ((flags & FlagTypeMask) != FlagElfLibc6 || (flags & FlagArchMask) != arch)
                 continue;
             // string offsets count from the start of the new-format header
             var soname = CString(h, key);

@@ -464,7 +464,17 @@ public sealed class DwarfSymbolizer : IDisposable
         }
         for (int i = best; i >= 0 && i > best - 8; i--)
             if (a < fs[i].Addr + fs[i].Size)
-                return ElfFile.CString(strtab.Span, (int)fs[i].Name);
+            {
+                // several symbols at this address: the first in table order that covers the address,
+                // so a sized function wins over a size-0 label only stretched to the next symbol
+                // (common_interrupt_return, not the swapgs_restore_regs_and_return_to_usermode label)
+                int k = i;
+                while (k > 0 && fs[k - 1].Addr == fs[i].Addr)
+                    k--;
+                while (a >= fs[k].Addr + fs[k].Size)
+                    k++;
+                return ElfFile.CString(strtab.Span, (int)fs[k].Name);
+            }
         return null;
     }
 
@@ -506,9 +516,11 @@ public sealed class DwarfSymbolizer : IDisposable
         }
         var arr = l.ToArray();
         var st = strtab;
-        // by address, then by name so the choice among aliases is deterministic
+        // by address; at one address the preferred name first: sized symbols (larger first) before
+        // size-0 labels, then by name, greater first, so the choice among aliases is deterministic
         Array.Sort(arr, (x, y) => x.Addr != y.Addr ? x.Addr.CompareTo(y.Addr)
-            : string.CompareOrdinal(ElfFile.CString(st.Span, (int)x.Name), ElfFile.CString(st.Span, (int)y.Name)));
+            : x.Size != y.Size ? y.Size.CompareTo(x.Size)
+            : string.CompareOrdinal(ElfFile.CString(st.Span, (int)y.Name), ElfFile.CString(st.Span, (int)x.Name)));
         // a size-0 label extends to the next symbol (at most 4 KiB)
         for (int i = 0; i < arr.Length; i++)
             if (arr[i].Size == 0)

@@ -149,15 +149,18 @@ public sealed unsafe class ElfFile : IDisposable
     /// <summary>
     /// For a relocatable object (ET_REL, e.g. a kernel module): gives its allocated sections
     /// addresses (the ones given by name, e.g. from /sys/module/M/sections, else laid out one
-    /// after another from 0) and applies the x86-64 RELA relocations of the non-allocated
-    /// (.debug_*) sections in the private mapping. Returns each allocated section's address.
+    /// after another from 0) and applies the RELA relocations of the non-allocated (.debug_*)
+    /// sections in the private mapping (x86-64 and aarch64 objects: absolute and PC-relative data
+    /// relocations, all that debug sections use). Returns each allocated section's address.
     /// </summary>
     public Dictionary<string, ulong> RelocateDebugSections(IReadOnlyDictionary<string, ulong>? sectionAddresses)
     {
         if (!writable)
             throw new InvalidOperationException("open the file with OpenPrivate to relocate it");
-        if (Machine != 62)
-            throw new ElfFormatException(Path, 18, $"relocations for machine {Machine} are not supported (x86-64 only)");
+        const int EM_X86_64 = 62, EM_AARCH64 = 183;
+        if (Machine is not (EM_X86_64 or EM_AARCH64))
+            throw new ElfFormatException(Path, 18, $"relocations for machine {Machine} are not supported (x86-64 and aarch64 only)");
+        bool arm = Machine == EM_AARCH64;
         var bases = SectionBases = new ulong[Sections.Count];
         var result = new Dictionary<string, ulong>();
         ulong next = 0;
@@ -206,18 +209,21 @@ public sealed unsafe class ElfFile : IDisposable
                     S = U64(e[8..]) + (shndx > 0 && shndx < bases.Length ? bases[shndx] : 0);
                 }
                 ulong v = S + (ulong)addend;
-                int width = type switch { 0 => 0, 1 => 8, 10 or 11 or 2 => 4, _ => -1 };
+                // what each type writes: 8 or 4 bytes, absolute (S + A) or PC-relative (S + A - P)
+                var (width, pcRel) = arm
+                    ? type switch { 0 or 256 => (0, false), 257 => (8, false), 258 => (4, false), 260 => (8, true), 261 => (4, true), _ => (-1, false) } // R_AARCH64_NONE, ABS64, ABS32, PREL64, PREL32
+                    : type switch { 0 => (0, false), 1 => (8, false), 10 or 11 => (4, false), 2 => (4, true), _ => (-1, false) };         // R_X86_64_NONE, 64, 32, 32S, PC32
                 if (width < 0)
                     throw new ElfFormatException(Path, i, $"relocation type {type} is not supported", rs.Name);
                 if (off > (ulong)dst.Length || (ulong)width > (ulong)dst.Length - off)
                     throw new ElfFormatException(Path, i, $"relocation at 0x{off:x} is outside {target.Name} ({dst.Length} bytes)", rs.Name);
                 byte* p = dst.Pointer + (long)off;
-                switch (type)
-                {
-                    case 1: Unsafe.WriteUnaligned(p, v); break;             // R_X86_64_64
-                    case 10: case 11: Unsafe.WriteUnaligned(p, (uint)v); break; // R_X86_64_32, 32S
-                    case 2: Unsafe.WriteUnaligned(p, (uint)(v - (bases[target.Index] + off))); break; // PC32
-                }
+                if (pcRel)
+                    v -= bases[target.Index] + off;
+                if (width == 8)
+                    Unsafe.WriteUnaligned(p, v);
+                else if (width == 4)
+                    Unsafe.WriteUnaligned(p, (uint)v);
             }
         }
         return result;

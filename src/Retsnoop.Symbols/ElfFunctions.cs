@@ -24,7 +24,7 @@ public sealed class ElfFunctions
 
     public static ElfFunctions Read(ElfFile elf)
     {
-        var groups = new Dictionary<ulong, (ulong Size, List<(string Name, byte Bind)> Names, bool Ifunc)>();
+        var groups = new Dictionary<ulong, (ulong Size, List<(string Name, byte Bind, bool Sized)> Names, bool Ifunc)>();
         foreach (var dynamic in new[] { false, true })
         {
             foreach (var s in elf.ReadSymbols(dynamic))
@@ -33,8 +33,11 @@ public sealed class ElfFunctions
                     continue;
                 if (!groups.TryGetValue(s.Value, out var g))
                     g = (0, [], false);
-                if (!g.Names.Exists(n => n.Name == s.Name))
-                    g.Names.Add((s.Name, s.Bind));
+                int at = g.Names.FindIndex(n => n.Name == s.Name);
+                if (at < 0)
+                    g.Names.Add((s.Name, s.Bind, s.Size > 0));
+                else if (s.Size > 0)
+                    g.Names[at] = g.Names[at] with { Sized = true }; // .symtab and .dynsym may disagree
                 groups[s.Value] = (Math.Max(g.Size, s.Size), g.Names, g.Ifunc || s.Type == ElfSymbol.STT_GNU_IFUNC);
             }
         }
@@ -50,13 +53,17 @@ public sealed class ElfFunctions
     }
 
     /// <summary>
-    /// Order of aliases at one address, the first is shown: fewer leading underscores (the name
-    /// people call: open, not __libc_open64), then global and weak before local, then shorter,
-    /// then ordinal, so the choice never depends on symbol table order.
+    /// Order of aliases at one address, the first is shown: a symbol with a size before a size-0
+    /// one (a label that marks a place inside or at the start of code it does not describe), then
+    /// fewer leading underscores (the name people call: open, not __libc_open64), then global and
+    /// weak before local, then shorter, then ordinal, so the choice never depends on symbol table order.
     /// </summary>
-    public static int Canonical((string Name, byte Bind) a, (string Name, byte Bind) b)
+    public static int Canonical((string Name, byte Bind, bool Sized) a, (string Name, byte Bind, bool Sized) b)
     {
-        int c = LeadingUnderscores(a.Name).CompareTo(LeadingUnderscores(b.Name));
+        int c = b.Sized.CompareTo(a.Sized);
+        if (c != 0)
+            return c;
+        c = LeadingUnderscores(a.Name).CompareTo(LeadingUnderscores(b.Name));
         if (c != 0)
             return c;
         c = (a.Bind == ElfSymbol.STB_LOCAL).CompareTo(b.Bind == ElfSymbol.STB_LOCAL);

@@ -28,25 +28,15 @@ public class SplitAndKindsTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Real module BTF from a Debian stock kernel package, when the project's VM tooling
-    /// (tools/vm/kernel 6.12 --dbg) has cached one: .BTF of a few .ko files on top of the .BTF of the matching
-    /// vmlinux, compared with bpftool -B. Skipped (and said so) without that cache.</summary>
+    /// <summary>Real module BTF from a Debian stock kernel package: .BTF of a few .ko files on top of the
+    /// .BTF of the matching vmlinux, compared with bpftool -B. The package and the vmlinux with DWARF come
+    /// from the project's kernel cache (tools/vm/kernel 6.12, tools/debuginfo/fetch-vmlinux-dbg: downloaded
+    /// once); the test fails when they cannot be had.</summary>
     [Fact]
     public void DebianModulesMatchBpftool()
     {
-        var cache = Environment.GetEnvironmentVariable("RETSNOOP_CACHE")
-            ?? System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "retsnoop");
-        var kdir = Directory.Exists(System.IO.Path.Combine(cache, "kernels"))
-            ? Directory.GetDirectories(System.IO.Path.Combine(cache, "kernels")).Where(d => File.Exists(System.IO.Path.Combine(d, "vmlinux-dbg"))).Order().LastOrDefault()
-            : null;
-        var ver = kdir is null ? null : System.IO.Path.GetFileName(kdir);
-        var deb = ver is null || !Directory.Exists(System.IO.Path.Combine(cache, "debs")) ? null
-            : Directory.GetFiles(System.IO.Path.Combine(cache, "debs"), $"linux-image-{ver}_*.deb").FirstOrDefault();
-        if (deb is null || !File.Exists("/usr/bin/objcopy"))
-        {
-            output.WriteLine("no cached Debian kernel package with vmlinux-dbg: skipped");
-            return;
-        }
+        var (ver, deb, vmlinuxDbg) = DebianKernel612();
+        Assert.True(File.Exists("/usr/bin/objcopy"), "objcopy (binutils) is needed for this test");
         var tmp = Directory.CreateTempSubdirectory("retsnoop-btf-deb");
         try
         {
@@ -54,7 +44,7 @@ public class SplitAndKindsTests(ITestOutputHelper output)
             Sh($"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{tmp.FullName}' --wildcards "
                + string.Join(" ", mods.Select(m => $"'./lib/modules/*/kernel/{m}*'")));
             var baseBtf = System.IO.Path.Combine(tmp.FullName, "vmlinux.btf");
-            Sh($"objcopy -O binary --only-section=.BTF '{kdir}/vmlinux-dbg' '{baseBtf}'");
+            Sh($"objcopy -O binary --only-section=.BTF '{vmlinuxDbg}' '{baseBtf}'");
             var vmlinux = BtfFile.Load(baseBtf);
             OracleCompare.AssertAllMatch(vmlinux, Bpftool.Raw(baseBtf), out int nb, out _);
             output.WriteLine($"Debian {ver} vmlinux: {nb} types match bpftool");
@@ -84,6 +74,40 @@ public class SplitAndKindsTests(ITestOutputHelper output)
         {
             tmp.Delete(true);
         }
+    }
+
+    /// <summary>The Debian 6.12 kernel of the VM tests: its version, its linux-image .deb (the modules) and
+    /// its vmlinux with DWARF (the base BTF), fetched into the kernel cache when missing.</summary>
+    static (string Version, string Deb, string VmlinuxDbg) DebianKernel612()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (root is not null && !Directory.Exists(System.IO.Path.Combine(root.FullName, "tools", "vm")))
+            root = root.Parent;
+        Assert.True(root is not null, "repository root (tools/vm) not found above " + AppContext.BaseDirectory);
+        var cache = Environment.GetEnvironmentVariable("RETSNOOP_CACHE")
+            ?? System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "retsnoop");
+        // tools/vm/kernel downloads the image package when it builds the kernel's directory; a directory
+        // built earlier may have outlived the package, hence the download here
+        var script = $"""
+            set -e
+            kdir=$('{root.FullName}/tools/vm/kernel' 6.12 | tail -n1)
+            ver=$(cat "$kdir/version")
+            dbg=$('{root.FullName}/tools/debuginfo/fetch-vmlinux-dbg' "$ver" | tail -n1)
+            deb=$(ls '{cache}'/debs/linux-image-"$ver"_*.deb 2>/dev/null | head -n1 || true)
+            if [ -z "$deb" ]; then
+                (cd '{cache}/debs' && apt-get download "linux-image-$ver" >&2)
+                deb=$(ls '{cache}'/debs/linux-image-"$ver"_*.deb | head -n1)
+            fi
+            echo "$ver"; echo "$deb"; echo "$dbg"
+            """;
+        var psi = new System.Diagnostics.ProcessStartInfo("bash", ["-c", script]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var lines = p.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0 && lines.Length == 3 && File.Exists(lines[1]) && File.Exists(lines[2]),
+            $"cannot get the Debian 6.12 kernel package and its vmlinux-dbg (tools/vm/kernel 6.12, tools/debuginfo/fetch-vmlinux-dbg): exit {p.ExitCode}\n{string.Join('\n', lines)}\n{err.Result}");
+        return (lines[0], lines[1], lines[2]);
     }
 
     static void Sh(string cmd)

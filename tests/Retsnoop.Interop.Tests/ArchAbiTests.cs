@@ -50,4 +50,35 @@ public class ArchAbiTests
         Assert.Equal(ArchAbi.Current.SysBpf, Libc.SYS_bpf);
         Assert.Equal(ArchAbi.Current.SysPerfEventOpen, Libc.SYS_perf_event_open);
     }
+
+    /// <summary>uname -m: the kernel's architecture must be one we know, and this build's.</summary>
+    [Theory]
+    [InlineData("riscv64", Architecture.RiscV64, "retsnoop supports x86-64 and arm64; this machine is riscv64")]
+    [InlineData("s390x", Architecture.X64, "retsnoop supports x86-64 and arm64; this machine is s390x")]
+    [InlineData("aarch64_be", Architecture.Arm64, "retsnoop supports x86-64 and arm64; this machine is aarch64_be")]
+    [InlineData("armv7l", Architecture.Arm64, "retsnoop supports x86-64 and arm64; this machine is armv7l")]
+    [InlineData("aarch64", Architecture.X64, "this retsnoop is built for x86-64 but the kernel is aarch64: run the linux-arm64 build")]
+    [InlineData("x86_64", Architecture.Arm64, "this retsnoop is built for arm64 but the kernel is x86_64: run the linux-x64 build")]
+    public void KernelMachineOtherThanOursIsOneLine(string machine, Architecture process, string message)
+    {
+        var e = Assert.Throws<UnsupportedArchitectureException>(() => ArchAbi.CheckKernelMachine(machine, process));
+        Assert.Equal(message, e.Summary);
+        Assert.DoesNotContain('\n', e.Summary);
+    }
+
+    [Theory]
+    [InlineData("x86_64", Architecture.X64)]
+    [InlineData("aarch64", Architecture.Arm64)]
+    public void MatchingKernelAndBuildPass(string machine, Architecture process) => ArchAbi.CheckKernelMachine(machine, process);
+
+    [Fact]
+    public void ThisMachinesUnameIsReadAndPasses()
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("uname", "-m") { RedirectStandardOutput = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var expected = p.StandardOutput.ReadToEnd().Trim();
+        p.WaitForExit();
+        Assert.Equal(expected, Libc.UnameMachine());
+        ArchAbi.EnsureSupported();
+    }
 }

@@ -109,12 +109,13 @@ public static class KernelLayoutChecker
     }
 
     /// <summary>Every [KernelConst] literal of a type against the enum constants of the kernel's BTF.</summary>
-    public static List<string> CheckConstants(Type type, IReadOnlyDictionary<string, long> kernelEnums)
+    /// <param name="newest">check the constants marked Since (newer than the running kernel), or the others</param>
+    public static List<string> CheckConstants(Type type, IReadOnlyDictionary<string, long> kernelEnums, bool newest = false)
     {
         var problems = new List<string>();
         foreach (var c in type.GetFields(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static))
         {
-            if (c.GetCustomAttribute<KernelConstAttribute>() is not { } kc)
+            if (c.GetCustomAttribute<KernelConstAttribute>() is not { } kc || (kc.Since is not null) != newest)
                 continue;
             long value = Convert.ToInt64(c.GetRawConstantValue());
             if (!kernelEnums.TryGetValue(kc.Name, out long kv))

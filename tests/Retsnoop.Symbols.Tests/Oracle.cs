@@ -25,12 +25,13 @@ static partial class Oracle
         }
     }
 
-    /// <summary>Addresses at random offsets inside sized function symbols of executable sections.</summary>
+    /// <summary>Addresses at random offsets inside sized symbols of executable sections: functions, and the
+    /// untyped code symbols of assembly (SYM_CODE_START ... SYM_CODE_END: common_interrupt_return).</summary>
     public static List<ulong> Sample(string elfPath, int count, int seed)
     {
         using var elf = ElfFile.Open(elfPath);
         var fns = elf.ReadSymbols()
-            .Where(s => s.Type == ElfSymbol.STT_FUNC && s.Size > 0 && s.SectionIndex > 0 && s.SectionIndex < elf.Sections.Count
+            .Where(s => s.Type is ElfSymbol.STT_FUNC or 0 && s.Size > 0 && s.SectionIndex > 0 && s.SectionIndex < elf.Sections.Count
                         && (elf.Sections[s.SectionIndex].Flags & ElfSection.SHF_EXECINSTR) != 0)
             .OrderBy(s => s.Value).ThenBy(s => s.Name, StringComparer.Ordinal).ToList();
         var rnd = new Random(seed);
@@ -117,6 +118,17 @@ static partial class Oracle
             if (got.Count == want.Count && got.Take(got.Count - 1).SequenceEqual(want.Take(want.Count - 1)))
             {
                 var g = got[^1]; var w = want[^1];
+                // our name is only a size-0 label while llvm's is a sized symbol covering the
+                // address: a wrong choice among the symbols at one address, not an alias policy
+                bool labelOverSized = symAt.TryGetValue(g.Fn, out var mine) && mine.All(s => s.Size == 0)
+                    && symAt.TryGetValue(w.Fn, out var theirs) && theirs.Any(s => s.Size > 0 && s.Value <= addrs[i] && addrs[i] < s.Value + s.Size);
+                if (labelOverSized) { unexplained.Add(ex); continue; }
+                // the reverse: llvm names the last symbol at or before the address, a size-0 label
+                // inside a sized symbol that covers it (ftrace_regs_caller_end in ftrace_regs_caller)
+                bool sizedOverLabel = symAt.TryGetValue(g.Fn, out var ourSyms) && symAt.TryGetValue(w.Fn, out var labels) && labels.All(s => s.Size == 0)
+                    && ourSyms.Any(o => o.Size > 0 && addrs[i] < o.Value + o.Size && labels.Any(l => o.Value < l.Value && l.Value <= addrs[i]));
+                if (sizedOverLabel && g.File == w.File && g.Line == w.Line && g.Col == w.Col)
+                { Explain("outer name: llvm shows a size-0 label inside the function (the last symbol before the address), we show the sized symbol covering it", ex); continue; }
                 if (g.File == w.File && g.Line == w.Line && g.Col == w.Col)
                 {
                     // llvm-symbolizer replaces the outermost frame's DWARF name with the ELF symbol table's name

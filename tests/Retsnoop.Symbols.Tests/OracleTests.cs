@@ -4,12 +4,32 @@ namespace Retsnoop.Symbols.Tests;
 
 public class OracleTests(ITestOutputHelper output)
 {
-    static string RepoRoot()
+    internal static string RepoRoot()
     {
         var d = new DirectoryInfo(AppContext.BaseDirectory);
         while (d != null && !Directory.Exists(Path.Combine(d.FullName, "tools", "debuginfo")))
             d = d.Parent;
         return d?.FullName ?? throw new InvalidOperationException("repository root (tools/debuginfo) not found above " + AppContext.BaseDirectory);
+    }
+
+    /// <summary>
+    /// The directory tools/vm/kernel prepares for a Debian test kernel (with --dbg also vmlinux-dbg
+    /// and modules-dbg/); fails (never skips) when it cannot be had. Downloads once, then cached.
+    /// </summary>
+    internal static string KernelDir(string series, bool dbg)
+    {
+        string dir;
+        try
+        {
+            dir = Shell.Run(Path.Combine(RepoRoot(), "tools", "vm", "kernel") + $" {series}{(dbg ? " --dbg" : "")}").Trim().Split('\n')[^1];
+        }
+        catch (Exception e)
+        {
+            Assert.Fail($"cannot prepare the Debian {series} kernel (tools/vm/kernel {series}{(dbg ? " --dbg" : "")}): " + e.Message);
+            throw;
+        }
+        Assert.True(Directory.Exists(dir), $"tools/vm/kernel printed {dir}, which is not a directory");
+        return dir;
     }
 
     /// <summary>The Debian 6.12 -dbg vmlinux; fails (never skips) when it cannot be had.</summary>

@@ -25,20 +25,22 @@ public class ArchitectureTests
     };
 
     // the libraries each stage may use; Interop.Errno is a plain table of errno names and is allowed everywhere
+    // MachineCode (decoded kernel code, --pinpoint): read from the live kernel (Kernel), a recorded
+    // path analysed against it (Session), the run's pinpointing steps (Cli)
     static readonly Dictionary<string, string[]> Libraries = new()
     {
         ["Wire"] = [],
         ["Model"] = ["Btf", "Symbols"],
-        ["Kernel"] = ["Btf", "Symbols", "Interop"],
+        ["Kernel"] = ["Btf", "Symbols", "Interop", "MachineCode"],
         ["UserSpace"] = ["Symbols"],
         ["Targets"] = ["Btf", "Symbols"],
         ["Attach"] = ["Interop", "Btf"],
-        ["Session"] = [],
+        ["Session"] = ["MachineCode"],
         ["Output"] = ["Btf"],
-        ["Cli"] = ["Interop", "Btf", "Symbols"],
+        ["Cli"] = ["Interop", "Btf", "Symbols", "MachineCode"],
     };
 
-    static readonly string[] LibraryNames = ["Interop", "Btf", "Symbols"];
+    static readonly string[] LibraryNames = ["Interop", "Btf", "Symbols", "MachineCode"];
 
     static string SourceRoot()
     {

@@ -50,7 +50,7 @@ public class BadInputTests
     [InlineData("-L/--longer", "-e", "*sys_bpf", "-L", "-5")]
     [InlineData("-p/--pid", "-e", "*sys_bpf", "-p", "-1")]
     [InlineData("-p/--pid", "-e", "*sys_bpf", "-p", "12x")]
-    [InlineData("-P/--no-pid", "-e", "*sys_bpf", "-P", "0")]
+    [InlineData("-P/--no-pid", "-e", "*sys_bpf", "-P", "-3")]
     [InlineData("bpf.ringbuf-size", "-e", "*sys_bpf", "-C", "bpf.ringbuf-size=3")]
     [InlineData("bpf.ringbuf-size", "-e", "*sys_bpf", "-C", "bpf.ringbuf-size=lots")]
     [InlineData("unknown config key 'no.such'", "-e", "*sys_bpf", "-C", "no.such=1")]

@@ -86,3 +86,30 @@ public class ExternalBtfTests
         Assert.Equal(KernelBtf.SysfsPath, OptionParser.Parse(["-e", "x", "--btf", KernelBtf.SysfsPath]).Symbols.ExternalBtf);
     }
 }
+
+/// <summary>Kprobe sessions: the template's marked call becomes the bpf_session_is_return kfunc, and
+/// this machine's verifier takes the clone (its kernel has no fprobe, so no link is made here; the
+/// 6.12 and 7.2 guests attach it).</summary>
+public class KprobeSessionCloneTests
+{
+    [Fact]
+    public void PatchedCloneLoads()
+    {
+        Assert.True(Environment.UserName == "root", "loading BPF programs needs root (CI runs as root)");
+        var types = new BtfFunctionTypes();
+        var kfunc = types.Vmlinux.FindFunction("bpf_session_is_return");
+        Assert.True(kfunc is not null, "this kernel's BTF has no bpf_session_is_return (6.10+)");
+        var f = new TracedFunction(0, "do_sys_openat2", null, 0, ReturnClass.Long, true);
+        var req = new AttachRequest([f], new AttachSettings { Mode = AttachMode.KprobeMulti, RingbufSize = 4096, SessionsSize = 1 })
+        {
+            SessionIsReturnKfunc = kfunc,
+        };
+        using var obj = TracerObject.Load(req, AttachMode.KprobeMulti);
+        int err = KernelLinks.ProbeKprobeSession(obj, kfunc!.Value);
+        // 0: the link type is known too; EOPNOTSUPP: no fprobe in this kernel. A clone the verifier
+        // refused would say EINVAL or EACCES.
+        Assert.True(err is 0 or 95, $"the patched session clone did not load: errno {err}");
+        // a wrong kfunc id is refused: the patch is what makes it load
+        Assert.NotEqual(0, KernelLinks.ProbeKprobeSession(obj, 1));
+    }
+}

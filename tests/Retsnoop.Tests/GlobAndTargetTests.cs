@@ -77,13 +77,16 @@ public class TargetResolverTests
         new("__x64_sys_bpf", null, 0), new("array_map_alloc_check", null, 0), new("bpf_map_area_alloc", null, 0),
         new("too_many_args", null, 0), new("dup_static", null, 0), new("dup_static", null, 0),
         new("rcu_read_lock_held", null, 0), new("p9_client_rpc", "9pnet", 0),
+        // arm64 6.1: an overridden __weak body after __arm64_sys_bpf has no symbol (here: a mount one), so the list names it too
+        new("__arm64_sys_mount", null, 0), new("__arm64_sys_mount", null, 0),
+        new("tri_static", null, 0), new("tri_static", null, 0), new("tri_static", null, 0),
     ];
 
     static readonly Dictionary<string, ulong[]> Addrs = new()
     {
         ["__x64_sys_bpf"] = [0x1000], ["array_map_alloc_check"] = [0x2000], ["bpf_map_area_alloc"] = [0x3000],
         ["too_many_args"] = [0x4000], ["dup_static"] = [0x5000, 0x6000], ["rcu_read_lock_held"] = [0x7000],
-        ["p9_client_rpc"] = [0x8000],
+        ["p9_client_rpc"] = [0x8000], ["__arm64_sys_mount"] = [0x9000], ["tri_static"] = [0xa000, 0xb000],
     };
 
     static List<TracedFunction> Resolve(params string[] args) =>
@@ -108,6 +111,24 @@ public class TargetResolverTests
     {
         var r = Resolve("-e", "*sys_bpf", "-a", "dup_static");
         Assert.Equal([0x5000UL, 0x6000UL], r.Where(f => f.Name == "dup_static").Select(f => f.Address));
+    }
+
+    [Fact]
+    public void OneSymbolListedTwiceIsTracedOnceByName()
+    {
+        var res = new KernelTargetResolver(OptionParser.Parse(["-e", "__arm64_sys_mount"]).Targets, new FakeSyms(Addrs), new FakeTypes(), null);
+        var f = Assert.Single(res.Resolve(Kernel));
+        Assert.Equal(0x9000UL, f.Address);
+        Assert.True(f.NameIsUnique);
+        Assert.Contains(res.Notes, n => n.Contains("__arm64_sys_mount: traced at its one kallsyms address"));
+    }
+
+    [Fact]
+    public void SeveralSymbolsForMoreInstancesAreSkipped()
+    {
+        var res = new KernelTargetResolver(OptionParser.Parse(["-e", "*sys_bpf", "-a", "tri_static"]).Targets, new FakeSyms(Addrs), new FakeTypes(), null);
+        Assert.DoesNotContain(res.Resolve(Kernel), f => f.Name == "tri_static");
+        Assert.Contains(res.Notes, n => n.Contains("skipped tri_static: 2 kallsyms addresses for 3 traceable instances"));
     }
 
     [Fact]

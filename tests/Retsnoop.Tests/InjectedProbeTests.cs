@@ -126,4 +126,18 @@ public class InjectedProbeTests
         var withArgs = CallTraceRenderer.Render(events, 0, new ArgsFormatter([], ArgsLayout.Multiline, 120, false)).Split('\n');
         Assert.Contains(withArgs, l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s+› name = 'fs-x'$"));
     }
+
+    /// <summary>-J kprobe data is the argument registers the BPF side read: six on x86-64, eight on arm64.</summary>
+    [Fact]
+    public void KprobeHitNamesTheArchitecturesArgumentRegisters()
+    {
+        var p = InjectedProbe.Parse("kprobe:get_fs_type");
+        var data = new byte[64];
+        for (int i = 0; i < 8; i++)
+            BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(i * 8), 0x10UL + (ulong)i);
+        Assert.Equal(["regs = {.di=0x10,.si=0x11,.dx=0x12,.cx=0x13,.r8=0x14,.r9=0x15}"], p.Describe(data.AsSpan(0, 48), CallingConvention.X86_64));
+        Assert.Equal(["regs = {.x0=0x10,.x1=0x11,.x2=0x12,.x3=0x13,.x4=0x14,.x5=0x15,.x6=0x16,.x7=0x17}"], p.Describe(data, CallingConvention.Arm64));
+        // a record shorter than the registers is shown as nothing rather than read past its end
+        Assert.Empty(p.Describe(data.AsSpan(0, 48), CallingConvention.Arm64));
+    }
 }

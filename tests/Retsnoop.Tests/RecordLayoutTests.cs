@@ -34,12 +34,13 @@ public class RecordLayoutTests
             ("HasCommAllow", "has_comm_allow"), ("HasCommDeny", "has_comm_deny"),
             ("EmitInterimStacks", "emit_interim_stacks"), ("UseLbr", "use_lbr"), ("CaptureArgs", "capture_args"),
             ("CaptureRawPtrs", "capture_raw_ptrs"), ("FollowForks", "follow_forks"), ("UserStacks", "user_stacks"),
+            ("Pinpoint", "pinpoint"), ("CfgPad0", "cfg_pad[0]"), ("CfgPad1", "cfg_pad[1]"), ("CfgPad2", "cfg_pad[2]"),
             ("ArgsMaxTotal", "args_max_total"), ("ArgsMaxAny", "args_max_any"), ("ArgsPad2", "args_pad2"),
         ]),
         new(typeof(BpfStats), "stats",
         [
             ("DroppedRecords", "dropped_records"), ("DroppedSessions", "dropped_sessions"),
-            ("TooDeep", "too_deep"), ("Sessions", "sessions"),
+            ("TooDeep", "too_deep"), ("Sessions", "sessions"), ("UnmatchedReturns", "unmatched_returns"),
         ]),
         new(typeof(StackRecord), "stack_rec",
         [
@@ -74,6 +75,17 @@ public class RecordLayoutTests
         [
             ("Type", "type"), ("Tid", "tid"), ("StartTs", "start_ts"), ("Size", "size"), ("Entries", "entries"),
         ]),
+        new(typeof(IndirectCallHit), "icall_hit", [("Target", "target"), ("Site", "site"), ("Pad", "pad")]),
+        new(typeof(PathRecord), "path_rec",
+        [
+            ("Type", "type"), ("Tid", "tid"), ("StartTs", "start_ts"), ("FuncId", "func_id"), ("Seq", "seq"),
+            ("Hits", "hits"), ("IndirectCalls", "icalls"), ("Blocks", "blocks"), ("Icall", "icall"),
+        ]),
+        new(typeof(KernelMessageRecord), "kmsg_rec",
+        [
+            ("Type", "type"), ("Tid", "tid"), ("SessStart", "sess_start"), ("Ts", "ts"), ("Kind", "kind"),
+            ("Len", "len"), ("Msg", "msg"),
+        ]),
     ];
 
     static readonly EnumMirror[] Enums =
@@ -82,18 +94,19 @@ public class RecordLayoutTests
         [
             ("Stack", "REC_STACK"), ("TraceEntry", "REC_TRACE_ENTRY"), ("TraceExit", "REC_TRACE_EXIT"),
             ("SessionEnd", "REC_SESSION_END"), ("InjectedProbe", "REC_INJ_PROBE"), ("FuncArgs", "REC_FUNC_ARGS"),
-            ("Lbr", "REC_LBR"),
+            ("Lbr", "REC_LBR"), ("Path", "REC_PATH"), ("KernelMessage", "REC_KMSG"),
         ]),
         new(typeof(FuncFlags), "func_flags",
         [
             ("None", null), // C# only: no flags
             ("IsEntry", "FUNC_IS_ENTRY"), ("CantFail", "FUNC_CANT_FAIL"), ("RetPtr", "FUNC_RET_PTR"),
             ("NeedsSignExt", "FUNC_NEEDS_SIGN_EXT"), ("IsUser", "FUNC_IS_USER"), ("FailNeg", "FUNC_FAIL_NEG"),
-            ("FailZero", "FUNC_FAIL_ZERO"), ("FailNonzero", "FUNC_FAIL_NONZERO"),
+            ("FailZero", "FUNC_FAIL_ZERO"), ("FailNonzero", "FUNC_FAIL_NONZERO"), ("Pinpoint", "FUNC_PINPOINT"),
         ]),
         new(typeof(StackFlags), "stack_flags", [("Error", "STACK_ERR"), ("Interim", "STACK_INTERIM")]),
         new(typeof(ArgKind), "arg_kind", [("Skip", "ARG_SKIP"), ("Raw", "ARG_RAW"), ("Ptr", "ARG_PTR"), ("Str", "ARG_STR")]),
         new(typeof(ArgLoc), "arg_loc", [("Slot", "ARG_LOC_SLOT"), ("Stack", "ARG_LOC_STACK")]),
+        new(typeof(KernelMessageKind), "kmsg_kind", [("Printk", "KMSG_PRINTK"), ("NetlinkExtack", "KMSG_EXTACK")]),
     ];
 
     public static TheoryData<string> StructNames() => [.. Structs.Select(s => s.CSharp.Name)];
@@ -151,6 +164,9 @@ public class RecordLayoutTests
         Assert.Equal(BpfFuncArgsSpec.MaxFuncArgs, LayoutChecker.ArrayLength(btf, "args_rec", "lens"));
         Assert.Equal(ArgsRecordHeader.Size, btf.SizeOf(LayoutChecker.FindStruct(btf, "args_rec")));
         Assert.Equal(LbrLimits.MaxEntries, LayoutChecker.ArrayLength(btf, "lbr_rec", "entries"));
+        Assert.Equal(PinpointLimits.MaxPathBlocks, LayoutChecker.ArrayLength(btf, "path_rec", "blocks"));
+        Assert.Equal(PinpointLimits.MaxIndirectCalls, LayoutChecker.ArrayLength(btf, "path_rec", "icall"));
+        Assert.Equal(PinpointLimits.KernelMessageMax, LayoutChecker.ArrayLength(btf, "kmsg_rec", "msg"));
     }
 
     // ---- the checker finds what it is meant to find ----

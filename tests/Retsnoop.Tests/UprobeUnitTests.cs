@@ -98,6 +98,15 @@ public class UserSpecTests
     }
 
     [Fact]
+    public void ReadsLdSoCacheKeepingTheArchitecturesLibraries()
+    {
+        var cache = LdSoCache((0x0303, "libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"), (0x0a03, "libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6"));
+        Assert.Equal([("libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6")], BinaryLocator.ParseLdSoCache(cache, BinaryLocator.FlagX8664Lib64));
+        Assert.Equal([("libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6")], BinaryLocator.ParseLdSoCache(cache, BinaryLocator.FlagAarch64Lib64));
+        Assert.Equal(BinaryLocator.ParseLdSoCache(cache, BinaryLocator.ThisArchFlag), BinaryLocator.ParseLdSoCache(cache));
+    }
+
+    [Fact]
     public void LibcIsTheOneThisProcessLoaded()
     {
         // what the loader picked for this very process, realpath'ed

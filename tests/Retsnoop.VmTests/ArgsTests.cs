@@ -71,7 +71,8 @@ public abstract class ArgsTestsBase(VmBoot boot, string cmdValue)
         var r = boot.Case(ArgsCases.StackCase(mode));
         Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
         var s = SingleStack(r);
-        Assert.True(s.HasChain("__x64_sys_bpf", "__sys_bpf", "map_create", "array_map_alloc_check"), r.Describe());
+        var wrapper = StackModeCases.ArchName("__x64_sys_bpf", boot.Kernel);
+        Assert.True(s.HasChain(wrapper, "__sys_bpf", "map_create", "array_map_alloc_check"), r.Describe());
         Assert.Contains("  attr=&" + ArgsCases.Attr, Frame(s, "array_map_alloc_check", r).Line);
         Assert.Contains("  attr=&" + ArgsCases.Attr, Frame(s, "map_create", r).Line);
         // bpf(BPF_MAP_CREATE, attr, 72): the command by name, the user pointer in both union members, the size
@@ -80,9 +81,12 @@ public abstract class ArgsTestsBase(VmBoot boot, string cmdValue)
         Assert.True(m.Success, r.Describe());
         Assert.Equal(cmdValue, m.Groups[1].Value);
         Assert.Equal(m.Groups[2].Value, m.Groups[3].Value);
-        Assert.True(Convert.ToUInt64(m.Groups[2].Value, 16) < 0x800000000000UL, "uattr is a user-space address");
-        // the syscall wrapper's struct pt_regs * is captured as the struct
-        Assert.Matches(@"  \w+=&\{\.r\d+=", Frame(s, "__x64_sys_bpf", r).Line);
+        // user space: below 2^47 on x86-64 (4-level paging); below 2^52 on arm64 (48-bit or 52-bit VA),
+        // whose kernel half starts at 0xfff0... or 0xffff...
+        Assert.True(Convert.ToUInt64(m.Groups[2].Value, 16) < (VmBoot.IsArm64(boot.Kernel) ? 1UL << 52 : 0x800000000000UL), "uattr is a user-space address");
+        // the syscall wrapper's struct pt_regs * is captured as the struct (x86-64: r15 first;
+        // arm64: the user_regs block with its regs[31] array, x0 = the command, x2 = the size)
+        Assert.Matches(VmBoot.IsArm64(boot.Kernel) ? @"  regs=&\{\{\.user_regs=\{\.regs=\[0,0x[0-9a-f]+,72," : @"  \w+=&\{\.r\d+=", Frame(s, wrapper, r).Line);
         Assert.DoesNotContain("data missing", r.TracerOut);
         Assert.DoesNotContain("<ERR:", r.TracerOut);
     }

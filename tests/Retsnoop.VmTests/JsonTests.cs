@@ -32,7 +32,7 @@ public sealed class JsonCollection : ICollectionFixture<JsonKernel>;
 public sealed class JsonTests(JsonKernel k)
 {
     /// <summary>Every non-empty line of a JSON Lines text, each required to parse.</summary>
-    static List<JsonElement> JsonLines(string text, CaseResult r)
+    internal static List<JsonElement> JsonLines(string text, CaseResult r)
     {
         var objs = new List<JsonElement>();
         foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
@@ -49,13 +49,13 @@ public sealed class JsonTests(JsonKernel k)
         return objs;
     }
 
-    static string Type(JsonElement o) => o.GetProperty("type").GetString()!;
+    internal static string Type(JsonElement o) => o.GetProperty("type").GetString()!;
 
     static List<JsonElement> Traced(JsonElement stack) =>
         [.. stack.GetProperty("frames").EnumerateArray().Where(f => f.GetProperty("traced").GetBoolean())];
 
     /// <summary>The stack object's frames against the failure table and what simfail itself got.</summary>
-    static void AssertStack(JsonElement stack, StackModeCases.Failure f, CaseResult r)
+    internal static void AssertStack(JsonElement stack, StackModeCases.Failure f, CaseResult r)
     {
         Assert.Equal("simfail", stack.GetProperty("comm").GetString());
         Assert.Equal("simfail", stack.GetProperty("process_comm").GetString());
@@ -107,7 +107,7 @@ public sealed class JsonTests(JsonKernel k)
         return i == expected.Length;
     }
 
-    static void AssertSummary(JsonElement summary, JsonElement stack, StackModeCases.Failure f)
+    internal static void AssertSummary(JsonElement summary, JsonElement stack, StackModeCases.Failure f)
     {
         Assert.Equal("summary", Type(summary));
         Assert.Equal(1, summary.GetProperty("stacks").GetInt32());
@@ -236,8 +236,8 @@ public sealed class JsonTests(JsonKernel k)
         parts.Add(sym);
         if (f.GetProperty("module").GetString() is { } mod)
             parts.Add($"[{mod}]");
-        string Where(JsonElement e) => $"{e.GetProperty("file").GetString()}:{e.GetProperty("line").GetInt32()}" +
-            (e.TryGetProperty("column", out var c) ? $":{c.GetInt32()}" : "");
+        // the text shows upstream's FILE:LINE; JSON also has the column
+        string Where(JsonElement e) => $"{e.GetProperty("file").GetString()}:{e.GetProperty("line").GetInt32()}";
         if (f.TryGetProperty("file", out _))
             parts.Add("(" + (f.TryGetProperty("source_function", out var sf) ? sf.GetString() + " @ " : "") + Where(f) + ")");
         yield return string.Join(' ', parts);

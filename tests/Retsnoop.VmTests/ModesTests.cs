@@ -36,6 +36,8 @@ public sealed class ModesKernel
         // those inner errors; their frames get file:line from the modules' debug files
         new("module-lines", $"traced \"cat /nonexistent-retsnoop-file\" -- -I -k '{VmBoot.DebugVmlinux("6.12")}' --modules-debug-dir '{Path.Combine(Path.GetDirectoryName(VmBoot.DebugVmlinux("6.12"))!, "modules-dbg")}' -n cat -e '*sys_openat' -a 'v9fs_*' -a 'p9_*' -a do_sys_openat2 -a path_openat"),
         new("source-glob-dry-run", $"\"$RETSNOOP_BIN\" --dry-run -v -k '{VmBoot.DebugVmlinux("6.12")}' -e ':kernel/bpf/arraymap.c'"),
+        // --trace-events and --folded (PicturesTests); the founding article's case, the -T trace is the viewer tests' fixture
+        .. PicturesCases.All,
     ], timeoutSeconds: 1800, name: "6.12-modes");
 }
 
@@ -53,7 +55,7 @@ public sealed class ModesTests(ModesKernel k)
     }
 
     /// <summary>The call trace block of each printed session, as lines without trailing spaces.</summary>
-    static List<List<string>> Trees(string output)
+    internal static List<List<string>> Trees(string output)
     {
         var trees = new List<List<string>>();
         List<string>? cur = null;

@@ -69,7 +69,7 @@ public sealed class ReliabilityKernel
         new("flood", $"traced \"$SIMFAIL_BIN --loop {FloodSeconds} --threads 2 {Percpu}\" -- -v -C bpf.ringbuf-size=16384 -n simfail-loop {Chain}", 600),
         // more threads asleep in one function at once than its return probes have instances
         new("missed-kretprobe", $"traced '{Sleepers}' -- -K -e '*sys_clock_nanosleep'"),
-        new("missed-kmulti", $"traced '{Sleepers}' -- -e '*sys_clock_nanosleep'"),
+        new("missed-kmulti", $"traced '{Sleepers}' -- -M -e '*sys_clock_nanosleep'"),
         // a process that names itself with terminal escape sequences
         new("hostile-comm", """
             printf '%s\n' 'printf "\033]2;pwned\007\033[31m" > /proc/self/comm' 'exec 3< /nonexistent-retsnoop-test' > hostile.sh

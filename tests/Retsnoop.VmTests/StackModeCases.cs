@@ -10,7 +10,19 @@ namespace Retsnoop.VmTests;
 /// </summary>
 public static class StackModeCases
 {
-    public sealed record Failure(string SimfailCase, string Globs, string[] Chain, string Errno, string Origin, string OriginResult, bool MaybeRepeated = false);
+    public sealed record Failure(string SimfailCase, string Globs, string[] Chain, string Errno, string Origin, string OriginResult, bool MaybeRepeated = false)
+    {
+        /// <summary>The same failure as <paramref name="kernel"/>'s architecture names its functions
+        /// (the chains below are x86-64's).</summary>
+        public Failure On(string kernel) => VmBoot.IsArm64(kernel)
+            ? this with { Chain = [.. Chain.Select(n => ArchName(n, kernel))], Origin = ArchName(Origin, kernel) }
+            : this;
+    }
+
+    /// <summary>A kernel function's name on <paramref name="kernel"/>'s architecture: the system call
+    /// wrappers are __x64_sys_NAME on x86-64 and __arm64_sys_NAME on arm64; the rest is common code.</summary>
+    public static string ArchName(string x86Name, string kernel) =>
+        VmBoot.IsArm64(kernel) && x86Name.StartsWith("__x64_sys_", StringComparison.Ordinal) ? "__arm64_sys_" + x86Name["__x64_sys_".Length..] : x86Name;
 
     public static readonly Failure[] Failures =
     [
@@ -32,6 +44,10 @@ public static class StackModeCases
             ["__x64_sys_ioctl", "do_vfs_ioctl"], "[-ENOTTY]", "do_vfs_ioctl", "[-ENOIOCTLCMD]", MaybeRepeated: true),
     ];
 
+    /// <summary>The slow failure: rt_sigtimedwait times out after 300 ms with -EAGAIN, for -L.</summary>
+    public static readonly Failure Slow = new("sigtimedwait-timeout", "-e '*sys_rt_sigtimedwait'",
+        ["__x64_sys_rt_sigtimedwait"], "[-EAGAIN]", "__x64_sys_rt_sigtimedwait", "[-EAGAIN]");
+
     public static string CaseName(string mode, Failure f) => $"{mode.TrimStart('-').Replace(" ", "")}-{f.SimfailCase}";
 
     public static List<VmCase> For(string kernel, string[] modes)
@@ -43,11 +59,23 @@ public static class StackModeCases
                 cases.Add(new(CaseName(mode, f), $"traced \"$SIMFAIL_BIN {f.SimfailCase}\" -- {mode} -n simfail {f.Globs}"));
         }
         var pc = Failures[0];
-        // filters: another pid sees nothing, -x EINVAL drops an -E2BIG stack, -L 1000 drops a fast one
-        cases.Add(new("filter-other-pid", $"traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -p 1 {pc.Globs}"));
+        // no attach flag: the default mode (kprobe.multi, or single kprobes where the kernel lacks it)
+        cases.Add(new("default-mode", $"traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -v -n simfail {pc.Globs}"));
+        // Filters, each with a control in the same boot: the same trigger with a filter that admits it
+        // prints its stack. For -p/-P the trigger (simfail --wait-file) starts first and waits until
+        // the tracer is ready, so its pid ('{pid}') can be given to the tracer.
+        cases.Add(new("filter-pid-own", $"traced_waiting {pc.SimfailCase} -- -p '{{pid}}' {pc.Globs}"));
+        cases.Add(new("filter-other-pid", $"traced_waiting {pc.SimfailCase} -- -p 1 {pc.Globs}"));
+        cases.Add(new("filter-no-pid-own", $"traced_waiting {pc.SimfailCase} -- -P '{{pid}}' {pc.Globs}"));
+        cases.Add(new("filter-no-pid-other", $"traced_waiting {pc.SimfailCase} -- -P 1 {pc.Globs}"));
+        cases.Add(new("filter-no-comm-own", $"traced_waiting {pc.SimfailCase} -- -N simfail {pc.Globs}"));
+        cases.Add(new("filter-no-comm-other", $"traced_waiting {pc.SimfailCase} -- -N bash {pc.Globs}"));
+        // -x EINVAL drops the -E2BIG stack, -x E2BIG keeps it
         cases.Add(new("filter-allow-einval", $"traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -x EINVAL -n simfail {pc.Globs}"));
         cases.Add(new("filter-allow-e2big", $"traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -x E2BIG -n simfail {pc.Globs}"));
-        cases.Add(new("filter-longer", $"traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -L 1000 -n simfail {pc.Globs}"));
+        // -L: a session that lasts the slow case's timeout (300 ms) is dropped by -L 2000, kept by -L 100
+        cases.Add(new("filter-longer", $"traced \"$SIMFAIL_BIN {Slow.SimfailCase}\" -- -L 2000 -n simfail {Slow.Globs}"));
+        cases.Add(new("filter-longer-admits", $"traced \"$SIMFAIL_BIN {Slow.SimfailCase}\" -- -L 100 -n simfail {Slow.Globs}"));
         // bad input: one line, non-zero exit
         cases.Add(new("bad-errno", "\"$RETSNOOP_BIN\" -e '*sys_bpf' -x ENOSUCHERR"));
         // only entry globs must match (upstream's rule); an allow glob that matches nothing is fine

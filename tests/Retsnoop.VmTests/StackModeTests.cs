@@ -10,6 +10,7 @@ public sealed class Kernel612 : IDisposable
         .. StackModeCases.For("6.12", Modes),
         // file:line from the Debian -dbg vmlinux of the guest's kernel
         new VmCase("dwarf-lines", $"traced \"$SIMFAIL_BIN {StackModeCases.Failures[0].SimfailCase}\" -- -k '{VmBoot.DebugVmlinux("6.12")}' -n simfail {StackModeCases.Failures[0].Globs}"),
+        ArticleCase.Case(),
     ], timeoutSeconds: 1800);
     public void Dispose() { }
 }
@@ -51,6 +52,7 @@ public abstract class StackModeTestsBase(VmBoot boot)
     protected void AssertFailureStack(string mode, StackModeCases.Failure f)
     {
         var r = boot.Case(StackModeCases.CaseName(mode, f));
+        f = f.On(boot.Kernel);
         Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
         // what simfail got from the syscall is what the BPF side saw the entry function return
         var got = System.Text.RegularExpressions.Regex.Match(r.File("trigger.out"), $@"{f.SimfailCase}: (-E\w+) \(\d+\)");
@@ -70,20 +72,66 @@ public abstract class StackModeTestsBase(VmBoot boot)
         Assert.Matches(@"\nDetaching\.\.\.\nDONE in \d+ ms\.", r.TracerOut);
     }
 
-    protected void FiltersAndErrors()
+    /// <summary>A filter case's stacks, after checking that the tracer ran and stopped cleanly and that
+    /// the trigger really failed as it should (else an empty output would prove nothing).</summary>
+    List<PrintedStack> FilterCase(string name, StackModeCases.Failure f, out CaseResult r)
     {
-        var other = boot.Case("filter-other-pid");
-        Assert.True(other.TracerRc == 0, other.Describe());
-        Assert.Empty(PrintedStack.Parse(other.TracerOut));
-        var einval = boot.Case("filter-allow-einval");
-        Assert.True(einval.TracerRc == 0, einval.Describe());
-        Assert.Empty(PrintedStack.Parse(einval.TracerOut));
-        var e2big = boot.Case("filter-allow-e2big");
-        Assert.Single(PrintedStack.Parse(e2big.TracerOut));
-        var longer = boot.Case("filter-longer");
-        Assert.True(longer.TracerRc == 0, longer.Describe());
-        Assert.Empty(PrintedStack.Parse(longer.TracerOut));
+        r = boot.Case(name);
+        Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
+        Assert.True(r.File("trigger.rc").Trim() is "" or "0", r.Describe());
+        Assert.Contains($"{f.SimfailCase}: {f.Errno.Trim('[', ']')} (", r.File("trigger.out"));
+        return PrintedStack.Parse(r.TracerOut);
+    }
 
+    /// <summary>The filter let the trigger through: its one stack, with the failing chain.</summary>
+    PrintedStack Admitted(string name, StackModeCases.Failure f, out CaseResult r)
+    {
+        var stacks = FilterCase(name, f, out r);
+        Assert.True(stacks.Count == 1, $"{name}: expected the trigger's stack, got {stacks.Count}\n{r.Describe()}");
+        var s = stacks[0];
+        Assert.Equal("simfail", s.Comm);
+        Assert.True(s.HasChain(f.Chain), $"{name}: chain {string.Join(" > ", s.Chain)} lacks {string.Join(" > ", f.Chain)}\n{r.Describe()}");
+        Assert.Equal(f.Errno, s.Frames[0].Result);
+        return s;
+    }
+
+    /// <summary>The filter dropped the trigger: no stack at all.</summary>
+    void Dropped(string name, StackModeCases.Failure f)
+    {
+        var stacks = FilterCase(name, f, out var r);
+        Assert.True(stacks.Count == 0, $"{name}: expected no stack, got {stacks.Count}\n{r.Describe()}");
+    }
+
+    /// <summary>-p/-P by the trigger's own pid and by another (1), -N by its name and by another.</summary>
+    protected void PidAndCommFilters()
+    {
+        var f = StackModeCases.Failures[0];
+        var own = Admitted("filter-pid-own", f, out var r);
+        Assert.Equal(int.Parse(r.File("trigger.pid").Trim()), own.Pid);
+        Dropped("filter-other-pid", f);
+        Dropped("filter-no-pid-own", f);
+        var other = Admitted("filter-no-pid-other", f, out r);
+        Assert.Equal(int.Parse(r.File("trigger.pid").Trim()), other.Pid);
+        Dropped("filter-no-comm-own", f);
+        Admitted("filter-no-comm-other", f, out _);
+    }
+
+    /// <summary>-x by another error and by the trigger's; -L above and below the session's duration.</summary>
+    protected void ErrorAndDurationFilters()
+    {
+        var f = StackModeCases.Failures[0];
+        Dropped("filter-allow-einval", f);
+        Admitted("filter-allow-e2big", f, out _);
+        var slow = StackModeCases.Slow;
+        Dropped("filter-longer", slow);
+        var kept = Admitted("filter-longer-admits", slow, out var r);
+        // the session lasted the case's timeout: between the two thresholds
+        var us = Regex.Match(kept.Frames[0].Line, @"(\d+)us");
+        Assert.True(us.Success && long.Parse(us.Groups[1].Value) is >= 300_000 and < 2_000_000, r.Describe());
+    }
+
+    protected void BadInputAndSigterm()
+    {
         foreach (var (name, text) in new[] { ("bad-errno", "unknown error 'ENOSUCHERR'"), ("bad-glob", "'no_such_function_xyz*'"), ("not-root", "needs the CAP_BPF and CAP_PERFMON capabilities") })
         {
             var r = boot.Case(name);
@@ -95,6 +143,21 @@ public abstract class StackModeTestsBase(VmBoot boot)
         Assert.True(term.TracerRc == 0, term.Describe());
         Assert.Single(PrintedStack.Parse(term.TracerOut));
         Assert.Matches(@"\nDetaching\.\.\.\nDONE in \d+ ms\.", term.TracerOut);
+    }
+
+    /// <summary>The case run without an attach flag: exit 0, the stack, and the mode -v names.</summary>
+    protected CaseResult DefaultMode(string modeName)
+    {
+        var r = boot.Case("default-mode");
+        Assert.True(r.Rc == 0 && r.TracerRc == 0, r.Describe());
+        var f = StackModeCases.Failures[0];
+        var s = SingleStack(r);
+        Assert.True(s.HasChain(f.Chain), r.Describe());
+        var attached = Regex.Match(r.TracerErr, $@"attached (\d+) functions with {Regex.Escape(modeName)} in \d+ ms");
+        Assert.True(attached.Success, r.Describe());
+        // '*sys_bpf' (at least __x64_sys_bpf and __sys_bpf), map_create, array_map_alloc_check
+        Assert.True(int.Parse(attached.Groups[1].Value) >= 4, r.Describe());
+        return r;
     }
 }
 
@@ -111,14 +174,24 @@ public sealed class StackMode612Tests(Kernel612 k) : StackModeTestsBase(k.Boot)
     public void FailingCallChain(string mode, int failure) => AssertFailureStack(mode, StackModeCases.Failures[failure]);
 
     [Fact]
-    public void Filters_and_bad_input() => FiltersAndErrors();
+    public void Pid_and_comm_filters() => PidAndCommFilters();
+
+    [Fact]
+    public void Error_and_duration_filters() => ErrorAndDurationFilters();
+
+    [Fact]
+    public void Bad_input_and_sigterm() => BadInputAndSigterm();
 
     [Fact]
     public void DefaultModeUsesKprobeMulti()
     {
-        var r = Boot.Case("M-" + StackModeCases.Failures[0].SimfailCase);
+        var r = DefaultMode("kprobe.multi (one kprobe session link)"); // 6.10+: sessions
         Assert.DoesNotContain("falling back", r.TracerErr);
     }
+
+    /// <summary>x86-64 has ftrace direct calls: the arm64 article's fentry attachment succeeds here.</summary>
+    [Fact]
+    public void ArticleCaseAttachesHere() => ArticleCase.AssertAttaches(Boot);
 
     [Fact]
     public void EveryTracedFrameHasFileAndLine()
@@ -170,7 +243,20 @@ public sealed class StackMode61Tests(Kernel61 k) : StackModeTestsBase(k.Boot)
     public void FailingCallChain(string mode, int failure) => AssertFailureStack(mode, StackModeCases.Failures[failure]);
 
     [Fact]
-    public void Filters_and_bad_input() => FiltersAndErrors();
+    public void Pid_and_comm_filters() => PidAndCommFilters();
+
+    [Fact]
+    public void Error_and_duration_filters() => ErrorAndDurationFilters();
+
+    [Fact]
+    public void Bad_input_and_sigterm() => BadInputAndSigterm();
+
+    [Fact]
+    public void DefaultModeFallsBackToSingleKprobes()
+    {
+        var r = DefaultMode("single kprobes");
+        Assert.Contains("kprobe.multi is not supported by this kernel", r.TracerErr);
+    }
 
     [Fact]
     public void KprobeMultiFallsBackToSingleKprobesAndSaysSo()

@@ -31,6 +31,9 @@ BUILD_PACKAGES="clang-14 libbpf-dev libbpf1 bpftool gcc zlib1g-dev"
 # Test packages: the VMs (x86-64 and arm64 guests), reference symbolizers and disassemblers
 # (x86-64, arm64), bpftrace as a cross-check, clean Debian roots and lintian for the package test.
 TEST_PACKAGES="llvm-14 qemu-system-x86 qemu-system-arm busybox-static xz-utils cpio bc binutils binutils-aarch64-linux-gnu bpftrace libcap2-bin debootstrap lintian"
+# Viewer test packages: a real browser to load trace files into a viewer (tests/Retsnoop.ViewerTests);
+# those tests skip, saying so, when it cannot be installed.
+VIEWER_PACKAGES="chromium"
 
 # tools/package: ELF inspection (Depends from the binary), lintian
 PACKAGE_PACKAGES="binutils file lintian"

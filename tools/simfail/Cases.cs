@@ -8,7 +8,13 @@ namespace Simfail;
 /// <param name="Where">where in the kernel it fails, for --help and reports</param>
 /// <param name="Run">makes the one failing system call; returns its errno, 0 if it succeeded</param>
 /// <param name="Setup">prepares what the call needs (a map, an fd, a directory), once, before any Run</param>
-public sealed record FailCase(string Name, int Expected, string Where, Func<int> Run, Action? Setup = null);
+public sealed record FailCase(string Name, int Expected, string Where, Func<int> Run, Action? Setup = null)
+{
+    /// <summary>A case whose outcome depends on the kernel: where the kernel supports what it
+    /// asks for, the call succeeds and that is a result too ("success", exit 0). Such a case is
+    /// run by name only, not by -a.</summary>
+    public bool MaySucceed { get; init; }
+}
 
 /// <summary>
 /// The cases. Each Run makes exactly one system call and nothing else, so a loop over it is a loop
@@ -21,9 +27,10 @@ public static unsafe class Cases
     // bpf(2) commands and map types (include/uapi/linux/bpf.h)
     const int BPF_MAP_CREATE = 0, BPF_MAP_LOOKUP_ELEM = 1;
     const int BPF_MAP_TYPE_ARRAY = 2, BPF_MAP_TYPE_PERCPU_ARRAY = 6, BPF_MAP_TYPE_STACK_TRACE = 7, BPF_MAP_TYPE_RINGBUF = 27;
+    const uint BPF_F_MMAPABLE = 1 << 10;
 
     // errnos
-    const int ENOENT = 2, E2BIG = 7, EFAULT = 14, ENODEV = 19, EINVAL = 22, ENOTTY = 25, EAFNOSUPPORT = 97;
+    const int ENOENT = 2, E2BIG = 7, EAGAIN = 11, EFAULT = 14, ENODEV = 19, EINVAL = 22, ENOTTY = 25, EAFNOSUPPORT = 97, ENOTSUPP = 524;
 
     // Address 1 sits in page 0, which is never mapped (vm.mmap_min_addr): copy_{from,to}_user faults.
     const long BadUserPointer = 1;
@@ -70,6 +77,18 @@ public static unsafe class Cases
             "array_map_alloc_check: max_entries == 0",
             () => MapCreate(BPF_MAP_TYPE_ARRAY, 4, 4, 0)),
 
+        // array_map_alloc_check: value_size == 0 -> -EINVAL: the same `return -EINVAL` as key_size and
+        // max_entries, through another failed check of the same condition (--pinpoint tells them apart)
+        new("bpf-bad-map-val-size-zero-array", EINVAL,
+            "array_map_alloc_check: value_size == 0",
+            () => MapCreate(BPF_MAP_TYPE_ARRAY, 4, 0, 1)),
+
+        // array_map_alloc_check: map_type != BPF_MAP_TYPE_ARRAY && map_flags & BPF_F_MMAPABLE -> -EINVAL, a
+        // second `return -EINVAL` statement (the compiler may merge the two returns into one block)
+        new("bpf-bad-map-mmapable-percpu-array", EINVAL,
+            "array_map_alloc_check: BPF_F_MMAPABLE on a per-CPU array",
+            () => MapCreate(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, flags: BPF_F_MMAPABLE)),
+
         // ringbuf_map_alloc: !is_power_of_2(max_entries) || !PAGE_ALIGNED(max_entries) -> ERR_PTR(-EINVAL)
         new("bpf-bad-map-max-entries-ringbuf", EINVAL,
             "ringbuf_map_alloc: max_entries not a power-of-two page multiple",
@@ -95,6 +114,13 @@ public static unsafe class Cases
             "path_mount -> do_new_mount: get_fs_type returns NULL for an unknown type",
             MountUnknownFs, SetupMountDir),
 
+        // mm/shmem.c shmem_parse_one (through vfs_parse_fs_param's fc->ops->parse_param): memparse leaves
+        // text after the number -> invalfc(fc, "Bad value for '%s'"): with no fs_context log (mount(2), not
+        // fsconfig) logfc printk()s "tmpfs: Bad value for 'size'", then -EINVAL. Needs CAP_SYS_ADMIN.
+        new("mount-tmpfs-bad-size", EINVAL,
+            "shmem_parse_one: size=simfail is no size (the kernel prints why)",
+            MountTmpfsBadSize, SetupMountDir),
+
         // fs/ioctl.c __x64_sys_ioctl: do_vfs_ioctl knows no TCGETS for a character device and returns
         // -ENOIOCTLCMD; vfs_ioctl (inlined into the syscall) then finds no ->unlocked_ioctl in
         // /dev/null's file_operations (drivers/char/mem.c) -> -ENOTTY
@@ -118,6 +144,22 @@ public static unsafe class Cases
         new("perf-bad-attr-size", E2BIG,
             "perf_copy_attr: attr.size below PERF_ATTR_SIZE_VER0",
             PerfBadAttrSize),
+
+        // kernel/signal.c do_sigtimedwait: no signal of the set becomes pending before the timeout ->
+        // -EAGAIN. The one slow case: the call lasts the whole timeout, SigtimedwaitMs, so a duration
+        // filter (retsnoop -L) has a session to keep or drop on either side of its threshold.
+        new("sigtimedwait-timeout", EAGAIN,
+            $"do_sigtimedwait: no SIGUSR2 arrives within {SigtimedwaitMs} ms",
+            SigtimedwaitTimeout),
+
+        // kernel/bpf/syscall.c link_create -> bpf_tracing_prog_attach -> kernel/bpf/trampoline.c
+        // bpf_trampoline_link_prog -> bpf_trampoline_update -> register_fentry: a kernel without ftrace
+        // direct calls (DYNAMIC_FTRACE_WITH_DIRECT_CALLS; arm64 got them in 6.4, so Debian's arm64 6.1
+        // lacks them) has no ftrace ops for the trampoline -> -ENOTSUPP, and no verifier message, since
+        // the program itself loaded. x86-64 and arm64 6.12 attach: the case prints "success" there.
+        new("bpf-fentry-attach", ENOTSUPP,
+            "register_fentry: no ftrace direct calls for BPF trampolines (e.g. arm64 6.1); attaches elsewhere",
+            FentryAttach, SetupFentryProgram) { MaySucceed = true },
     ];
 
     public static FailCase? Find(string name)
@@ -188,9 +230,72 @@ public static unsafe class Cases
         return Native.ErrnoOf(Native.Call(Native.Sys.Bpf, BPF_MAP_LOOKUP_ELEM, (long)attr, LookupAttrSize), closeFd: false);
     }
 
+    // ---- bpf(2): an fentry attachment ----
+
+    const int BPF_PROG_LOAD = 5, BPF_LINK_CREATE = 28;
+    const int BPF_PROG_TYPE_TRACING = 26, BPF_TRACE_FENTRY = 24;
+    // union bpf_attr for BPF_PROG_LOAD up to attach_btf_obj_fd (at 112), for BPF_LINK_CREATE up to flags
+    const int ProgLoadAttrSize = 120, LinkCreateAttrSize = 16;
+
+    /// <summary>The kernel function the program attaches to: net/bpf/test_run.c's fentry test target,
+    /// a noinline function nothing calls outside BPF_PROG_TEST_RUN, so an attachment that succeeds
+    /// runs nothing.</summary>
+    public const string FentryTarget = "bpf_fentry_test1";
+
+    static int fentryProgFd = -1;
+
+    /// <summary>Loads "r0 = 0; exit" as an fentry program for <see cref="FentryTarget"/> (its BTF
+    /// FUNC id from /sys/kernel/btf/vmlinux). The load succeeds wherever BPF tracing programs may be
+    /// loaded; only the attachment (Run) depends on the kernel's trampolines.</summary>
+    static void SetupFentryProgram()
+    {
+        if (fentryProgFd >= 0)
+            return;
+        const string btfPath = "/sys/kernel/btf/vmlinux";
+        byte[] btf;
+        try
+        {
+            btf = File.ReadAllBytes(btfPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException($"cannot read the kernel's BTF ({btfPath}): {e.Message}");
+        }
+        uint id = KernelBtf.FuncId(btf, FentryTarget)
+            ?? throw new InvalidOperationException($"no BTF FUNC named {FentryTarget} in {btfPath}");
+        ReadOnlySpan<byte> insns = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]; // r0 = 0; exit
+        byte* license = Native.CString("GPL");
+        byte* attr = stackalloc byte[ProgLoadAttrSize];
+        new Span<byte>(attr, ProgLoadAttrSize).Clear();
+        fixed (byte* ins = insns)
+        {
+            *(uint*)(attr + 0) = BPF_PROG_TYPE_TRACING; // prog_type
+            *(uint*)(attr + 4) = 2;                     // insn_cnt
+            *(ulong*)(attr + 8) = (ulong)ins;           // insns
+            *(ulong*)(attr + 16) = (ulong)license;      // license
+            "simfail_fentry"u8.CopyTo(new Span<byte>(attr + 48, 16)); // prog_name
+            *(uint*)(attr + 68) = BPF_TRACE_FENTRY;     // expected_attach_type
+            *(uint*)(attr + 108) = id;                  // attach_btf_id (vmlinux: attach_btf_obj_fd 0)
+            long fd = Native.Call(Native.Sys.Bpf, BPF_PROG_LOAD, (long)attr, ProgLoadAttrSize);
+            if (fd < 0)
+                throw new InvalidOperationException($"loading the fentry program for {FentryTarget} (BTF id {id}): BPF_PROG_LOAD {Errno.Format(Native.LastErrno)}");
+            fentryProgFd = (int)fd;
+        }
+    }
+
+    /// <summary>BPF_LINK_CREATE of the loaded program; the link, when made, is closed at once (detached).</summary>
+    static int FentryAttach()
+    {
+        byte* attr = stackalloc byte[LinkCreateAttrSize];
+        new Span<byte>(attr, LinkCreateAttrSize).Clear();
+        *(uint*)(attr + 0) = (uint)fentryProgFd;  // prog_fd
+        *(uint*)(attr + 8) = BPF_TRACE_FENTRY;    // attach_type (target_fd 0: the program's attach_btf_id)
+        return Native.ErrnoOf(Native.Call(Native.Sys.Bpf, BPF_LINK_CREATE, (long)attr, LinkCreateAttrSize), closeFd: true);
+    }
+
     // ---- mount(2) ----
 
-    static byte* mountDir, mountSource, mountType;
+    static byte* mountDir, mountSource, mountType, tmpfsType, badSize;
 
     static void SetupMountDir()
     {
@@ -198,6 +303,8 @@ public static unsafe class Cases
             return;
         mountSource = Native.CString("none");
         mountType = Native.CString("simfail_no_such_fs");
+        tmpfsType = Native.CString("tmpfs");
+        badSize = Native.CString("size=simfail");
         mountDir = Native.MakeTempDir("simfail-mnt-");
     }
 
@@ -216,6 +323,9 @@ public static unsafe class Cases
 
     static int MountUnknownFs() =>
         Native.ErrnoOf(Native.Call(Native.Sys.Mount, (long)mountSource, (long)mountDir, (long)mountType, 0, 0), closeFd: false);
+
+    static int MountTmpfsBadSize() =>
+        Native.ErrnoOf(Native.Call(Native.Sys.Mount, (long)mountSource, (long)mountDir, (long)tmpfsType, 0, (long)badSize), closeFd: false);
 
     // ---- ioctl(2) ----
 
@@ -255,6 +365,19 @@ public static unsafe class Cases
 
     static int SocketBadFamily() =>
         Native.ErrnoOf(Native.Call(Native.Sys.Socket, 1000 /* far above AF_MAX */, SOCK_STREAM | SOCK_CLOEXEC, 0), closeFd: true);
+
+    // ---- rt_sigtimedwait(2) ----
+
+    public const int SigtimedwaitMs = 300;
+
+    static int SigtimedwaitTimeout()
+    {
+        ulong set = 1UL << (12 - 1); // SIGUSR2, which nothing here sends
+        long* timeout = stackalloc long[2];
+        timeout[0] = 0;                               // tv_sec
+        timeout[1] = SigtimedwaitMs * 1_000_000L;     // tv_nsec
+        return Native.ErrnoOf(Native.Call(Native.Sys.RtSigtimedwait, (long)&set, 0 /* no siginfo */, (long)timeout, sizeof(ulong)), closeFd: false);
+    }
 
     // ---- perf_event_open(2) ----
 

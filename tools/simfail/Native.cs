@@ -21,12 +21,12 @@ public static unsafe partial class Native
     /// <summary>System call numbers for the running architecture.</summary>
     public static readonly Nr Sys = RuntimeInformation.ProcessArchitecture switch
     {
-        Architecture.X64 => new(Write: 1, Close: 3, Ioctl: 16, Socket: 41, Mount: 165, Openat: 257, PerfEventOpen: 298, Bpf: 321),
-        Architecture.Arm64 => new(Write: 64, Close: 57, Ioctl: 29, Socket: 198, Mount: 40, Openat: 56, PerfEventOpen: 241, Bpf: 280),
-        _ => new(-1, -1, -1, -1, -1, -1, -1, -1),
+        Architecture.X64 => new(Write: 1, Close: 3, Ioctl: 16, Socket: 41, Mount: 165, Openat: 257, PerfEventOpen: 298, Bpf: 321, RtSigtimedwait: 128),
+        Architecture.Arm64 => new(Write: 64, Close: 57, Ioctl: 29, Socket: 198, Mount: 40, Openat: 56, PerfEventOpen: 241, Bpf: 280, RtSigtimedwait: 137),
+        _ => new(-1, -1, -1, -1, -1, -1, -1, -1, -1),
     };
 
-    public readonly record struct Nr(long Write, long Close, long Ioctl, long Socket, long Mount, long Openat, long PerfEventOpen, long Bpf);
+    public readonly record struct Nr(long Write, long Close, long Ioctl, long Socket, long Mount, long Openat, long PerfEventOpen, long Bpf, long RtSigtimedwait);
 
     public static bool ArchSupported => Sys.Bpf > 0;
 

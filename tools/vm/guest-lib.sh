@@ -20,26 +20,58 @@ wait_ready() {
     done
 }
 
+# tracer_start TRACER_ARGS...: starts the tracer in the background (pid in TRACER_PID) and waits for
+# "Receiving data..."; writes ready-ms (launch to readiness). On failure kills it, writes tracer.rc, fails.
+tracer_start() {
+    local t0 t1
+    t0=$(date +%s%N)
+    "$RETSNOOP_BIN" "$@" > tracer.out 2> tracer.err &
+    TRACER_PID=$!
+    if ! wait_ready "$TRACER_PID" "${READY_TIMEOUT:-180}"; then
+        echo "tracer never became ready" >&2
+        kill -9 "$TRACER_PID" 2>/dev/null; wait "$TRACER_PID"; echo $? > tracer.rc
+        return 1
+    fi
+    t1=$(date +%s%N)
+    echo $(( (t1 - t0) / 1000000 )) > ready-ms
+}
+
+# tracer_stop: stops the tracer with SIGINT (or $STOP_SIGNAL), waits for it, writes tracer.rc.
+tracer_stop() {
+    kill -"${STOP_SIGNAL:-INT}" "$TRACER_PID"
+    wait "$TRACER_PID"; echo $? > tracer.rc
+}
+
 # traced TRIGGER -- TRACER_ARGS...
 # Starts the tracer in the background, waits for "Receiving data...", runs TRIGGER (bash), then
 # stops the tracer with SIGINT (or $STOP_SIGNAL) and waits for it. Outputs: tracer.out,
 # tracer.err, tracer.rc, trigger.out, ready-ms (launch to readiness).
 traced() {
     local trigger=$1; shift; [ "${1:-}" = -- ] && shift
-    local t0 t1
-    t0=$(date +%s%N)
-    "$RETSNOOP_BIN" "$@" > tracer.out 2> tracer.err &
-    local pid=$!
-    if ! wait_ready "$pid" "${READY_TIMEOUT:-180}"; then
-        echo "tracer never became ready" >&2
-        kill -9 "$pid" 2>/dev/null; wait "$pid"; echo $? > tracer.rc
+    tracer_start "$@" || return 1
+    bash -c "$trigger" > trigger.out 2>&1
+    tracer_stop
+}
+
+# traced_waiting SIMFAIL_CASE -- TRACER_ARGS...
+# Like traced, with `simfail --wait-file go SIMFAIL_CASE` as the trigger, started (and waiting)
+# before the tracer, so the tracer's arguments can name its pid: every '{pid}' in TRACER_ARGS is
+# replaced by it. Once the tracer is ready, ./go gets content and simfail fails its case.
+# Outputs as traced, plus trigger.pid and trigger.rc (simfail's exit code).
+traced_waiting() {
+    local case=$1; shift; [ "${1:-}" = -- ] && shift
+    : > go
+    "$SIMFAIL_BIN" --wait-file go "$case" > trigger.out 2>&1 &
+    local tpid=$! args=() a
+    echo "$tpid" > trigger.pid
+    for a in "$@"; do args+=("${a//\{pid\}/$tpid}"); done
+    if ! tracer_start "${args[@]}"; then
+        kill -9 "$tpid" 2>/dev/null; wait "$tpid"
         return 1
     fi
-    t1=$(date +%s%N)
-    echo $(( (t1 - t0) / 1000000 )) > ready-ms
-    bash -c "$trigger" > trigger.out 2>&1
-    kill -"${STOP_SIGNAL:-INT}" "$pid"
-    wait "$pid"; echo $? > tracer.rc
+    echo go > go
+    wait "$tpid"; echo $? > trigger.rc
+    tracer_stop
 }
 
 # bpf_objects: "PROGS LINKS" the kernel lists now

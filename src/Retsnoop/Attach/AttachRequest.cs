@@ -10,6 +10,9 @@ public sealed record AttachRequest(IReadOnlyList<TracedFunction> Functions, Atta
     public IReadOnlyList<FuncArgsSpec>? Args { get; init; }
     /// <summary>-J probes; their index is the BPF cookie of their link.</summary>
     public IReadOnlyList<InjectedProbe> Probes { get; init; } = [];
+    /// <summary>The BTF id of the bpf_session_is_return kfunc in the kernel's BTF (6.10+; null: the
+    /// kernel has none), for kprobe sessions.</summary>
+    public int? SessionIsReturnKfunc { get; init; }
 
     public IReadOnlyList<TracedFunction> KernelFunctions { get; } = [.. Functions.Where(f => !f.IsUser)];
     public IReadOnlyList<TracedFunction> UserFunctions { get; } = [.. Functions.Where(f => f.IsUser)];
@@ -26,7 +29,11 @@ public sealed record MechanismFallback(string Wanted, string Used, int Errno) : 
 public sealed record FileLimitTooLow(ulong Limit, int Functions) : AttachNotice;
 
 /// <summary>A kprobe-family link's missed hits, from the kernel (Function null: a kprobe.multi link).</summary>
-public sealed record MissedCount(string? Function, bool IsReturn, ulong Missed);
+public sealed record MissedCount(string? Function, bool IsReturn, ulong Missed)
+{
+    /// <summary>A kprobe session link: entries and returns in one count.</summary>
+    public bool Session { get; init; }
+}
 
 /// <summary>A function left out at attach time, with the kernel's reason.</summary>
 public sealed record SkippedFunction(TracedFunction Function, string Reason);

@@ -23,6 +23,79 @@ static class KernelLinks
         links.AddKprobe(Bpf.LinkCreateKprobeMulti(obj.Program(BpfPrograms.KprobeMultiExit), true, addrs, cookies), null, true);
     }
 
+    /// <summary>
+    /// kprobe session (6.10+): one link whose program runs at entry and return, and skips the
+    /// return of calls that pushed no frame. The clone is the template with its marked call
+    /// (bpf_get_func_ip, helper 173, ctx in R1) turned into a call of the bpf_session_is_return kfunc.
+    /// </summary>
+    /// <returns>0, or the errno of the kernel's refusal (then kprobe.multi's two links are used)</returns>
+    public static int AttachKprobeSession(TracerObject obj, LinkSet links, IReadOnlyList<TracedFunction> funcs, int kfuncBtfId)
+    {
+        int err = LoadSessionClone(obj, kfuncBtfId, out var prog);
+        if (err != 0)
+            return err;
+        using (prog)
+        {
+            var addrs = new ulong[funcs.Count];
+            var cookies = new ulong[funcs.Count];
+            for (int i = 0; i < funcs.Count; i++)
+            {
+                addrs[i] = funcs[i].Address;
+                cookies[i] = (ulong)funcs[i].Id;
+            }
+            try
+            {
+                links.AddKprobe(Bpf.LinkCreateKprobeSession(prog!, addrs, cookies), null, false, session: true);
+            }
+            catch (BpfException e)
+            {
+                return e.Errno;
+            }
+        }
+        return 0;
+    }
+
+    /// <summary>0 when this kernel runs kprobe sessions (the clone loads, and an empty session link
+    /// is refused as empty rather than unknown), else the errno.</summary>
+    public static int ProbeKprobeSession(TracerObject obj, int kfuncBtfId)
+    {
+        int err = LoadSessionClone(obj, kfuncBtfId, out var prog);
+        if (err != 0)
+            return err;
+        using (prog)
+            return Bpf.ProbeKprobeMulti(prog!, Bpf.AttachKprobeSession);
+    }
+
+    static int LoadSessionClone(TracerObject obj, int kfuncBtfId, out FdHandle? prog)
+    {
+        prog = null;
+        var insns = obj.Instructions(BpfPrograms.KprobeSession).ToArray();
+        int marks = 0;
+        for (int i = 0; i + 8 <= insns.Length; i += 8)
+        {
+            // BPF_JMP | BPF_CALL, src_reg 0 (a helper), imm 173 (bpf_get_func_ip)
+            if (insns[i] == 0x85 && (insns[i + 1] >> 4) == 0 && BitConverter.ToInt32(insns, i + 4) == 173)
+            {
+                insns[i + 1] = (byte)((BpfPseudoKfuncCall << 4) | (insns[i + 1] & 0xf));
+                BitConverter.TryWriteBytes(insns.AsSpan(i + 4), kfuncBtfId);
+                marks++;
+            }
+        }
+        if (marks != 1)
+            throw new InvalidOperationException($"{BpfPrograms.KprobeSession} has {marks} marked calls, expected 1");
+        try
+        {
+            prog = Bpf.ProgLoad(Bpf.ProgTypeKprobe, Bpf.AttachKprobeSession, insns, "ksession", wantLog: false);
+            return 0;
+        }
+        catch (BpfException e)
+        {
+            return e.Errno;
+        }
+    }
+
+    const int BpfPseudoKfuncCall = 2;
+
     /// <summary>0 when the kernel takes kprobe.multi links (the object loaded in that mode), else the errno.</summary>
     public static int ProbeKprobeMulti(TracerObject obj) => Bpf.ProbeKprobeMulti(obj.Program(BpfPrograms.KprobeMultiEntry));
 
@@ -108,5 +181,100 @@ static class ParallelAttach
         // two link fds per function, plus headroom for maps, BTF and the runtime
         limit = Libc.RaiseFileLimit((ulong)functions * 2 + 256);
         return limit >= (ulong)functions * 2 + 64;
+    }
+}
+
+/// <summary>
+/// fentry.multi/fexit.multi (Linux 7.x): one program clone per BTF object (vmlinux, each module)
+/// and one link per side for all of its functions, the function id as each one's cookie. A link
+/// is all or nothing and names no culprit, so a refused list is split in halves until the refused
+/// functions are found; the others stay in a link. The exit side goes first and the entry side
+/// takes exactly the functions it took: a call seen entering must be seen returning.
+/// </summary>
+sealed class TracingMultiLinks(TracerObject obj, LinkSet links, ModuleBtf moduleBtf, ICollection<SkippedFunction> skipped)
+{
+    // noreturn functions: the kernel refuses fexit on them, which would fail a whole link
+    static readonly HashSet<string> NoReturn = new(StringComparer.Ordinal)
+    {
+        "do_exit", "do_group_exit", "make_task_dead", "kthread_complete_and_exit", "__module_put_and_kthread_exit",
+        "__x64_sys_exit", "__x64_sys_exit_group", "__ia32_sys_exit", "__ia32_sys_exit_group",
+        "__arm64_sys_exit", "__arm64_sys_exit_group", "__se_sys_exit", "__se_sys_exit_group",
+    };
+
+    /// <summary>Whether a function can go into a multi link: its name must lead the kernel to it
+    /// (a name kallsyms has twice resolves to the first, maybe untraceable, symbol).</summary>
+    public static bool Takes(TracedFunction f) => f.BtfId > 0 && f.NameIsUnique && !NoReturn.Contains(f.Name);
+
+    /// <returns>how many functions were attached</returns>
+    public int Attach(IReadOnlyList<TracedFunction> funcs)
+    {
+        byte[] entryInsns = obj.Instructions(BpfPrograms.Fentry).ToArray(), exitInsns = obj.Instructions(BpfPrograms.Fexit).ToArray();
+        int attached = 0;
+        foreach (var group in funcs.GroupBy(f => f.Module))
+        {
+            int btfObjFd = 0;
+            if (group.Key is { } module)
+            {
+                if (moduleBtf.Fd(module) is not { } fd)
+                {
+                    foreach (var f in group)
+                        skipped.Add(new SkippedFunction(f, $"the {module} module's BTF is not loaded"));
+                    continue;
+                }
+                btfObjFd = fd;
+            }
+            // the links hold the programs: our fds close once they exist
+            using var exitProg = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFexitMulti, exitInsns, "fexit_multi", 0, btfObjFd);
+            using var entryProg = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFentryMulti, entryInsns, "fentry_multi", 0, btfObjFd);
+            var exits = new List<(FdHandle Link, List<TracedFunction> Funcs)>();
+            LinkAll([.. group], exitProg, Bpf.AttachTraceFexitMulti, exits);
+            var entered = new List<(FdHandle Link, List<TracedFunction> Funcs)>();
+            LinkAll([.. exits.SelectMany(e => e.Funcs)], entryProg, Bpf.AttachTraceFentryMulti, entered);
+            var both = entered.SelectMany(e => e.Funcs).Select(f => f.Id).ToHashSet();
+            foreach (var (link, list) in exits)
+            {
+                if (list.All(f => both.Contains(f.Id)))
+                {
+                    links.Add(link);
+                    continue;
+                }
+                // an entry refused where the exit was taken (rare): relink that exit without it
+                link.Dispose();
+                var kept = new List<(FdHandle Link, List<TracedFunction> Funcs)>();
+                LinkAll([.. list.Where(f => both.Contains(f.Id))], exitProg, Bpf.AttachTraceFexitMulti, kept);
+                foreach (var (l, _) in kept)
+                    links.Add(l);
+            }
+            foreach (var (link, list) in entered)
+            {
+                links.Add(link);
+                attached += list.Count;
+            }
+        }
+        return attached;
+    }
+
+    /// <summary>Links the whole list, or its halves when the kernel refuses it, down to single functions.</summary>
+    void LinkAll(List<TracedFunction> list, FdHandle prog, int attachType, List<(FdHandle, List<TracedFunction>)> made)
+    {
+        if (list.Count == 0)
+            return;
+        var ids = list.Select(f => (uint)f.BtfId).ToArray();
+        var cookies = list.Select(f => (ulong)f.Id).ToArray();
+        try
+        {
+            made.Add((Bpf.LinkCreateTracingMulti(prog, attachType, ids, cookies), list));
+        }
+        catch (BpfException e) when (list.Count == 1)
+        {
+            lock (skipped)
+                skipped.Add(new SkippedFunction(list[0], e.Summary));
+        }
+        catch (BpfException)
+        {
+            int half = list.Count / 2;
+            LinkAll(list[..half], prog, attachType, made);
+            LinkAll(list[half..], prog, attachType, made);
+        }
     }
 }

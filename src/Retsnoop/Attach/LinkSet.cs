@@ -10,15 +10,15 @@ namespace Retsnoop.Attach;
 public sealed class LinkSet : IDisposable
 {
     readonly ConcurrentBag<FdHandle> links = [];
-    readonly ConcurrentBag<(FdHandle Link, string? Function, bool IsReturn)> kprobeLinks = [];
+    readonly ConcurrentBag<(FdHandle Link, string? Function, bool IsReturn, bool Session)> kprobeLinks = [];
 
     public void Add(FdHandle link) => links.Add(link);
 
     /// <summary>A kprobe, kretprobe or kprobe.multi link (function null: a multi link).</summary>
-    public void AddKprobe(FdHandle link, string? function, bool isReturn)
+    public void AddKprobe(FdHandle link, string? function, bool isReturn, bool session = false)
     {
         links.Add(link);
-        kprobeLinks.Add((link, function, isReturn));
+        kprobeLinks.Add((link, function, isReturn, session));
     }
 
     /// <summary>
@@ -31,11 +31,11 @@ public sealed class LinkSet : IDisposable
     public List<MissedCount> ReadMissed()
     {
         var missed = new List<MissedCount>();
-        foreach (var (link, func, isReturn) in kprobeLinks)
+        foreach (var (link, func, isReturn, session) in kprobeLinks)
         {
             ulong n = Bpf.LinkMissed(link);
             if (n > 0)
-                missed.Add(new MissedCount(func, isReturn, n));
+                missed.Add(new MissedCount(func, isReturn, n) { Session = session });
         }
         missed.Sort((a, b) => b.Missed.CompareTo(a.Missed));
         return missed;

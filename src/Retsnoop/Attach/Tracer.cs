@@ -21,6 +21,11 @@ public sealed class Tracer : IDisposable
 
     /// <summary>The kernel mechanism in use (after any fallback).</summary>
     public AttachMode Mode { get; private set; }
+    /// <summary>kprobe.multi's functions went into one kprobe session link (6.10+).</summary>
+    public bool KprobeSession { get; private set; }
+    /// <summary>-F: how many functions went into fentry.multi/fexit.multi links (Linux 7.x); the
+    /// rest got a program clone each.</summary>
+    public int MultiLinked { get; private set; }
     /// <summary>How user functions were attached ("uprobe.multi" or "single uprobes"); null without any.</summary>
     public string? UserMode { get; private set; }
     public IReadOnlyList<SkippedFunction> Skipped => skipped;
@@ -56,6 +61,9 @@ public sealed class Tracer : IDisposable
     /// <summary>0 when the kernel takes kprobe.multi links (after loading in that mode), else the errno.</summary>
     public int ProbeKprobeMulti() => KernelLinks.ProbeKprobeMulti(obj);
 
+    /// <summary>0 when the kernel runs kprobe sessions (after loading in kprobe.multi mode with the kfunc id), else the errno.</summary>
+    public int ProbeKprobeSession() => req.SessionIsReturnKfunc is { } k ? KernelLinks.ProbeKprobeSession(obj, k) : 2;
+
     /// <summary>Attaches every function; <paramref name="progress"/> hears (done, total) each second while it lasts.</summary>
     public int Attach(Action<int, int>? progress = null)
     {
@@ -78,7 +86,10 @@ public sealed class Tracer : IDisposable
             {
                 try
                 {
-                    KernelLinks.AttachKprobeMulti(obj, links, funcs);
+                    // one session link when the kernel has them: a filtered call costs one run
+                    KprobeSession = req.SessionIsReturnKfunc is { } kfunc && KernelLinks.AttachKprobeSession(obj, links, funcs, kfunc) == 0;
+                    if (!KprobeSession)
+                        KernelLinks.AttachKprobeMulti(obj, links, funcs);
                 }
                 catch (BpfException e)
                 {
@@ -89,13 +100,27 @@ public sealed class Tracer : IDisposable
             notice(new MechanismFallback("kprobe.multi", "single kprobes (-K)", probe));
             Mode = AttachMode.Kprobe;
         }
+        if (Mode == AttachMode.Fentry && Bpf.ProbeTracingMulti() == 0)
+        {
+            // a few links for any number of functions; what a multi link cannot take gets its own clone
+            var multi = funcs.Where(TracingMultiLinks.Takes).ToList();
+            MultiLinked = new TracingMultiLinks(obj, links, moduleBtf, skipped).Attach(multi);
+            var multiIds = multi.Select(f => f.Id).ToHashSet();
+            funcs = [.. funcs.Where(f => !multiIds.Contains(f.Id))];
+            if (funcs.Count == 0)
+            {
+                if (MultiLinked == 0)
+                    throw new TracingException($"the kernel refused every fentry/fexit attachment ({(skipped.Count > 0 ? skipped[0].Reason : "unknown reason")}); try -K or -M for kprobes");
+                return MultiLinked;
+            }
+        }
         if (!ParallelAttach.RaiseFileLimit(req.Functions.Count, out var limit))
             notice(new FileLimitTooLow(limit, req.Functions.Count));
         Func<TracedFunction, string?> attachOne = Mode == AttachMode.Fentry
             ? new KernelLinks.Fentries(obj, links, moduleBtf).Attach
             : new KernelLinks.Kprobes(obj, links).Attach;
         int before = skipped.Count;
-        int attached = ParallelAttach.Run(funcs, attachOne, skipped, progress);
+        int attached = ParallelAttach.Run(funcs, attachOne, skipped, progress) + MultiLinked;
         if (attached == 0)
         {
             var first = skipped.Count > before ? skipped[before].Reason : "unknown reason";
@@ -151,6 +176,9 @@ public sealed class Tracer : IDisposable
             throw new TracingException($"cannot follow the command's forks: {e.Summary}");
         }
     }
+
+    /// <summary>--pinpoint: block probes, kernel message tracepoints and functions added while attached.</summary>
+    public PinpointProbes Pinpoint() => new(obj, links, Mode, moduleBtf);
 
     /// <summary>Lets a process through the pid filter: the command, before it runs.</summary>
     public void AllowPid(int pid) => obj.AllowPid(pid);

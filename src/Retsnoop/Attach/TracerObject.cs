@@ -41,6 +41,7 @@ public sealed unsafe class TracerObject : IDisposable
             obj.SetAutoload(BpfPrograms.Kretprobe, kernel && !fentry);
             obj.SetAutoload(BpfPrograms.KprobeMultiEntry, kernel && mode == AttachMode.KprobeMulti);
             obj.SetAutoload(BpfPrograms.KprobeMultiExit, kernel && mode == AttachMode.KprobeMulti);
+            obj.SetAutoload(BpfPrograms.KprobeSession, kernel && mode == AttachMode.KprobeMulti && req.SessionIsReturnKfunc is not null);
             obj.SetAutoload(BpfPrograms.Uprobe, req.UserFunctions.Count > 0);
             obj.SetAutoload(BpfPrograms.Uretprobe, req.UserFunctions.Count > 0);
             obj.SetAutoload(BpfPrograms.InjKprobe, req.Probes.Any(p => p.Kind == InjectedKind.Kprobe));
@@ -49,6 +50,11 @@ public sealed unsafe class TracerObject : IDisposable
             obj.SetAutoload(BpfPrograms.InjRawTracepoint, req.Probes.Any(p => p.Kind == InjectedKind.RawTracepoint));
             obj.SetMaxEntries(BpfPrograms.InjSize, (uint)Math.Max(1, req.Probes.Count));
             obj.SetAutoload(BpfPrograms.FollowFork, req.Settings.FollowForks);
+            // --pinpoint: block probes need kprobes whatever the mechanism of the function probes
+            obj.SetAutoload(BpfPrograms.PinpointHit, s.Pinpoint);
+            obj.SetAutoload(BpfPrograms.PinpointKernelMessage, s.Pinpoint);
+            if (s.Pinpoint)
+                obj.SetMaxEntries(BpfPrograms.PinpointStates, Math.Min(s.SessionsSize, PinpointSessions));
             if (req.Settings.FollowForks)
                 obj.SetMaxEntries(BpfPrograms.PidAllow, FollowedProcesses);
             if (kernel && fentry)
@@ -61,8 +67,10 @@ public sealed unsafe class TracerObject : IDisposable
             }
             obj.SetMaxEntries(BpfPrograms.RingBuffer, s.RingbufSize);
             obj.SetMaxEntries(BpfPrograms.Sessions, s.SessionsSize);
-            obj.SetMaxEntries(BpfPrograms.FuncFlags, (uint)Math.Max(1, req.Functions.Count));
-            obj.SetMaxEntries(BpfPrograms.FuncArgs, req.Args is null ? 1 : (uint)Math.Max(1, req.Functions.Count));
+            // --pinpoint: room for functions added while attached (ids after the resolved ones)
+            int capacity = req.Functions.Count + s.ReservedFunctions;
+            obj.SetMaxEntries(BpfPrograms.FuncFlags, (uint)Math.Max(1, capacity));
+            obj.SetMaxEntries(BpfPrograms.FuncArgs, req.Args is null ? 1 : (uint)Math.Max(1, capacity));
             WriteConfig(obj, req);
             try
             {
@@ -76,7 +84,7 @@ public sealed unsafe class TracerObject : IDisposable
             {
                 throw new TracingException($"the kernel refused the raw tracepoint program for -J rawtp ({e.Summary}): raw tracepoint BPF cookies need Linux 6.10+; use -J tp:CATEGORY:NAME instead");
             }
-            var loaded = new TracerObject(obj);
+            var loaded = new TracerObject(obj) { FunctionCapacity = capacity };
             loaded.FillMaps(req);
             return loaded;
         }
@@ -108,6 +116,7 @@ public sealed unsafe class TracerObject : IDisposable
             ArgsMaxTotal = (uint)args.MaxTotal,
             ArgsMaxAny = (uint)Math.Max(args.MaxSized, args.MaxStr),
             UseLbr = Flag(s.Lbr),
+            Pinpoint = Flag(s.Pinpoint),
         };
         var rodata = obj.ReadOnlyData();
         if (rodata.Length < sizeof(BpfConfig))
@@ -116,6 +125,21 @@ public sealed unsafe class TracerObject : IDisposable
     }
 
     static byte Flag(bool b) => (byte)(b ? 1 : 0);
+
+    /// <summary>--pinpoint: sessions that can record paths at once (each state is about 2 KiB).</summary>
+    const uint PinpointSessions = 1024;
+
+    /// <summary>Function ids the maps have room for (the resolved functions and the reserve).</summary>
+    public int FunctionCapacity { get; private init; }
+
+    /// <summary>--pinpoint: sets a function's flags (a function added while attached, or FUNC_PINPOINT).</summary>
+    public void SetFunctionFlags(int id, FuncFlags flags)
+    {
+        if (id < 0 || id >= FunctionCapacity)
+            throw new ArgumentOutOfRangeException(nameof(id), $"function id {id} beyond the {FunctionCapacity} the maps hold");
+        uint key = (uint)id, val = (uint)flags;
+        Bpf.MapUpdate(obj.MapFd(BpfPrograms.FuncFlags), &key, &val);
+    }
 
     /// <summary>-- COMMAND: room in pid_allow for the command and the processes it forks.</summary>
     const uint FollowedProcesses = 65536;

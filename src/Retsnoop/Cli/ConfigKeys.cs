@@ -96,6 +96,15 @@ public static class ConfigKeys
                     _ => throw new UsageException($"invalid value '{v}' for config key uprobes.fail: expected auto, neg, null, zero or nonzero"),
                 };
             }),
+        // --pinpoint
+        new("pinpoint.repeats", "int", "With --pinpoint and -- COMMAND: how many more times the command may run to catch its failure with the new probes in place.",
+            o => o.PinpointRepeats.ToString(), Int(0, 100, (o, n) => o.PinpointRepeats = (int)n, "pinpoint.repeats")),
+        new("pinpoint.max-functions", "int", "With --pinpoint: the most functions probed in one run (failing functions and the callees followed).",
+            o => o.PinpointMaxFunctions.ToString(), Int(1, 64, (o, n) => o.PinpointMaxFunctions = (int)n, "pinpoint.max-functions")),
+        new("pinpoint.deepen", "bool", "With --pinpoint: when the error came back from a callee that is not traced, trace and probe that callee.",
+            o => o.PinpointDeepen ? "true" : "false", Bool((o, b) => o.PinpointDeepen = b, "pinpoint.deepen")),
+        new("pinpoint.kernel-messages", "bool", "With --pinpoint: show the kernel's messages (printk, netlink extack) printed during a failing session.",
+            o => o.PinpointKernelMessages ? "true" : "false", Bool((o, b) => o.PinpointKernelMessages = b, "pinpoint.kernel-messages")),
         new("uprobes.multi", "bool", "Attach user-space (u:) functions with uprobe.multi links (kernel 6.6+; single uprobes when the kernel lacks them). false: always single uprobes (perf events).",
             o => o.UprobesMulti ? "true" : "false", Bool((o, b) => o.UprobesMulti = b, "uprobes.multi")),
     ];

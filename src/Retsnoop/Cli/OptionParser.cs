@@ -56,6 +56,7 @@ public static partial class OptionParser
         new('L', "longer", Arg.Required, "MS", "Only print sessions lasting at least MS milliseconds", ApplyLonger),
         new('S', "success-stacks", Arg.Optional, "BOOL", "Also print sessions that succeeded (-S, -Sy, -Sn)", ApplySuccess),
         new('I', "interim-stacks", Arg.None, "", "Also print interim stacks (errors that were later recovered from)", (o, _) => o.InterimStacks = true),
+        new('\0', "pinpoint", Arg.None, "", "Pinpoint where inside the failing function the error was made: probe its blocks, print the return site and the decisions on the way as source lines, follow the error into an untraced callee, show the kernel's messages (with -- COMMAND, reruns it; -C pinpoint.*)", (o, _) => o.Pinpoint = true),
         new('\0', "user-stacks", Arg.None, "", "Also show the failing thread's user-space stack (symbolized with the program's ELF/DWARF) above the kernel chain", (o, _) => o.UserStacks = true),
         new('x', "allow-errors", Arg.Required, "ERROR", "Only print stacks with this error (ENOMEM, -ENOMEM, NOMEM, 12, NULL or any)", (o, v) => ApplyError(o, v!, allow: true)),
         new('X', "deny-errors", Arg.Required, "ERROR", "Never print stacks with this error", (o, v) => ApplyError(o, v!, allow: false)),
@@ -68,6 +69,8 @@ public static partial class OptionParser
         new('\0', "debug", Arg.Required, "FEATURE", "Debug features: multi-kprobe, full-lbr, bpf", ApplyDebug),
         new('\0', "json", Arg.None, "", "Print JSON Lines (stacks, call traces, a closing summary; see docs/json.md); with JSON on stdout, status lines go to stderr", (o, _) => o.Json = true),
         new('\0', "output", Arg.Required, "FILE", "Write stacks, call traces (and the JSON summary) to FILE instead of stdout; status lines and the summary table stay on stdout", ApplyOutput),
+        new('\0', "trace-events", Arg.Required, "FILE", "Also write the sessions to FILE as Chrome trace events (JSON for the Perfetto UI, chrome://tracing, speedscope): a slice per traced call, an instant per stack", (o, v) => o.TraceEventsPath = FileValue("trace-events", v)),
+        new('\0', "folded", Arg.Required, "FILE", "Also write the failure stacks to FILE at exit in the collapsed-stack format of flame graph tools (one line per distinct stack with its count)", (o, v) => o.FoldedPath = FileValue("folded", v)),
         new('C', "config", Arg.Required, "KEY=VALUE", "Advanced setting (see --config-help)", (o, v) => ConfigKeys.Apply(o, v!)),
         new('\0', "config-help", Arg.None, "", "List the advanced settings", (o, _) => o.ShowConfigHelp = true),
         new('v', "verbose", Arg.None, "", "Verbose output (-vv, -vvv for more)", (o, _) => o.Verbosity++),
@@ -375,6 +378,9 @@ public static partial class OptionParser
             throw new UsageException("option --output needs a file name: --output FILE (or - for stdout)");
         o.OutputPath = v == "-" ? null : v;
     }
+
+    static string FileValue(string option, string? v) =>
+        string.IsNullOrEmpty(v) ? throw new UsageException($"option --{option} needs a file name: --{option} FILE") : v;
 
     static void ApplyDebug(Options o, string? v)
     {

@@ -60,12 +60,22 @@ public sealed class Options
     /// <summary>-- COMMAND [ARGS]: run it, trace only its process tree, stop when it exits (null: none).</summary>
     public List<string>? Command { get; set; }
     public HashSet<string> DebugFeatures { get; } = [];
+    /// <summary>--pinpoint: the path inside the failing function, the callee an error came from, the kernel's messages.</summary>
+    public bool Pinpoint { get; set; }
+    public int PinpointRepeats { get; set; } = 5;
+    public int PinpointMaxFunctions { get; set; } = 8;
+    public bool PinpointDeepen { get; set; } = true;
+    public bool PinpointKernelMessages { get; set; } = true;
 
     // beyond upstream: machine-readable output and an output file
     /// <summary>--json: JSON Lines instead of text (docs/json.md).</summary>
     public bool Json { get; set; }
     /// <summary>--output FILE: where stacks, traces and the JSON summary go (null: stdout).</summary>
     public string? OutputPath { get; set; }
+    /// <summary>--trace-events FILE: the sessions as Chrome trace events (Output/TraceEventsWriter).</summary>
+    public string? TraceEventsPath { get; set; }
+    /// <summary>--folded FILE: the failure stacks in the collapsed-stack format, written at exit (Output/FoldedStacks).</summary>
+    public string? FoldedPath { get; set; }
     /// <summary>Status lines (Receiving data..., Detaching...) go to stderr when JSON takes stdout.</summary>
     public bool StatusOnStderr => Json && OutputPath is null;
 
@@ -109,6 +119,17 @@ public sealed class Options
         Lbr = UseLbr,
         UprobesMulti = UprobesMulti,
         ExternalBtf = BtfPath,
+        Pinpoint = Pinpoint,
+        ReservedFunctions = PinpointSettings.ReservedFunctions,
+    };
+
+    public PinpointSettings PinpointSettings => new()
+    {
+        Enabled = Pinpoint,
+        Repeats = PinpointRepeats,
+        MaxFunctions = PinpointMaxFunctions,
+        Deepen = PinpointDeepen,
+        KernelMessages = PinpointKernelMessages,
     };
 
     public SessionSettings Session => new()

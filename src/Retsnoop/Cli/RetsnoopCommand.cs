@@ -100,8 +100,11 @@ public static class RetsnoopCommand
         if (Privileges.Missing() is { } missing)
             return Fail($"the feature report {Messages.MissingPrivileges(missing)}", 1);
         Console.Out.WriteLine("Feature detection:");
-        foreach (var f in FeatureProbes.Detect())
+        var report = FeatureProbes.Detect();
+        foreach (var f in report.Features)
             Console.Out.WriteLine($"\t{f.Name}: {(f.Supported ? "yes" : "no")}{(f.Supported || f.Detail.Length == 0 ? "" : $" ({f.Detail})")}");
+        Console.Out.WriteLine($"\tdefault attach mode on this kernel: {Messages.DefaultMechanism(report.Default)}");
+        Console.Out.WriteLine($"\tarchitecture: {Messages.ArchitectureSupport(System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture)}");
         return 0;
     }
 }

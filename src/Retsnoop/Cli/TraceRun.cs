@@ -53,7 +53,14 @@ sealed class TraceRun(Options opts)
         var args = argSpecs is null ? null
             : new ArgsFormatter(argSpecs, opts.ArgsLayout, opts.ArgsFmtMaxArgWidth, opts.ArgsCaptureRawPtrs);
         using var output = ReportOutput.Open(opts, args);
-        var request = new AttachRequest(funcs, opts.Attach) { Args = argSpecs, Probes = probes };
+        var request = new AttachRequest(funcs, opts.Attach)
+        {
+            Args = argSpecs,
+            Probes = probes,
+            // the default mode takes the best the kernel has; -M asks for kprobe.multi's own two links
+            SessionIsReturnKfunc = targets.HasKernelTargets && opts.AttachMode == AttachMode.Default
+                ? facts.Types.Vmlinux.FindFunction("bpf_session_is_return") : null,
+        };
         return TraceUntilStopped(request, userBinaries, output, cancel);
     }
 
@@ -157,14 +164,25 @@ sealed class TraceRun(Options opts)
         bool receiving = false;
         Tracer? tracer = null;
         ChildCommand? child = null;
+        // --pinpoint: reads the traced functions' code before anything is attached to them
+        using var pinpoint = opts.Pinpoint ? Pinpointer.Create(opts.PinpointSettings, targets, facts, request.Functions, Console.Error.WriteLine, Log) : null;
         try
         {
             Log(2, $"[{launch.ElapsedMilliseconds} ms] loading BPF programs");
             tracer = Tracer.Load(request, Notice);
             Log(2, $"[{launch.ElapsedMilliseconds} ms] BPF programs loaded");
             AttachAll(tracer, request);
+            // returns without their entry while attaching are the functions that were running
+            // when their probes arrived: only the ones after it are worth a word
+            ulong unmatchedWhileAttaching = tracer.ReadStats().UnmatchedReturns;
+            pinpoint?.Attached(tracer);
 
-            var sessions = new SessionBuilder(opts.Session, request.Functions, () => facts.SymbolContext() with { User = userBinaries }, output.Write);
+            var sessions = new SessionBuilder(opts.Session, pinpoint?.Functions ?? request.Functions, () => facts.SymbolContext() with { User = userBinaries },
+                pinpoint is null ? output.Write : r => { output.Write(r); pinpoint.OnReport(r); })
+            {
+                Probes = request.Probes, // -J: the records name their probe by index
+                AnalyzePath = pinpoint is null ? null : pinpoint.Analyze,
+            };
             using var rb = new RingBuffer(tracer.RingBufferFd, sessions.Handle);
             rb.WakeOn(stop);
             output.Status("Receiving data...\n");
@@ -175,11 +193,15 @@ sealed class TraceRun(Options opts)
             if (request.UserFunctions.Count > 0 && opts.Symbolize != SymbolizeMode.None)
                 Task.Run(userBinaries.WarmUp);
             if (opts.Command is { } command)
-                child = RunCommand(tracer, command, cancel);
+                child = pinpoint is null ? RunCommand(tracer, command, cancel) : pinpoint.StartCommand(tracer, command, cancel);
             while (!stop.IsCancellationRequested)
+            {
                 rb.Poll(100);
+                pinpoint?.Step(rb); // --pinpoint: probes asked for by the reports; -- COMMAND run again
+            }
             rb.Consume();
-            summary = ReportLosses(tracer, sessions);
+            child = pinpoint?.Command ?? child;
+            summary = ReportLosses(tracer, sessions, unmatchedWhileAttaching);
         }
         finally
         {
@@ -240,18 +262,24 @@ sealed class TraceRun(Options opts)
             Log(1, $"skipped {s.Function.DisplayName}: {s.Reason}");
         if (tracer.Skipped.Count > 0)
             Console.Error.WriteLine($"Note: {tracer.Skipped.Count} of {request.Functions.Count} functions could not be attached ({tracer.Skipped[0].Reason}); -v lists them.");
-        var how = targets.HasKernelTargets ? Messages.ModeName(tracer.Mode) + (tracer.UserMode is { } um ? " and " + um : "") : tracer.UserMode;
+        var kernel = tracer.MultiLinked > 0
+            ? "fentry.multi/fexit.multi links" + (tracer.MultiLinked < tracer.Attached - request.UserFunctions.Count ? " and single fentry/fexit" : "")
+            : tracer.KprobeSession ? "kprobe.multi (one kprobe session link)" : Messages.ModeName(tracer.Mode);
+        var how = targets.HasKernelTargets ? kernel + (tracer.UserMode is { } um ? " and " + um : "") : tracer.UserMode;
         Log(1, $"attached {tracer.Attached} functions with {how} in {clock.ElapsedMilliseconds} ms");
     }
 
     /// <summary>Warns about whatever was lost (ring buffer full, sessions dropped, missed probe hits).</summary>
-    RunSummary ReportLosses(Tracer tracer, SessionBuilder sessions)
+    RunSummary ReportLosses(Tracer tracer, SessionBuilder sessions, ulong unmatchedWhileAttaching)
     {
         var stats = tracer.ReadStats();
+        ulong unmatched = stats.UnmatchedReturns - unmatchedWhileAttaching;
+        if (unmatched > 0)
+            Console.Error.WriteLine($"WARNING: {unmatched} sessions were given up after attaching finished: a traced function returned without its entry being seen (it was already running when attaching began, e.g. a long wait).");
         if (stats.DroppedRecords > 0)
             Console.Error.WriteLine($"WARNING: {stats.DroppedRecords} records were dropped because the ring buffer was full; raise -C bpf.ringbuf-size (now {opts.RingbufSize}).");
         if (stats.DroppedSessions > 0)
-            Console.Error.WriteLine($"WARNING: {stats.DroppedSessions} sessions were dropped (sessions map full or returns seen without their entry); raise -C bpf.sessions-size if this grows.");
+            Console.Error.WriteLine($"WARNING: {stats.DroppedSessions} sessions were dropped because the sessions map was full; raise -C bpf.sessions-size (now {opts.SessionsSize}).");
         foreach (var line in Messages.DescribeMissed(tracer.ReadMissed()))
             Console.Error.WriteLine(line);
         Log(1, $"{stats.Sessions} sessions, {sessions.StacksPrinted} stacks printed, {sessions.StacksFiltered} filtered out");

@@ -10,6 +10,7 @@ public sealed class BtfFunctionTypes(string vmlinuxPath = KernelBtf.SysfsPath) :
 {
     readonly Lazy<BtfFile> vmlinux = new(() => KernelBtf.Load(vmlinuxPath));
     public BtfFile Vmlinux => vmlinux.Value;
+    static readonly FentryLimits TrampolineLimits = new(FentryLimits.MaxBpfFuncArgs, StructArgs: true);
     readonly Dictionary<string, BtfFile?> modules = [];
 
     public FunctionType? Lookup(string name, string? module)
@@ -21,7 +22,9 @@ public sealed class BtfFunctionTypes(string vmlinuxPath = KernelBtf.SysfsPath) :
         if (id is null)
             return null;
         var sig = btf.GetFuncSignature(id.Value);
-        return new FunctionType(id.Value, Classify(btf, sig), BtfFile.IsFentryAttachable(sig, btf) ? null : "its arguments are not supported by fentry trampolines");
+        // what any kernel's verifier refuses is known here; how many argument registers this
+        // kernel's trampoline takes (6 before 6.6, 12 after) the kernel says at attach time
+        return new FunctionType(id.Value, Classify(btf, sig), btf.IsFentryAttachable(sig, TrampolineLimits, out var why) ? null : why);
     }
 
     /// <summary>The BTF that holds a kernel function's FUNC (vmlinux or its module's); null without one.</summary>

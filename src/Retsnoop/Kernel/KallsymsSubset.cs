@@ -25,9 +25,12 @@ public sealed class KallsymsSubset : IFunctionAddresses
     public IReadOnlyList<ulong> TextAddresses(string name, string? module) =>
         byName.TryGetValue(name, out var l) ? [.. l.Where(s => s.Module == module).Select(s => s.Address)] : [];
 
-    /// <summary>An ftrace location is the function's first instruction or the one after its
-    /// endbr64: the nearest start at most 16 bytes below it. Another function's start is never
-    /// that close, so a start outside the subset cannot be mistaken for it.</summary>
+    /// <summary>An ftrace location is near the function's start: x86-64 its first instruction or the
+    /// one after its endbr64; arm64 the "bl" of its patchable entry, start+4 (start+8 after a BTI
+    /// landing pad; available_filter_functions_addrs of the arm64 6.12 guest lists
+    /// __arm64_sys_bpf at its kallsyms address + 4). So: the nearest start at most 16 bytes below
+    /// it. Another function's start is never that close, so a start outside the subset cannot be
+    /// mistaken for it.</summary>
     public ulong? FunctionStart(ulong address)
     {
         int i = Array.BinarySearch(starts, address);

@@ -47,6 +47,9 @@ public sealed class KernelFacts
         public ulong? FunctionStart(ulong address) => Table.FunctionStart(address);
     }
 
+    /// <summary>The whole of /proc/kallsyms (every symbol type), loaded on first use.</summary>
+    public Kallsyms AllSymbols => raw.Value;
+
     public BtfFunctionTypes Types => types;
     readonly BtfFunctionTypes types;
     /// <summary>vmlinux BTF, shared with the function type lookups (read once, on first use).</summary>

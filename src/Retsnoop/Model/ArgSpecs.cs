@@ -20,6 +20,9 @@ public sealed record ArgSpec(string Name, int TypeId, ArgKind Kind, ArgLoc Loc, 
     /// <summary>The type behind a captured pointer (Ptr and Str), 0 otherwise.</summary>
     public int PointeeTypeId { get; init; }
     public ArgNote Note { get; init; }
+    /// <summary>A struct the calling convention passes as a pointer to a copy (arm64, over 16 bytes):
+    /// captured through the pointer (Kind Ptr) and shown as the value, not as a pointer.</summary>
+    public bool ByReference { get; init; }
 }
 
 /// <summary>What -A captures for one function; Btf is null when the function has none (raw registers).</summary>

@@ -83,9 +83,11 @@ public sealed record InjectedProbe(InjectedKind Kind, string Name, string? Categ
             ? ulong.TryParse(s[2..], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out v)
             : ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out v);
 
-    /// <summary>"name = value" lines for one hit's captured bytes.</summary>
-    public IReadOnlyList<string> Describe(ReadOnlySpan<byte> data)
+    /// <summary>"name = value" lines for one hit's captured bytes; a kprobe's are the argument
+    /// registers of <paramref name="cc"/> (this machine's by default: x86-64 six, arm64 eight).</summary>
+    public IReadOnlyList<string> Describe(ReadOnlySpan<byte> data, CallingConvention? cc = null)
     {
+        cc ??= CallingConvention.Current;
         switch (Kind)
         {
             case InjectedKind.Tracepoint when Format is not null:
@@ -97,11 +99,11 @@ public sealed record InjectedProbe(InjectedKind Kind, string Name, string? Categ
                     lines.Add($"{RawArgs[i]} = 0x{BitConverter.ToUInt64(data[(i * 8)..]):x}");
                 return lines;
             }
-            case InjectedKind.Kprobe when data.Length >= 48:
+            case InjectedKind.Kprobe when data.Length >= cc.ArgRegs * 8:
             {
-                string[] regs = ["di", "si", "dx", "cx", "r8", "r9"];
+                var regs = cc.ArgRegisters;
                 var sb = new StringBuilder("regs = {");
-                for (int i = 0; i < 6; i++)
+                for (int i = 0; i < regs.Length; i++)
                     sb.Append(i == 0 ? "" : ",").Append('.').Append(regs[i]).Append("=0x").Append(BitConverter.ToUInt64(data[(i * 8)..]).ToString("x"));
                 return [sb.Append('}').ToString()];
             }

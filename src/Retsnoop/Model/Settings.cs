@@ -75,6 +75,10 @@ public sealed record AttachSettings
     public bool UprobesMulti { get; init; } = true;
     /// <summary>--btf FILE: CO-RE relocations against this BTF instead of the kernel's own.</summary>
     public string? ExternalBtf { get; init; }
+    /// <summary>--pinpoint: load the block-probe and kernel-message programs and their state.</summary>
+    public bool Pinpoint { get; init; }
+    /// <summary>--pinpoint: room for this many functions added while attached (func_flags, func_args).</summary>
+    public int ReservedFunctions { get; init; }
 }
 
 /// <summary>-x/-X: which errors a reported stack must have (0 stands for a NULL pointer result).</summary>

@@ -121,7 +121,7 @@ public sealed class ArgsFormatter(IReadOnlyList<FuncArgsSpec?> specs, ArgsLayout
             sb.Append('\'').Append(TerminalSafe.Escape(Encoding.UTF8.GetString(bytes, 0, n < 0 ? bytes.Length : n))).Append('\'');
             return;
         }
-        if (s.Kind == ArgKind.Ptr)
+        if (s.Kind == ArgKind.Ptr && !s.ByReference)
             sb.Append('&');
         var dump = new BtfValueWriter(btf, bytes, compact: layout != ArgsLayout.Verbose, indent);
         if (!dump.Write(sb, s.Kind == ArgKind.Ptr ? s.PointeeTypeId : s.TypeId))

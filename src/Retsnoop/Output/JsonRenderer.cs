@@ -122,6 +122,7 @@ public sealed class JsonRenderer(Clock clock, ArgsFormatter? args = null) : IRep
         foreach (var row in r.Rows!)
             WriteFrame(w, row);
         w.WriteEndArray();
+        PinpointJson.Write(w, r); // --pinpoint
         w.WriteEndObject();
     }
 
@@ -274,7 +275,7 @@ public sealed class JsonRenderer(Clock clock, ArgsFormatter? args = null) : IRep
             w.WriteString("module", module);
     }
 
-    static void WriteResult(Utf8JsonWriter w, string name, ResultView v)
+    internal static void WriteResult(Utf8JsonWriter w, string name, ResultView v)
     {
         w.WriteStartObject(name);
         w.WriteString("text", v.Text);
@@ -310,7 +311,7 @@ public sealed class JsonRenderer(Clock clock, ArgsFormatter? args = null) : IRep
         WriteWhere(w, l);
     }
 
-    static void WriteWhere(Utf8JsonWriter w, SourceLocation l)
+    internal static void WriteWhere(Utf8JsonWriter w, SourceLocation l)
     {
         if (l.File is null)
             w.WriteNull("file");
@@ -321,7 +322,7 @@ public sealed class JsonRenderer(Clock clock, ArgsFormatter? args = null) : IRep
             w.WriteNumber("column", l.Column);
     }
 
-    static void WriteInlined(Utf8JsonWriter w, IReadOnlyList<SourceLocation> inlined)
+    internal static void WriteInlined(Utf8JsonWriter w, IReadOnlyList<SourceLocation> inlined)
     {
         w.WriteStartArray("inlined");
         foreach (var l in inlined)

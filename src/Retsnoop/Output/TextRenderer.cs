@@ -21,6 +21,7 @@ public sealed class TextRenderer(OutputSettings settings, Clock clock, ArgsForma
             sb.Append('\n').Append(RenderLbr(r.Lbr));
         if (r.Rows is not null)
             sb.Append('\n').Append(RenderStack(r.Rows));
+        sb.Append(PinpointText.Render(r, settings)); // --pinpoint: kernel messages, the path
         // two empty lines end a session, as upstream prints it
         sb.Append("\n\n");
         return sb.ToString();

@@ -8,6 +8,8 @@ public readonly record struct TraceEvent(bool IsEntry, TracedFunction Func, int 
 {
     /// <summary>-A: the arguments captured at this entry.</summary>
     public CapturedArgs? Args { get; init; }
+    /// <summary>When the BPF side saw it (CLOCK_MONOTONIC ns): the entry, the exit or the probe hit.</summary>
+    public ulong Ts { get; init; }
 }
 
 /// <summary>An injected probe's hit: "◎ label", an optional result, and decoded detail lines.</summary>
@@ -23,6 +25,9 @@ public sealed record CallTraceRow(CallTraceKind Kind, int Depth, TracedFunction?
 {
     /// <summary>-A: the arguments captured at the call's entry (entry and leaf rows).</summary>
     public CapturedArgs? Args { get; init; }
+    /// <summary>CLOCK_MONOTONIC ns: the call's start on entry and leaf rows (a leaf ends at Ts +
+    /// LatencyNs), its end on exit rows, the hit on probe rows; 0 when not recorded.</summary>
+    public ulong Ts { get; init; }
 
     public bool HasResult => Kind is CallTraceKind.Exit or CallTraceKind.Leaf;
     /// <summary>Rows that show the call's arguments with -A: where the call starts.</summary>
@@ -41,7 +46,7 @@ public sealed record CallTrace(IReadOnlyList<CallTraceRow> Rows, int Truncated)
             var e = events[i];
             if (e.Probe is { } hit)
             {
-                rows.Add(new(CallTraceKind.Probe, e.Depth, null, e.Result, 0, hit));
+                rows.Add(new(CallTraceKind.Probe, e.Depth, null, e.Result, 0, hit) { Ts = e.Ts });
                 continue;
             }
             if (e.IsEntry)
@@ -50,16 +55,16 @@ public sealed record CallTrace(IReadOnlyList<CallTraceRow> Rows, int Truncated)
                 if (i + 1 < events.Count && events[i + 1].Probe is null && !events[i + 1].IsEntry && events[i + 1].Func.Id == e.Func.Id && events[i + 1].Depth == e.Depth)
                 {
                     var x = events[++i];
-                    rows.Add(new(CallTraceKind.Leaf, x.Depth, x.Func, x.Result, x.LatencyNs) { Args = e.Args });
+                    rows.Add(new(CallTraceKind.Leaf, x.Depth, x.Func, x.Result, x.LatencyNs) { Args = e.Args, Ts = e.Ts });
                 }
                 else
                 {
-                    rows.Add(new(CallTraceKind.Entry, e.Depth, e.Func, 0, 0) { Args = e.Args });
+                    rows.Add(new(CallTraceKind.Entry, e.Depth, e.Func, 0, 0) { Args = e.Args, Ts = e.Ts });
                 }
             }
             else
             {
-                rows.Add(new(CallTraceKind.Exit, e.Depth, e.Func, e.Result, e.LatencyNs));
+                rows.Add(new(CallTraceKind.Exit, e.Depth, e.Func, e.Result, e.LatencyNs) { Ts = e.Ts });
             }
         }
         return new(rows, truncated);

@@ -9,6 +9,11 @@ namespace Retsnoop.Session;
 /// <param name="Session">1-based number of the reported session in this run (links a trace, LBR and stack).</param>
 public sealed record SessionReport(int Session, SessionStack Stack, CallTrace? Trace, LbrBlock? Lbr, IReadOnlyList<StackRow>? Rows)
 {
+    /// <summary>--pinpoint: the path the origin call took, when its function's blocks were probed.</summary>
+    public PinpointReport? Pinpoint { get; init; }
+    /// <summary>--pinpoint: what the kernel printed while the session ran.</summary>
+    public IReadOnlyList<KernelMessage> KernelMessages { get; init; } = [];
+
     public StackOutcome Outcome => StackOutcome.Of(Stack);
 }
 

@@ -16,6 +16,8 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
     /// <summary>-A: per thread, the current session's captured arguments by call sequence number.</summary>
     readonly Dictionary<uint, SessionArgs> args = [];
     readonly Dictionary<uint, LbrSnapshot> pendingLbr = []; // -B: each arrives right before its stack
+    readonly Dictionary<uint, BlockPath> pendingPath = []; // --pinpoint: likewise
+    readonly Dictionary<uint, (ulong SessStart, List<KernelMessage> Messages)> kernelMessages = []; // --pinpoint: per thread, its session's
     HashSet<(string Name, string? Module)>? tracedNames;
     /// <summary>Reported stacks by result and origin, for the closing summary.</summary>
     public StackTally Tally { get; } = new();
@@ -24,6 +26,10 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
     public int BadRecords { get; private set; }
     /// <summary>-J probes, indexed by the record's probe id.</summary>
     public IReadOnlyList<InjectedProbe> Probes { get; init; } = [];
+    /// <summary>--pinpoint: reads a stack's recorded path (null: the origin function is not pinpointed).</summary>
+    public Func<SessionStack, TracedFrame, BlockPath, SymbolContext, PinpointReport?>? AnalyzePath { get; init; }
+    /// <summary>Most kernel messages kept per session.</summary>
+    public const int MaxKernelMessages = 64;
 
     public void Handle(ReadOnlySpan<byte> rec)
     {
@@ -51,6 +57,13 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
                 var lbr = LbrSnapshot.Decode(MemoryMarshal.Read<LbrRecord>(rec));
                 pendingLbr[lbr.Tid] = lbr;
                 break;
+            case RecordType.Path when rec.Length >= Marshal.SizeOf<PathRecord>():
+                var pr = MemoryMarshal.Read<PathRecord>(rec);
+                pendingPath[pr.Tid] = BlockPath.Decode(pr);
+                break;
+            case RecordType.KernelMessage when rec.Length >= Marshal.SizeOf<KernelMessageRecord>():
+                OnKernelMessage(MemoryMarshal.Read<KernelMessageRecord>(rec));
+                break;
             default:
                 BadRecords++;
                 break;
@@ -76,7 +89,7 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
             traces[t.Tid] = (tr.Events, tr.Truncated + 1);
             return;
         }
-        tr.Events.Add(new TraceEvent(t.Type == RecordType.TraceEntry, funcs[(int)t.FuncId], (int)t.Depth, t.Res, t.Lat));
+        tr.Events.Add(new TraceEvent(t.Type == RecordType.TraceEntry, funcs[(int)t.FuncId], (int)t.Depth, t.Res, t.Lat) { Ts = t.Ts });
     }
 
     void OnProbe(ReadOnlySpan<byte> rec)
@@ -94,7 +107,7 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
         var probe = Probes[(int)h.FuncId];
         var data = rec.Slice(hdr + 8, (int)len);
         string result = probe.Kind == InjectedKind.Kretprobe ? $"[{h.Res}]" : "";
-        tr.Events.Add(new TraceEvent(false, null!, (int)h.Depth, h.Res, 0, new ProbeHit(probe.Label, result, probe.Describe(data))));
+        tr.Events.Add(new TraceEvent(false, null!, (int)h.Depth, h.Res, 0, new ProbeHit(probe.Label, result, probe.Describe(data))) { Ts = h.Ts });
     }
 
     sealed class SessionArgs(ulong sessStart)
@@ -125,6 +138,21 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
         }
     }
 
+    /// <summary>--pinpoint: what the kernel printed while a thread was in a session; a new session on
+    /// the thread starts a new list (a session without a stack leaves nothing behind for long).</summary>
+    unsafe void OnKernelMessage(in KernelMessageRecord m)
+    {
+        if (!kernelMessages.TryGetValue(m.Tid, out var km) || km.SessStart != m.SessStart)
+            kernelMessages[m.Tid] = km = (m.SessStart, []);
+        if (km.Messages.Count >= MaxKernelMessages)
+            return;
+        int len = (int)Math.Min(m.Len, (uint)PinpointLimits.KernelMessageMax);
+        string text;
+        fixed (byte* p = m.Msg)
+            text = System.Text.Encoding.UTF8.GetString(p, len);
+        km.Messages.Add(new KernelMessage(m.Kind, text.TrimEnd('\n')));
+    }
+
     void OnStack(in StackRecord r)
     {
         var stack = SessionStack.Decode(r, funcs);
@@ -143,6 +171,16 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
         // -B: a snapshot from an earlier session whose stack record was lost does not belong here
         if (pendingLbr.Remove(stack.Tid, out var snap) && snap.StartNs != stack.StartNs)
             snap = null;
+        // --pinpoint: the path and the messages of this session
+        if (pendingPath.Remove(stack.Tid, out var path) && path.StartNs != stack.StartNs)
+            path = null;
+        IReadOnlyList<KernelMessage> said = [];
+        if (kernelMessages.TryGetValue(stack.Tid, out var km) && km.SessStart == stack.StartNs)
+        {
+            said = [.. km.Messages];
+            if (!stack.IsInterim)
+                kernelMessages.Remove(stack.Tid);
+        }
         if (!ShouldReport(stack))
         {
             StacksFiltered++;
@@ -157,7 +195,10 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
             tracedNames ??= funcs.Select(f => (f.Name, f.Module)).ToHashSet();
             lbr = LbrBlockBuilder.Build(lbrSettings, settings.StacksUnfiltered, snap, stack.Chain, sym, tracedNames);
         }
-        var report = new SessionReport(StacksPrinted + 1, stack, callTrace, lbr, rows);
+        PinpointReport? pinpoint = null;
+        if (path is not null && AnalyzePath is not null && StackOutcome.Of(stack).Origin is { } origin && origin.Func.Id == path.FuncId)
+            pinpoint = AnalyzePath(stack, origin, path, sym);
+        var report = new SessionReport(StacksPrinted + 1, stack, callTrace, lbr, rows) { Pinpoint = pinpoint, KernelMessages = said };
         Tally.Add(report.Outcome);
         emit(report);
     }

@@ -23,7 +23,11 @@ public sealed record StackRow(
 /// </summary>
 public static class StackMerger
 {
-    // frames of the tracing machinery itself (BPF programs, trampolines, kprobe/fprobe handlers)
+    // frames of the tracing machinery itself (BPF programs, trampolines, kprobe/fprobe handlers).
+    // x86-64 and arm64 alike: kprobe and kretprobe stacks are unwound from the probed context's
+    // registers, so neither architecture's breakpoint path (exc_int3; arm64's brk handlers) shows;
+    // fentry stacks start inside the BPF program and pass the trampoline ("bpf_trampoline_N [bpf]").
+    // arm64's own ftrace and kprobe entry points are listed for the paths that unwind from inside them.
     static readonly string[] MachineryPrefixes =
     [
         "bpf_prog_", "bpf_trampoline_", "__bpf_prog_enter", "__bpf_prog_exit", "bpf_get_stack", "__bpf_get_stack",
@@ -36,10 +40,14 @@ public static class StackMerger
         "return_to_handler", "ftrace_return_to_handler", "kprobe_busy_", "__kprobe_", "opt_pre_handler",
         "optimized_callback", "aggr_pre_handler", "pre_handler_kretprobe", "arch_ftrace_ops_list_func",
         "ftrace_ops_list_func", "__ftrace_ops_list_func", "fentry_", "fexit_",
+        "ftrace_common", "call_direct_funcs", "kprobe_breakpoint_handler", "kprobe_breakpoint_ss_handler",
     ];
 
     /// <summary>A return address this close to a function's start is its patched fentry/ftrace
-    /// call (endbr64 + call = 9 bytes): the trampoline's frame, not a real call site.</summary>
+    /// call, the trampoline's frame, not a real call site: x86-64 endbr64 + call returns to +9;
+    /// arm64's patchable entry "mov x9, lr; bl" returns to +8 (+12 after a BTI landing pad; the
+    /// ops literal of CALL_OPS kernels sits before the symbol), seen as __arm64_sys_bpf+0x8 in
+    /// the arm64 6.12 guest's fentry stacks.</summary>
     const ulong FentryCallSiteEnd = 16;
 
     /// <summary>No module function is this long: such an address is code kallsyms does not name

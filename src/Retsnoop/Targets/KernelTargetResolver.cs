@@ -178,20 +178,31 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
                     notes.Add($"skipped {f.Name}: traceable but not in kallsyms");
                     continue;
                 }
-                if (addrs.Count != n)
+                int k = assigned.GetValueOrDefault((f.Name, f.Module));
+                assigned[(f.Name, f.Module)] = k + 1;
+                if (addrs.Count == 1 && n > 1)
+                {
+                    // one symbol, more ftrace sites under its name: the others are code with no symbol
+                    // of its own, which kallsyms names after the symbol before it (a __weak body
+                    // another file overrides; arm64 6.1 lists __arm64_sys_bpf twice that way). The
+                    // symbol is the function: trace it once.
+                    if (k > 0)
+                        continue;
+                    notes.Add($"{f.Name}: traced at its one kallsyms address; the other {n - 1} traceable instance(s) of that name have no symbol of their own");
+                }
+                else if (addrs.Count != n)
                 {
                     notes.Add($"skipped {f.Name}: {addrs.Count} kallsyms addresses for {n} traceable instances, cannot tell which is which");
                     continue;
                 }
-                int k = assigned.GetValueOrDefault((f.Name, f.Module));
-                assigned[(f.Name, f.Module)] = k + 1;
                 addr = addrs[k];
             }
             var t = types.Lookup(f.Name, f.Module);
             var func = new TracedFunction(result.Count, f.Name, f.Module, addr, t?.Return ?? ReturnClass.Unknown, isEntry)
             {
                 BtfId = t?.BtfId ?? 0,
-                NameIsUnique = addrs.Count == 1 && occurrences[(f.Name, f.Module)] == 1,
+                // without exact addresses a name with one symbol is traced once (above): by name is exact
+                NameIsUnique = addrs.Count == 1 && (occurrences[(f.Name, f.Module)] == 1 || f.Address == 0),
                 FentryRefusal = t is null ? "no BTF for this function" : t.Value.FentryRefusal,
             };
             result.Add(func);

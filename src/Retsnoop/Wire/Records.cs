@@ -15,7 +15,7 @@ public static class BpfLimits
     public const int UstackEntrySize = 32;
 }
 
-public enum RecordType : uint { Stack = 1, TraceEntry = 2, TraceExit = 3, SessionEnd = 4, InjectedProbe = 5, FuncArgs = 6, Lbr = 7 }
+public enum RecordType : uint { Stack = 1, TraceEntry = 2, TraceExit = 3, SessionEnd = 4, InjectedProbe = 5, FuncArgs = 6, Lbr = 7, Path = 8, KernelMessage = 9 }
 
 [Flags]
 public enum FuncFlags : uint
@@ -30,6 +30,8 @@ public enum FuncFlags : uint
     FailNeg = 32,
     FailZero = 64,
     FailNonzero = 128,
+    /// <summary>--pinpoint: block probes record the path of each call.</summary>
+    Pinpoint = 256,
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -42,6 +44,8 @@ public struct BpfConfig
     public byte CaptureArgs, CaptureRawPtrs;
     public byte FollowForks; // -- COMMAND
     public byte UserStacks; // --user-stacks
+    public byte Pinpoint; // --pinpoint
+    public byte CfgPad0, CfgPad1, CfgPad2;
     public uint ArgsMaxTotal, ArgsMaxAny, ArgsPad2;
 }
 
@@ -52,6 +56,8 @@ public enum StackFlags : uint { Error = 1, Interim = 2 }
 public struct BpfStats
 {
     public ulong DroppedRecords, DroppedSessions, TooDeep, Sessions;
+    /// <summary>Returns seen without their entry (the function was running when attached).</summary>
+    public ulong UnmatchedReturns;
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -162,4 +168,58 @@ public struct LbrRecord
 public struct LbrEntries
 {
     LbrBranch first;
+}
+
+// ---- --pinpoint (struct path_rec, struct kmsg_rec) ----
+
+public static class PinpointLimits
+{
+    /// <summary>Block hits kept per pinpointed call (the newest).</summary>
+    public const int MaxPathBlocks = 128;
+    /// <summary>Indirect call targets kept per pinpointed call (the newest).</summary>
+    public const int MaxIndirectCalls = 4;
+    public const int KernelMessageMax = 256;
+}
+
+/// <summary>struct icall_hit: an indirect call a pinpointed call made.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct IndirectCallHit
+{
+    public ulong Target;
+    public uint Site, Pad;
+}
+
+[System.Runtime.CompilerServices.InlineArray(PinpointLimits.MaxIndirectCalls)]
+public struct IndirectCallHits
+{
+    IndirectCallHit first;
+}
+
+/// <summary>struct path_rec: the blocks the kept chain's origin call entered, sent right before its REC_STACK.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct PathRecord
+{
+    public RecordType Type;
+    public uint Tid;
+    public ulong StartTs;
+    public uint FuncId, Seq;
+    /// <summary>Blocks entered in all; hit i is Blocks[i % MaxPathBlocks] while among the newest.</summary>
+    public uint Hits;
+    public uint IndirectCalls;
+    public fixed ushort Blocks[PinpointLimits.MaxPathBlocks];
+    public IndirectCallHits Icall;
+}
+
+public enum KernelMessageKind : uint { Printk = 0, NetlinkExtack = 1 }
+
+/// <summary>struct kmsg_rec: a kernel message printed inside a session.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KernelMessageRecord
+{
+    public RecordType Type;
+    public uint Tid;
+    public ulong SessStart, Ts;
+    public KernelMessageKind Kind;
+    public uint Len;
+    public fixed byte Msg[PinpointLimits.KernelMessageMax];
 }
