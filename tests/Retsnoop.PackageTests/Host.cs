@@ -17,6 +17,9 @@ public static class Host
 
     public static bool IsRoot => Environment.UserName == "root" || Sh("id -u").Output.Trim() == "0";
 
+    /// <summary>null when <paramref name="program"/> is in PATH, else its name.</summary>
+    public static string? Missing(string program) => Sh($"command -v {Quote(program)}").ExitCode == 0 ? null : program;
+
     static string FindRepo()
     {
         var env = Environment.GetEnvironmentVariable("RETSNOOP_ROOT");
