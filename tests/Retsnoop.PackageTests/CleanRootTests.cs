@@ -33,7 +33,7 @@ public sealed class CleanRoot
 
         var root = Step("clean root (tools/vm/root, cached)", () => Host.Sh($"tools/vm/root {debian} --copy {Host.Quote(Dir)}"));
         Assert.True(root.ExitCode == 0, root.Describe($"tools/vm/root {debian} --copy"));
-        File.Copy(deb, Path.Combine(Dir, "root", Path.GetFileName(deb)));
+        System.IO.File.Copy(deb, Path.Combine(Dir, "root", Path.GetFileName(deb)));
         BeforeInstall = Host.Sh($"tools/vm/root --chroot {Host.Quote(Dir)} -- dpkg-query -W -f='${{Status}}' libbpf1");
         // as a user would: apt resolves Depends from the archive the root's sources name
         Install = Step("apt install ./retsnoop_*.deb", () => Host.Sh($"tools/vm/root --chroot {Host.Quote(Dir)} --cwd /root -- sh -c 'apt install -y ./retsnoop_*.deb'"));
@@ -44,7 +44,7 @@ public sealed class CleanRoot
             Directory.Delete(Share, true);
         Directory.CreateDirectory(Share);
         foreach (var f in new[] { "guest.sh", "complete.sh" })
-            File.Copy(Path.Combine(AppContext.BaseDirectory, f), Path.Combine(Share, f));
+            System.IO.File.Copy(Path.Combine(AppContext.BaseDirectory, f), Path.Combine(Share, f));
         Vm = Step("VM: boot the root on 6.12, run the cases", () => Host.Sh(
             $"tools/vm/run --kernel 6.12 --timeout 900 --root {Host.Quote(Dir)} --share {Host.Quote(Share)} -- bash guest.sh {Host.Quote(Host.Repo)}"));
     }

@@ -81,6 +81,9 @@ public sealed class PackageContentTests(ITestOutputHelper output)
         Assert.All(depends.Split(", "), d => Assert.Matches(@"^[a-z0-9.+-]+ \(>= [0-9:.~+a-z-]+\)$", d));
     }
 
+    /// <summary>Every option line of the packaged binary's --help (letter, long name, help text) and
+    /// every key of its --config-help (name, help text) is in the man page word for word, and its
+    /// name in the completion; every -c case is in both with its globs.</summary>
     [Fact]
     public void ManPageAndCompletionCoverEveryOptionKeyAndCase()
     {
@@ -88,33 +91,40 @@ public sealed class PackageContentTests(ITestOutputHelper output)
         var bin = Host.Quote(Path.Combine(dir, "usr/bin/retsnoop"));
         var help = Host.Sh($"{bin} --help").Output;
         var configHelp = Host.Sh($"{bin} --config-help").Output;
-        var longs = Regex.Matches(help, @"^  (?:-., |    )--([a-z][a-z-]*)", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToList();
-        var shorts = Regex.Matches(help, @"^  -(.), --", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToList();
-        var keys = Regex.Matches(configHelp, @"^  ([a-z][a-z.-]+) \(", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToList();
+        // "  -c, --case CASE      Use a ...", "      --dry-run        Resolve ..."
+        var options = Regex.Matches(help, @"^  (?:-(?<s>.), |    )--(?<l>[a-z][a-z-]*)(?:\[=[A-Z]+\]| [A-Z][A-Z=]*)? +(?<h>\S.*)$", RegexOptions.Multiline)
+            .Select(m => (Short: m.Groups["s"].Value, Long: m.Groups["l"].Value, Help: m.Groups["h"].Value.Trim())).ToList();
+        var keys = Regex.Matches(configHelp, @"^  (?<k>[a-z][a-z.-]+) \(.*\)\n\s+(?<h>\S.*)$", RegexOptions.Multiline)
+            .Select(m => (Name: m.Groups["k"].Value, Help: m.Groups["h"].Value.Trim())).ToList();
         var cases = Regex.Match(help, @"--case CASE\s+.*\((.*)\)").Groups[1].Value.Split(", ");
-        Assert.True(longs.Count > 30 && keys.Count > 10 && cases.Length >= 2, $"--help or --config-help not understood:\n{help}\n{configHelp}");
+        Assert.True(options.Count == Regex.Matches(help, @"^  (-., |    )--", RegexOptions.Multiline).Count, $"an option line of --help not understood:\n{help}");
+        Assert.True(options.Count > 30 && keys.Count > 10 && cases.Length >= 2, $"--help or --config-help not understood:\n{help}\n{configHelp}");
 
-        var man = Host.Sh($"MANWIDTH=300 man -P cat -l {Host.Quote(Path.Combine(dir, "usr/share/man/man1/retsnoop.1.gz"))}");
+        var page = Path.Combine(dir, "usr/share/man/man1/retsnoop.1.gz");
+        var man = Host.Sh($"MANWIDTH=300 man -P cat -l {Host.Quote(page)}");
         Assert.True(man.ExitCode == 0, man.Describe("man"));
         var manText = man.Output;
-        var warnings = Host.Sh($"LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z {Host.Quote(Path.Combine(dir, "usr/share/man/man1/retsnoop.1.gz"))} > /dev/null");
+        var manWords = Regex.Replace(manText, @"\s+", " ");
+        var warnings = Host.Sh($"LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z {Host.Quote(page)} > /dev/null");
         Assert.True(warnings.Output.Trim().Length == 0, warnings.Describe("groff warnings"));
+        var optionsSection = manText[manText.IndexOf("\nOPTIONS", StringComparison.Ordinal)..manText.IndexOf("\nCASES", StringComparison.Ordinal)];
         var completion = File.ReadAllText(Path.Combine(dir, "usr/share/bash-completion/completions/retsnoop"));
         var words = new HashSet<string>(Regex.Matches(completion, @"[^\s'|()]+").Select(m => m.Value));
-        foreach (var l in longs)
+        foreach (var o in options)
         {
-            Assert.Contains($"--{l}", manText);
-            Assert.Contains($"--{l}", words);
-        }
-        foreach (var s in shorts)
-        {
-            Assert.Contains($"-{s}, --", manText);
-            Assert.Contains($"-{s}", words);
+            // the option's heading: "-c CASE, --case CASE", "-B[SPEC], --lbr[=SPEC]", "--dry-run"
+            var heading = o.Short.Length > 0 ? $@"(?m)^\s+-{Regex.Escape(o.Short)}(\S*| \S+), --{o.Long}\b" : $@"(?m)^\s+--{o.Long}\b";
+            Assert.Matches(heading, optionsSection);
+            Assert.True(manWords.Contains(Regex.Replace(o.Help, @"\s+", " ")), $"--{o.Long}'s help text is not in the man page: {o.Help}");
+            Assert.Contains($"--{o.Long}", words);
+            if (o.Short.Length > 0)
+                Assert.Contains($"-{o.Short}", words);
         }
         foreach (var k in keys)
         {
-            Assert.Matches($@"(?m)^\s+{Regex.Escape(k)}=", manText);
-            Assert.Contains($"{k}=", words);
+            Assert.Matches($@"(?m)^\s+{Regex.Escape(k.Name)}=", manText);
+            Assert.True(manWords.Contains(k.Help), $"{k.Name}'s help text is not in the man page: {k.Help}");
+            Assert.Contains($"{k.Name}=", words);
         }
         var casesSection = manText[manText.IndexOf("\nCASES", StringComparison.Ordinal)..manText.IndexOf("\nCONFIGURATION KEYS", StringComparison.Ordinal)];
         foreach (var c in cases)
@@ -122,6 +132,6 @@ public sealed class PackageContentTests(ITestOutputHelper output)
             Assert.Matches($@"(?m)^\s+{Regex.Escape(c)}\s+Entry: ", casesSection);
             Assert.Matches($@"-c\|--case\)\s+COMPREPLY=\(\$\(compgen -W '[^']*\b{Regex.Escape(c)}\b", completion);
         }
-        output.WriteLine($"{longs.Count} long options, {shorts.Count} short ones, {keys.Count} config keys, cases {string.Join(", ", cases)}: all in the man page and the completion");
+        output.WriteLine($"{options.Count} options ({options.Count(o => o.Short.Length > 0)} with a letter), {keys.Count} config keys, cases {string.Join(", ", cases)}: all in the man page (help texts word for word) and the completion");
     }
 }
