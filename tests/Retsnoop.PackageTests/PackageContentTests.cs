@@ -14,7 +14,7 @@ public sealed class PackageContentTests(ITestOutputHelper output)
 {
     public static TheoryData<string> Arches() => [.. BuiltPackages.Arches];
 
-    [Fact]
+    [PackageFact]
     public void BothPackagesBuildAndLintianHasNoTags()
     {
         var r = BuiltPackages.Build;
@@ -29,7 +29,7 @@ public sealed class PackageContentTests(ITestOutputHelper output)
         Assert.Contains($" v{BuiltPackages.Version("amd64")} ", v.Output + " ");
     }
 
-    [Theory]
+    [PackageTheory]
     [MemberData(nameof(Arches))]
     public void HoldsTheBinaryManPageCompletionAndDocs(string arch)
     {
@@ -58,7 +58,7 @@ public sealed class PackageContentTests(ITestOutputHelper output)
     /// <summary>Depends, checked against the binary of each architecture: one package per library it
     /// names (DT_NEEDED, and the libX.so.N it loads at run time), found with dpkg -S on this
     /// machine; the arm64 binary names the same libraries but its own loader.</summary>
-    [Theory]
+    [PackageTheory]
     [MemberData(nameof(Arches))]
     public void DependsNamesThePackagesOfTheLibrariesTheBinaryLoads(string arch)
     {
@@ -84,7 +84,7 @@ public sealed class PackageContentTests(ITestOutputHelper output)
     /// <summary>Every option line of the packaged binary's --help (letter, long name, help text) and
     /// every key of its --config-help (name, help text) is in the man page word for word, and its
     /// name in the completion; every -c case is in both with its globs.</summary>
-    [Fact]
+    [PackageFact]
     public void ManPageAndCompletionCoverEveryOptionKeyAndCase()
     {
         var dir = BuiltPackages.Unpacked("amd64");
