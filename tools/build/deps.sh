@@ -29,11 +29,14 @@ ensure_dotnet() {
 # a C toolchain for the Native AOT link step.
 BUILD_PACKAGES="clang-14 libbpf-dev libbpf1 bpftool gcc zlib1g-dev"
 # Test packages: the VMs (x86-64 and arm64 guests), reference symbolizers and disassemblers
-# (x86-64, arm64), bpftrace as a cross-check.
-TEST_PACKAGES="llvm-14 qemu-system-x86 qemu-system-arm busybox-static xz-utils cpio bc binutils binutils-aarch64-linux-gnu bpftrace libcap2-bin"
+# (x86-64, arm64), bpftrace as a cross-check, clean Debian roots and lintian for the package test.
+TEST_PACKAGES="llvm-14 qemu-system-x86 qemu-system-arm busybox-static xz-utils cpio bc binutils binutils-aarch64-linux-gnu bpftrace libcap2-bin debootstrap lintian"
 # Viewer test packages: a real browser to load trace files into a viewer (tests/Retsnoop.ViewerTests);
 # those tests skip, saying so, when it cannot be installed.
 VIEWER_PACKAGES="chromium"
+
+# tools/package: ELF inspection (Depends from the binary), lintian
+PACKAGE_PACKAGES="binutils file lintian"
 
 # Cross-building for linux-arm64 (publish_aot ... linux-arm64): clang-14 links through lld-14
 # against the arm64 tree tools/vm/userland assembles from Debian arm64 packages (the same tree the

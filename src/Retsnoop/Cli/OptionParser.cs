@@ -10,7 +10,7 @@ namespace Retsnoop.Cli;
 /// attached or separate values (-e'glob', -e glob), optional values only attached (-S, -Sn, -sn,
 /// --lbr=any), long options with = or a separate value. Hand-written to keep startup fast.
 /// </summary>
-public static class OptionParser
+public static partial class OptionParser
 {
     enum Arg { None, Required, Optional }
 
