@@ -150,7 +150,7 @@ public static class DiffCases
         new("symbolize-without-vmlinux", $"{DryBpf} -s"),
         new("option-ambiguous", "--c bpf --dry-run"),
         new("option-abbreviated", "--dry --ent '*sys_bpf'"),
-        new("option-double-dash", "-e '*sys_bpf' -- true"),
+        new("option-double-dash", "-e '*sys_bpf' -- true", Deliberate: ["double-dash-command"]),
 
         // ---- help and version (the texts are each tool's own)
         new("info-usage", "--usage", Mode: CompareMode.ExitOnly, Deliberate: ["help-text"]),
