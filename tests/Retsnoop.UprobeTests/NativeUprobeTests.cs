@@ -76,7 +76,7 @@ public sealed class NativeUprobeTests(TargetFixture fx)
         int last = s.Lines.IndexOf(s.Frames[3].Line);
         Assert.True(last == s.Lines.Count - 1 || s.Lines[last + 1].Trim().Length == 0, $"rows after the origin\n{r.Describe()}");
         Assert.DoesNotContain(s.Frames, f => f.Function == "config_dir_ok");
-        Assert.Matches(@"Detaching\.\.\. DONE in \d+ ms\.", r.Out);
+        Assert.Matches(@"\nDetaching\.\.\.\nDONE in \d+ ms\.", r.Out);
     }
 
     [RootTheory]
