@@ -10,11 +10,16 @@
  *   uprobe_target --stitch    main -> retry_load -> try_primary (-5), then log_fallback (0),
  *                             then retry_load returns try_primary's -5: a stitched stack
  *   uprobe_target --handled   the same, but retry_load returns 0: the error was handled
+ *   uprobe_target --raw-syscall   the first chain, with open_file opening through syscall(2):
+ *                             glibc's syscall() leaves the frame pointer alone, where its open()
+ *                             uses rbp for itself, so a frame-pointer walk of the user stack from
+ *                             inside the system call gets past libc only this way
  */
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct config {
@@ -22,9 +27,10 @@ struct config {
 };
 
 static struct config the_config;
+static bool raw_syscall;
 
 __attribute__((noinline)) int open_file(const char *path) { /* @open_file */
-	int fd = open(path, O_RDONLY); /* @open */
+	int fd = raw_syscall ? (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY) : open(path, O_RDONLY); /* @open */
 	if (fd < 0)
 		return -2;
 	return fd;
@@ -66,6 +72,11 @@ __attribute__((noinline)) int retry_load(int handled) { /* @retry_load */
 
 int main(int argc, char **argv) { /* @main */
 	const char *path = argc > 1 ? argv[1] : "/nonexistent/retsnoop-uprobe-test.conf";
+
+	if (argc > 1 && strcmp(argv[1], "--raw-syscall") == 0) {
+		raw_syscall = true;
+		path = "/nonexistent/retsnoop-uprobe-test.conf";
+	}
 
 	if (argc > 1 && (strcmp(argv[1], "--stitch") == 0 || strcmp(argv[1], "--handled") == 0))
 		return retry_load(strcmp(argv[1], "--handled") == 0) < 0 ? -1 : 0; /* @call_retry_load */

@@ -31,8 +31,10 @@ public sealed class BeyondUpstreamKernel : IDisposable
                 kill $noise; wait $noise 2>/dev/null; true
                 """),
             new("command-missing", "\"$RETSNOOP_BIN\" -e '*sys_bpf' -- /no/such/program"),
-            // the kernel chain of a failing open, with the program's own frames above it
-            new("user-stacks", $"\"$RETSNOOP_BIN\" --user-stacks -e '*sys_openat' -a do_sys_openat2 -- '{t}' > tracer.out 2> tracer.err; echo $? > tracer.rc"),
+            // the kernel chain of a failing open, with the program's own frames above it (open through
+            // syscall(2), which keeps the frame-pointer chain); and through glibc's open(), which does not
+            new("user-stacks", $"\"$RETSNOOP_BIN\" --user-stacks -e '*sys_openat' -a do_sys_openat2 -- '{t}' --raw-syscall > tracer.out 2> tracer.err; echo $? > tracer.rc"),
+            new("user-stacks-libc", $"\"$RETSNOOP_BIN\" --user-stacks -e '*sys_openat' -a do_sys_openat2 -- '{t}' > tracer.out 2> tracer.err; echo $? > tracer.rc"),
             // bpf-bad-map-lookup-key: a map is created (a file descriptor), then a lookup fails with -EFAULT
             new("retval-allow", $"traced \"$SIMFAIL_BIN bpf-bad-map-lookup-key\" -- --allow-retval EFAULT -n simfail {MapGlobs}"),
             new("retval-deny", $"traced \"$SIMFAIL_BIN bpf-bad-map-lookup-key\" -- --deny-retval -EFAULT -n simfail {MapGlobs}"),
@@ -81,17 +83,29 @@ public sealed class BeyondUpstreamTests(BeyondUpstreamKernel k)
     public void UserStackAboveTheKernelChain()
     {
         var r = k.Boot.Case("user-stacks");
-        // the program exits with -1 after its open() failed
+        // the program exits with -1 after its open failed
         Assert.True(r.TracerRc == 255, r.Describe());
         // the program's own failing open (the loader may fail a few of its own)
-        var s = Assert.Single(PrintedStack.Parse(r.TracerOut), p => p.Comm == "uprobe_target" && p.Lines.Any(l => l.Contains(" open_file+")));
-        // the user frames (untraced, from the user stack at the error) come before the syscall entry
+        var s = Assert.Single(PrintedStack.Parse(r.TracerOut), p => p.Comm == "uprobe_target" && p.Lines.Any(l => l.Contains(" syscall+")));
+        // the user frames, innermost first: glibc's syscall(), then the program's callers by the
+        // frame-pointer chain with their source lines (open_file itself is skipped: syscall() is a
+        // leaf that sets up no frame, so the chain starts at its caller's frame), then the kernel
+        int sys = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\ssyscall\+0x[0-9a-f]+"));
+        int parse = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\sparse_file\+0x[0-9a-f]+\s+\(uprobe_target\.c:\d+\)"));
+        int load = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\sload_config\+0x[0-9a-f]+\s+\(uprobe_target\.c:\d+\)"));
         int main = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\smain\+0x[0-9a-f]+\s+\(uprobe_target\.c:\d+\)"));
-        int openFile = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\sopen_file\+0x[0-9a-f]+\s+\(uprobe_target\.c:\d+\)"));
         int entry = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\s(entry_SYSCALL_64\w*|do_syscall_64)\+0x"));
-        Assert.True(main >= 0 && openFile > main && entry > openFile, r.Describe());
+        Assert.True(sys >= 0 && parse > sys && load > parse && main > load && entry > main, r.Describe());
         Assert.Equal(["__x64_sys_openat", "do_sys_openat2"], s.Chain);
         Assert.Equal("[-ENOENT]", s.Frames[^1].Result);
+
+        // glibc's open() uses rbp for itself: the walk ends at its own frame, which still names it
+        var libc = k.Boot.Case("user-stacks-libc");
+        Assert.True(libc.TracerRc == 255, libc.Describe());
+        var l = Assert.Single(PrintedStack.Parse(libc.TracerOut), p => p.Comm == "uprobe_target" && p.Lines.Any(x => Regex.IsMatch(x, @"\sopen(64)?\+0x")));
+        int open = l.Lines.FindIndex(x => Regex.IsMatch(x, @"\sopen(64)?\+0x[0-9a-f]+"));
+        int kentry = l.Lines.FindIndex(x => Regex.IsMatch(x, @"\s(entry_SYSCALL_64\w*|do_syscall_64)\+0x"));
+        Assert.True(open >= 0 && kentry > open, libc.Describe());
     }
 
     [Fact]

@@ -35,7 +35,7 @@ public sealed class PicturesTests(ModesKernel k)
     {
         var r = k.Boot.Case(name);
         Assert.True(r.TracerRc == 0, r.Describe());
-        Assert.Matches(@"Detaching\.\.\. DONE in \d+ ms\.", r.TracerOut);
+        Assert.Matches(@"\nDetaching\.\.\.\nDONE in \d+ ms\.", r.TracerOut);
         return r;
     }
 

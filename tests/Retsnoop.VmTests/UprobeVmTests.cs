@@ -20,7 +20,7 @@ public sealed class Kernel612Uprobes : IDisposable
         string Args(string mode) => $"-k '{k}' {mode} -e 'u:{t}:main' -a 'u:{t}:*' -a do_sys_openat2 -a '*sys_openat*'";
         Boot = VmBoot.Run("6.12",
         [
-            // kprobe.multi and uprobe.multi; then single kprobes and single uprobes
+            // the default mode (6.12: a kprobe session) and uprobe.multi; then single kprobes and single uprobes
             new VmCase("mixed-multi", $"traced '{t}' -- {Args("-v")}"),
             new VmCase("mixed-single", $"traced '{t}' -- {Args("-v -K -C uprobes.multi=false")}"),
             new VmCase("features", $"\"$RETSNOOP_BIN\" -V -v"),
@@ -37,7 +37,7 @@ public sealed class Kernel612UprobesCollection : ICollectionFixture<Kernel612Upr
 public sealed class UprobeMixedStackTests(Kernel612Uprobes k)
 {
     [Theory]
-    [InlineData("mixed-multi", "kprobe.multi and uprobe.multi")]
+    [InlineData("mixed-multi", "kprobe.multi (one kprobe session link) and uprobe.multi")]
     [InlineData("mixed-single", "single kprobes and single uprobes")]
     public void AppChainThenKernelChain(string name, string how)
     {
