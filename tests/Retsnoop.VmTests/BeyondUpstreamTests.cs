@@ -87,15 +87,16 @@ public sealed class BeyondUpstreamTests(BeyondUpstreamKernel k)
         Assert.True(r.TracerRc == 255, r.Describe());
         // the program's own failing open (the loader may fail a few of its own)
         var s = Assert.Single(PrintedStack.Parse(r.TracerOut), p => p.Comm == "uprobe_target" && p.Lines.Any(l => l.Contains(" syscall+")));
-        // the user frames, innermost first: glibc's syscall(), then the program's callers by the
-        // frame-pointer chain with their source lines (open_file itself is skipped: syscall() is a
-        // leaf that sets up no frame, so the chain starts at its caller's frame), then the kernel
+        // the user frames, outermost first as the kernel's: the program's callers by the frame-pointer
+        // chain with their source lines, then glibc's syscall() (open_file itself is skipped:
+        // syscall() is a leaf that sets up no frame, so the chain goes on at its caller's frame),
+        // then the kernel
         int sys = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\ssyscall\+0x[0-9a-f]+"));
         int parse = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\sparse_file\+0x[0-9a-f]+\s+\(uprobe_target\.c:\d+\)"));
         int load = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\sload_config\+0x[0-9a-f]+\s+\(uprobe_target\.c:\d+\)"));
         int main = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\smain\+0x[0-9a-f]+\s+\(uprobe_target\.c:\d+\)"));
         int entry = s.Lines.FindIndex(l => Regex.IsMatch(l, @"\s(entry_SYSCALL_64\w*|do_syscall_64)\+0x"));
-        Assert.True(sys >= 0 && parse > sys && load > parse && main > load && entry > main, r.Describe());
+        Assert.True(main >= 0 && load > main && parse > load && sys > parse && entry > sys, r.Describe());
         Assert.Equal(["__x64_sys_openat", "do_sys_openat2"], s.Chain);
         Assert.Equal("[-ENOENT]", s.Frames[^1].Result);
 

@@ -19,7 +19,7 @@ public static class PicturesCases
 
     public static VmCase[] All =>
     [
-        new("pictures-trace", $"traced \"$SIMFAIL_BIN {Simfail}\" -- -T -k '{Dbg}' --trace-events trace.json --folded stacks.folded -n simfail {Globs}"),
+        new("pictures-trace", $"traced \"$SIMFAIL_BIN {Simfail}\" -- -E -T -k '{Dbg}' --trace-events trace.json --folded stacks.folded -n simfail {Globs}"),
         new("pictures-args", $"traced \"$SIMFAIL_BIN {Simfail}\" -- -T -A --trace-events trace.json -n simfail {Globs}"),
         new("pictures-stacks", $"traced \"$SIMFAIL_BIN {Simfail}\" -- -k '{Dbg}' --trace-events trace.json --folded stacks.folded -n simfail {Globs}"),
         new("pictures-bad-path", $"\"$RETSNOOP_BIN\" --trace-events /nonexistent-dir/trace.json -n simfail {Globs}"),
