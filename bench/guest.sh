@@ -107,10 +107,10 @@ echo "tools: ours $("$ours" -V 2>&1 | head -1); upstream $([ -n "$up" ] && "$up"
 # least one argument and a result (upstream's fexit program does not load on a function without
 # either, "doesn't have 2-th argument", and bpftrace has no retval for void); exact names, so every tool gets the same list in every mode. 10/100/1000 are spread
 # evenly over it and always include __x64_sys_bpf (the trigger's path), first.
-"$ours" --dry-run -v -F -sn -e '*sys_*' -e map_create > "$out/dry-sys.txt" 2> "$out/dry-sys.err"
+"$ours" --dry-run -v -F -sn -e '*sys_*' > "$out/dry-sys.txt" 2> "$out/dry-sys.err"
 awk '$1 == "entry" && $2 !~ /\[/ { print $2 }' "$out/dry-sys.txt" | sort -u > "$out/ours-F.txt"
 if [ -n "$up" ]; then
-    "$up" --dry-run -v -F -sn -e '*sys_*' -e map_create > "$out/dry-sys-upstream.txt" 2>&1
+    "$up" --dry-run -v -F -sn -e '*sys_*' > "$out/dry-sys-upstream.txt" 2>&1
     sed -n "s/^Attached (dry run) to function #[0-9]* '\([^' ]*\)'.*/\1/p" "$out/dry-sys-upstream.txt" | sort -u > "$out/upstream-F.txt"
 else
     cp "$out/ours-F.txt" "$out/upstream-F.txt"
