@@ -77,4 +77,21 @@ public sealed class RecordedTests
             Assert.True(other.Count == 0, $"{name} {tool}: lines the normaliser does not know:\n{string.Join("\n", other)}");
         }
     }
+
+    /// <summary>--dry-run -v now also says each function's mechanism ("  on this kernel: ...", and
+    /// "via ..." after each function): still the same as upstream under dry-run-report.</summary>
+    [Fact]
+    public void DryRunMechanismReportIsPartOfTheDryRunReport()
+    {
+        var c = DiffCases.Get("dry-run-verbose");
+        var dir = Path.Combine(Dir, c.Name);
+        var ours = ToolRun.Load(Tool.Ours, dir);
+        var lines = ours.Stdout.Split('\n').ToList();
+        int first = lines.FindIndex(l => l.StartsWith("  entry  ") || l.StartsWith("  allow  "));
+        Assert.True(first > 0, ours.Stdout);
+        var withPlan = lines.Select(l => l.StartsWith("  entry  ") || l.StartsWith("  allow  ") ? l + "  via kprobe session" : l).ToList();
+        withPlan.Insert(first, "  on this kernel: 5 functions in one kprobe session link (a return probe only for calls inside a session)");
+        var cmp = Comparator.FromDocs().Compare(c, ToolRun.Load(Tool.Upstream, dir), ours with { Stdout = string.Join('\n', withPlan) });
+        Assert.True(cmp.Same, cmp.Report);
+    }
 }
