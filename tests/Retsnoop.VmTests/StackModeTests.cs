@@ -146,6 +146,14 @@ public abstract class StackModeTestsBase(VmBoot boot)
         Assert.Matches(@"\nDetaching\.\.\.\nDONE in \d+ ms\.", term.TracerOut);
     }
 
+    /// <summary>-M on a kernel without kprobe.multi: single kprobes, and it says so.</summary>
+    protected void KprobeMultiFallback()
+    {
+        var r = boot.Case("M-" + StackModeCases.Failures[0].SimfailCase);
+        Assert.Contains("kprobe.multi is not supported by this kernel", r.TracerErr);
+        Assert.Contains("falling back to single kprobes", r.TracerErr);
+    }
+
     /// <summary>The case run without an attach flag: exit 0, the stack, and the mode -v names.</summary>
     protected CaseResult DefaultMode(string modeName)
     {
@@ -263,12 +271,7 @@ public sealed class StackMode61Tests(Kernel61 k) : StackModeTestsBase(k.Boot)
     }
 
     [Fact]
-    public void KprobeMultiFallsBackToSingleKprobesAndSaysSo()
-    {
-        var r = Boot.Case("M-" + StackModeCases.Failures[0].SimfailCase);
-        Assert.Contains("kprobe.multi is not supported by this kernel", r.TracerErr);
-        Assert.Contains("falling back to single kprobes", r.TracerErr);
-    }
+    public void KprobeMultiFallsBackToSingleKprobesAndSaysSo() => KprobeMultiFallback();
 
     [Fact]
     public void InjectedTracepointWorksAndRawTracepointSaysWhyNot()
