@@ -204,6 +204,23 @@ public static unsafe class Bpf
         }
     }
 
+    /// <summary>0 when the kernel takes kprobe.multi links, else the errno: an empty program
+    /// (r0 = 0; exit) offered an empty link before the real programs load, so that a run loads
+    /// only the programs of the mechanism it will use (each costs a verifier pass).</summary>
+    public static int ProbeKprobeMultiLinks()
+    {
+        ReadOnlySpan<byte> insns = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]; // r0 = 0; exit
+        try
+        {
+            using var prog = ProgLoad(ProgTypeKprobe, AttachKprobeMulti, insns, "probe_kmulti", wantLog: false);
+            return ProbeKprobeMulti(prog);
+        }
+        catch (BpfException e)
+        {
+            return e.Errno;
+        }
+    }
+
     /// <summary>0 when the kernel has kprobe.multi links, else the errno that says why not
     /// (EOPNOTSUPP without CONFIG_FPROBE). An empty attach is answered before any probe is made.</summary>
     public static int ProbeKprobeMulti(FdHandle kmultiProg, int attachType = AttachKprobeMulti)

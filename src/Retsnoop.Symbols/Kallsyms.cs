@@ -94,21 +94,16 @@ public sealed class Kallsyms
     /// </summary>
     public static Kallsyms Load(string path = "/proc/kallsyms") => Parse(ReadAll(path).Span);
 
-    /// <summary>The whole file (procfs files report size 0, so it is read as a stream), within
-    /// <see cref="MaxFileSize"/>.</summary>
     static ReadOnlyMemory<byte> ReadAll(string path)
     {
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
-        using var ms = new MemoryStream(1 << 23);
-        var chunk = new byte[1 << 20];
-        int n;
-        while ((n = fs.Read(chunk)) > 0)
+        try
         {
-            if (ms.Length + n > MaxFileSize)
-                throw new SymbolFileFormatException(path, null, MaxFileSize, $"larger than {MaxFileSize >> 20} MiB: not a kallsyms file");
-            ms.Write(chunk, 0, n);
+            return PseudoFile.ReadAll(path, MaxFileSize);
         }
-        return ms.GetBuffer().AsMemory(0, (int)ms.Length);
+        catch (InvalidDataException)
+        {
+            throw new SymbolFileFormatException(path, null, MaxFileSize, $"larger than {MaxFileSize >> 20} MiB: not a kallsyms file");
+        }
     }
 
     /// <summary>

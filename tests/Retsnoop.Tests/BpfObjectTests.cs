@@ -104,12 +104,17 @@ public class KprobeSessionCloneTests
         {
             SessionIsReturnKfunc = kfunc,
         };
-        using var obj = TracerObject.Load(req, AttachMode.KprobeMulti);
-        int err = KernelLinks.ProbeKprobeSession(obj, kfunc!.Value);
-        // 0: the link type is known too; EOPNOTSUPP: no fprobe in this kernel. A clone the verifier
-        // refused would say EINVAL or EACCES.
-        Assert.True(err is 0 or 95, $"the patched session clone did not load: errno {err}");
+        using var obj = TracerObject.Load(req, AttachMode.KprobeMulti, kprobeSession: true);
+        int err = KernelLinks.LoadSessionProgram(obj, kfunc!.Value, out var prog);
+        using (prog)
+        {
+            // 0: the link type is known too; EOPNOTSUPP: no fprobe in this kernel. A clone the
+            // verifier refused would say EINVAL or EACCES.
+            Assert.True(err is 0 or 95, $"the patched session clone did not load: errno {err}");
+            Assert.True(err == 0 == prog is not null, "a program comes back exactly when the probe passed");
+        }
         // a wrong kfunc id is refused: the patch is what makes it load
-        Assert.NotEqual(0, KernelLinks.ProbeKprobeSession(obj, 1));
+        Assert.NotEqual(0, KernelLinks.LoadSessionProgram(obj, 1, out var wrong));
+        Assert.Null(wrong);
     }
 }

@@ -23,47 +23,38 @@ static class KernelLinks
         links.AddKprobe(Bpf.LinkCreateKprobeMulti(obj.Program(BpfPrograms.KprobeMultiExit), true, addrs, cookies), null, true);
     }
 
-    /// <summary>
-    /// kprobe session (6.10+): one link whose program runs at entry and return, and skips the
-    /// return of calls that pushed no frame. The clone is the template with its marked call
-    /// (bpf_get_func_ip, helper 173, ctx in R1) turned into a call of the bpf_session_is_return kfunc.
-    /// </summary>
-    /// <returns>0, or the errno of the kernel's refusal (then kprobe.multi's two links are used)</returns>
-    public static int AttachKprobeSession(TracerObject obj, LinkSet links, IReadOnlyList<TracedFunction> funcs, int kfuncBtfId)
+    /// <summary>kprobe session (6.10+): one link whose program runs at entry and return, and skips
+    /// the return of calls that pushed no frame.</summary>
+    public static void AttachKprobeSession(FdHandle sessionProgram, LinkSet links, IReadOnlyList<TracedFunction> funcs)
     {
-        int err = LoadSessionClone(obj, kfuncBtfId, out var prog);
-        if (err != 0)
-            return err;
-        using (prog)
+        var addrs = new ulong[funcs.Count];
+        var cookies = new ulong[funcs.Count];
+        for (int i = 0; i < funcs.Count; i++)
         {
-            var addrs = new ulong[funcs.Count];
-            var cookies = new ulong[funcs.Count];
-            for (int i = 0; i < funcs.Count; i++)
-            {
-                addrs[i] = funcs[i].Address;
-                cookies[i] = (ulong)funcs[i].Id;
-            }
-            try
-            {
-                links.AddKprobe(Bpf.LinkCreateKprobeSession(prog!, addrs, cookies), null, false, session: true);
-            }
-            catch (BpfException e)
-            {
-                return e.Errno;
-            }
+            addrs[i] = funcs[i].Address;
+            cookies[i] = (ulong)funcs[i].Id;
         }
-        return 0;
+        links.AddKprobe(Bpf.LinkCreateKprobeSession(sessionProgram, addrs, cookies), null, false, session: true);
     }
 
-    /// <summary>0 when this kernel runs kprobe sessions (the clone loads, and an empty session link
-    /// is refused as empty rather than unknown), else the errno.</summary>
-    public static int ProbeKprobeSession(TracerObject obj, int kfuncBtfId)
+    /// <summary>
+    /// The session program: the template (loaded in the object) with its marked call
+    /// (bpf_get_func_ip, helper 173, ctx in R1) turned into a call of the bpf_session_is_return
+    /// kfunc, loaded with the session attach type; then an empty session link tells whether the
+    /// kernel attaches it (refused as empty, not as unknown).
+    /// </summary>
+    /// <returns>0, or the errno of the kernel's refusal (then kprobe.multi's two links are used)</returns>
+    public static int LoadSessionProgram(TracerObject obj, int kfuncBtfId, out FdHandle? prog)
     {
-        int err = LoadSessionClone(obj, kfuncBtfId, out var prog);
+        int err = LoadSessionClone(obj, kfuncBtfId, out prog);
+        if (err == 0)
+            err = Bpf.ProbeKprobeMulti(prog!, Bpf.AttachKprobeSession);
         if (err != 0)
-            return err;
-        using (prog)
-            return Bpf.ProbeKprobeMulti(prog!, Bpf.AttachKprobeSession);
+        {
+            prog?.Dispose();
+            prog = null;
+        }
+        return err;
     }
 
     static int LoadSessionClone(TracerObject obj, int kfuncBtfId, out FdHandle? prog)
@@ -95,9 +86,6 @@ static class KernelLinks
     }
 
     const int BpfPseudoKfuncCall = 2;
-
-    /// <summary>0 when the kernel takes kprobe.multi links (the object loaded in that mode), else the errno.</summary>
-    public static int ProbeKprobeMulti(TracerObject obj) => Bpf.ProbeKprobeMulti(obj.Program(BpfPrograms.KprobeMultiEntry));
 
     /// <summary>Single kprobes: the template programs, looked up once for all functions.</summary>
     public sealed class Kprobes(TracerObject obj, LinkSet links)

@@ -34,12 +34,23 @@ public sealed class Tracer : IDisposable
     public IReadOnlyList<SkippedFunction> Skipped => skipped;
     public int Attached { get; private set; }
 
-    Tracer(AttachRequest req, AttachMode mode, Action<AttachNotice> notice, TracerObject obj)
+    /// <summary>KprobeMulti mode on a kernel with kprobe sessions: the loaded session program
+    /// (the template's clone), which one link attaches to every function.</summary>
+    readonly FdHandle? sessionProgram;
+    /// <summary>0, or why kprobe.multi links are not used (probed before loading).</summary>
+    readonly int kprobeMultiErrno;
+    /// <summary>0, or why kprobe session links are not used.</summary>
+    readonly int kprobeSessionErrno;
+
+    Tracer(AttachRequest req, AttachMode mode, Action<AttachNotice> notice, TracerObject obj, FdHandle? session, int multiErrno, int sessionErrno)
     {
         this.req = req;
         this.notice = notice;
         this.obj = obj;
         Mode = mode;
+        sessionProgram = session;
+        kprobeMultiErrno = multiErrno;
+        kprobeSessionErrno = sessionErrno;
     }
 
     /// <summary>Loads the BPF programs for the requested mechanism (Default: kprobe.multi first).</summary>
@@ -51,7 +62,28 @@ public sealed class Tracer : IDisposable
             throw new TracingException("kprobes are not available on this kernel (no kprobe PMU: CONFIG_KPROBES is off); try -F to attach with fentry/fexit");
         if (req.UserFunctions.Count > 0 && !PerfEvent.UprobePmuAvailable)
             throw new TracingException("uprobes are not available on this kernel (no uprobe PMU: CONFIG_UPROBE_EVENTS is off), so user-space (u:) functions cannot be traced");
-        return new Tracer(req, mode, notice, TracerObject.Load(req, mode));
+        if (req.KernelFunctions.Count == 0 || mode != AttachMode.KprobeMulti)
+            return new Tracer(req, mode, notice, TracerObject.Load(req, mode), null, 2, 2);
+
+        // kprobe.multi, probed with an empty program first: the object then loads only the
+        // programs of the mechanism this kernel takes
+        int multi = Bpf.ProbeKprobeMultiLinks();
+        if (multi != 0)
+        {
+            notice(new MechanismFallback("kprobe.multi", "single kprobes (-K)", multi));
+            return new Tracer(req, AttachMode.Kprobe, notice, TracerObject.Load(req, AttachMode.Kprobe), null, multi, multi);
+        }
+        if (req.SessionIsReturnKfunc is { } kfunc)
+        {
+            // one session link when the kernel has them: a filtered call costs one run
+            var withSession = TracerObject.Load(req, mode, kprobeSession: true);
+            int session = KernelLinks.LoadSessionProgram(withSession, kfunc, out var prog);
+            if (session == 0)
+                return new Tracer(req, mode, notice, withSession, prog, 0, 0);
+            withSession.Dispose();
+            return new Tracer(req, mode, notice, TracerObject.Load(req, mode), null, 0, session);
+        }
+        return new Tracer(req, mode, notice, TracerObject.Load(req, mode), null, 0, 2);
     }
 
     /// <summary>--dry-run -v: the kernel mechanism each kernel function would get here, found by the
@@ -76,8 +108,8 @@ public sealed class Tracer : IDisposable
             default:
                 using (var t = Load(req, _ => { }))
                 {
-                    all = t.ProbeKprobeMulti() != 0 ? KernelMechanism.Kprobe
-                        : t.ProbeKprobeSession() == 0 ? KernelMechanism.KprobeSession : KernelMechanism.KprobeMulti;
+                    all = t.Mode == AttachMode.Kprobe ? KernelMechanism.Kprobe
+                        : t.sessionProgram is not null ? KernelMechanism.KprobeSession : KernelMechanism.KprobeMulti;
                 }
                 break;
         }
@@ -93,11 +125,11 @@ public sealed class Tracer : IDisposable
     /// <summary>Missed kprobe-family hits, non-zero ones, most first (Linux 6.7+ reports them).</summary>
     public List<MissedCount> ReadMissed() => links.ReadMissed();
 
-    /// <summary>0 when the kernel takes kprobe.multi links (after loading in that mode), else the errno.</summary>
-    public int ProbeKprobeMulti() => KernelLinks.ProbeKprobeMulti(obj);
+    /// <summary>0 when the kernel takes kprobe.multi links (loaded in that mode), else the errno.</summary>
+    public int ProbeKprobeMulti() => kprobeMultiErrno;
 
-    /// <summary>0 when the kernel runs kprobe sessions (after loading in kprobe.multi mode with the kfunc id), else the errno.</summary>
-    public int ProbeKprobeSession() => req.SessionIsReturnKfunc is { } k ? KernelLinks.ProbeKprobeSession(obj, k) : 2;
+    /// <summary>0 when the kernel runs kprobe sessions (loaded in kprobe.multi mode with the kfunc id), else the errno.</summary>
+    public int ProbeKprobeSession() => kprobeSessionErrno;
 
     /// <summary>Attaches every function; <paramref name="progress"/> hears (done, total) each second while it lasts.</summary>
     public int Attach(Action<int, int>? progress = null)
@@ -116,24 +148,19 @@ public sealed class Tracer : IDisposable
         var funcs = req.KernelFunctions;
         if (Mode == AttachMode.KprobeMulti)
         {
-            int probe = ProbeKprobeMulti();
-            if (probe == 0)
+            try
             {
-                try
-                {
-                    // one session link when the kernel has them: a filtered call costs one run
-                    KprobeSession = req.SessionIsReturnKfunc is { } kfunc && KernelLinks.AttachKprobeSession(obj, links, funcs, kfunc) == 0;
-                    if (!KprobeSession)
-                        KernelLinks.AttachKprobeMulti(obj, links, funcs);
-                }
-                catch (BpfException e)
-                {
-                    throw new TracingException($"the kernel refused the kprobe.multi attachment of {funcs.Count} functions ({e.Summary}); try -K for single kprobes or -F for fentry");
-                }
-                return funcs.Count;
+                if (sessionProgram is not null)
+                    KernelLinks.AttachKprobeSession(sessionProgram, links, funcs);
+                else
+                    KernelLinks.AttachKprobeMulti(obj, links, funcs);
+                KprobeSession = sessionProgram is not null;
             }
-            notice(new MechanismFallback("kprobe.multi", "single kprobes (-K)", probe));
-            Mode = AttachMode.Kprobe;
+            catch (BpfException e)
+            {
+                throw new TracingException($"the kernel refused the {(sessionProgram is null ? "kprobe.multi" : "kprobe session")} attachment of {funcs.Count} functions ({e.Summary}); try -K for single kprobes or -F for fentry");
+            }
+            return funcs.Count;
         }
         if (Mode == AttachMode.Fentry && Bpf.ProbeTracingMulti() == 0)
         {
@@ -222,6 +249,7 @@ public sealed class Tracer : IDisposable
     public void Dispose()
     {
         links.Dispose();
+        sessionProgram?.Dispose();
         moduleBtf.Dispose();
         obj.Dispose();
     }

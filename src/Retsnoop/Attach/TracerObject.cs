@@ -27,7 +27,9 @@ public sealed unsafe class TracerObject : IDisposable
 
     /// <summary>Loads the programs of <paramref name="mode"/> (KprobeMulti, Kprobe or Fentry) for the
     /// kernel functions, the uprobe templates for user ones and the -J programs that are asked for.</summary>
-    public static TracerObject Load(AttachRequest req, AttachMode mode)
+    /// <param name="kprobeSession">KprobeMulti mode: load the kprobe session template instead of
+    /// kprobe.multi's two programs</param>
+    public static TracerObject Load(AttachRequest req, AttachMode mode, bool kprobeSession = false)
     {
         Libc.RaiseMemlockLimit();
         var s = req.Settings;
@@ -37,11 +39,14 @@ public sealed unsafe class TracerObject : IDisposable
         {
             obj.SetAutoload(BpfPrograms.Fentry, kernel && fentry);
             obj.SetAutoload(BpfPrograms.Fexit, kernel && fentry);
-            obj.SetAutoload(BpfPrograms.Kprobe, kernel && !fentry);
-            obj.SetAutoload(BpfPrograms.Kretprobe, kernel && !fentry);
-            obj.SetAutoload(BpfPrograms.KprobeMultiEntry, kernel && mode == AttachMode.KprobeMulti);
-            obj.SetAutoload(BpfPrograms.KprobeMultiExit, kernel && mode == AttachMode.KprobeMulti);
-            obj.SetAutoload(BpfPrograms.KprobeSession, kernel && mode == AttachMode.KprobeMulti && req.SessionIsReturnKfunc is not null);
+            // only the programs of the mechanism in use: each costs a verifier pass (under
+            // emulation a few hundred ms)
+            bool multi = kernel && mode == AttachMode.KprobeMulti;
+            obj.SetAutoload(BpfPrograms.Kprobe, kernel && mode == AttachMode.Kprobe);
+            obj.SetAutoload(BpfPrograms.Kretprobe, kernel && mode == AttachMode.Kprobe);
+            obj.SetAutoload(BpfPrograms.KprobeMultiEntry, multi && !kprobeSession);
+            obj.SetAutoload(BpfPrograms.KprobeMultiExit, multi && !kprobeSession);
+            obj.SetAutoload(BpfPrograms.KprobeSession, multi && kprobeSession);
             obj.SetAutoload(BpfPrograms.Uprobe, req.UserFunctions.Count > 0);
             obj.SetAutoload(BpfPrograms.Uretprobe, req.UserFunctions.Count > 0);
             obj.SetAutoload(BpfPrograms.InjKprobe, req.Probes.Any(p => p.Kind == InjectedKind.Kprobe));

@@ -1,4 +1,6 @@
+using System.Text;
 using Retsnoop.Model;
+using Retsnoop.Symbols;
 
 namespace Retsnoop.Kernel;
 
@@ -11,6 +13,9 @@ public readonly record struct TraceableFunction(string Name, string? Module, ulo
 /// </summary>
 public static class TraceableFunctions
 {
+    /// <summary>The 7.2 list with addresses is about 2 MiB; many modules make it a few times that.</summary>
+    const int MaxFileSize = 64 << 20;
+
     static readonly string[] Roots = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
     public static List<TraceableFunction> Load(out string source)
@@ -26,9 +31,9 @@ public static class TraceableFunctions
                 try
                 {
                     source = path;
-                    return Parse(File.ReadAllText(path), withAddrs);
+                    return Parse(Encoding.UTF8.GetString(PseudoFile.ReadAll(path, MaxFileSize).Span), withAddrs);
                 }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
                 {
                     last = e;
                 }

@@ -1,4 +1,6 @@
+using System.Text;
 using Retsnoop.Kernel;
+using Retsnoop.Symbols;
 using Retsnoop.Model;
 
 namespace Retsnoop.Targets;
@@ -52,14 +54,14 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
         try
         {
             // "0xffffffff81001000-0xffffffff81001030\tname" or with " [module]"
-            foreach (var line in File.ReadLines(path))
+            foreach (var line in Encoding.UTF8.GetString(PseudoFile.ReadAll(path, 16 << 20).Span).Split('\n'))
             {
                 var parts = line.Split((char[])['\t', ' '], StringSplitOptions.RemoveEmptyEntries);
                 if (parts.Length >= 2)
                     set.Add(parts[1]);
             }
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
         {
             // no debugfs: the built-in denylist still applies
         }
