@@ -13,6 +13,7 @@ out=$1 ours=$2 up=$3 sf=$4 floor=$5 depth=$6 only=$7
 # optional (bench/run --sizes/--modes/--rounds): a part of the attach table
 sizes_override=${8:-} modes_override=${9:-} rounds_override=${10:-}
 bt=$(command -v bpftrace || true)
+[ "${11:-yes}" = no ] && bt=
 export BPFTRACE_MAX_PROBES=100000 BPFTRACE_MAX_BPF_PROGS=100000   # bpftrace's defaults stop at 512
 # bpftrace's glob opens a descriptor per function and stops at the default 1,024 ("please raise NOFILE")
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -100,7 +101,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) p
 
 header() { printf '\n== %s ==\n' "$1"; }
 echo "guest: kernel $(uname -r), $(nproc) vCPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-echo "tools: ours $("$ours" -V 2>&1 | head -1); upstream $([ -n "$up" ] && "$up" -V 2>&1 | head -1 || echo 'not built'); bpftrace $([ -n "$bt" ] && "$bt" --version | awk '{print $2}' || echo 'not installed'); floor $([ -n "$floor" ] && echo 'bench/floor' || echo 'not built')"
+echo "tools: ours $("$ours" -V 2>&1 | head -1); upstream $([ -n "$up" ] && "$up" -V 2>&1 | head -1 || echo 'not built'); bpftrace $([ -n "$bt" ] && "$bt" --version | awk '{print $2}' || { [ "${11:-yes}" = no ] && echo 'left out (--no-bpftrace)' || echo 'not installed'; }); floor $([ -n "$floor" ] && echo 'bench/floor' || echo 'not built')"
 
 # ---- the functions: every traceable *sys_* function that both ours and upstream would attach with
 # fentry (upstream leaves out functions with a struct argument, such as __sys_bpf) and that has at
