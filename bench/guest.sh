@@ -28,11 +28,13 @@ want() { [ "$only" = all ] || [[ ",$only," == *",$1,"* ]]; }
 # time from the tool it waited for (ours' default mode measured 3.8 s ready that way, 2.2 s by
 # its own -v clock)
 ms_since() { local t=${EPOCHREALTIME/./}; echo $(( (t - $1) / 1000 )); }
-mkfifo "$out/.nap" 2>/dev/null; exec {nap}<>"$out/.nap"
-nap() { read -r -t 0.02 -u "$nap" _ || true; }
+# (the nap reads a pipe no one writes to: a FIFO on the 9p share cannot be read, and the guest
+# has no /dev/fd for a process substitution)
+coproc NAP { exec sleep 2147483647; }
+nap() { read -r -t 0.02 -u "${NAP[0]}" _ || true; }
 # whether the tool printed "Receiving data..." (read with the shell's own read)
 said_ready() {
-    local f l
+    local f l=
     for f in "$@"; do
         [ -f "$f" ] || continue
         while IFS= read -r l || [ -n "$l" ]; do [[ $l == *"Receiving data..."* ]] && return 0; done < "$f"
@@ -334,4 +336,5 @@ if want attach || want startup; then
         done
     done
 fi
+kill "$NAP_PID" 2>/dev/null
 progress "guest.sh done"
