@@ -114,6 +114,11 @@ public sealed class Kallsyms
     public static List<KernelSymbol> LoadText(IReadOnlySet<string> names, string path = "/proc/kallsyms") =>
         ScanText(ReadAll(path).Span, names);
 
+    /// <summary>The file's bytes, for <see cref="ScanText"/> now and <see cref="Parse(ReadOnlySpan{byte})"/>
+    /// later without a second read (the kernel writes the 9 MB anew for every reader: half a
+    /// second under emulation).</summary>
+    public static ReadOnlyMemory<byte> ReadText(string path = "/proc/kallsyms") => ReadAll(path);
+
     public static List<KernelSymbol> ScanText(ReadOnlySpan<byte> data, IReadOnlySet<string> names)
     {
         var found = new List<KernelSymbol>();

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Retsnoop.Btf;
 using Retsnoop.Model;
 using Retsnoop.Symbols;
@@ -22,7 +23,12 @@ public sealed class KernelFacts
         this.settings = settings;
         this.warn = warn;
         types = new BtfFunctionTypes(settings.ExternalBtf ?? KernelBtf.SysfsPath);
-        raw = new(() => Kallsyms.Load(), LazyThreadSafetyMode.ExecutionAndPublication);
+        raw = new(() =>
+        {
+            // the bytes target resolution read, if it did: the same kallsyms a moment later
+            var text = Interlocked.Exchange(ref resolverText, null);
+            return text is { } t ? Kallsyms.Parse(t.Value.Span) : Kallsyms.Load();
+        }, LazyThreadSafetyMode.ExecutionAndPublication);
         kallsyms = new(() => new KallsymsTable(raw.Value), LazyThreadSafetyMode.ExecutionAndPublication);
         dwarf = new(() => !settings.WantLines && !settings.SourceGlobs ? null : DwarfLines.Find(settings.KernelImage, () => raw.Value, warn),
             LazyThreadSafetyMode.ExecutionAndPublication);
@@ -32,14 +38,21 @@ public sealed class KernelFacts
     /// is already loaded (the whole table is loaded in the background once events flow).</summary>
     public IFunctionAddresses Symbols => new ResolverSymbols(this);
 
+    /// <summary>kallsyms as target resolution read it, kept for the whole table's parse (boxed for Interlocked).</summary>
+    StrongBox<ReadOnlyMemory<byte>>? resolverText;
+
     sealed class ResolverSymbols(KernelFacts facts) : IFunctionAddresses
     {
         KallsymsSubset? subset;
 
         public void Prepare(IReadOnlySet<string> names)
         {
-            if (!facts.kallsyms.IsValueCreated)
-                subset = new KallsymsSubset(Kallsyms.LoadText(names));
+            if (facts.kallsyms.IsValueCreated)
+                return;
+            var text = Kallsyms.ReadText();
+            subset = new KallsymsSubset(Kallsyms.ScanText(text.Span, names));
+            if (!facts.raw.IsValueCreated)
+                facts.resolverText = new(text);
         }
 
         IFunctionAddresses Table => subset ?? (IFunctionAddresses)facts.kallsyms.Value;
