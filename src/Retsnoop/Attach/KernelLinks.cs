@@ -12,13 +12,7 @@ static class KernelLinks
 {
     public static void AttachKprobeMulti(TracerObject obj, LinkSet links, IReadOnlyList<TracedFunction> funcs)
     {
-        var addrs = new ulong[funcs.Count];
-        var cookies = new ulong[funcs.Count];
-        for (int i = 0; i < funcs.Count; i++)
-        {
-            addrs[i] = funcs[i].Address;
-            cookies[i] = (ulong)funcs[i].Id;
-        }
+        var (addrs, cookies) = AddressesAndIds(funcs);
         links.AddKprobe(Bpf.LinkCreateKprobeMulti(obj.Program(BpfPrograms.KprobeMultiEntry), false, addrs, cookies), null, false);
         links.AddKprobe(Bpf.LinkCreateKprobeMulti(obj.Program(BpfPrograms.KprobeMultiExit), true, addrs, cookies), null, true);
     }
@@ -27,6 +21,13 @@ static class KernelLinks
     /// the return of calls that pushed no frame.</summary>
     public static void AttachKprobeSession(FdHandle sessionProgram, LinkSet links, IReadOnlyList<TracedFunction> funcs)
     {
+        var (addrs, cookies) = AddressesAndIds(funcs);
+        links.AddKprobe(Bpf.LinkCreateKprobeSession(sessionProgram, addrs, cookies), null, false, session: true);
+    }
+
+    /// <summary>A multi link's two arrays: where each function is, and its id as the BPF cookie.</summary>
+    static (ulong[] Addrs, ulong[] Cookies) AddressesAndIds(IReadOnlyList<TracedFunction> funcs)
+    {
         var addrs = new ulong[funcs.Count];
         var cookies = new ulong[funcs.Count];
         for (int i = 0; i < funcs.Count; i++)
@@ -34,7 +35,7 @@ static class KernelLinks
             addrs[i] = funcs[i].Address;
             cookies[i] = (ulong)funcs[i].Id;
         }
-        links.AddKprobe(Bpf.LinkCreateKprobeSession(sessionProgram, addrs, cookies), null, false, session: true);
+        return (addrs, cookies);
     }
 
     /// <summary>
