@@ -158,7 +158,7 @@ public sealed class Tracer : IDisposable
             }
             catch (BpfException e)
             {
-                throw new TracingException($"the kernel refused the {(sessionProgram is null ? "kprobe.multi" : "kprobe session")} attachment of {funcs.Count} functions ({e.Summary}); try -K for single kprobes or -F for fentry");
+                throw new TracingException($"the kernel refused the {(sessionProgram is null ? "kprobe.multi" : "kprobe session")} attachment of {funcs.Count} functions ({e.Summary}); try {(sessionProgram is null ? "" : "-M for kprobe.multi's two links, ")}-K for single kprobes or -F for fentry");
             }
             return funcs.Count;
         }
