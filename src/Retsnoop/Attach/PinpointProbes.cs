@@ -29,13 +29,17 @@ public sealed class PinpointProbes
     readonly LinkSet links;
     readonly AttachMode mode;
     readonly ModuleBtf moduleBtf;
+    /// <summary>KprobeMulti mode with kprobe sessions: the run's session program (kprobe.multi's
+    /// two programs are not loaded then).</summary>
+    readonly FdHandle? sessionProgram;
 
-    internal PinpointProbes(TracerObject obj, LinkSet links, AttachMode mode, ModuleBtf moduleBtf)
+    internal PinpointProbes(TracerObject obj, LinkSet links, AttachMode mode, ModuleBtf moduleBtf, FdHandle? sessionProgram)
     {
         this.obj = obj;
         this.links = links;
         this.mode = mode;
         this.moduleBtf = moduleBtf;
+        this.sessionProgram = sessionProgram;
     }
 
     /// <summary>Attaches the probes in parallel; returns the refused ones with the kernel's reason.</summary>
@@ -97,6 +101,9 @@ public sealed class PinpointProbes
         {
             switch (mode)
             {
+                case AttachMode.KprobeMulti when sessionProgram is not null:
+                    KernelLinks.AttachKprobeSession(sessionProgram, links, [f]);
+                    return null;
                 case AttachMode.KprobeMulti:
                     KernelLinks.AttachKprobeMulti(obj, links, [f]);
                     return null;

@@ -240,7 +240,7 @@ public sealed class Tracer : IDisposable
     }
 
     /// <summary>--pinpoint: block probes, kernel message tracepoints and functions added while attached.</summary>
-    public PinpointProbes Pinpoint() => new(obj, links, Mode, moduleBtf);
+    public PinpointProbes Pinpoint() => new(obj, links, Mode, moduleBtf, sessionProgram);
 
     /// <summary>Lets a process through the pid filter: the command, before it runs.</summary>
     public void AllowPid(int pid) => obj.AllowPid(pid);
