@@ -147,14 +147,16 @@ public static unsafe class Bpf
         }
     }
 
+    /// <summary>r0 = 0; exit: what the link probes load, to learn whether a link type exists.</summary>
+    static ReadOnlySpan<byte> EmptyProgram => [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+
     /// <summary>0 when the kernel loads tracing programs for many functions (fentry.multi, Linux 7.x),
     /// else the errno: a kernel without them wants an attach BTF id for every tracing program (EINVAL).</summary>
     public static int ProbeTracingMulti()
     {
-        ReadOnlySpan<byte> insns = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]; // r0 = 0; exit
         try
         {
-            using var prog = ProgLoad(ProgTypeTracing, AttachTraceFentryMulti, insns, "probe_fmulti", wantLog: false);
+            using var prog = ProgLoad(ProgTypeTracing, AttachTraceFentryMulti, EmptyProgram, "probe_fmulti", wantLog: false);
             return 0;
         }
         catch (BpfException e)
@@ -209,10 +211,9 @@ public static unsafe class Bpf
     /// only the programs of the mechanism it will use (each costs a verifier pass).</summary>
     public static int ProbeKprobeMultiLinks()
     {
-        ReadOnlySpan<byte> insns = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]; // r0 = 0; exit
         try
         {
-            using var prog = ProgLoad(ProgTypeKprobe, AttachKprobeMulti, insns, "probe_kmulti", wantLog: false);
+            using var prog = ProgLoad(ProgTypeKprobe, AttachKprobeMulti, EmptyProgram, "probe_kmulti", wantLog: false);
             return ProbeKprobeMulti(prog);
         }
         catch (BpfException e)

@@ -106,19 +106,16 @@ public sealed class Kallsyms
         }
     }
 
-    /// <summary>
-    /// Only the text symbols (t, T) with one of these names, in file order: what attaching needs
-    /// before the first event, without building the whole table (about 166,000 lines; under
-    /// emulation the full parse costs a second of startup).
-    /// </summary>
-    public static List<KernelSymbol> LoadText(IReadOnlySet<string> names, string path = "/proc/kallsyms") =>
-        ScanText(ReadAll(path).Span, names);
-
     /// <summary>The file's bytes, for <see cref="ScanText"/> now and <see cref="Parse(ReadOnlySpan{byte})"/>
     /// later without a second read (the kernel writes the 9 MB anew for every reader: half a
     /// second under emulation).</summary>
     public static ReadOnlyMemory<byte> ReadText(string path = "/proc/kallsyms") => ReadAll(path);
 
+    /// <summary>
+    /// Only the text symbols (t, T) with one of these names, in file order: what attaching needs
+    /// before the first event, without building the whole table (about 166,000 lines; under
+    /// emulation the full parse costs a second of startup).
+    /// </summary>
     public static List<KernelSymbol> ScanText(ReadOnlySpan<byte> data, IReadOnlySet<string> names)
     {
         var found = new List<KernelSymbol>();

@@ -129,8 +129,8 @@ public static class FeatureProbes
                 try
                 {
                     using var a = Tracer.Load(new AttachRequest(any, settings with { Mode = AttachMode.KprobeMulti }) { SessionIsReturnKfunc = kfunc }, _ => { });
-                    KprobeMulti = a.ProbeKprobeMulti();
-                    KprobeSession = a.ProbeKprobeSession();
+                    KprobeMulti = a.KprobeMultiErrno;
+                    KprobeSession = a.KprobeSessionErrno;
                 }
                 catch (TracingException)
                 {

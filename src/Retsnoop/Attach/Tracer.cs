@@ -37,10 +37,6 @@ public sealed class Tracer : IDisposable
     /// <summary>KprobeMulti mode on a kernel with kprobe sessions: the loaded session program
     /// (the template's clone), which one link attaches to every function.</summary>
     readonly FdHandle? sessionProgram;
-    /// <summary>0, or why kprobe.multi links are not used (probed before loading).</summary>
-    readonly int kprobeMultiErrno;
-    /// <summary>0, or why kprobe session links are not used.</summary>
-    readonly int kprobeSessionErrno;
 
     Tracer(AttachRequest req, AttachMode mode, Action<AttachNotice> notice, TracerObject obj, FdHandle? session, int multiErrno, int sessionErrno)
     {
@@ -49,8 +45,8 @@ public sealed class Tracer : IDisposable
         this.obj = obj;
         Mode = mode;
         sessionProgram = session;
-        kprobeMultiErrno = multiErrno;
-        kprobeSessionErrno = sessionErrno;
+        KprobeMultiErrno = multiErrno;
+        KprobeSessionErrno = sessionErrno;
     }
 
     /// <summary>Loads the BPF programs for the requested mechanism (Default: kprobe.multi first).</summary>
@@ -125,11 +121,12 @@ public sealed class Tracer : IDisposable
     /// <summary>Missed kprobe-family hits, non-zero ones, most first (Linux 6.7+ reports them).</summary>
     public List<MissedCount> ReadMissed() => links.ReadMissed();
 
-    /// <summary>0 when the kernel takes kprobe.multi links (loaded in that mode), else the errno.</summary>
-    public int ProbeKprobeMulti() => kprobeMultiErrno;
+    /// <summary>0 when the kernel takes kprobe.multi links (found when loading in that mode, before
+    /// the object), else the errno; 2 when not probed.</summary>
+    public int KprobeMultiErrno { get; }
 
     /// <summary>0 when the kernel runs kprobe sessions (loaded in kprobe.multi mode with the kfunc id), else the errno.</summary>
-    public int ProbeKprobeSession() => kprobeSessionErrno;
+    public int KprobeSessionErrno { get; }
 
     /// <summary>Attaches every function; <paramref name="progress"/> hears (done, total) each second while it lasts.</summary>
     public int Attach(Action<int, int>? progress = null)

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Retsnoop.Btf;
 using Retsnoop.Model;
 using Retsnoop.Symbols;
@@ -26,8 +25,9 @@ public sealed class KernelFacts
         raw = new(() =>
         {
             // the bytes target resolution read, if it did: the same kallsyms a moment later
-            var text = Interlocked.Exchange(ref resolverText, null);
-            return text is { } t ? Kallsyms.Parse(t.Value.Span) : Kallsyms.Load();
+            var text = resolverText;
+            resolverText = null;
+            return text is { } t ? Kallsyms.Parse(t.Span) : Kallsyms.Load();
         }, LazyThreadSafetyMode.ExecutionAndPublication);
         kallsyms = new(() => new KallsymsTable(raw.Value), LazyThreadSafetyMode.ExecutionAndPublication);
         dwarf = new(() => !settings.WantLines && !settings.SourceGlobs ? null : DwarfLines.Find(settings.KernelImage, () => raw.Value, warn),
@@ -38,8 +38,9 @@ public sealed class KernelFacts
     /// is already loaded (the whole table is loaded in the background once events flow).</summary>
     public IFunctionAddresses Symbols => new ResolverSymbols(this);
 
-    /// <summary>kallsyms as target resolution read it, kept for the whole table's parse (boxed for Interlocked).</summary>
-    StrongBox<ReadOnlyMemory<byte>>? resolverText;
+    /// <summary>kallsyms as target resolution read it (on the main thread, before the background
+    /// load starts), kept for the whole table's parse, which runs once.</summary>
+    ReadOnlyMemory<byte>? resolverText;
 
     sealed class ResolverSymbols(KernelFacts facts) : IFunctionAddresses
     {
@@ -52,7 +53,7 @@ public sealed class KernelFacts
             var text = Kallsyms.ReadText();
             subset = new KallsymsSubset(Kallsyms.ScanText(text.Span, names));
             if (!facts.raw.IsValueCreated)
-                facts.resolverText = new(text);
+                facts.resolverText = text;
         }
 
         IFunctionAddresses Table => subset ?? (IFunctionAddresses)facts.kallsyms.Value;
