@@ -205,6 +205,7 @@ if want overhead; then
     for m in kmulti fentry ksession fmulti fsession; do
         [ -n "${floor_ok[$m]:-}" ] || continue
         rows+=("floor-$m-record|$(floor_desc $m), one record per call|$floor $m record $out/ovh-names.txt")
+        rows+=("floor-$m-stack|$(floor_desc $m), one record + kernel stack per call|$floor $m stack $out/ovh-names.txt")
         rows+=("floor-$m-filter|$(floor_desc $m), comm filter|$floor $m filter $out/ovh-names.txt -n nosuchcomm")
     done
     if [ -n "$bt" ]; then
@@ -252,13 +253,21 @@ if want overhead; then
         printf '%-58s %9s %24s %6sx  %s\n' "$desc" "$(median_of ${ovh_calls[$key]})" "$(stats ${ovh_ns[$key]})" \
             "$(awk -v a="$(median_of ${ovh_ns[$key]})" -v b="$base" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.1f", a / b }')" "${ovh_note[$key]}"
     done
-    echo "ours / floor, median ns per call (same mechanism, same body):"
-    for pair in "ours-rec floor-kmulti-record kprobe.multi recorded" "ours-filt floor-kmulti-filter kprobe.multi filtered" \
-                "ours-F-rec floor-fentry-record fentry recorded" "ours-F-filt floor-fentry-filter fentry filtered"; do
+    # every floor of the mode's mechanisms: which one ours uses depends on the kernel (-v says)
+    echo "ours / floor, median ns per call (recorded against one record, and against one record with the kernel stack that ours takes at the error's origin):"
+    for pair in "ours-rec default recorded" "ours-filt default filtered" "ours-F-rec -F recorded" "ours-F-filt -F filtered"; do
         set -- $pair
-        [ -n "${ovh_ns[$2]:-}" ] || continue
-        printf '  %-24s ours %s ns / floor %s ns = %s\n' "$3 $4" "$(median_of ${ovh_ns[$1]})" "$(median_of ${ovh_ns[$2]})" \
-            "$(ratio "$(median_of ${ovh_ns[$1]})" "$(median_of ${ovh_ns[$2]})")"
+        case $2/$3 in
+            default/recorded) fl="kmulti-record kmulti-stack ksession-record ksession-stack" ;;
+            default/filtered) fl="kmulti-filter ksession-filter" ;;
+            -F/recorded) fl="fentry-record fentry-stack fmulti-record fmulti-stack fsession-record fsession-stack" ;;
+            -F/filtered) fl="fentry-filter fmulti-filter fsession-filter" ;;
+        esac
+        for f in $fl; do
+            [ -n "${ovh_ns[floor-$f]:-}" ] && [ -n "${ovh_ns[$1]:-}" ] || continue
+            printf '  %-28s ours %s ns / floor %-16s %s ns = %s\n' "$2 $3" "$(median_of ${ovh_ns[$1]})" "$f" "$(median_of ${ovh_ns[floor-$f]})" \
+                "$(ratio "$(median_of ${ovh_ns[$1]})" "$(median_of ${ovh_ns[floor-$f]})")"
+        done
     done
 fi
 

@@ -26,7 +26,7 @@ static __always_inline void emit_inj(__u32 id, __u64 res, const void *src, __u32
 
 	if (!emit_func_trace || !enter_guard(&guard))
 		return;
-	sess = bpf_map_lookup_elem(&sessions, &tid);
+	sess = open_session(tid);
 	if (!sess)
 		goto out;
 	r = bpf_ringbuf_reserve(&rb, sizeof(*r), 0);

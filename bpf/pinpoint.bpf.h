@@ -177,7 +177,7 @@ int pp_hit(struct pt_regs *ctx)
 
 	if (!enter_guard(&guard))
 		return 0;
-	sess = bpf_map_lookup_elem(&sessions, &tid);
+	sess = open_session(tid);
 	if (!sess)
 		goto out;
 	/* the function's own frame is on top: its callees' code is not probed here */
@@ -225,7 +225,7 @@ int pp_kmsg(void *ctx)
 
 	if (!enter_guard(&guard))
 		return 0;
-	sess = bpf_map_lookup_elem(&sessions, &tid);
+	sess = open_session(tid);
 	if (!sess)
 		goto out;
 	r = bpf_ringbuf_reserve(&rb, sizeof(*r), 0);

@@ -129,7 +129,7 @@ struct config {
 	unsigned char cfg_pad[3];
 	unsigned int args_max_total;     /* data bytes per args_rec */
 	unsigned int args_max_any;       /* most bytes one argument may take (sized or string limit) */
-	unsigned int args_pad2;
+	unsigned int idle_sessions_max;  /* sessions map entries kept for reuse after their session ends */
 };
 
 struct stats {

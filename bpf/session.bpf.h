@@ -55,7 +55,7 @@ static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 	__s32 d;
 
 	sess = bpf_map_lookup_elem(&sessions, &tid);
-	if (!sess) {
+	if (!sess || !sess->active) {
 		struct stats *st;
 
 		flags = bpf_map_lookup_elem(&func_flags, &id);
@@ -63,9 +63,28 @@ static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 			return false;
 		if (!passes_task_filters(pid_tgid))
 			return false;
-		sess = bpf_map_lookup_elem(&session_scratch, &zero);
-		if (!sess)
-			return false;
+		st = get_stats();
+		if (!sess) {
+			/* the thread's first session (or its entry was deleted): a new entry */
+			__s64 *count = session_count();
+
+			sess = bpf_map_lookup_elem(&session_scratch, &zero);
+			if (!sess)
+				return false;
+			sess->active = 0;
+			if (bpf_map_update_elem(&sessions, &tid, sess, BPF_NOEXIST)) {
+				if (st)
+					__sync_fetch_and_add(&st->dropped_sessions, 1);
+				return false;
+			}
+			if (count)
+				__sync_fetch_and_add(count, 1);
+			sess = bpf_map_lookup_elem(&sessions, &tid);
+			if (!sess)
+				return false;
+		}
+		/* filled in place: only what a session reads before writing it */
+		sess->active = 1;
 		sess->depth = 0;
 		sess->next_seq = 0;
 		sess->rec.type = REC_STACK;
@@ -87,17 +106,8 @@ static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 
 			BPF_CORE_READ_STR_INTO(&sess->rec.pcomm, task, group_leader, comm);
 		}
-		st = get_stats();
-		if (bpf_map_update_elem(&sessions, &tid, sess, BPF_NOEXIST)) {
-			if (st)
-				__sync_fetch_and_add(&st->dropped_sessions, 1);
-			return false;
-		}
 		if (st)
 			__sync_fetch_and_add(&st->sessions, 1);
-		sess = bpf_map_lookup_elem(&sessions, &tid);
-		if (!sess)
-			return false;
 		pp_start(tid, sess); /* --pinpoint */
 	}
 
@@ -128,6 +138,20 @@ static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 			capture_args_regs(ctx, id, seq, d + 1, sess->rec.start_ts);
 	}
 	return true;
+}
+
+/* The session is over: its entry stays for the thread's next session (see session_entries),
+ * unless the map holds more than the idle entries allowed.
+ */
+static __always_inline void end_session(struct session *sess, __u32 tid)
+{
+	__s64 *count = session_count();
+
+	sess->active = 0;
+	pp_end(tid);
+	if (count && *count > (__s64)cfg.idle_sessions_max &&
+	    bpf_map_delete_elem(&sessions, &tid) == 0)
+		__sync_fetch_and_add(count, -1);
 }
 
 static __always_inline bool is_failure(__u32 flags, __u64 res)
@@ -206,7 +230,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 	__u64 now, lat;
 	__s32 d;
 
-	sess = bpf_map_lookup_elem(&sessions, &tid);
+	sess = open_session(tid);
 	if (!sess)
 		return;
 	d = sess->depth - 1;
@@ -223,8 +247,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 
 		if (st)
 			__sync_fetch_and_add(&st->unmatched_returns, 1);
-		bpf_map_delete_elem(&sessions, &tid);
-		pp_end(tid);
+		end_session(sess, tid);
 		return;
 	}
 
@@ -292,8 +315,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 			/* user space drops what it kept for this session (-T events, -A args) */
 			emit_trace(REC_SESSION_END, tid, id, 0, r->start_ts, now, res, lat);
 		}
-		bpf_map_delete_elem(&sessions, &tid);
-		pp_end(tid);
+		end_session(sess, tid);
 	}
 }
 

@@ -28,7 +28,7 @@ struct session {
 	__u32 has_user;          /* take user stacks: started by a user function (uprobes), or --user-stacks */
 	__u32 paused_err;        /* the kept chain failed, then a call outside it succeeded: the
 	                          * error is not handled yet (see stitch_pos) */
-	__u32 pad;
+	__u32 active;            /* a session is open; 0: the entry is kept for the thread's next one */
 	__u64 pp_frames;         /* --pinpoint: bit d set while frame d is a pinpointed call (pinpoint.bpf.h) */
 	__u32 ids[MAX_FSTACK_DEPTH];
 	__u32 seqs[MAX_FSTACK_DEPTH];
@@ -48,6 +48,33 @@ struct {
 	__type(key, __u32);
 	__type(value, struct session);
 } sessions SEC(".maps");
+
+/* Entries in sessions, open or idle. A session's end leaves its thread's entry in place (idle)
+ * while there are at most cfg.idle_sessions_max entries: the thread's next session then starts in
+ * it instead of copying a whole struct session (over 5 KiB) into the map, which is most of what
+ * starting a session costs. Entries of threads that have exited stay idle until the cap deletes
+ * them; the cap leaves the rest of the map for sessions open at once.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} session_entries SEC(".maps");
+
+static __always_inline __s64 *session_count(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&session_entries, &zero);
+}
+
+/* the open session of the current thread, or NULL */
+static __always_inline struct session *open_session(__u32 tid)
+{
+	struct session *sess = bpf_map_lookup_elem(&sessions, &tid);
+
+	return sess && sess->active ? sess : NULL;
+}
 
 /* scratch space to build a new session without using the 512-byte stack */
 struct {

@@ -5,7 +5,9 @@
  *   filter - compare the current comm with one configured name and return (the least a tool
  *            that drops uninteresting processes in the kernel pays);
  *   record - at the return of the first listed function (attach cookie 1) write one small
- *            ring-buffer record (the least a tool that reports each call pays).
+ *            ring-buffer record (the least a tool that reports each call pays);
+ *   stack  - at the return of the last listed function write one record with the kernel stack
+ *            taken there (the least a tool that reports where each failure came from pays).
  * kprobe-type programs (k_*) serve kprobe.multi, single kprobes and kprobe sessions; tracing
  * programs (t_*) serve fentry/fexit clones, fentry/fexit multi links and fsession multi links.
  * The loader sets each program's type and expected attach type, so the section names only have to
@@ -32,8 +34,21 @@ struct {
 	__uint(max_entries, 1 << 20);
 } records SEC(".maps");
 
-/* the one comm "filter" lets through; set by the loader before load */
-const volatile char want_comm[16] = {};
+/* set by the loader before load: the one comm "filter" lets through, and the attach cookie of
+ * the function at whose return "stack" records (the last listed one)
+ */
+const volatile struct {
+	char want_comm[16];
+	__u64 stack_cookie;
+} fcfg = {};
+
+#define MAX_STACK 128 /* kernel stack entries, as many as retsnoop keeps */
+
+struct stack_record {
+	struct record r;
+	__s64 stack_sz;
+	__u64 stack[MAX_STACK];
+};
 
 #ifdef SESSION_KFUNCS
 #ifdef KFUNC_NO_CTX
@@ -52,7 +67,7 @@ extern __u64 *bpf_session_cookie(void *ctx) __ksym __weak;
 static __always_inline bool comm_matches(void)
 {
 	char comm[16];
-	const volatile __u64 *want = (const volatile __u64 *)want_comm;
+	const volatile __u64 *want = (const volatile __u64 *)fcfg.want_comm;
 	__u64 *have = (__u64 *)comm;
 
 	bpf_get_current_comm(comm, sizeof(comm));
@@ -69,6 +84,23 @@ static __always_inline void emit(__u64 cookie, __s64 ret)
 	};
 
 	bpf_ringbuf_output(&records, &r, sizeof(r), 0);
+}
+
+/* one record with the kernel stack of the probed function's return: what a tool that shows
+ * where the error came from pays at least (the stack is taken straight into the ring buffer)
+ */
+static __always_inline void emit_stack(void *ctx, __u64 cookie, __s64 ret)
+{
+	struct stack_record *r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
+
+	if (!r)
+		return;
+	r->r.ts = bpf_ktime_get_ns();
+	r->r.pid_tgid = bpf_get_current_pid_tgid();
+	r->r.cookie = cookie;
+	r->r.ret = ret;
+	r->stack_sz = bpf_get_stack(ctx, r->stack, sizeof(r->stack), 0);
+	bpf_ringbuf_submit(r, 0);
 }
 
 /* ---- kprobe-type programs: ctx is struct pt_regs; the return value is in rax (offset 80) */
@@ -95,6 +127,18 @@ int k_exit_record(void *ctx)
 	return 0;
 }
 
+SEC("kprobe.multi")
+int k_entry_stack(void *ctx) { return 0; }
+SEC("kprobe.multi")
+int k_exit_stack(void *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+
+	if (cookie == fcfg.stack_cookie)
+		emit_stack(ctx, cookie, (__s64)((__u64 *)ctx)[10]);
+	return 0;
+}
+
 /* kprobe session: one program at entry and return; a non-zero result at entry skips the return */
 SEC("kprobe.multi")
 int k_session_empty(void *ctx) { return 0; }
@@ -116,6 +160,18 @@ int k_session_record(void *ctx)
 		return 1;	/* no record for this function: skip its return */
 	if (SESSION_IS_RETURN(ctx))
 		emit(cookie, (__s64)((__u64 *)ctx)[10]);
+	return 0;
+}
+
+SEC("kprobe.multi")
+int k_session_stack(void *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+
+	if (cookie != fcfg.stack_cookie)
+		return 1;
+	if (SESSION_IS_RETURN(ctx))
+		emit_stack(ctx, cookie, (__s64)((__u64 *)ctx)[10]);
 	return 0;
 }
 #endif
@@ -146,6 +202,20 @@ int t_exit_record(void *ctx)
 	return 0;
 }
 
+SEC("raw_tp")
+int t_entry_stack(void *ctx) { return 0; }
+SEC("raw_tp")
+int t_exit_stack(void *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx), ret = 0;
+
+	if (cookie == fcfg.stack_cookie) {
+		bpf_get_func_ret(ctx, &ret);
+		emit_stack(ctx, cookie, (__s64)ret);
+	}
+	return 0;
+}
+
 /* fsession: one program at entry and return, which always runs (the result must be 0); the
  * entry's verdict is passed to the return in the per-call session cookie */
 SEC("raw_tp")
@@ -170,6 +240,18 @@ int t_session_record(void *ctx)
 	if (cookie == 1 && SESSION_IS_RETURN(ctx)) {
 		bpf_get_func_ret(ctx, &ret);
 		emit(cookie, (__s64)ret);
+	}
+	return 0;
+}
+
+SEC("raw_tp")
+int t_session_stack(void *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx), ret = 0;
+
+	if (cookie == fcfg.stack_cookie && SESSION_IS_RETURN(ctx)) {
+		bpf_get_func_ret(ctx, &ret);
+		emit_stack(ctx, cookie, (__s64)ret);
 	}
 	return 0;
 }

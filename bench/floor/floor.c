@@ -11,7 +11,7 @@
  *         ksession kprobe session: one program, one link (Linux 6.10+)
  *         fmulti   fentry.multi + fexit.multi: two programs, two links (tracing multi links)
  *         fsession fsession.multi: one program, one link
- *   BODY  empty | filter | record (see floor.bpf.c)
+ *   BODY  empty | filter | record | stack (see floor.bpf.c)
  * FUNCS_FILE holds one function name a line; the first one is the "root" whose returns are
  * recorded (attach cookie 1, the others get 2, 3, ...). -n sets the comm "filter" lets through.
  * -j: threads for the per-function modes (default: as many as retsnoop uses, max(4, 4 x CPUs)).
@@ -337,11 +337,11 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind != 3) {
 usage:
-		fprintf(stderr, "usage: floor kmulti|kprobe|fentry|ksession|fmulti|fsession empty|filter|record FUNCS_FILE [-n COMM] [-j THREADS] [-v]\n");
+		fprintf(stderr, "usage: floor kmulti|kprobe|fentry|ksession|fmulti|fsession empty|filter|record|stack FUNCS_FILE [-n COMM] [-j THREADS] [-v]\n");
 		return 2;
 	}
 	const char *mode = argv[optind], *body = argv[optind + 1];
-	if (strcmp(body, "empty") && strcmp(body, "filter") && strcmp(body, "record"))
+	if (strcmp(body, "empty") && strcmp(body, "filter") && strcmp(body, "record") && strcmp(body, "stack"))
 		goto usage;
 	bool kmulti = !strcmp(mode, "kmulti"), kprobe = !strcmp(mode, "kprobe"), fentry = !strcmp(mode, "fentry"),
 	     ksession = !strcmp(mode, "ksession"), fmulti = !strcmp(mode, "fmulti"), fsession = !strcmp(mode, "fsession");
@@ -363,7 +363,8 @@ usage:
 		die("cannot raise the open-file limit to %lu: %s", (unsigned long)rl.rlim_cur, strerror(errno));
 
 	/* the programs that call the session kfuncs live in their own objects (see floor.bpf.c) */
-	bool kfuncs = (ksession && !strcmp(body, "record")) || (fsession && strcmp(body, "empty"));
+	bool records = !strcmp(body, "record") || !strcmp(body, "stack");
+	bool kfuncs = (ksession && records) || (fsession && strcmp(body, "empty"));
 	/* BTF: function ids for the tracing kinds, the kfunc prototype for the kfunc users */
 	if (tracing || kfuncs) {
 		vmlinux_btf = btf__load_vmlinux_btf();
@@ -443,7 +444,10 @@ usage:
 			const char *init = bpf_map__initial_value(map, &sz);
 			char *val = calloc(1, sz);
 			memcpy(val, init, sz);
-			strncpy(val, comm, 15); /* want_comm is the only read-only variable */
+			/* fcfg is the only read-only variable: want_comm, then stack_cookie */
+			strncpy(val, comm, 15);
+			if (sz >= 24)
+				*(uint64_t *)(val + 16) = (uint64_t)n_names;
 			bpf_map__set_initial_value(map, val, sz);
 			free(val);
 		}
@@ -484,7 +488,7 @@ usage:
 	double t_attach = now_ms();
 
 	struct ring_buffer *rb = NULL;
-	if (!strcmp(body, "record")) {
+	if (records) {
 		rb = ring_buffer__new(bpf_map__fd(bpf_object__find_map_by_name(obj, "records")), on_record, NULL, NULL);
 		if (!rb)
 			die("ring_buffer__new: %s", strerror(errno));

@@ -122,6 +122,9 @@ public sealed unsafe class TracerObject : IDisposable
             ArgsMaxAny = (uint)Math.Max(args.MaxSized, args.MaxStr),
             UseLbr = Flag(s.Lbr),
             Pinpoint = Flag(s.Pinpoint),
+            // a quarter of the sessions map may stay as idle entries that threads' next sessions
+            // reuse; the rest is for sessions open at once
+            IdleSessionsMax = s.SessionsSize / 4,
         };
         var rodata = obj.ReadOnlyData();
         if (rodata.Length < sizeof(BpfConfig))

@@ -46,7 +46,7 @@ public struct BpfConfig
     public byte UserStacks; // --user-stacks
     public byte Pinpoint; // --pinpoint
     public byte CfgPad0, CfgPad1, CfgPad2;
-    public uint ArgsMaxTotal, ArgsMaxAny, ArgsPad2;
+    public uint ArgsMaxTotal, ArgsMaxAny, IdleSessionsMax;
 }
 
 [Flags]
