@@ -204,6 +204,18 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 					     BPF_F_USER_STACK | BPF_F_USER_BUILD_ID);
 }
 
+/* Sends the kept chain. A session without user stacks stops the record before its ustack
+ * fields (a quarter of it), which user space reads as no user stack.
+ */
+static __always_inline void output_stack_rec(struct session *sess)
+{
+	struct stack_rec *r = &sess->rec;
+	__u64 size = sess->has_user ? sizeof(*r) : __builtin_offsetof(struct stack_rec, ustack_sz);
+
+	if (bpf_ringbuf_output(&rb, r, size, 0))
+		count_dropped_record();
+}
+
 /* -I: the kept error chain is about to be replaced or cleared; send it as it is now */
 static __always_inline void emit_interim(struct session *sess, __u64 now)
 {
@@ -216,8 +228,7 @@ static __always_inline void emit_interim(struct session *sess, __u64 now)
 	r->flags = STACK_ERR | STACK_INTERIM;
 	lbr_emit(sess); /* LBR (-B): the snapshot kept with this chain */
 	pp_emit(sess); /* --pinpoint: the path kept with this chain */
-	if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
-		count_dropped_record();
+	output_stack_rec(sess);
 	r->flags = was;
 }
 
@@ -309,8 +320,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 			r->end_ts = now;
 			lbr_emit(sess); /* LBR (-B): before the stack, which user space pairs it with */
 			pp_emit(sess); /* --pinpoint: likewise */
-			if (bpf_ringbuf_output(&rb, r, sizeof(*r), 0))
-				count_dropped_record();
+			output_stack_rec(sess);
 		} else if (emit_func_trace || cfg.capture_args) {
 			/* user space drops what it kept for this session (-T events, -A args) */
 			emit_trace(REC_SESSION_END, tid, id, 0, r->start_ts, now, res, lat);

@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Reflection.Emit;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Retsnoop.Btf;
 using Retsnoop.Symbols;
 using Retsnoop.Attach;
@@ -167,6 +168,24 @@ public class RecordLayoutTests
         Assert.Equal(PinpointLimits.MaxPathBlocks, LayoutChecker.ArrayLength(btf, "path_rec", "blocks"));
         Assert.Equal(PinpointLimits.MaxIndirectCalls, LayoutChecker.ArrayLength(btf, "path_rec", "icall"));
         Assert.Equal(PinpointLimits.KernelMessageMax, LayoutChecker.ArrayLength(btf, "kmsg_rec", "msg"));
+    }
+
+    /// <summary>A kernel session sends its stack record cut before the user stack fields (the
+    /// mirror test above puts UstackSize at ustack_sz's offset, where the BPF side cuts).</summary>
+    [Fact]
+    public unsafe void AStackRecordCutBeforeItsUserStackReadsAsNoUserStack()
+    {
+        var r = new StackRecord { Type = RecordType.Stack, Tid = 7, Depth = 2, KstackSize = 16, UstackSize = 40 };
+        r.Kstack[0] = 0xffffffff81000010;
+        r.Kstack[1] = 0xffffffff81000020;
+        r.Kstack[BpfLimits.MaxKstackDepth - 1] = 0xffffffff81000030;
+        var whole = MemoryMarshal.AsBytes(new ReadOnlySpan<StackRecord>(in r)).ToArray();
+        Assert.True(StackRecord.WithoutUserStack < whole.Length);
+
+        var cut = StackRecord.Read(whole.AsSpan(0, StackRecord.WithoutUserStack));
+        Assert.Equal((7u, 2u, 16, 0), (cut.Tid, cut.Depth, cut.KstackSize, cut.UstackSize));
+        Assert.Equal(0xffffffff81000030ul, cut.Kstack[BpfLimits.MaxKstackDepth - 1]);
+        Assert.Equal(40, StackRecord.Read(whole).UstackSize);
     }
 
     // ---- the checker finds what it is meant to find ----

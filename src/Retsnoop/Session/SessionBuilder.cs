@@ -41,8 +41,8 @@ public sealed class SessionBuilder(SessionSettings settings, IReadOnlyList<Trace
         var type = (RecordType)MemoryMarshal.Read<uint>(rec);
         switch (type)
         {
-            case RecordType.Stack when rec.Length >= Marshal.SizeOf<StackRecord>():
-                OnStack(MemoryMarshal.Read<StackRecord>(rec));
+            case RecordType.Stack when rec.Length >= StackRecord.WithoutUserStack:
+                OnStack(StackRecord.Read(rec));
                 break;
             case RecordType.TraceEntry or RecordType.TraceExit or RecordType.SessionEnd when rec.Length >= Marshal.SizeOf<TraceRecord>():
                 OnTrace(MemoryMarshal.Read<TraceRecord>(rec));

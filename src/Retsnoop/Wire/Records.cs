@@ -81,6 +81,27 @@ public unsafe struct StackRecord
     public int UstackSize;
     public uint UstackPad;
     public fixed byte Ustack[BpfLimits.MaxUstackDepth * BpfLimits.UstackEntrySize];
+
+    /// <summary>Bytes of a record without the user stack fields: a session that takes no user stack
+    /// sends only these.</summary>
+    public static int WithoutUserStack
+    {
+        get
+        {
+            StackRecord r = default;
+            return (int)((byte*)&r.UstackSize - (byte*)&r);
+        }
+    }
+
+    /// <summary>A whole record, or one cut before its user stack (read as no user stack).</summary>
+    public static StackRecord Read(ReadOnlySpan<byte> rec)
+    {
+        if (rec.Length >= sizeof(StackRecord))
+            return MemoryMarshal.Read<StackRecord>(rec);
+        StackRecord r = default;
+        rec.CopyTo(MemoryMarshal.AsBytes(new Span<StackRecord>(ref r)));
+        return r;
+    }
 }
 
 [StructLayout(LayoutKind.Sequential)]
