@@ -83,14 +83,13 @@ public unsafe struct StackRecord
     public fixed byte Ustack[BpfLimits.MaxUstackDepth * BpfLimits.UstackEntrySize];
 
     /// <summary>Bytes of a record without the user stack fields: a session that takes no user stack
-    /// sends only these.</summary>
-    public static int WithoutUserStack
+    /// sends only these. Computed once: every record is checked against it.</summary>
+    public static readonly int WithoutUserStack = UstackOffset();
+
+    static int UstackOffset()
     {
-        get
-        {
-            StackRecord r = default;
-            return (int)((byte*)&r.UstackSize - (byte*)&r);
-        }
+        StackRecord r = default;
+        return (int)((byte*)&r.UstackSize - (byte*)&r);
     }
 
     /// <summary>A whole record, or one cut before its user stack (read as no user stack).</summary>
