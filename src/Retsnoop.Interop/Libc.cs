@@ -61,6 +61,20 @@ public static unsafe partial class Libc
     [LibraryImport("libc")]
     public static partial int getpid();
 
+    [LibraryImport("libc")]
+    private static partial int gettid();
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int setpriority(int which, int who, int prio);
+
+    /// <summary>The calling thread's id, for <see cref="SetThreadNice"/> from another thread.</summary>
+    public static int CurrentThreadId() => gettid();
+
+    /// <summary>Linux's nice value is per thread (PRIO_PROCESS with a thread id): background work
+    /// at 19 yields the CPU to the threads that detach and print. False if the kernel refused
+    /// (going back down from 19 needs CAP_SYS_NICE).</summary>
+    public static bool SetThreadNice(int tid, int nice) => setpriority(0 /* PRIO_PROCESS */, tid, nice) == 0;
+
     [LibraryImport("libc", SetLastError = true)]
     public static partial int kill(int pid, int sig);
 

@@ -113,6 +113,64 @@ public class TargetResolverTests
         Assert.Equal([0x5000UL, 0x6000UL], r.Where(f => f.Name == "dup_static").Select(f => f.Address));
     }
 
+    /// <summary>kallsyms as a kprobe.multi run must not touch it: every lookup fails the test.</summary>
+    sealed class UnreadSyms : IFunctionAddresses
+    {
+        public bool Prepared { get; private set; }
+        public void Prepare(IReadOnlySet<string> names) => Prepared = true;
+        public IReadOnlyList<ulong> TextAddresses(string name, string? module) => Prepared ? [0x7000] : throw new InvalidOperationException("kallsyms read");
+        public ulong? FunctionStart(ulong address) => Prepared ? 0x7000UL : throw new InvalidOperationException("kallsyms read");
+    }
+
+    static readonly TraceableFunction[] ListedWithSites =
+    [
+        new("__x64_sys_bpf", null, 0xffffffff81001004), new("map_create", null, 0xffffffff81002000),
+        new("dup_static", null, 0xffffffff81003004), new("dup_static", null, 0xffffffff81004004),
+        new("p9_client_rpc", "9pnet", 0xffffffffc0001004),
+    ];
+
+    [Fact]
+    public void KprobeMultiTakesStartsFromFtraceSitesWithoutKallsyms()
+    {
+        var syms = new UnreadSyms();
+        var res = new KernelTargetResolver(OptionParser.Parse(["-e", "*sys_bpf", "-a", "map_create", "-a", "dup_static", "-a", "p9_*"]).Targets, syms, new FakeTypes(), null)
+        {
+            NeedsSymbolStarts = false,
+            // the ENDBR rule, recorded: every site but map_create's is 4 bytes in
+            SiteStarts = sites => [.. sites.Select(a => a == 0xffffffff81002000 ? a : a - 4)],
+        };
+        var r = res.Resolve(ListedWithSites);
+        Assert.False(syms.Prepared);
+        Assert.Equal([0xffffffff81001000, 0xffffffff81002000, 0xffffffff81003000, 0xffffffff81004000, 0xffffffffc0001000], r.Select(f => f.Address));
+        Assert.All(r, f => Assert.False(f.NameIsUnique));
+        Assert.Equal("9pnet", r[^1].Module);
+        Assert.Contains(res.Notes, n => n.Contains("kallsyms not read"));
+    }
+
+    [Fact]
+    public void WithoutReadableSitesOrWhenNamesMatterKallsymsIsRead()
+    {
+        var targets = OptionParser.Parse(["-e", "*sys_bpf", "-a", "map_create"]).Targets;
+        var unreadable = new UnreadSyms();
+        var r = new KernelTargetResolver(targets, unreadable, new FakeTypes(), null) { NeedsSymbolStarts = false, SiteStarts = _ => null }.Resolve(ListedWithSites);
+        Assert.True(unreadable.Prepared);
+        Assert.All(r, f => Assert.Equal(0x7000UL, f.Address));
+        var named = new UnreadSyms();
+        new KernelTargetResolver(targets, named, new FakeTypes(), null) { SiteStarts = _ => throw new InvalidOperationException("sites read") }.Resolve(ListedWithSites);
+        Assert.True(named.Prepared);
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 0xf3, 0x0f, 0x1e, 0xfa }, true)]  // endbr64
+    [InlineData(new byte[] { 0xf3, 0x0f, 0x1e, 0xfb }, true)]  // endbr32
+    [InlineData(new byte[] { 0x0f, 0x1f, 0x40, 0xd6 }, true)]  // sealed, 7.x
+    [InlineData(new byte[] { 0x66, 0x0f, 0x1f, 0x00 }, true)]  // sealed, earlier
+    [InlineData(new byte[] { 0xcc, 0xcc, 0xcc, 0xcc }, false)] // padding
+    [InlineData(new byte[] { 0x90, 0x90, 0x90, 0x90 }, false)]
+    [InlineData(new byte[] { 0xc3, 0xcc, 0xcc, 0xcc }, false)] // the previous function's ret
+    public void EndbrBeforeAnFtraceSiteIsRecognized(byte[] bytes, bool endbr) =>
+        Assert.Equal(endbr, FtraceSiteStarts.IsEndbr(BitConverter.ToUInt32(bytes)));
+
     [Fact]
     public void OneSymbolListedTwiceIsTracedOnceByName()
     {

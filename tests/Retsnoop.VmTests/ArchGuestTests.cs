@@ -25,6 +25,7 @@ public sealed class NewestKernel
             new("dry-run-F", $"\"$RETSNOOP_BIN\" --dry-run -v -F {Bpf.Globs}"),
             new("dry-run-default", $"\"$RETSNOOP_BIN\" --dry-run -v {Bpf.Globs}"),
             new("uname", "uname -r"),
+            new(SiteStartsCheck.CaseName, SiteStartsCheck.Script),
         ], timeoutSeconds: 900, name: $"newest-{Version}");
     }
 }
@@ -51,6 +52,9 @@ public sealed class NewestKernelTests(NewestKernel k) : StackModeTestsBase(k.Boo
     [Theory]
     [MemberData(nameof(Modes))]
     public void FailingCallChain(string mode) => AssertFailureStack(mode, NewestKernel.Bpf);
+
+    [Fact]
+    public void KprobeMultiStartsFromFtraceSitesAreTheKallsymsOnes() => SiteStartsCheck.Assert(Boot.Case(SiteStartsCheck.CaseName));
 
     /// <summary>Linux 7.x's tracing multi links: -F attaches its functions through them (the feature
     /// probe says so), and returns seen without their entry while attaching are no warning.</summary>

@@ -35,6 +35,7 @@ public sealed class ModesKernel
         // the guest's root is 9p: a missing file's lookup fails inside the 9p modules, and -I keeps
         // those inner errors; their frames get file:line from the modules' debug files
         new("module-lines", $"traced \"cat /nonexistent-retsnoop-file\" -- -I -k '{VmBoot.DebugVmlinux("6.12")}' --modules-debug-dir '{Path.Combine(Path.GetDirectoryName(VmBoot.DebugVmlinux("6.12"))!, "modules-dbg")}' -n cat -e '*sys_openat' -a 'v9fs_*' -a 'p9_*' -a do_sys_openat2 -a path_openat"),
+        new(SiteStartsCheck.CaseName, SiteStartsCheck.Script),
         new("source-glob-dry-run", $"\"$RETSNOOP_BIN\" --dry-run -v -k '{VmBoot.DebugVmlinux("6.12")}' -e ':kernel/bpf/arraymap.c'"),
         // --trace-events and --folded (PicturesTests); the founding article's case, the -T trace is the viewer tests' fixture
         .. PicturesCases.All,
@@ -212,6 +213,9 @@ public sealed class ModesTests(ModesKernel k)
         Assert.DoesNotContain("map_create", listed); // kernel/bpf/syscall.c
         Assert.DoesNotContain("htab_map_alloc", listed); // kernel/bpf/hashtab.c
     }
+
+    [Fact]
+    public void KprobeMultiStartsFromFtraceSitesAreTheKallsymsOnes() => SiteStartsCheck.Assert(k.Boot.Case(SiteStartsCheck.CaseName));
 
     [Fact]
     public void ModuleFramesHaveFileAndLine()

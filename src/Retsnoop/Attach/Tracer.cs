@@ -63,7 +63,7 @@ public sealed class Tracer : IDisposable
 
         // kprobe.multi, probed with an empty program first: the object then loads only the
         // programs of the mechanism this kernel takes
-        int multi = Bpf.ProbeKprobeMultiLinks();
+        int multi = ProbeKprobeMulti();
         if (multi != 0)
         {
             notice(new MechanismFallback("kprobe.multi", "single kprobes (-K)", multi));
@@ -81,6 +81,11 @@ public sealed class Tracer : IDisposable
         }
         return new Tracer(req, mode, notice, TracerObject.Load(req, mode), null, 0, 2);
     }
+
+    /// <summary>0 when this kernel takes kprobe.multi links, else the errno: probed once with an
+    /// empty program, asked before targets are resolved (they need no kallsyms then) and when loading.</summary>
+    public static int ProbeKprobeMulti() => kprobeMultiProbe.Value;
+    static readonly Lazy<int> kprobeMultiProbe = new(Bpf.ProbeKprobeMultiLinks);
 
     /// <summary>--dry-run -v: the kernel mechanism each kernel function would get here, found by the
     /// same probes Attach makes (the object is loaded, nothing is attached).</summary>

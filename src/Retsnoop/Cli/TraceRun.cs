@@ -105,6 +105,7 @@ sealed class TraceRun(Options opts)
             var resolver = new KernelTargetResolver(targets, facts.Symbols, facts.Types, facts.SourceIndexFactory())
             {
                 KernelNoProbe = KernelTargetResolver.ReadKernelNoProbe(),
+                NeedsSymbolStarts = NeedsSymbolStarts(),
             };
             funcs = resolver.Resolve(traceable);
             foreach (var n in resolver.Notes)
@@ -126,6 +127,12 @@ sealed class TraceRun(Options opts)
         Log(1, $"{funcs.Count} functions to trace ({entries} entry, {funcs.Count - entries} allowed)");
         return funcs;
     }
+
+    /// <summary>Whether target resolution reads kallsyms: kprobe.multi and kprobe sessions need only
+    /// the functions' starts (KernelTargetResolver.NeedsSymbolStarts); LBR and --pinpoint read it anyway.</summary>
+    bool NeedsSymbolStarts() =>
+        opts.UseLbr || opts.Pinpoint || opts.AttachMode is not (AttachMode.Default or AttachMode.KprobeMulti)
+        || Tracer.ProbeKprobeMulti() != 0;
 
     /// <param name="plan">with -v: the mechanism each kernel function would get on this kernel</param>
     void PrintDryRun(List<TracedFunction> funcs, Dictionary<int, KernelMechanism>? plan)

@@ -1,4 +1,5 @@
 using Retsnoop.Btf;
+using Retsnoop.Interop;
 using Retsnoop.Model;
 using Retsnoop.Symbols;
 
@@ -85,16 +86,39 @@ public sealed class KernelFacts
         {
             modules ??= new ModuleDebugInfo(settings.ModulesDebugDir ?? ModuleDebugInfo.DefaultRoot, warn);
             var mods = modules;
-            lines = new LazySourceLines(() => new KernelSourceLines(dwarf.Value, mods, a => raw.Value.ModuleOf(a)));
+            lines = new LazySourceLines(() => { Hurry(); return new KernelSourceLines(dwarf.Value, mods, a => raw.Value.ModuleOf(a)); });
         }
-        return new(new LazyKernelSymbols(() => kallsyms.Value), lines, settings.WantInlines);
+        return new(new LazyKernelSymbols(() => { Hurry(); return kallsyms.Value; }), lines, settings.WantInlines);
     }
 
-    /// <summary>Loads kallsyms and indexes DWARF while we wait for the first record.</summary>
-    public void WarmUpInBackground() => Task.Run(() =>
+    /// <summary>The warm-up thread while it runs at nice 19 (0: none).</summary>
+    int warmUpThread;
+
+    /// <summary>Loads kallsyms and indexes DWARF while we wait for the first record, at nice 19: a
+    /// Ctrl-C that comes first detaches without sharing the CPU with it (on one CPU that doubled
+    /// the time to exit).</summary>
+    public void WarmUpInBackground() => new Thread(() =>
     {
-        _ = kallsyms.Value;
-        if (WantLines)
-            dwarf.Value?.WarmUp();
-    });
+        int tid = Libc.CurrentThreadId();
+        if (Libc.SetThreadNice(tid, 19))
+            Volatile.Write(ref warmUpThread, tid);
+        try
+        {
+            _ = kallsyms.Value;
+            if (WantLines)
+                dwarf.Value?.WarmUp();
+        }
+        finally
+        {
+            Interlocked.Exchange(ref warmUpThread, 0);
+        }
+    }) { IsBackground = true, Name = "symbols warm-up" }.Start();
+
+    /// <summary>A record needs symbols now: the warm-up it waits for goes back to normal priority.</summary>
+    void Hurry()
+    {
+        int tid = Interlocked.Exchange(ref warmUpThread, 0);
+        if (tid != 0)
+            Libc.SetThreadNice(tid, 0);
+    }
 }

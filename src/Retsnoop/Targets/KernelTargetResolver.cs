@@ -68,6 +68,16 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
         return set;
     }
 
+    /// <summary>False when the attach mechanism needs the functions' starts but not whether their
+    /// names are unique (kprobe.multi, kprobe sessions): the starts then come from the ftrace sites
+    /// available_filter_functions_addrs lists (<see cref="FtraceSiteStarts"/>) and kallsyms is not
+    /// read before attaching. True: starts and name uniqueness from kallsyms (single kprobes, fentry
+    /// by name, LBR, --pinpoint).</summary>
+    public bool NeedsSymbolStarts { get; init; } = true;
+
+    /// <summary>Function starts from ftrace sites, or null when they cannot be read (kallsyms then).</summary>
+    public Func<IReadOnlyList<ulong>, ulong[]?> SiteStarts { get; init; } = FtraceSiteStarts.Find;
+
     readonly List<string> notes = [];
     public IReadOnlyList<string> Notes => notes;
 
@@ -159,16 +169,27 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
         if (noProbe > 0)
             notes.Add($"{noProbe} matching functions left out because the kernel forbids probing them (kprobes/blacklist)");
 
-        ksyms.Prepare(chosen.Select(c => c.F.Name).ToHashSet(StringComparer.Ordinal));
+        var siteStarts = !NeedsSymbolStarts && chosen.Count > 0 && chosen.All(c => c.F.Address != 0)
+            ? SiteStarts([.. chosen.Select(c => c.F.Address)]) : null;
+        if (siteStarts is null)
+            ksyms.Prepare(chosen.Select(c => c.F.Name).ToHashSet(StringComparer.Ordinal));
+        else
+            notes.Add($"the starts of {chosen.Count} functions from their ftrace sites (/proc/kcore); kallsyms not read to attach");
         var result = new List<TracedFunction>();
         // names that occur more than once (static functions in several files) need exact addresses
         var occurrences = chosen.GroupBy(c => (c.F.Name, c.F.Module)).ToDictionary(g => g.Key, g => g.Count());
         var assigned = new Dictionary<(string, string?), int>();
-        foreach (var (f, isEntry) in chosen)
+        for (int i = 0; i < chosen.Count; i++)
         {
+            var (f, isEntry) = chosen[i];
             ulong addr;
-            var addrs = ksyms.TextAddresses(f.Name, f.Module);
-            if (f.Address != 0)
+            // kallsyms unread: no name is known to be unique, which these mechanisms do not ask
+            var addrs = siteStarts is null ? ksyms.TextAddresses(f.Name, f.Module) : [];
+            if (siteStarts is not null)
+            {
+                addr = siteStarts[i];
+            }
+            else if (f.Address != 0)
             {
                 addr = ksyms.FunctionStart(f.Address) ?? f.Address;
             }
