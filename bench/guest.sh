@@ -19,7 +19,7 @@ export BPFTRACE_MAX_PROBES=100000 BPFTRACE_MAX_BPF_PROGS=100000   # bpftrace's d
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 runs=$out/runs; mkdir -p "$runs"
 tsv=$out/runs.tsv
-printf 'section\tfuncs\tmode\ttool\trep\tready_ms\texit_ms\town_ms\tstacks\tcalls\tns_per_call\tnote\n' > "$tsv"
+printf 'section\tfuncs\tmode\ttool\trep\tready_ms\texit_ms\town_ms\tstacks\tcalls\tns_per_call\tnote\tstack_ms\n' > "$tsv"
 want() { [ "$only" = all ] || [[ ",$only," == *",$1,"* ]]; }
 [ -x "$up" ] || up=
 [ -x "$floor" ] || floor=
@@ -32,6 +32,22 @@ ms_since() { local t=${EPOCHREALTIME/./}; echo $(( (t - $1) / 1000 )); }
 # has no /dev/fd for a process substitution)
 coproc NAP { exec sleep 2147483647; }
 nap() { read -r -t 0.02 -u "${NAP[0]}" _ || true; }
+# whether the trigger's stack (its E2BIG: ours and upstream print the name, bpftrace the number)
+# is out, read with the shell's own read
+said_stack() {
+    local f l=
+    for f in "$@"; do
+        [ -f "$f" ] || continue
+        while IFS= read -r l || [ -n "$l" ]; do [[ $l == *E2BIG* || $l == *", -7]"* ]] && return 0; done < "$f"
+    done
+    return 1
+}
+# whether a child has exited (a zombie until waited for: kill -0 still reaches it)
+exited() {
+    local st=Z
+    [ -r "/proc/$1/stat" ] && read -r _ _ st _ < "/proc/$1/stat" 2>/dev/null
+    [ "$st" = Z ]
+}
 # whether the tool printed "Receiving data..." (read with the shell's own read)
 said_ready() {
     local f l=
@@ -49,11 +65,11 @@ trigger="$sf bpf-bad-map-val-size-percpu-array"
 # measure LABEL LIMIT_S -- CMD...: launch, wait for "Receiving data..." (stdout or stderr), fire
 # the trigger once, SIGINT, wait for the exit. Sets R_READY and R_EXIT (ms, "-" when it never got
 # ready), R_DETACH (the tool's own "DONE in N ms", or "-"), R_STACKS (the trigger's -E2BIG seen:
-# yes/no) and R_NOTE.
+# yes/no), R_STACK (ms from launch until it was seen, polled like ready: "-" when never) and R_NOTE.
 measure() {
     local label=$1 limit=$2; shift 2; [ "$1" = -- ] && shift
     local d=$runs/$label; rm -rf "$d"; mkdir -p "$d"
-    R_READY=- R_EXIT=- R_DETACH=- R_STACKS=- R_NOTE=
+    R_READY=- R_EXIT=- R_DETACH=- R_STACKS=- R_STACK=- R_NOTE=
     progress "start $label"
     local t0=${EPOCHREALTIME/./}
     "$@" > "$d/out" 2> "$d/err" &
@@ -69,11 +85,22 @@ measure() {
     done
     R_READY=$(ms_since "$t0")
     $trigger > /dev/null 2>&1
-    sleep 0.5   # let the record reach the tool before it is told to stop
+    local tt=${EPOCHREALTIME/./}
+    # let the record reach the tool before it is told to stop: 0.5 s after the trigger, watching
+    # for its stack meanwhile and, if it comes later, while the tool exits
+    while [ $(( ${EPOCHREALTIME/./} - tt )) -lt 500000 ]; do
+        [ "$R_STACK" = - ] && said_stack "$d/out" "$d/err" && R_STACK=$(ms_since "$t0")
+        nap
+    done
     local t1=${EPOCHREALTIME/./}
     kill -INT "$pid"
     ( sleep "$limit"; kill -9 "$pid" 2>/dev/null && touch "$d/watchdog" ) & local dog=$!
+    while ! exited "$pid"; do
+        [ "$R_STACK" = - ] && said_stack "$d/out" "$d/err" && R_STACK=$(ms_since "$t0")
+        nap
+    done
     wait "$pid"; local rc=$?
+    [ "$R_STACK" = - ] && said_stack "$d/out" "$d/err" && R_STACK=$(ms_since "$t0")
     R_EXIT=$(ms_since "$t1")
     kill "$dog" 2>/dev/null; wait "$dog" 2>/dev/null
     if [ -e "$d/watchdog" ]; then R_NOTE="killed after ${limit} s of detaching"
@@ -82,7 +109,7 @@ measure() {
     R_DETACH=${R_DETACH:--}
     # ours and upstream print the errno name, bpftrace its histogram key
     R_STACKS=no; cat "$d/out" "$d/err" | grep -q -e 'E2BIG' -e ', -7\]' && R_STACKS=yes
-    progress "  ready $R_READY ms, exit $R_EXIT ms $R_NOTE"
+    progress "  ready $R_READY ms, stack $R_STACK ms, exit $R_EXIT ms $R_NOTE"
     return 0
 }
 
@@ -275,8 +302,8 @@ fi
 if want attach || want startup; then
     modes="default -F -K"; want attach || modes=default
     [ -n "$modes_override" ] && modes=${modes_override//,/ }
-    header "attach and detach, $reps rounds (ready = launch to \"Receiving data...\", exit = SIGINT to process exit; seconds, min median max; own = the tool's \"DONE in N ms\", median; stacks = rounds that saw the trigger's E2BIG)"
-    printf '%-6s %-7s %-44s %-17s %-17s %7s %6s  %s\n' funcs mode tool "ready s" "exit s" own-ms stacks note
+    header "attach and detach, $reps rounds (ready = launch to \"Receiving data...\", exit = SIGINT (0.5 s after the trigger) to process exit; seconds, min median max; own = the tool's \"DONE in N ms\", median; stacks = rounds that saw the trigger's E2BIG; stack = launch to that stack printed, median)"
+    printf '%-6s %-7s %-44s %-17s %-17s %7s %6s %7s  %s\n' funcs mode tool "ready s" "exit s" own-ms stacks "stack s" note
     for n in $sizes; do
         names=$out/sys-$n.txt
         count=$(wc -l < "$names")
@@ -293,7 +320,7 @@ if want attach || want startup; then
             case $mode/$n in -F/10|-F/100) btkind=kfunc ;; -K/10|-K/100|default/10) btkind=kprobe ;; default/1000) [ "$depth" = full ] && btkind=glob ;; esac
             # (--quick leaves bpftrace out of this section: a single-probe list takes it a minute even at 10)
             [ -n "$bt" ] && [ -n "$btkind" ] && [ "$depth" = full ] && tools+=" bpftrace"
-            declare -A c_ready=() c_exit=() c_own=() c_stacks=() c_note=()
+            declare -A c_ready=() c_exit=() c_own=() c_stacks=() c_stack=() c_note=()
             for r in $(seq "$reps"); do
                 for tool in $tools; do
                     label="attach-$n$mode-$tool-$r"
@@ -304,10 +331,10 @@ if want attach || want startup; then
                         bpftrace) if [ $btkind = glob ]; then bpftrace_prog glob '*sys_*'; else bpftrace_prog "$btkind" "$names"; fi > "$out/bt-$btkind-$n.bt"
                                   measure "$label" 900 -- "$bt" -B none "$out/bt-$btkind-$n.bt" ;;
                     esac
-                    c_ready[$tool]+="$R_READY "; c_exit[$tool]+="$R_EXIT "; c_own[$tool]+="$R_DETACH "
+                    c_ready[$tool]+="$R_READY "; c_exit[$tool]+="$R_EXIT "; c_own[$tool]+="$R_DETACH "; c_stack[$tool]+="$R_STACK "
                     [ "$R_STACKS" = yes ] && c_stacks[$tool]=$(( ${c_stacks[$tool]:-0} + 1 ))
                     [ -n "$R_NOTE" ] && c_note[$tool]="$R_NOTE"
-                    printf 'attach\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\t%s\n' "$count" "$mode" "$tool" "$r" "$R_READY" "$R_EXIT" "$R_DETACH" "$R_STACKS" "$R_NOTE" >> "$tsv"
+                    printf 'attach\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\t%s\t%s\n' "$count" "$mode" "$tool" "$r" "$R_READY" "$R_EXIT" "$R_DETACH" "$R_STACKS" "$R_NOTE" "$R_STACK" >> "$tsv"
                 done
             done
             for tool in $tools; do
@@ -319,11 +346,11 @@ if want attach || want startup; then
                                   desc="bpftrace '*sys_*' glob, kprobe.multi ($glob_count)"
                               fi ;;
                 esac
-                st=-; case $tool in ours|upstream|bpftrace) st="${c_stacks[$tool]:-0}/$reps" ;; esac
-                printf '%-6s %-7s %-44s %-17s %-17s %7s %6s  %s\n' "$count" "$mode" "$desc" \
+                st=-; sm=-; case $tool in ours|upstream|bpftrace) st="${c_stacks[$tool]:-0}/$reps"; sm=$(median_of ${c_stack[$tool]}); [ "$sm" = - ] || sm=$(secs "$sm") ;; esac
+                printf '%-6s %-7s %-44s %-17s %-17s %7s %6s %7s  %s\n' "$count" "$mode" "$desc" \
                     "$(for v in $(stats ${c_ready[$tool]}); do secs "$v"; done | paste -sd' ')" \
                     "$(for v in $(stats ${c_exit[$tool]}); do secs "$v"; done | paste -sd' ')" \
-                    "$(median_of ${c_own[$tool]})" "$st" "${c_note[$tool]:-}"
+                    "$(median_of ${c_own[$tool]})" "$st" "$sm" "${c_note[$tool]:-}"
             done
             # ours against the floor of its own mechanism and against the fastest floor of the mode
             same=floor-$(same_floor "$mode")
@@ -341,7 +368,7 @@ if want attach || want startup; then
                     line+="; ours / fastest floor: ready $(ratio "$or" "${best_r:--}") ($best_rt), exit $(ratio "$oe" "${best_e:--}") ($best_et)"
                 printf '%-6s %-7s %s\n' "$count" "$mode" "$line"
             fi
-            unset c_ready c_exit c_own c_stacks c_note
+            unset c_ready c_exit c_own c_stacks c_stack c_note
         done
     done
 fi

@@ -28,7 +28,7 @@ public sealed class KernelFacts
             // the bytes target resolution read, if it did: the same kallsyms a moment later
             var text = resolverText;
             resolverText = null;
-            return text is { } t ? Kallsyms.Parse(t.Span) : Kallsyms.Load();
+            return text is { } t ? Kallsyms.Parse(t) : Kallsyms.Load();
         }, LazyThreadSafetyMode.ExecutionAndPublication);
         kallsyms = new(() => new KallsymsTable(raw.Value), LazyThreadSafetyMode.ExecutionAndPublication);
         dwarf = new(() => !settings.WantLines && !settings.SourceGlobs ? null : DwarfLines.Find(settings.KernelImage, () => raw.Value, warn),
