@@ -33,14 +33,17 @@ ms_since() { local t=${EPOCHREALTIME/./}; echo $(( (t - $1) / 1000 )); }
 coproc NAP { exec sleep 2147483647; }
 nap() { read -r -t 0.02 -u "${NAP[0]}" _ || true; }
 # whether the trigger's stack (its E2BIG: ours and upstream print the name, bpftrace the number)
-# is out, read with the shell's own read
+# is out: the tool's stdout and stderr stay open on two descriptors (watch_outputs), so each look
+# reads only what came since the last (a broad run prints thousands of lines)
+watch_outputs() { exec {W_OUT}<"$1" {W_ERR}<"$2"; W_PART_OUT= W_PART_ERR=; }
+unwatch_outputs() { exec {W_OUT}<&- {W_ERR}<&-; }
 said_stack() {
-    local f l=
-    for f in "$@"; do
-        [ -f "$f" ] || continue
-        while IFS= read -r l || [ -n "$l" ]; do [[ $l == *E2BIG* || $l == *", -7]"* ]] && return 0; done < "$f"
-    done
-    return 1
+    local l
+    while IFS= read -r l <&"$W_OUT"; do l=$W_PART_OUT$l; W_PART_OUT=; [[ $l == *E2BIG* || $l == *", -7]"* ]] && return 0; done
+    W_PART_OUT+=$l
+    while IFS= read -r l <&"$W_ERR"; do l=$W_PART_ERR$l; W_PART_ERR=; [[ $l == *E2BIG* || $l == *", -7]"* ]] && return 0; done
+    W_PART_ERR+=$l
+    [[ $W_PART_OUT$W_PART_ERR == *E2BIG* ]]
 }
 # whether a child has exited (a zombie until waited for: kill -0 still reaches it)
 exited() {
@@ -84,23 +87,25 @@ measure() {
         nap
     done
     R_READY=$(ms_since "$t0")
+    watch_outputs "$d/out" "$d/err"
     $trigger > /dev/null 2>&1
     local tt=${EPOCHREALTIME/./}
     # let the record reach the tool before it is told to stop: 0.5 s after the trigger, watching
     # for its stack meanwhile and, if it comes later, while the tool exits
     while [ $(( ${EPOCHREALTIME/./} - tt )) -lt 500000 ]; do
-        [ "$R_STACK" = - ] && said_stack "$d/out" "$d/err" && R_STACK=$(ms_since "$t0")
+        [ "$R_STACK" = - ] && said_stack && R_STACK=$(ms_since "$t0")
         nap
     done
     local t1=${EPOCHREALTIME/./}
     kill -INT "$pid"
     ( sleep "$limit"; kill -9 "$pid" 2>/dev/null && touch "$d/watchdog" ) & local dog=$!
     while ! exited "$pid"; do
-        [ "$R_STACK" = - ] && said_stack "$d/out" "$d/err" && R_STACK=$(ms_since "$t0")
+        [ "$R_STACK" = - ] && said_stack && R_STACK=$(ms_since "$t0")
         nap
     done
     wait "$pid"; local rc=$?
-    [ "$R_STACK" = - ] && said_stack "$d/out" "$d/err" && R_STACK=$(ms_since "$t0")
+    [ "$R_STACK" = - ] && said_stack && R_STACK=$(ms_since "$t0")
+    unwatch_outputs
     R_EXIT=$(ms_since "$t1")
     kill "$dog" 2>/dev/null; wait "$dog" 2>/dev/null
     if [ -e "$d/watchdog" ]; then R_NOTE="killed after ${limit} s of detaching"

@@ -130,6 +130,8 @@ struct config {
 	unsigned int args_max_total;     /* data bytes per args_rec */
 	unsigned int args_max_any;       /* most bytes one argument may take (sized or string limit) */
 	unsigned int idle_sessions_max;  /* sessions map entries kept for reuse after their session ends */
+	unsigned int self_tgid;          /* the tracer's own process, never traced: its failing syscalls
+	                                  * (printing a stack) would start sessions of their own */
 };
 
 struct stats {

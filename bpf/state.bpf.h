@@ -156,6 +156,8 @@ static __always_inline bool passes_task_filters(__u64 pid_tgid)
 	__u32 tgid = pid_tgid >> 32;
 	struct comm_key comm = {};
 
+	if (tgid == cfg.self_tgid)
+		return false;
 	if (has_pid_allow && !bpf_map_lookup_elem(&pid_allow, &tgid))
 		return false;
 	if (has_pid_deny && bpf_map_lookup_elem(&pid_deny, &tgid))

@@ -36,7 +36,7 @@ public class RecordLayoutTests
             ("EmitInterimStacks", "emit_interim_stacks"), ("UseLbr", "use_lbr"), ("CaptureArgs", "capture_args"),
             ("CaptureRawPtrs", "capture_raw_ptrs"), ("FollowForks", "follow_forks"), ("UserStacks", "user_stacks"),
             ("Pinpoint", "pinpoint"), ("CfgPad0", "cfg_pad[0]"), ("CfgPad1", "cfg_pad[1]"), ("CfgPad2", "cfg_pad[2]"),
-            ("ArgsMaxTotal", "args_max_total"), ("ArgsMaxAny", "args_max_any"), ("IdleSessionsMax", "idle_sessions_max"),
+            ("ArgsMaxTotal", "args_max_total"), ("ArgsMaxAny", "args_max_any"), ("IdleSessionsMax", "idle_sessions_max"), ("SelfTgid", "self_tgid"),
         ]),
         new(typeof(BpfStats), "stats",
         [

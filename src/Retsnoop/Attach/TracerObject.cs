@@ -125,6 +125,7 @@ public sealed unsafe class TracerObject : IDisposable
             // a quarter of the sessions map may stay as idle entries that threads' next sessions
             // reuse; the rest is for sessions open at once
             IdleSessionsMax = s.SessionsSize / 4,
+            SelfTgid = (uint)Environment.ProcessId,
         };
         var rodata = obj.ReadOnlyData();
         if (rodata.Length < sizeof(BpfConfig))

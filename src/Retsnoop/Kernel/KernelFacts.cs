@@ -93,15 +93,21 @@ public sealed class KernelFacts
 
     /// <summary>The warm-up thread while it runs at nice 19 (0: none).</summary>
     int warmUpThread;
+    /// <summary>A record asked for symbols: the warm-up must not (or no longer) run at nice 19.</summary>
+    volatile bool hurried;
 
-    /// <summary>Loads kallsyms and indexes DWARF while we wait for the first record, at nice 19: a
-    /// Ctrl-C that comes first detaches without sharing the CPU with it (on one CPU that doubled
-    /// the time to exit).</summary>
+    /// <summary>Loads kallsyms and indexes DWARF while we wait for the first record, at nice 19 until
+    /// a record needs them: a Ctrl-C before any record detaches without sharing the CPU with it.</summary>
     public void WarmUpInBackground() => new Thread(() =>
     {
         int tid = Libc.CurrentThreadId();
-        if (Libc.SetThreadNice(tid, 19))
+        if (!hurried && Libc.SetThreadNice(tid, 19))
+        {
             Volatile.Write(ref warmUpThread, tid);
+            // a Hurry between the check and the write found no thread to speed up
+            if (hurried && Interlocked.Exchange(ref warmUpThread, 0) == tid)
+                Libc.SetThreadNice(tid, 0);
+        }
         try
         {
             _ = kallsyms.Value;
@@ -117,6 +123,7 @@ public sealed class KernelFacts
     /// <summary>A record needs symbols now: the warm-up it waits for goes back to normal priority.</summary>
     void Hurry()
     {
+        hurried = true;
         int tid = Interlocked.Exchange(ref warmUpThread, 0);
         if (tid != 0)
             Libc.SetThreadNice(tid, 0);

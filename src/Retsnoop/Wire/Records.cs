@@ -47,6 +47,7 @@ public struct BpfConfig
     public byte Pinpoint; // --pinpoint
     public byte CfgPad0, CfgPad1, CfgPad2;
     public uint ArgsMaxTotal, ArgsMaxAny, IdleSessionsMax;
+    public uint SelfTgid; // never traced: the tracer's own failing syscalls would print stacks
 }
 
 [Flags]
