@@ -37,12 +37,13 @@ nap() { read -r -t 0.02 -u "${NAP[0]}" _ || true; }
 # reads only what came since the last (a broad run prints thousands of lines)
 watch_outputs() { exec {W_OUT}<"$1" {W_ERR}<"$2"; W_PART_OUT= W_PART_ERR=; }
 unwatch_outputs() { exec {W_OUT}<&- {W_ERR}<&-; }
+# (7.x's 9p answers a read at the end of a file that grows with ENODATA: that ends a look too)
 said_stack() {
-    local l
-    while IFS= read -r l <&"$W_OUT"; do l=$W_PART_OUT$l; W_PART_OUT=; [[ $l == *E2BIG* || $l == *", -7]"* ]] && return 0; done
-    W_PART_OUT+=$l
-    while IFS= read -r l <&"$W_ERR"; do l=$W_PART_ERR$l; W_PART_ERR=; [[ $l == *E2BIG* || $l == *", -7]"* ]] && return 0; done
-    W_PART_ERR+=$l
+    local l=
+    while IFS= read -r l <&"$W_OUT" 2>/dev/null; do l=$W_PART_OUT$l; W_PART_OUT=; [[ $l == *E2BIG* || $l == *", -7]"* ]] && return 0; l=; done
+    W_PART_OUT+=${l-}; l=
+    while IFS= read -r l <&"$W_ERR" 2>/dev/null; do l=$W_PART_ERR$l; W_PART_ERR=; [[ $l == *E2BIG* || $l == *", -7]"* ]] && return 0; l=; done
+    W_PART_ERR+=${l-}
     [[ $W_PART_OUT$W_PART_ERR == *E2BIG* ]]
 }
 # whether a child has exited (a zombie until waited for: kill -0 still reaches it)
