@@ -10,8 +10,8 @@ public readonly record struct KernelSymbol(ulong Address, string Name, char Type
 /// /proc/kallsyms as sorted arrays: address to symbol+offset, name to address(es), with module
 /// names. Parsed from UTF-8 bytes in one pass that keeps, per line, the address and where its name
 /// lies in the bytes: names become strings only when asked for, and the name index is built on
-/// the first lookups by name that a scan would make slow (the kernel's 170,000 names as strings
-/// cost most of a second under emulation, before the first stack could be printed).
+/// the first lookups by name that a scan would make slow (a kernel's 120,000-200,000 names as
+/// strings cost most of a second under emulation, before the first stack could be printed).
 /// Only text symbols (t T w W) take part in address resolution. When several text symbols share
 /// an address the preferred one is chosen deterministically: global (T) before local (t) before
 /// weak, then the name with fewer leading underscores, then ordinal name order. The others remain
@@ -57,8 +57,7 @@ public sealed class Kallsyms
         this.modules = modules;
         HasAddresses = hasAddresses;
         TotalCount = total;
-        // sort by address with a primitive key sort (stable for equal keys by the line order
-        // below), then order each run of equal addresses
+        // sort by address with a primitive key sort, then order each run of equal addresses
         var keys = new ulong[text.Count];
         var lines = text.ToArray();
         for (int i = 0; i < keys.Length; i++)

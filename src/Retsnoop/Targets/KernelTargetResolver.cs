@@ -171,7 +171,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
 
         var siteStarts = !NeedsSymbolStarts && chosen.Count > 0 && chosen.All(c => c.F.Address != 0)
             ? SiteStarts([.. chosen.Select(c => c.F.Address)]) : null;
-        if (siteStarts is null)
+        if (siteStarts is null && chosen.Count > 0) // none: the entry glob check below says why, without kallsyms
             ksyms.Prepare(chosen.Select(c => c.F.Name).ToHashSet(StringComparer.Ordinal));
         else
             notes.Add($"the starts of {chosen.Count} functions from their ftrace sites (/proc/kcore); kallsyms not read to attach");
