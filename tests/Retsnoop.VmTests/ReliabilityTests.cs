@@ -193,15 +193,16 @@ public sealed class ReliabilityTests(ReliabilityKernel k)
         AssertDetached(r);
         var m = Regex.Match(r.TracerErr, @"WARNING: kretprobes missed (\d+) returns \(most on __x64_sys_clock_nanosleep (\d+)\)");
         Assert.True(m.Success, r.Describe());
-        // a sleeper or two may be done before the last ones start
-        Assert.InRange(int.Parse(m.Groups[2].Value), n - 10 - 4, n - 10);
+        // a sleeper or two may be done before the last ones start, and the guest's other sleeps in
+        // that window meet the same empty pool (a CI run counted 19 against kprobe.multi's 16)
+        Assert.InRange(int.Parse(m.Groups[2].Value), n - 10 - 4, n - 10 + 4);
         Assert.DoesNotContain("kprobes missed", r.TracerErr.Replace("kretprobes missed", ""));
 
         var multi = k.Boot.Case("missed-kmulti");
         AssertDetached(multi);
         m = Regex.Match(multi.TracerErr, @"WARNING: kprobe\.multi missed (\d+) probe hits \(0 entries, (\d+) returns\)");
         Assert.True(m.Success, multi.Describe());
-        Assert.InRange(int.Parse(m.Groups[2].Value), n - 8 - 4, n - 8);
+        Assert.InRange(int.Parse(m.Groups[2].Value), n - 8 - 4, n - 8 + 4);
     }
 
     [Fact]
