@@ -171,10 +171,10 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
 
         var siteStarts = !NeedsSymbolStarts && chosen.Count > 0 && chosen.All(c => c.F.Address != 0)
             ? SiteStarts([.. chosen.Select(c => c.F.Address)]) : null;
-        if (siteStarts is null && chosen.Count > 0) // none: the entry glob check below says why, without kallsyms
-            ksyms.Prepare(chosen.Select(c => c.F.Name).ToHashSet(StringComparer.Ordinal));
-        else
+        if (siteStarts is not null)
             notes.Add($"the starts of {chosen.Count} functions from their ftrace sites (/proc/kcore); kallsyms not read to attach");
+        else if (chosen.Count > 0) // none: the entry glob check below says why, without kallsyms
+            ksyms.Prepare(chosen.Select(c => c.F.Name).ToHashSet(StringComparer.Ordinal));
         var result = new List<TracedFunction>();
         // names that occur more than once (static functions in several files) need exact addresses
         var occurrences = chosen.GroupBy(c => (c.F.Name, c.F.Module)).ToDictionary(g => g.Key, g => g.Count());
