@@ -26,6 +26,7 @@ public sealed class NewestKernel
             new("dry-run-default", $"\"$RETSNOOP_BIN\" --dry-run -v {Bpf.Globs}"),
             new("uname", "uname -r"),
             new(SiteStartsCheck.CaseName, SiteStartsCheck.Script),
+            new(ListCopyCheck.CaseName, ListCopyCheck.Script),
         ], timeoutSeconds: 900, name: $"newest-{Version}");
     }
 }
@@ -55,6 +56,9 @@ public sealed class NewestKernelTests(NewestKernel k) : StackModeTestsBase(k.Boo
 
     [Fact]
     public void KprobeMultiStartsFromFtraceSitesAreTheKallsymsOnes() => SiteStartsCheck.Assert(Boot.Case(SiteStartsCheck.CaseName));
+
+    [Fact]
+    public void TheTraceableListIsReadOncePerBootAndModules() => ListCopyCheck.Assert(Boot.Case(ListCopyCheck.CaseName));
 
     /// <summary>Linux 7.x's tracing multi links: -F attaches its functions through them (the feature
     /// probe says so), and returns seen without their entry while attaching are no warning.</summary>

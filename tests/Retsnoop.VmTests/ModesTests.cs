@@ -36,6 +36,7 @@ public sealed class ModesKernel
         // those inner errors; their frames get file:line from the modules' debug files
         new("module-lines", $"traced \"cat /nonexistent-retsnoop-file\" -- -I -k '{VmBoot.DebugVmlinux("6.12")}' --modules-debug-dir '{Path.Combine(Path.GetDirectoryName(VmBoot.DebugVmlinux("6.12"))!, "modules-dbg")}' -n cat -e '*sys_openat' -a 'v9fs_*' -a 'p9_*' -a do_sys_openat2 -a path_openat"),
         new(SiteStartsCheck.CaseName, SiteStartsCheck.Script),
+        new(ListCopyCheck.CaseName, ListCopyCheck.Script),
         new("source-glob-dry-run", $"\"$RETSNOOP_BIN\" --dry-run -v -k '{VmBoot.DebugVmlinux("6.12")}' -e ':kernel/bpf/arraymap.c'"),
         // --trace-events and --folded (PicturesTests); the founding article's case, the -T trace is the viewer tests' fixture
         .. PicturesCases.All,
@@ -216,6 +217,9 @@ public sealed class ModesTests(ModesKernel k)
 
     [Fact]
     public void KprobeMultiStartsFromFtraceSitesAreTheKallsymsOnes() => SiteStartsCheck.Assert(k.Boot.Case(SiteStartsCheck.CaseName));
+
+    [Fact]
+    public void TheTraceableListIsReadOncePerBootAndModules() => ListCopyCheck.Assert(k.Boot.Case(ListCopyCheck.CaseName));
 
     [Fact]
     public void ModuleFramesHaveFileAndLine()

@@ -18,7 +18,8 @@ public static class TraceableFunctions
 
     static readonly string[] Roots = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
-    public static List<TraceableFunction> Load(out string source)
+    /// <param name="source">the file read, and whether this boot's copy of it was used</param>
+    public static List<TraceableFunction> Load(out string source, TraceableListCache? cache = null)
     {
         Exception? last = null;
         foreach (var root in Roots)
@@ -30,8 +31,9 @@ public static class TraceableFunctions
                     continue;
                 try
                 {
-                    source = path;
-                    return Parse(Encoding.UTF8.GetString(PseudoFile.ReadAll(path, MaxFileSize).Span), withAddrs);
+                    var text = cache is null ? PseudoFile.ReadAll(path, MaxFileSize) : cache.Read(path, () => PseudoFile.ReadAll(path, MaxFileSize));
+                    source = cache is null ? path : $"{path} ({cache.Note})";
+                    return Parse(Encoding.UTF8.GetString(text.Span), withAddrs);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
                 {

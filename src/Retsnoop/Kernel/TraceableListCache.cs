@@ -1,0 +1,130 @@
+using System.Security.Cryptography;
+using System.Text;
+using Retsnoop.Symbols;
+
+namespace Retsnoop.Kernel;
+
+/// <summary>
+/// The kernel's list of traceable functions as read earlier in this boot, kept under /run (a tmpfs
+/// that a reboot empties, root's alone). The kernel takes ~0.45 s of a TCG guest's CPU to print the
+/// 2 MiB list, a third of the time to "Receiving data..."; it changes only when modules come and go.
+/// The copy is keyed by the boot id and the loaded modules (name, size, address): a module loaded,
+/// unloaded or reloaded elsewhere makes a new key, and the list is read from the kernel again.
+/// </summary>
+/// <param name="key">this boot's and modules' key (<see cref="CurrentKey"/>; tests give their own)</param>
+public sealed class TraceableListCache(string dir, Func<string?>? key = null)
+{
+    readonly Func<string?> currentKey = key ?? CurrentKey;
+
+    public const string DefaultDir = "/run/retsnoop";
+
+    /// <summary>Where the last <see cref="Read"/> got the list, for -v.</summary>
+    public string Note { get; private set; } = "";
+
+    /// <summary>The copy's path for a tracefs file: one copy per list (with or without addresses).</summary>
+    string PathFor(string listPath) => Path.Combine(dir, Path.GetFileName(listPath) + ".cache");
+
+    /// <summary>The list's bytes: the copy when its key is this boot's and these modules', else
+    /// the kernel's file (then kept, if the modules did not change while it was read).</summary>
+    public ReadOnlyMemory<byte> Read(string listPath, Func<ReadOnlyMemory<byte>> readKernel)
+    {
+        var key = currentKey();
+        if (key is null)
+        {
+            Note = "not kept: a module is loading, or module addresses are hidden";
+            return readKernel();
+        }
+        var copy = PathFor(listPath);
+        if (TryReadCopy(copy, key) is { } cached)
+        {
+            Note = $"this boot's copy in {copy}";
+            return cached;
+        }
+        var text = readKernel();
+        if (currentKey() == key)
+        {
+            var failed = TryWriteCopy(copy, key, text.Span);
+            Note = failed is null ? $"kept in {copy} for later runs in this boot" : $"not kept: {failed}";
+        }
+        else
+            Note = "not kept: modules changed while it was read";
+        return text;
+    }
+
+    /// <summary>"boot id, hash of the modules": null when a module is not live (its functions may
+    /// still change) or module addresses are hidden (a reload could keep name and size).</summary>
+    public static string? CurrentKey()
+    {
+        try
+        {
+            var boot = File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
+            // a kernel without module support has no /proc/modules: its list never changes
+            var modules = File.Exists("/proc/modules") ? ModulesKey(Encoding.UTF8.GetString(PseudoFile.ReadAll("/proc/modules", 16 << 20).Span)) : "no modules";
+            return modules is null ? null : $"{boot} {modules}";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The /proc/modules lines' name, size and address (not their use counts, which change
+    /// all the time), hashed; null when one is not Live or has no address.</summary>
+    public static string? ModulesKey(string procModules)
+    {
+        var sb = new StringBuilder();
+        foreach (var line in procModules.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            // name size refcount users state address [taint]
+            var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (f.Length < 6 || f[4] != "Live" || !f[5].StartsWith("0x") || f[5].TrimStart('0', 'x').Length == 0)
+                return null;
+            sb.Append(f[0]).Append(' ').Append(f[1]).Append(' ').Append(f[5]).Append('\n');
+        }
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
+    }
+
+    static ReadOnlyMemory<byte>? TryReadCopy(string path, string key)
+    {
+        try
+        {
+            var bytes = File.ReadAllBytes(path);
+            int nl = Array.IndexOf(bytes, (byte)'\n');
+            if (nl < 0 || Encoding.UTF8.GetString(bytes, 0, nl) != key)
+                return null;
+            return bytes.AsMemory(nl + 1);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Written whole under a temporary name and renamed: a concurrent run reads the old
+    /// copy or the new one, never half of one.</summary>
+    /// <returns>null, or why the copy could not be written</returns>
+    string? TryWriteCopy(string path, string key, ReadOnlySpan<byte> text)
+    {
+        var tmp = $"{path}.{Environment.ProcessId}";
+        try
+        {
+            Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            using (var fs = new FileStream(tmp, new FileStreamOptions
+            {
+                Mode = FileMode.Create, Access = FileAccess.Write,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            }))
+            {
+                fs.Write(Encoding.UTF8.GetBytes(key + "\n"));
+                fs.Write(text);
+            }
+            File.Move(tmp, path, overwrite: true);
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(tmp); } catch (Exception) { }
+            return e.Message;
+        }
+    }
+}
