@@ -99,14 +99,14 @@ public sealed class TraceableListCacheTests : IDisposable
     [Fact]
     public void ModulesKeyIgnoresUseCountsAndRefusesLoadingOrHiddenModules()
     {
-        // recorded /proc/modules lines (7.2 guest)
-        const string a = "9p 102400 1 - Live 0xffffffffc0427000\nnetfs 593920 1 9p, Live 0xffffffffc0350000\n";
-        const string usedMore = "9p 102400 3 - Live 0xffffffffc0427000\nnetfs 593920 2 9p, Live 0xffffffffc0350000\n";
-        const string reloaded = "9p 102400 1 - Live 0xffffffffc0500000\nnetfs 593920 1 9p, Live 0xffffffffc0350000\n";
+        // /proc/modules lines of the 7.2 guest, then with other use counts, then 9pnet elsewhere
+        const string a = "9pnet 110592 2 9p,9pnet_virtio, Live 0xffffffffc061d000\nnetfs 626688 2 9p,9pnet, Live 0xffffffffc0600000\n";
+        const string usedMore = "9pnet 110592 3 9p,9pnet_virtio,other, Live 0xffffffffc061d000\nnetfs 626688 1 9p, Live 0xffffffffc0600000\n";
+        const string reloaded = "9pnet 110592 2 9p,9pnet_virtio, Live 0xffffffffc0700000\nnetfs 626688 2 9p,9pnet, Live 0xffffffffc0600000\n";
         Assert.NotNull(TraceableListCache.ModulesKey(a));
         Assert.Equal(TraceableListCache.ModulesKey(a), TraceableListCache.ModulesKey(usedMore));
         Assert.NotEqual(TraceableListCache.ModulesKey(a), TraceableListCache.ModulesKey(reloaded));
-        Assert.Null(TraceableListCache.ModulesKey("9p 102400 1 - Loading 0xffffffffc0427000\n"));
-        Assert.Null(TraceableListCache.ModulesKey("9p 102400 1 - Live 0x0000000000000000\n"));
+        Assert.Null(TraceableListCache.ModulesKey("9pnet 110592 0 - Loading 0xffffffffc061d000\n"));
+        Assert.Null(TraceableListCache.ModulesKey("9pnet 110592 2 9p,9pnet_virtio, Live 0x0000000000000000\n"));
     }
 }
