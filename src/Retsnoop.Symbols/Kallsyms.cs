@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Text;
 using System.Text;
 
@@ -124,6 +125,34 @@ public sealed class Kallsyms
         }
     }
 
+    /// <summary>vmlinux's text symbols from <paramref name="first"/> to <paramref name="last"/> as
+    /// kallsyms lines, in address order: a table of them resolves addresses in that range as this
+    /// one does.</summary>
+    public byte[] VmlinuxTextLines(ulong first, ulong last)
+    {
+        var buf = new ArrayBufferWriter<byte>(1 << 22);
+        int i = Array.BinarySearch(addrs, first);
+        if (i < 0)
+            i = ~i;
+        while (i > 0 && addrs[i - 1] == first)
+            i--;
+        Span<byte> head = stackalloc byte[20];
+        for (; i < addrs.Length && addrs[i] <= last; i++)
+        {
+            int line = textLine[i];
+            if (lineModule[line] >= 0)
+                continue;
+            addrs[i].TryFormat(head, out int n, "x16");
+            head[n++] = (byte)' ';
+            head[n++] = (byte)textType[i];
+            head[n++] = (byte)' ';
+            buf.Write(head[..n]);
+            buf.Write(NameBytes(line));
+            buf.Write("\n"u8);
+        }
+        return buf.WrittenSpan.ToArray();
+    }
+
     /// <summary>Largest kallsyms text accepted: a kernel with many modules writes about 20 MiB.</summary>
     public const int MaxFileSize = 64 << 20;
 
@@ -138,7 +167,9 @@ public sealed class Kallsyms
     {
         try
         {
-            return PseudoFile.ReadAll(path, MaxFileSize);
+            // kallsyms finds its place again at each read() cheaply (unlike tracefs' lists): 64 KiB
+            // reads keep each stretch in the kernel short while a background load overlaps a detach
+            return PseudoFile.ReadAll(path, MaxFileSize, 64 << 10);
         }
         catch (InvalidDataException)
         {

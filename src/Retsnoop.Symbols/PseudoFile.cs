@@ -9,11 +9,13 @@ namespace Retsnoop.Symbols;
 public static class PseudoFile
 {
     /// <exception cref="InvalidDataException">the file is larger than <paramref name="maxSize"/> (found before all of it is read)</exception>
-    public static ReadOnlyMemory<byte> ReadAll(string path, int maxSize)
+    /// <param name="chunkSize">bytes per read(): a read is one stretch in the kernel, which an RCU
+    /// grace period (a detach's) waits out on that CPU</param>
+    public static ReadOnlyMemory<byte> ReadAll(string path, int maxSize, int chunkSize = 1 << 20)
     {
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
         using var ms = new MemoryStream(1 << 21);
-        var chunk = new byte[1 << 20];
+        var chunk = new byte[chunkSize];
         int n;
         while ((n = fs.Read(chunk)) > 0)
         {

@@ -116,21 +116,4 @@ public class KallsymsTests
         Assert.False(ks.TryResolve(0xffffffff81000000, out _, out _));
         File.Delete(p);
     }
-
-}
-
-/// <summary>A fact that needs root: skipped, saying why, otherwise (xunit 2 decides skips at
-/// discovery; its runtime Assert.Skip exists only from xunit 3).</summary>
-public sealed class RootFactAttribute : FactAttribute
-{
-    [System.Runtime.InteropServices.DllImport("libc")]
-    static extern uint geteuid();
-
-    public static bool IsRoot { get; } = geteuid() == 0;
-
-    public RootFactAttribute(string why)
-    {
-        if (!IsRoot)
-            Skip = $"needs root: {why} (run ./test as root)";
-    }
 }

@@ -27,6 +27,7 @@ public sealed class NewestKernel
             new("uname", "uname -r"),
             new(SiteStartsCheck.CaseName, SiteStartsCheck.Script),
             new(ListCopyCheck.CaseName, ListCopyCheck.Script),
+            new(TextCopyCheck.CaseName, TextCopyCheck.Script),
         ], timeoutSeconds: 900, name: $"newest-{Version}");
     }
 }
@@ -59,6 +60,9 @@ public sealed class NewestKernelTests(NewestKernel k) : StackModeTestsBase(k.Boo
 
     [Fact]
     public void TheTraceableListIsReadOncePerBootAndModules() => ListCopyCheck.Assert(Boot.Case(ListCopyCheck.CaseName));
+
+    [Fact]
+    public void VmlinuxFramesAreNamedFromThisBootsCopy() => TextCopyCheck.Assert(Boot.Case(TextCopyCheck.CaseName));
 
     /// <summary>Linux 7.x's tracing multi links: -F attaches its functions through them (the feature
     /// probe says so), and returns seen without their entry while attaching are no warning.</summary>

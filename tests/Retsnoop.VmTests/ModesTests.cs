@@ -37,6 +37,7 @@ public sealed class ModesKernel
         new("module-lines", $"traced \"cat /nonexistent-retsnoop-file\" -- -I -k '{VmBoot.DebugVmlinux("6.12")}' --modules-debug-dir '{Path.Combine(Path.GetDirectoryName(VmBoot.DebugVmlinux("6.12"))!, "modules-dbg")}' -n cat -e '*sys_openat' -a 'v9fs_*' -a 'p9_*' -a do_sys_openat2 -a path_openat"),
         new(SiteStartsCheck.CaseName, SiteStartsCheck.Script),
         new(ListCopyCheck.CaseName, ListCopyCheck.Script),
+        new(TextCopyCheck.CaseName, TextCopyCheck.Script),
         new("source-glob-dry-run", $"\"$RETSNOOP_BIN\" --dry-run -v -k '{VmBoot.DebugVmlinux("6.12")}' -e ':kernel/bpf/arraymap.c'"),
         // --trace-events and --folded (PicturesTests); the founding article's case, the -T trace is the viewer tests' fixture
         .. PicturesCases.All,
@@ -220,6 +221,9 @@ public sealed class ModesTests(ModesKernel k)
 
     [Fact]
     public void TheTraceableListIsReadOncePerBootAndModules() => ListCopyCheck.Assert(k.Boot.Case(ListCopyCheck.CaseName));
+
+    [Fact]
+    public void VmlinuxFramesAreNamedFromThisBootsCopy() => TextCopyCheck.Assert(k.Boot.Case(TextCopyCheck.CaseName));
 
     [Fact]
     public void ModuleFramesHaveFileAndLine()

@@ -99,7 +99,7 @@ sealed class TraceRun(Options opts)
         // uprobes: a run with user-space targets only reads no kernel function list (and needs no kprobes)
         if (targets.HasKernelTargets)
         {
-            var traceable = TraceableFunctions.Load(out var listSource, new TraceableListCache(TraceableListCache.DefaultDir));
+            var traceable = TraceableFunctions.Load(out var listSource, new TraceableListCache(BootCopies.Dir));
             Log(1, $"{traceable.Count} traceable functions in {listSource}");
             Log(2, $"[{launch.ElapsedMilliseconds} ms] traceable functions read");
             var resolver = new KernelTargetResolver(targets, facts.Symbols, facts.Types, facts.SourceIndexFactory())

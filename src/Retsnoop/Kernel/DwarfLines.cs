@@ -12,7 +12,8 @@ public sealed class DwarfLines : ISourceLines, ISourceIndex
     DwarfLines(DwarfSymbolizer sym) => this.sym = sym;
 
     /// <summary>-k PATH or the usual places; null (after saying once how to get one) when there is none.</summary>
-    public static DwarfLines? Find(string? kernelImage, Func<Kallsyms> kallsyms, Action<string> warn)
+    /// <param name="runningStext">_stext's address in the running kernel (KASLR's offset), when known</param>
+    public static DwarfLines? Find(string? kernelImage, Func<ulong?> runningStext, Action<string> warn)
     {
         var path = kernelImage ?? VmlinuxLocator.Find();
         if (path is null)
@@ -37,8 +38,7 @@ public sealed class DwarfLines : ISourceLines, ISourceIndex
             warn($"WARNING: {path} has build id {buildId} but the running kernel has {running}: not using it for file:line info.");
             return null;
         }
-        var runStext = kallsyms().AddressesOf("_stext");
-        ulong bias = linkStext != 0 && runStext.Count > 0 ? runStext[0] - linkStext : 0;
+        ulong bias = linkStext != 0 && runningStext() is { } runStext ? runStext - linkStext : 0;
         return new DwarfLines(DwarfSymbolizer.Open(path, bias));
     }
 

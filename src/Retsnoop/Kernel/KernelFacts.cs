@@ -17,6 +17,9 @@ public sealed class KernelFacts
     readonly Lazy<Kallsyms> raw;
     readonly Lazy<KallsymsTable> kallsyms;
     readonly Lazy<DwarfLines?> dwarf;
+    readonly string? bootId = BootCopies.BootId();
+    /// <summary>This boot's vmlinux text symbols as an earlier run kept them (null: none yet).</summary>
+    readonly Lazy<VmlinuxTextCopy?> textCopy;
 
     public KernelFacts(SymbolSettings settings, Action<string> warn)
     {
@@ -31,7 +34,9 @@ public sealed class KernelFacts
             return text is { } t ? Kallsyms.Parse(t) : Kallsyms.Load();
         }, LazyThreadSafetyMode.ExecutionAndPublication);
         kallsyms = new(() => new KallsymsTable(raw.Value), LazyThreadSafetyMode.ExecutionAndPublication);
-        dwarf = new(() => !settings.WantLines && !settings.SourceGlobs ? null : DwarfLines.Find(settings.KernelImage, () => raw.Value, warn),
+        textCopy = new(() => bootId is null ? null : VmlinuxTextCopy.TryLoad(VmlinuxTextCopy.DefaultPath, bootId),
+            LazyThreadSafetyMode.ExecutionAndPublication);
+        dwarf = new(() => !settings.WantLines && !settings.SourceGlobs ? null : DwarfLines.Find(settings.KernelImage, RunningStext, warn),
             LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
@@ -86,9 +91,39 @@ public sealed class KernelFacts
         {
             modules ??= new ModuleDebugInfo(settings.ModulesDebugDir ?? ModuleDebugInfo.DefaultRoot, warn);
             var mods = modules;
-            lines = new LazySourceLines(() => { Hurry(); return new KernelSourceLines(dwarf.Value, mods, a => raw.Value.ModuleOf(a)); });
+            lines = new LazySourceLines(() => { Hurry(); return new KernelSourceLines(dwarf.Value, mods, a => InVmlinuxText(a) ? null : raw.Value.ModuleOf(a)); });
         }
-        return new(new LazyKernelSymbols(() => { Hurry(); return kallsyms.Value; }), lines, settings.WantInlines);
+        return new(new BootSymbols(this), lines, settings.WantInlines);
+    }
+
+    /// <summary>The whole table for a record: the warm-up may be loading it at nice 19.</summary>
+    KallsymsTable WholeTable()
+    {
+        Hurry();
+        return kallsyms.Value;
+    }
+
+    ulong? RunningStext() => textCopy.Value?.First ?? (raw.Value.AddressesOf("_stext") is [var a, ..] ? a : null);
+
+    bool InVmlinuxText(ulong address)
+    {
+        // the whole table is hurried only when a frame needs it: with the copy, the warm-up
+        // finishes at nice 19
+        if (!textCopy.IsValueCreated)
+            Hurry();
+        return textCopy.Value?.Covers(address) == true;
+    }
+
+    /// <summary>A stack's vmlinux frames from this boot's copy of the text symbols when there is one
+    /// (at once), the rest (modules, BPF programs) from the whole kallsyms.</summary>
+    sealed class BootSymbols(KernelFacts facts) : IKernelSymbols
+    {
+        public bool TryResolve(ulong address, out string name, out ulong offset, out string? module)
+        {
+            if (facts.InVmlinuxText(address))
+                return facts.textCopy.Value!.TryResolve(address, out name, out offset, out module);
+            return facts.WholeTable().TryResolve(address, out name, out offset, out module);
+        }
     }
 
     /// <summary>The warm-up thread while it runs at nice 19 (0: none).</summary>
@@ -110,7 +145,16 @@ public sealed class KernelFacts
         }
         try
         {
-            _ = kallsyms.Value;
+            // this boot's copy names vmlinux frames; without one the whole table is loaded, and
+            // leaves a copy for the next runs. With one, the whole table waits for a frame outside
+            // vmlinux text (modules, BPF programs): still loading at Ctrl-C, it slowed the detach
+            // (a GC on this nice 19 thread holds up the main one)
+            if (textCopy.Value is null)
+            {
+                _ = kallsyms.Value;
+                if (bootId is not null)
+                    VmlinuxTextCopy.TrySave(VmlinuxTextCopy.DefaultPath, bootId, raw.Value);
+            }
             if (WantLines)
                 dwarf.Value?.WarmUp();
         }

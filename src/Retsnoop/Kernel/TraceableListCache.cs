@@ -5,8 +5,8 @@ using Retsnoop.Symbols;
 namespace Retsnoop.Kernel;
 
 /// <summary>
-/// The kernel's list of traceable functions as read earlier in this boot, kept under /run (a tmpfs
-/// that a reboot empties, root's alone). The kernel takes ~0.45 s of a TCG guest's CPU to print the
+/// The kernel's list of traceable functions as read earlier in this boot, kept in
+/// <see cref="BootCopies.Dir"/>. The kernel takes ~0.45 s of a TCG guest's CPU to print the
 /// 2 MiB list, a third of the time to "Receiving data..."; it changes only when modules come and go.
 /// The copy is keyed by the boot id and the loaded modules (name, size, address): a module loaded,
 /// unloaded or reloaded elsewhere makes a new key, and the list is read from the kernel again.
@@ -15,8 +15,6 @@ namespace Retsnoop.Kernel;
 public sealed class TraceableListCache(string dir, Func<string?>? key = null)
 {
     readonly Func<string?> currentKey = key ?? CurrentKey;
-
-    public const string DefaultDir = "/run/retsnoop";
 
     /// <summary>Where the last <see cref="Read"/> got the list, for -v.</summary>
     public string Note { get; private set; } = "";
@@ -35,7 +33,7 @@ public sealed class TraceableListCache(string dir, Func<string?>? key = null)
             return readKernel();
         }
         var copy = PathFor(listPath);
-        if (TryReadCopy(copy, key) is { } cached)
+        if (BootCopies.TryRead(copy, k => k == key) is { } cached)
         {
             Note = $"this boot's copy in {copy}";
             return cached;
@@ -43,7 +41,7 @@ public sealed class TraceableListCache(string dir, Func<string?>? key = null)
         var text = readKernel();
         if (currentKey() == key)
         {
-            var failed = TryWriteCopy(copy, key, text.Span);
+            var failed = BootCopies.TryWrite(copy, key, text.Span);
             Note = failed is null ? $"kept in {copy} for later runs in this boot" : $"not kept: {failed}";
         }
         else
@@ -57,7 +55,8 @@ public sealed class TraceableListCache(string dir, Func<string?>? key = null)
     {
         try
         {
-            var boot = File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
+            if (BootCopies.BootId() is not { } boot)
+                return null;
             // a kernel without module support has no /proc/modules: its list never changes
             var modules = File.Exists("/proc/modules") ? ModulesKey(Encoding.UTF8.GetString(PseudoFile.ReadAll("/proc/modules", 16 << 20).Span)) : "no modules";
             return modules is null ? null : $"{boot} {modules}";
@@ -82,49 +81,5 @@ public sealed class TraceableListCache(string dir, Func<string?>? key = null)
             sb.Append(f[0]).Append(' ').Append(f[1]).Append(' ').Append(f[5]).Append('\n');
         }
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
-    }
-
-    static ReadOnlyMemory<byte>? TryReadCopy(string path, string key)
-    {
-        try
-        {
-            var bytes = File.ReadAllBytes(path);
-            int nl = Array.IndexOf(bytes, (byte)'\n');
-            if (nl < 0 || Encoding.UTF8.GetString(bytes, 0, nl) != key)
-                return null;
-            return bytes.AsMemory(nl + 1);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
-
-    /// <summary>Written whole under a temporary name and renamed: a concurrent run reads the old
-    /// copy or the new one, never half of one.</summary>
-    /// <returns>null, or why the copy could not be written</returns>
-    string? TryWriteCopy(string path, string key, ReadOnlySpan<byte> text)
-    {
-        var tmp = $"{path}.{Environment.ProcessId}";
-        try
-        {
-            Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            using (var fs = new FileStream(tmp, new FileStreamOptions
-            {
-                Mode = FileMode.Create, Access = FileAccess.Write,
-                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-            }))
-            {
-                fs.Write(Encoding.UTF8.GetBytes(key + "\n"));
-                fs.Write(text);
-            }
-            File.Move(tmp, path, overwrite: true);
-            return null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            try { File.Delete(tmp); } catch (Exception) { }
-            return e.Message;
-        }
     }
 }

@@ -1,0 +1,71 @@
+using System.Text;
+
+namespace Retsnoop.Kernel;
+
+/// <summary>
+/// Where runs keep what the kernel takes long to print and only a reboot (or a module) changes:
+/// /run/retsnoop, a tmpfs that a reboot empties, root's alone. Each copy starts with a key line.
+/// </summary>
+public static class BootCopies
+{
+    public const string Dir = "/run/retsnoop";
+
+    /// <summary>This boot's id (null if unreadable).</summary>
+    public static string? BootId()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The copy's body when its key line is <paramref name="key"/> (or passes it); else null.</summary>
+    public static ReadOnlyMemory<byte>? TryRead(string path, Func<string, bool> keyMatches)
+    {
+        try
+        {
+            var bytes = File.ReadAllBytes(path);
+            int nl = Array.IndexOf(bytes, (byte)'\n');
+            // (not a ?: with null: null would convert to an empty Memory through byte[])
+            if (nl < 0 || !keyMatches(Encoding.UTF8.GetString(bytes, 0, nl)))
+                return null;
+            return bytes.AsMemory(nl + 1);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Written whole under a temporary name and renamed, mode 0600 in a 0700 directory: a
+    /// concurrent run reads the old copy or the new one, never half of one.</summary>
+    /// <returns>null, or why the copy could not be written</returns>
+    public static string? TryWrite(string path, string key, ReadOnlySpan<byte> body)
+    {
+        var tmp = $"{path}.{Environment.ProcessId}";
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            using (var fs = new FileStream(tmp, new FileStreamOptions
+            {
+                Mode = FileMode.Create, Access = FileAccess.Write,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            }))
+            {
+                fs.Write(Encoding.UTF8.GetBytes(key + "\n"));
+                fs.Write(body);
+            }
+            File.Move(tmp, path, overwrite: true);
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(tmp); } catch (Exception) { }
+            return e.Message;
+        }
+    }
+}

@@ -1,0 +1,98 @@
+using Retsnoop.Kernel;
+using Retsnoop.Symbols;
+using Retsnoop.Symbols.Tests;
+using Xunit;
+
+namespace Retsnoop.Tests;
+
+/// <summary>This boot's copy of vmlinux's text symbols names every vmlinux text address as the
+/// whole kallsyms does, and is another boot's for any other boot id.</summary>
+public sealed class VmlinuxTextCopyTests : IDisposable
+{
+    readonly string path = Path.Combine(Path.GetTempPath(), $"retsnoop-text-copy-{Guid.NewGuid():N}", "kallsyms-vmlinux-text");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(Path.GetDirectoryName(path)))
+            Directory.Delete(Path.GetDirectoryName(path)!, recursive: true);
+    }
+
+    // a kallsyms excerpt: text around and beyond vmlinux's bounds, data, a module
+    const string Excerpt = """
+        0000000000000000 A fixed_percpu_data
+        ffffffff81000000 T _stext
+        ffffffff81000000 T startup_64
+        ffffffff81000100 t early_fn
+        ffffffff81000100 T early_fn_alias
+        ffffffff81002000 T do_syscall_64
+        ffffffff81003000 W weak_fn
+        ffffffff82000000 T _etext
+        ffffffff82000010 t after_etext
+        ffffffff82200000 D some_data
+        ffffffffc0001000 t p9_client_rpc	[9pnet]
+        ffffffffc0001800 t bpf_prog_0123456789abcdef_prog	[bpf]
+        """;
+
+    [Fact]
+    public void TheCopyNamesVmlinuxTextAsTheWholeTableAndNothingElse()
+    {
+        var all = Kallsyms.Parse(Excerpt.Replace("\r", "") + "\n");
+        VmlinuxTextCopy.TrySave(path, "boot-a", all);
+        var copy = VmlinuxTextCopy.TryLoad(path, "boot-a");
+        Assert.NotNull(copy);
+        Assert.Equal((0xffffffff81000000UL, 0xffffffff82000000UL), (copy.First, copy.Last));
+        var whole = new KallsymsTable(all);
+        foreach (ulong a in new ulong[] { 0xffffffff81000000, 0xffffffff81000005, 0xffffffff81000100, 0xffffffff81000180, 0xffffffff81002abc, 0xffffffff81003001, 0xffffffff81ffffff })
+        {
+            Assert.True(copy.Covers(a));
+            Assert.True(whole.TryResolve(a, out var n1, out var o1, out var m1));
+            Assert.True(copy.TryResolve(a, out var n2, out var o2, out var m2));
+            Assert.Equal((n1, o1, m1), (n2, o2, m2));
+        }
+        foreach (ulong a in new ulong[] { 0xffffffff82000010, 0xffffffffc0001004, 0xffffffffc0001804, 0xffffffff80ffffff })
+            Assert.False(copy.Covers(a));
+        var kept = File.ReadAllText(path);
+        Assert.DoesNotContain("9pnet", kept);
+        Assert.DoesNotContain("bpf_prog_", kept);
+        Assert.DoesNotContain("some_data", kept);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+    }
+
+    [Fact]
+    public void AnotherBootsCopyIsNotUsed()
+    {
+        VmlinuxTextCopy.TrySave(path, "boot-a", Kallsyms.Parse(Excerpt.Replace("\r", "") + "\n"));
+        Assert.Null(VmlinuxTextCopy.TryLoad(path, "boot-b"));
+        Assert.Null(VmlinuxTextCopy.TryLoad(path + ".none", "boot-a"));
+    }
+
+    [Fact]
+    public void HiddenAddressesLeaveNoCopy()
+    {
+        VmlinuxTextCopy.TrySave(path, "boot-a", Kallsyms.Parse("0000000000000000 T _stext\n0000000000000000 T f\n0000000000000000 T _etext\n"));
+        Assert.False(File.Exists(path));
+    }
+
+    /// <summary>This machine's own kallsyms: every 61st vmlinux text symbol, and addresses inside.</summary>
+    [RootFact("/proc/kallsyms shows addresses only to root")]
+    public void TheCopyOfThisMachinesKallsymsAgreesWithIt()
+    {
+        var all = Kallsyms.Load();
+        VmlinuxTextCopy.TrySave(path, "this-boot", all);
+        var copy = VmlinuxTextCopy.TryLoad(path, "this-boot");
+        Assert.NotNull(copy);
+        var whole = new KallsymsTable(all);
+        int checkedCount = 0;
+        foreach (var s in all.Symbols.Where((s, i) => i % 61 == 0 && s.Module is null && copy.Covers(s.Address)))
+        {
+            foreach (ulong a in new[] { s.Address, s.Address + 1, s.Address + 7 })
+            {
+                whole.TryResolve(a, out var n1, out var o1, out var m1);
+                Assert.True(copy.TryResolve(a, out var n2, out var o2, out var m2));
+                Assert.Equal((n1, o1, m1), (n2, o2, m2));
+            }
+            checkedCount++;
+        }
+        Assert.True(checkedCount > 500, $"only {checkedCount} symbols checked");
+    }
+}
