@@ -319,7 +319,9 @@ if want attach || want startup; then
             # the other mechanisms of this mode, bpftrace where it can take the list in reasonable time
             # (names one by one: -F kfunc, -K kprobe, default kprobe, at 10 and 100; the *sys_* glob as
             # kprobe.multi for the default mode at 1000)
-            tools="ours"; [ -n "$up" ] && tools+=" upstream"
+            # ours-cold: no per-boot copies (/run/retsnoop: the traceable list, vmlinux's text
+            # symbols), as the first run after a boot; ours then runs with the copies it left
+            tools="ours-cold ours"; [ -n "$up" ] && tools+=" upstream"
             case $mode in default) fl="kmulti ksession" ;; -F) fl="fentry fmulti fsession" ;; -K) fl="kprobe" ;; esac
             for m in $fl; do [ -n "${floor_ok[$m]:-}" ] && tools+=" floor-$m"; done
             btkind=
@@ -331,6 +333,8 @@ if want attach || want startup; then
                 for tool in $tools; do
                     label="attach-$n$mode-$tool-$r"
                     case $tool in
+                        ours-cold) rm -rf /run/retsnoop
+                                  measure "$label" 900 -- $(retsnoop_cmd "$ours" "$flag" "$names") ;;
                         ours)     measure "$label" 900 -- $(retsnoop_cmd "$ours" "$flag" "$names") ;;
                         upstream) measure "$label" 900 -- $(retsnoop_cmd "$up" "$flag" "$names") ;;
                         floor-*)  measure "$label" 900 -- "$floor" "${tool#floor-}" empty "$names" ;;
@@ -345,14 +349,14 @@ if want attach || want startup; then
             done
             for tool in $tools; do
                 case $tool in
-                    ours) desc="ours" ;; upstream) desc="upstream retsnoop" ;; floor-*) desc=$(floor_desc "${tool#floor-}") ;;
+                    ours) desc="ours" ;; ours-cold) desc="ours, first run in the boot (no copies)" ;; upstream) desc="upstream retsnoop" ;; floor-*) desc=$(floor_desc "${tool#floor-}") ;;
                     bpftrace) desc="bpftrace $btkind per name"
                               if [ $btkind = glob ]; then
                                   [ -n "${glob_count:-}" ] || glob_count=$("$bt" -l 'kprobe:*sys_*' 2>/dev/null | wc -l)
                                   desc="bpftrace '*sys_*' glob, kprobe.multi ($glob_count)"
                               fi ;;
                 esac
-                st=-; sm=-; case $tool in ours|upstream|bpftrace) st="${c_stacks[$tool]:-0}/$reps"; sm=$(median_of ${c_stack[$tool]}); [ "$sm" = - ] || sm=$(secs "$sm") ;; esac
+                st=-; sm=-; case $tool in ours|ours-cold|upstream|bpftrace) st="${c_stacks[$tool]:-0}/$reps"; sm=$(median_of ${c_stack[$tool]}); [ "$sm" = - ] || sm=$(secs "$sm") ;; esac
                 printf '%-6s %-7s %-44s %-17s %-17s %7s %6s %7s  %s\n' "$count" "$mode" "$desc" \
                     "$(for v in $(stats ${c_ready[$tool]}); do secs "$v"; done | paste -sd' ')" \
                     "$(for v in $(stats ${c_exit[$tool]}); do secs "$v"; done | paste -sd' ')" \
@@ -370,6 +374,7 @@ if want attach || want startup; then
                 done
                 or=$(median_of ${c_ready[ours]}); oe=$(median_of ${c_exit[ours]})
                 line="ours / floor ($(same_floor "$mode")): ready $(ratio "$or" "$(median_of ${c_ready[$same]})"), exit $(ratio "$oe" "$(median_of ${c_exit[$same]})")"
+                line+=" (first run in the boot: ready $(ratio "$(median_of ${c_ready[ours-cold]})" "$(median_of ${c_ready[$same]})"))"
                 [ "$best_rt$best_et" != "$(same_floor "$mode")$(same_floor "$mode")" ] && \
                     line+="; ours / fastest floor: ready $(ratio "$or" "${best_r:--}") ($best_rt), exit $(ratio "$oe" "${best_e:--}") ($best_et)"
                 printf '%-6s %-7s %s\n' "$count" "$mode" "$line"

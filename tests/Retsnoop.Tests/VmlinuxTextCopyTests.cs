@@ -67,6 +67,29 @@ public sealed class VmlinuxTextCopyTests : IDisposable
     }
 
     [Fact]
+    public void ACutCopyIsNotUsed()
+    {
+        VmlinuxTextCopy.TrySave(path, "boot-a", Kallsyms.Parse(Excerpt.Replace("\r", "") + "\n"));
+        var bytes = File.ReadAllBytes(path);
+        File.WriteAllBytes(path, bytes[..^30]);
+        Assert.Null(VmlinuxTextCopy.TryLoad(path, "boot-a"));
+    }
+
+    [Fact]
+    public void ACopyLeftHalfWrittenByAnExitedRunIsRemovedAtTheNextWrite()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var dead = $"{path}.{int.MaxValue}"; // no such pid
+        var alive = $"{path}.1";             // init: a run that is still writing
+        File.WriteAllText(dead, "half");
+        File.WriteAllText(alive, "half");
+        VmlinuxTextCopy.TrySave(path, "boot-a", Kallsyms.Parse(Excerpt.Replace("\r", "") + "\n"));
+        Assert.False(File.Exists(dead));
+        Assert.True(File.Exists(alive));
+        Assert.NotNull(VmlinuxTextCopy.TryLoad(path, "boot-a"));
+    }
+
+    [Fact]
     public void HiddenAddressesLeaveNoCopy()
     {
         VmlinuxTextCopy.TrySave(path, "boot-a", Kallsyms.Parse("0000000000000000 T _stext\n0000000000000000 T f\n0000000000000000 T _etext\n"));

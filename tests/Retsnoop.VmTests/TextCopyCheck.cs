@@ -14,11 +14,12 @@ public static class TextCopyCheck
         "run() { tracer_start -sn -n simfail -e '*sys_bpf' -a map_create -a array_map_alloc_check || return 1; " +
         "\"$SIMFAIL_BIN\" bpf-bad-map-val-size-percpu-array > trigger.out 2>&1; " +
         // the copy is written once the whole table is loaded, in the background: wait for it
-        $"if [ \"$1\" = first ]; then wait_for {Copy} ' T do_syscall_64' 60; fi; " +
+        $"if [ \"$1\" = first ]; then wait_for {Copy} do_syscall_64 60; fi; " +
         "wait_for tracer.out array_map_alloc_check 60; tracer_stop; cp tracer.out $1.out; echo \"$1 $(cat tracer.rc)\" >> rcs; }; " +
         "run first; " +
-        $"sed -i 's/ do_syscall_64$/ do_syscall_64_copy/' {Copy} && run second; " +
-        $"sed -i '1s/^[^ ]* /another-boot /' {Copy} && run other; " +
+        // (the copy is binary after its key line: perl, essential in Debian, edits it in place)
+        $"perl -0777 -pi -e 's/do_syscall_64/do_syscall_XX/g' {Copy} && run second; " +
+        $"perl -0777 -pi -e 's/\\A[^ ]*/another-boot/' {Copy} && run other; " +
         $"head -1 {Copy} | cut -d' ' -f1 > key; cat /proc/sys/kernel/random/boot_id > boot_id; " +
         "rm -rf /run/retsnoop";
 
@@ -26,10 +27,10 @@ public static class TextCopyCheck
     {
         Xunit.Assert.True(r.File("rcs").Trim() == "first 0\nsecond 0\nother 0", r.Describe());
         Xunit.Assert.Contains("do_syscall_64+0x", r.File("first.out"));
-        Xunit.Assert.Contains("do_syscall_64_copy+0x", r.File("second.out"));
+        Xunit.Assert.Contains("do_syscall_XX+0x", r.File("second.out"));
         Xunit.Assert.DoesNotContain("do_syscall_64+0x", r.File("second.out"));
         Xunit.Assert.Contains("do_syscall_64+0x", r.File("other.out"));
-        Xunit.Assert.DoesNotContain("_copy", r.File("other.out"));
+        Xunit.Assert.DoesNotContain("do_syscall_XX", r.File("other.out"));
         // the run that found another boot's copy left this boot's
         Xunit.Assert.Equal(r.File("boot_id").Trim(), r.File("key").Trim());
     }

@@ -49,6 +49,7 @@ public static class BootCopies
         var tmp = $"{path}.{Environment.ProcessId}";
         try
         {
+            RemoveLeftovers(path);
             Directory.CreateDirectory(Path.GetDirectoryName(path)!, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             using (var fs = new FileStream(tmp, new FileStreamOptions
             {
@@ -66,6 +67,22 @@ public static class BootCopies
         {
             try { File.Delete(tmp); } catch (Exception) { }
             return e.Message;
+        }
+    }
+
+    /// <summary>A run that exits while it writes a copy (its background thread ends with it) leaves
+    /// PATH.PID behind: removed once that process is gone.</summary>
+    static void RemoveLeftovers(string path)
+    {
+        var dir = Path.GetDirectoryName(path)!;
+        if (!Directory.Exists(dir))
+            return;
+        foreach (var f in Directory.EnumerateFiles(dir, Path.GetFileName(path) + ".*"))
+        {
+            if (int.TryParse(Path.GetExtension(f).TrimStart('.'), out int pid) && !Directory.Exists($"/proc/{pid}"))
+            {
+                try { File.Delete(f); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            }
         }
     }
 }

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using System.Text;
 using Retsnoop.Symbols;
 
@@ -5,10 +7,11 @@ namespace Retsnoop.Kernel;
 
 /// <summary>
 /// vmlinux's text symbols (_stext to _etext) as /proc/kallsyms showed them earlier in this boot,
-/// kept in <see cref="BootCopies.Dir"/>. They never change within a boot: with
-/// KASLR their addresses change only at the next one, so the boot id is the key. Read at the next
-/// run they name a stack's vmlinux frames at once, where the whole of kallsyms (modules, BPF
-/// programs and trampolines, which do change) takes the kernel ~0.4 s of a TCG guest's CPU to print.
+/// kept in <see cref="BootCopies.Dir"/>. They never change within a boot: with KASLR their
+/// addresses change only at the next one, so the boot id is the key. The next run names a stack's
+/// vmlinux frames from it at once, where the whole of kallsyms (modules, BPF programs and
+/// trampolines, which do change) takes a TCG guest ~0.4 s of kernel time to print and as much
+/// again to parse. Kept as arrays, not text: loading is a copy, with nothing to parse or sort.
 /// </summary>
 public sealed class VmlinuxTextCopy
 {
@@ -16,22 +19,43 @@ public sealed class VmlinuxTextCopy
 
     public ulong First { get; }
     public ulong Last { get; }
-    readonly KallsymsTable table;
+    // one symbol per address, ascending: the name kallsyms resolution prefers there
+    readonly ulong[] addrs;
+    readonly int[] nameEnd;
+    readonly byte[] names;
 
-    VmlinuxTextCopy(ulong first, ulong last, Kallsyms symbols)
+    VmlinuxTextCopy(ulong first, ulong last, ulong[] addrs, int[] nameEnd, byte[] names)
     {
         First = first;
         Last = last;
-        table = new KallsymsTable(symbols);
+        this.addrs = addrs;
+        this.nameEnd = nameEnd;
+        this.names = names;
     }
 
     /// <summary>Whether the address is vmlinux text, where this copy names it as kallsyms would.</summary>
     public bool Covers(ulong address) => address >= First && address < Last;
 
-    public bool TryResolve(ulong address, out string name, out ulong offset, out string? module) =>
-        table.TryResolve(address, out name, out offset, out module);
+    public bool TryResolve(ulong address, out string name, out ulong offset, out string? module)
+    {
+        module = null;
+        int i = Array.BinarySearch(addrs, address);
+        if (i < 0)
+            i = ~i - 1;
+        if (i < 0 || !Covers(address))
+        {
+            name = "";
+            offset = 0;
+            return false;
+        }
+        int start = i == 0 ? 0 : nameEnd[i - 1];
+        name = Encoding.UTF8.GetString(names, start, nameEnd[i] - start);
+        offset = address - addrs[i];
+        return true;
+    }
 
-    /// <returns>null when there is no copy, or it is another boot's</returns>
+    // body: int32 count, count x uint64 address, count x int32 end of the name in the blob, blob
+    /// <returns>null when there is no copy, it is another boot's, or it does not read back whole</returns>
     public static VmlinuxTextCopy? TryLoad(string path, string bootId)
     {
         ulong first = 0, last = 0;
@@ -45,17 +69,45 @@ public sealed class VmlinuxTextCopy
         }
         if (BootCopies.TryRead(path, KeyMatches) is not { } body)
             return null;
-        var symbols = Kallsyms.Parse(body);
-        return symbols.HasAddresses && symbols.Count > 0 ? new VmlinuxTextCopy(first, last, symbols) : null;
+        var b = body.Span;
+        if (b.Length < 4)
+            return null;
+        int count = BinaryPrimitives.ReadInt32LittleEndian(b);
+        long fixedPart = 4 + 12L * count;
+        if (count <= 0 || fixedPart > b.Length)
+            return null;
+        var addrs = MemoryMarshal.Cast<byte, ulong>(b.Slice(4, 8 * count)).ToArray();
+        var nameEnd = MemoryMarshal.Cast<byte, int>(b.Slice(4 + 8 * count, 4 * count)).ToArray();
+        var names = b[(int)fixedPart..].ToArray();
+        for (int i = 0; i < count; i++)
+        {
+            if (nameEnd[i] > names.Length || (i > 0 && (nameEnd[i] < nameEnd[i - 1] || addrs[i] <= addrs[i - 1])))
+                return null;
+        }
+        return new VmlinuxTextCopy(first, last, addrs, nameEnd, names);
     }
 
     /// <summary>Keeps the text part of a whole kallsyms for the next runs in this boot; nothing when
-    /// addresses are hidden or the bounds are missing. Written under a temporary name and renamed.</summary>
+    /// addresses are hidden or the bounds are missing.</summary>
     public static void TrySave(string path, string bootId, Kallsyms all)
     {
         if (!all.HasAddresses || VmlinuxAddress(all, "_stext") is not { } first || VmlinuxAddress(all, "_etext") is not { } last || last <= first)
             return;
-        BootCopies.TryWrite(path, $"{bootId} {first:x} {last:x}", all.VmlinuxTextLines(first, last));
+        var addrs = new List<ulong>(1 << 17);
+        var nameEnd = new List<int>(1 << 17);
+        var names = new MemoryStream(1 << 22);
+        foreach (var (address, name) in all.VmlinuxTextSymbols(first, last))
+        {
+            addrs.Add(address);
+            names.Write(name.Span);
+            nameEnd.Add((int)names.Length);
+        }
+        var body = new byte[4 + 12 * addrs.Count + names.Length];
+        BinaryPrimitives.WriteInt32LittleEndian(body, addrs.Count);
+        MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(addrs)).CopyTo(body.AsSpan(4));
+        MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(nameEnd)).CopyTo(body.AsSpan(4 + 8 * addrs.Count));
+        names.GetBuffer().AsSpan(0, (int)names.Length).CopyTo(body.AsSpan(4 + 12 * addrs.Count));
+        BootCopies.TryWrite(path, $"{bootId} {first:x} {last:x}", body);
     }
 
     static ulong? VmlinuxAddress(Kallsyms all, string name) =>
