@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using Retsnoop.Symbols;
 
@@ -49,7 +48,7 @@ public sealed class TraceableListCache(string dir, Func<string?>? key = null)
         return text;
     }
 
-    /// <summary>"boot id, hash of the modules": null when a module is not live (its functions may
+    /// <summary>"BOOT_ID MODULES": null when a module is not live (its functions may
     /// still change) or module addresses are hidden (a reload could keep name and size).</summary>
     public static string? CurrentKey()
     {
@@ -68,7 +67,8 @@ public sealed class TraceableListCache(string dir, Func<string?>? key = null)
     }
 
     /// <summary>The /proc/modules lines' name, size and address (not their use counts, which change
-    /// all the time), hashed; null when one is not Live or has no address.</summary>
+    /// all the time), as one line: "name:size:address ..." (kept whole, not hashed: .NET's hashes
+    /// would make the binary load OpenSSL); null when one is not Live or has no address.</summary>
     public static string? ModulesKey(string procModules)
     {
         var sb = new StringBuilder();
@@ -78,8 +78,8 @@ public sealed class TraceableListCache(string dir, Func<string?>? key = null)
             var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             if (f.Length < 6 || f[4] != "Live" || !f[5].StartsWith("0x") || f[5].TrimStart('0', 'x').Length == 0)
                 return null;
-            sb.Append(f[0]).Append(' ').Append(f[1]).Append(' ').Append(f[5]).Append('\n');
+            sb.Append(sb.Length == 0 ? "" : " ").Append(f[0]).Append(':').Append(f[1]).Append(':').Append(f[5]);
         }
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
+        return sb.Length == 0 ? "none" : sb.ToString();
     }
 }
