@@ -333,9 +333,8 @@ if want attach || want startup; then
                 for tool in $tools; do
                     label="attach-$n$mode-$tool-$r"
                     case $tool in
-                        ours-cold) rm -rf /run/retsnoop
+                        ours*)    [ "$tool" = ours-cold ] && rm -rf /run/retsnoop
                                   measure "$label" 900 -- $(retsnoop_cmd "$ours" "$flag" "$names") ;;
-                        ours)     measure "$label" 900 -- $(retsnoop_cmd "$ours" "$flag" "$names") ;;
                         upstream) measure "$label" 900 -- $(retsnoop_cmd "$up" "$flag" "$names") ;;
                         floor-*)  measure "$label" 900 -- "$floor" "${tool#floor-}" empty "$names" ;;
                         bpftrace) if [ $btkind = glob ]; then bpftrace_prog glob '*sys_*'; else bpftrace_prog "$btkind" "$names"; fi > "$out/bt-$btkind-$n.bt"

@@ -10,8 +10,7 @@ public static class BootCopies
 {
     public const string Dir = "/run/retsnoop";
 
-    /// <summary>This boot's id (null if unreadable).</summary>
-    public static string? BootId()
+    static readonly Lazy<string?> bootId = new(() =>
     {
         try
         {
@@ -21,7 +20,10 @@ public static class BootCopies
         {
             return null;
         }
-    }
+    });
+
+    /// <summary>This boot's id (null if unreadable), read once: both copies key on it.</summary>
+    public static string? BootId() => bootId.Value;
 
     /// <summary>The copy's body when its key line is <paramref name="key"/> (or passes it); else null.</summary>
     public static ReadOnlyMemory<byte>? TryRead(string path, Func<string, bool> keyMatches)

@@ -17,7 +17,6 @@ public sealed class KernelFacts
     readonly Lazy<Kallsyms> raw;
     readonly Lazy<KallsymsTable> kallsyms;
     readonly Lazy<DwarfLines?> dwarf;
-    readonly string? bootId = BootCopies.BootId();
     /// <summary>This boot's vmlinux text symbols as an earlier run kept them (null: none yet).</summary>
     readonly Lazy<VmlinuxTextCopy?> textCopy;
 
@@ -34,7 +33,7 @@ public sealed class KernelFacts
             return text is { } t ? Kallsyms.Parse(t) : Kallsyms.Load();
         }, LazyThreadSafetyMode.ExecutionAndPublication);
         kallsyms = new(() => new KallsymsTable(raw.Value), LazyThreadSafetyMode.ExecutionAndPublication);
-        textCopy = new(() => bootId is null ? null : VmlinuxTextCopy.TryLoad(VmlinuxTextCopy.DefaultPath, bootId),
+        textCopy = new(() => BootCopies.BootId() is not { } bootId ? null : VmlinuxTextCopy.TryLoad(VmlinuxTextCopy.DefaultPath, bootId),
             LazyThreadSafetyMode.ExecutionAndPublication);
         dwarf = new(() => !settings.WantLines && !settings.SourceGlobs ? null : DwarfLines.Find(settings.KernelImage, RunningStext, warn),
             LazyThreadSafetyMode.ExecutionAndPublication);
@@ -152,7 +151,7 @@ public sealed class KernelFacts
             if (textCopy.Value is null)
             {
                 _ = kallsyms.Value;
-                if (bootId is not null)
+                if (BootCopies.BootId() is { } bootId)
                     VmlinuxTextCopy.TrySave(VmlinuxTextCopy.DefaultPath, bootId, raw.Value);
             }
             if (WantLines)

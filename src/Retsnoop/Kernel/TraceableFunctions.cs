@@ -31,7 +31,8 @@ public static class TraceableFunctions
                     continue;
                 try
                 {
-                    var text = cache is null ? PseudoFile.ReadAll(path, MaxFileSize) : cache.Read(path, () => PseudoFile.ReadAll(path, MaxFileSize));
+                    ReadOnlyMemory<byte> ReadKernel() => PseudoFile.ReadAll(path, MaxFileSize);
+                    var text = cache is null ? ReadKernel() : cache.Read(path, ReadKernel);
                     source = cache is null ? path : $"{path} ({cache.Note})";
                     return Parse(Encoding.UTF8.GetString(text.Span), withAddrs);
                 }
