@@ -49,6 +49,28 @@ public class GlobTests
         Assert.Equal(new TraceableFunction("do_sys_openat2", null, 0xffffffff81234564), addrs[0]);
         Assert.Equal("9pnet", addrs[1].Module);
     }
+
+    [Fact]
+    public void ParsesTheListsEdgesFromItsBytes()
+    {
+        // the 7.2 guest's lines: modules grouped, a name with a dot; a bad address, blank and
+        // CRLF lines, a module name that comes back after another, no newline at the end
+        var text = "ffffffff8c2a1f64 __x64_sys_bpf\n" +
+                   "ffffffffc0a41004 p9_client_rpc [9pnet]\n" +
+                   "ffffffffc0a41104 p9_client_zc_rpc.constprop.0 [9pnet]\r\n" +
+                   "\n" +
+                   "zzzz not_an_address\n" +
+                   "ffffffffc0b00014 v9fs_vfs_lookup [9p]\n" +
+                   "ffffffffc0a41204 p9_fd_show_options [9pnet]";
+        var list = TraceableFunctions.Parse(text, withAddrs: true);
+        Assert.Equal(["__x64_sys_bpf", "p9_client_rpc", "p9_client_zc_rpc.constprop.0", "v9fs_vfs_lookup", "p9_fd_show_options"], list.Select(f => f.Name));
+        Assert.Equal([null, "9pnet", "9pnet", "9p", "9pnet"], list.Select(f => f.Module));
+        Assert.Equal([0xffffffff8c2a1f64, 0xffffffffc0a41004, 0xffffffffc0a41104, 0xffffffffc0b00014, 0xffffffffc0a41204], list.Select(f => f.Address));
+        // one string per run of a module's lines
+        Assert.Same(list[1].Module, list[2].Module);
+        // no address parsed from a name-only list, even when a name looks like hex
+        Assert.Equal(new TraceableFunction("deadbeef", null, 0), TraceableFunctions.Parse("deadbeef\n", withAddrs: false)[0]);
+    }
 }
 
 /// <summary>The resolver on recorded kernel facts: globs, denylists, duplicates, fentry filtering.</summary>

@@ -394,6 +394,22 @@ public class JsonOutputTests
     }
 
     [Fact]
+    public void SummaryTablesAreMostFrequentFirstThenByName()
+    {
+        // stacks whose traced chain fails with RES at its innermost function ORIGIN
+        static StackOutcome Outcome(string origin, long res)
+        {
+            var s = StackMergerTests.Sample();
+            return StackOutcome.Of(s with { Chain = [s.Chain[0] with { Result = res }, new TracedFrame(StackMergerTests.F(2, origin), res, 1_000, true)] });
+        }
+        var tally = new StackTally();
+        foreach (var (origin, res) in new[] { ("b_fn", -22L), ("z_fn", -12L), ("a_fn", -7L), ("z_fn", -12L), ("a_fn", -7L), ("c_fn", -7L) })
+            tally.Add(Outcome(origin, res));
+        Assert.Equal([("-E2BIG", 3), ("-ENOMEM", 2), ("-EINVAL", 1)], tally.ByResult);
+        Assert.Equal([("a_fn", "-E2BIG", 2), ("z_fn", "-ENOMEM", 2), ("b_fn", "-EINVAL", 1), ("c_fn", "-E2BIG", 1)], tally.ByOrigin);
+    }
+
+    [Fact]
     public void SuccessStackHasNoOrigin()
     {
         var s = StackMergerTests.Sample();
