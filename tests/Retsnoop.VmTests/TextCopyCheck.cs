@@ -2,8 +2,9 @@ namespace Retsnoop.VmTests;
 
 /// <summary>
 /// vmlinux's text symbols kept for the next runs in this boot, on a real kernel: a run that loaded
-/// kallsyms leaves the copy; the next run names vmlinux frames from it (a renamed do_syscall_64 in
-/// the copy shows in its stack); a copy from another boot is not used.
+/// kallsyms leaves the copy, even when stopped as soon as its stack is out; the next run names
+/// vmlinux frames from it (a renamed do_syscall_64 in the copy shows in its stack); a copy from
+/// another boot is not used.
 /// </summary>
 public static class TextCopyCheck
 {
@@ -13,9 +14,10 @@ public static class TextCopyCheck
         "rm -rf /run/retsnoop; " +
         "run() { tracer_start -sn -n simfail -e '*sys_bpf' -a map_create -a array_map_alloc_check || return 1; " +
         "\"$SIMFAIL_BIN\" bpf-bad-map-val-size-percpu-array > trigger.out 2>&1; " +
-        // the copy is written once the whole table is loaded, in the background: wait for it
-        $"if [ \"$1\" = first ]; then wait_for {Copy} do_syscall_64 60; fi; " +
-        "wait_for tracer.out array_map_alloc_check 60; tracer_stop; cp tracer.out $1.out; echo \"$1 $(cat tracer.rc)\" >> rcs; }; " +
+        // the first run is stopped as soon as its stack is out: the copy it writes in the
+        // background once the whole table is loaded is still finished before it exits
+        "wait_for tracer.out array_map_alloc_check 60; tracer_stop; cp tracer.out $1.out; echo \"$1 $(cat tracer.rc)\" >> rcs; " +
+        $"if [ \"$1\" = first ]; then grep -c do_syscall_64 {Copy} > first-copy 2>&1; ls /run/retsnoop > first-files; fi; }}; " +
         "run first; " +
         // (the copy is binary after its key line: perl, essential in Debian, edits it in place)
         $"perl -0777 -pi -e 's/do_syscall_64/do_syscall_XX/g' {Copy} && run second; " +
@@ -27,6 +29,9 @@ public static class TextCopyCheck
     {
         Xunit.Assert.True(r.File("rcs").Trim() == "first 0\nsecond 0\nother 0", r.Describe());
         Xunit.Assert.Contains("do_syscall_64+0x", r.File("first.out"));
+        Xunit.Assert.True(int.TryParse(r.File("first-copy").Trim(), out int n) && n > 0, $"the first run left no copy naming do_syscall_64: {r.File("first-copy")}\n{r.Describe()}");
+        // whole, under its own name: no PATH.PID of a write cut short
+        Xunit.Assert.DoesNotContain("kallsyms-vmlinux-text.", r.File("first-files"));
         Xunit.Assert.Contains("do_syscall_XX+0x", r.File("second.out"));
         Xunit.Assert.DoesNotContain("do_syscall_64+0x", r.File("second.out"));
         Xunit.Assert.Contains("do_syscall_64+0x", r.File("other.out"));

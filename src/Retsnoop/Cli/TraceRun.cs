@@ -228,6 +228,8 @@ sealed class TraceRun(Options opts)
         }
         if (summary is not null)
             output.Summary(summary);
+        if (receiving && targets.HasKernelTargets)
+            facts.FinishCopyInProgress(TimeSpan.FromSeconds(2));
         using (child)
             return CommandStatus(child);
     }

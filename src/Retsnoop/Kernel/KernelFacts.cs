@@ -152,7 +152,17 @@ public sealed class KernelFacts
             {
                 _ = kallsyms.Value;
                 if (BootCopies.BootId() is { } bootId)
-                    VmlinuxTextCopy.TrySave(VmlinuxTextCopy.DefaultPath, bootId, raw.Value);
+                {
+                    copySaving.Reset();
+                    try
+                    {
+                        VmlinuxTextCopy.TrySave(VmlinuxTextCopy.DefaultPath, bootId, raw.Value);
+                    }
+                    finally
+                    {
+                        copySaving.Set();
+                    }
+                }
             }
             if (WantLines)
                 dwarf.Value?.WarmUp();
@@ -162,6 +172,15 @@ public sealed class KernelFacts
             Interlocked.Exchange(ref warmUpThread, 0);
         }
     }) { IsBackground = true, Name = "symbols warm-up" }.Start();
+
+    /// <summary>Set while no copy is being written (the warm-up resets it while it writes one).</summary>
+    readonly ManualResetEventSlim copySaving = new(true);
+
+    /// <summary>At the end of a run: a copy being written (a few MB, once kallsyms is loaded) is
+    /// finished, up to <paramref name="limit"/>. The process' end would cut it short, and the next
+    /// runs would find no copy (a prompt Ctrl-C in the first run of a boot, as the bench does).
+    /// A kallsyms still loading is not waited for.</summary>
+    public void FinishCopyInProgress(TimeSpan limit) => copySaving.Wait(limit);
 
     /// <summary>A record needs symbols now: the warm-up it waits for goes back to normal priority.</summary>
     void Hurry()
