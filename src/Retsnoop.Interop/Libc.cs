@@ -61,6 +61,10 @@ public static unsafe partial class Libc
     [LibraryImport("libc")]
     public static partial int getpid();
 
+    /// <summary>Ends the process at once: no exit handlers, no runtime shutdown.</summary>
+    [LibraryImport("libc", EntryPoint = "_exit")]
+    public static partial void Exit(int status);
+
     [LibraryImport("libc")]
     private static partial int gettid();
 
