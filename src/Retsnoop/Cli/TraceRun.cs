@@ -228,8 +228,7 @@ sealed class TraceRun(Options opts)
         }
         if (summary is not null)
             output.Summary(summary);
-        if (receiving && targets.HasKernelTargets)
-            facts.FinishCopyInProgress(TimeSpan.FromSeconds(2));
+        facts.FinishCopyInProgress(TimeSpan.FromSeconds(2)); // at once unless the warm-up is writing one
         using (child)
             return CommandStatus(child);
     }
