@@ -93,13 +93,15 @@ int kretprobe_tmpl(struct pt_regs *ctx)
  * returns 1, so the kernel skips that call's return run: a probe saved per filtered call.
  * Telling entry from return takes the bpf_session_is_return() kfunc, whose prototype changed
  * between kernels (no argument before 7.x, ctx after): libbpf would refuse an extern of the other
- * kind. So the template calls bpf_get_func_ip(ctx) there (ctx in R1 fits both prototypes), and
- * user space turns that call into the kfunc in the clones it loads as kprobe sessions.
+ * kind. So the program calls bpf_get_func_ip(ctx) there (ctx in R1 fits both prototypes), and
+ * user space turns that call into the kfunc just before libbpf loads it (its handler of this
+ * section, SessionProgram.cs). "?": not loaded unless asked for; libbpf 1.1 has no section of
+ * this name of its own, the handler gives it the program and attach types.
  */
-SEC("kprobe.multi")
+SEC("?kprobe.session")
 int ksession_tmpl(struct pt_regs *ctx)
 {
-	if (bpf_get_func_ip(ctx)) { /* bpf_session_is_return(ctx) in the clones */
+	if (bpf_get_func_ip(ctx)) { /* bpf_session_is_return(ctx) once loaded */
 		on_exit_by_cookie(ctx, PT_REGS_RC(ctx));
 		return 0;
 	}

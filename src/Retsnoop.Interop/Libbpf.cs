@@ -32,6 +32,28 @@ public static unsafe partial class Libbpf
     public static partial nuint bpf_program__insn_cnt(nint prog);
 
     [LibraryImport(Lib)]
+    public static partial int bpf_program__set_insns(nint prog, void* insns, nuint cnt);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int libbpf_register_prog_handler(string sec, int progType, int expectedAttachType, void* opts);
+
+    /// <summary>Programs in SEC(<paramref name="sec"/>) get this type and attach type, and
+    /// <paramref name="prepareLoad"/> runs right before each is loaded (after relocation: it may
+    /// replace the final instructions with bpf_program__set_insns). Process-wide, for every object
+    /// opened after it (libbpf 1.0+).</summary>
+    /// <returns>the handler id (positive), or a negative errno</returns>
+    public static int RegisterProgramHandler(string sec, int progType, int expectedAttachType, delegate* unmanaged<nint, nint, nint, int> prepareLoad)
+    {
+        // struct libbpf_prog_handler_opts: sz, cookie, prog_setup_fn, prog_prepare_load_fn, prog_attach_fn
+        nint* opts = stackalloc nint[5];
+        opts[0] = 5 * sizeof(nint);
+        opts[1] = 0;
+        opts[2] = 0;
+        opts[3] = (nint)prepareLoad;
+        opts[4] = 0;
+        return libbpf_register_prog_handler(sec, progType, expectedAttachType, opts);
+    }
+
+    [LibraryImport(Lib)]
     public static partial int bpf_map__fd(nint map);
     [LibraryImport(Lib)]
     public static partial int bpf_map__set_max_entries(nint map, uint maxEntries);
@@ -98,6 +120,10 @@ public static unsafe partial class Libbpf
         // nothing may unwind into libbpf's C frames: a failing sink or formatter loses the message only
         try
         {
+            // libbpf's info and debug messages (hundreds per load) are only formatted for a sink
+            var to = Volatile.Read(ref sink);
+            if (level != LibbpfWarn && to is null)
+                return 0;
             var s = Format(fmt, va);
             if (s is null)
                 return 0;
@@ -106,7 +132,7 @@ public static unsafe partial class Libbpf
                 lock (log)
                     log.Append(s);
             }
-            Volatile.Read(ref sink)?.Invoke(s);
+            to?.Invoke(s);
         }
         catch (Exception)
         {

@@ -87,13 +87,13 @@ public class ExternalBtfTests
     }
 }
 
-/// <summary>Kprobe sessions: the template's marked call becomes the bpf_session_is_return kfunc, and
-/// this machine's verifier takes the clone (its kernel has no fprobe, so no link is made here; the
-/// 6.12 and 7.2 guests attach it).</summary>
-public class KprobeSessionCloneTests
+/// <summary>Kprobe sessions: the program's marked call becomes the bpf_session_is_return kfunc as
+/// libbpf loads it, and this machine's verifier takes it (its kernel has no fprobe, so no link is
+/// made here; the 6.12 and 7.2 guests attach it).</summary>
+public class KprobeSessionProgramTests
 {
     [Fact]
-    public void PatchedCloneLoads()
+    public void PatchedAtLoadAndVerifiedOnce()
     {
         Assert.True(Environment.UserName == "root", "loading BPF programs needs root (CI runs as root)");
         var types = new BtfFunctionTypes();
@@ -104,17 +104,30 @@ public class KprobeSessionCloneTests
         {
             SessionIsReturnKfunc = kfunc,
         };
-        using var obj = TracerObject.Load(req, AttachMode.KprobeMulti, kprobeSession: true);
-        int err = KernelLinks.LoadSessionProgram(obj, kfunc!.Value, out var prog);
-        using (prog)
+        using (var obj = TracerObject.Load(req, AttachMode.KprobeMulti, sessionKfunc: kfunc!.Value))
         {
-            // 0: the link type is known too; EOPNOTSUPP: no fprobe in this kernel. A clone the
-            // verifier refused would say EINVAL or EACCES.
-            Assert.True(err is 0 or 95, $"the patched session clone did not load: errno {err}");
-            Assert.True(err == 0 == prog is not null, "a program comes back exactly when the probe passed");
+            // the loaded program calls the kfunc where the object calls bpf_get_func_ip
+            var insns = obj.Instructions(BpfPrograms.KprobeSession).ToArray();
+            Assert.Equal(0, SessionProgram.Patch(insns, kfunc.Value));
+            Assert.Contains(Enumerable.Range(0, insns.Length / 8), i => insns[i * 8] == 0x85 && insns[i * 8 + 1] >> 4 == 2 && BitConverter.ToInt32(insns, i * 8 + 4) == kfunc.Value);
+            // 0: the link type is known too; EOPNOTSUPP: no fprobe in this kernel. A program the
+            // verifier refused would not be here.
+            int err = KernelLinks.ProbeSessionLink(obj);
+            Assert.True(err is 0 or 95, $"the session program loaded but its link probe said errno {err}");
         }
-        // a wrong kfunc id is refused: the patch is what makes it load
-        Assert.NotEqual(0, KernelLinks.LoadSessionProgram(obj, 1, out var wrong));
-        Assert.Null(wrong);
+        // a wrong kfunc id is refused: the patch is what makes it load, and the failure names the program
+        var e = Assert.Throws<BpfException>(() => TracerObject.Load(req, AttachMode.KprobeMulti, sessionKfunc: 1));
+        Assert.Equal(BpfPrograms.KprobeSession, e.FailedProgram);
+    }
+
+    [Fact]
+    public void PatchTurnsTheOneMarkedHelperCallIntoTheKfunc()
+    {
+        // r1 = r6; call bpf_get_func_ip (173); call bpf_get_attach_cookie (174); exit
+        byte[] insns = [0xbf, 0x61, 0, 0, 0, 0, 0, 0, 0x85, 0, 0, 0, 173, 0, 0, 0, 0x85, 0, 0, 0, 174, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+        Assert.Equal(1, SessionProgram.Patch(insns, 0x1234));
+        Assert.Equal([0x85, 0x20, 0, 0, 0x34, 0x12, 0, 0], insns[8..16]);
+        Assert.Equal([0x85, 0, 0, 0, 174, 0, 0, 0], insns[16..24]);
+        Assert.Equal(0, SessionProgram.Patch(insns, 0x1234)); // nothing marked any more
     }
 }

@@ -38,55 +38,9 @@ static class KernelLinks
         return (addrs, cookies);
     }
 
-    /// <summary>
-    /// The session program: the template (loaded in the object) with its marked call
-    /// (bpf_get_func_ip, helper 173, ctx in R1) turned into a call of the bpf_session_is_return
-    /// kfunc, loaded with the session attach type; then an empty session link tells whether the
-    /// kernel attaches it (refused as empty, not as unknown).
-    /// </summary>
-    /// <returns>0, or the errno of the kernel's refusal (then kprobe.multi's two links are used)</returns>
-    public static int LoadSessionProgram(TracerObject obj, int kfuncBtfId, out FdHandle? prog)
-    {
-        int err = LoadSessionClone(obj, kfuncBtfId, out prog);
-        if (err == 0)
-            err = Bpf.ProbeKprobeMulti(prog!, Bpf.AttachKprobeSession);
-        if (err != 0)
-        {
-            prog?.Dispose();
-            prog = null;
-        }
-        return err;
-    }
-
-    static int LoadSessionClone(TracerObject obj, int kfuncBtfId, out FdHandle? prog)
-    {
-        prog = null;
-        var insns = obj.Instructions(BpfPrograms.KprobeSession).ToArray();
-        int marks = 0;
-        for (int i = 0; i + 8 <= insns.Length; i += 8)
-        {
-            // BPF_JMP | BPF_CALL, src_reg 0 (a helper), imm 173 (bpf_get_func_ip)
-            if (insns[i] == 0x85 && (insns[i + 1] >> 4) == 0 && BitConverter.ToInt32(insns, i + 4) == 173)
-            {
-                insns[i + 1] = (byte)((BpfPseudoKfuncCall << 4) | (insns[i + 1] & 0xf));
-                BitConverter.TryWriteBytes(insns.AsSpan(i + 4), kfuncBtfId);
-                marks++;
-            }
-        }
-        if (marks != 1)
-            throw new InvalidOperationException($"{BpfPrograms.KprobeSession} has {marks} marked calls, expected 1");
-        try
-        {
-            prog = Bpf.ProgLoad(Bpf.ProgTypeKprobe, Bpf.AttachKprobeSession, insns, "ksession", wantLog: false);
-            return 0;
-        }
-        catch (BpfException e)
-        {
-            return e.Errno;
-        }
-    }
-
-    const int BpfPseudoKfuncCall = 2;
+    /// <summary>0 when the kernel attaches the object's (loaded) session program, else the errno:
+    /// an empty session link is refused as empty, not as unknown.</summary>
+    public static int ProbeSessionLink(TracerObject obj) => Bpf.ProbeKprobeMulti(obj.Program(BpfPrograms.KprobeSession), Bpf.AttachKprobeSession);
 
     /// <summary>Single kprobes: the template programs, looked up once for all functions.</summary>
     public sealed class Kprobes(TracerObject obj, LinkSet links)

@@ -72,11 +72,20 @@ public sealed class Tracer : IDisposable
         if (req.SessionIsReturnKfunc is { } kfunc)
         {
             // one session link when the kernel has them: a filtered call costs one run
-            var withSession = TracerObject.Load(req, mode, kprobeSession: true);
-            int session = KernelLinks.LoadSessionProgram(withSession, kfunc, out var prog);
+            TracerObject? withSession = null;
+            int session;
+            try
+            {
+                withSession = TracerObject.Load(req, mode, sessionKfunc: kfunc);
+                session = KernelLinks.ProbeSessionLink(withSession);
+            }
+            catch (BpfException e) when (e.FailedProgram == BpfPrograms.KprobeSession)
+            {
+                session = e.Errno == 0 ? 22 /* EINVAL */ : e.Errno;
+            }
             if (session == 0)
-                return new Tracer(req, mode, notice, withSession, prog, 0, 0);
-            withSession.Dispose();
+                return new Tracer(req, mode, notice, withSession!, withSession!.Program(BpfPrograms.KprobeSession), 0, 0);
+            withSession?.Dispose();
             return new Tracer(req, mode, notice, TracerObject.Load(req, mode), null, 0, session);
         }
         return new Tracer(req, mode, notice, TracerObject.Load(req, mode), null, 0, 2);

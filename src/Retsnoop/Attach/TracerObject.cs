@@ -27,13 +27,16 @@ public sealed unsafe class TracerObject : IDisposable
 
     /// <summary>Loads the programs of <paramref name="mode"/> (KprobeMulti, Kprobe or Fentry) for the
     /// kernel functions, the uprobe templates for user ones and the -J programs that are asked for.</summary>
-    /// <param name="kprobeSession">KprobeMulti mode: load the kprobe session template instead of
-    /// kprobe.multi's two programs</param>
-    public static TracerObject Load(AttachRequest req, AttachMode mode, bool kprobeSession = false)
+    /// <param name="sessionKfunc">KprobeMulti mode: load the kprobe session program, calling this
+    /// bpf_session_is_return kfunc (BTF id), instead of kprobe.multi's two programs</param>
+    public static TracerObject Load(AttachRequest req, AttachMode mode, int? sessionKfunc = null)
     {
         Libc.RaiseMemlockLimit();
         var s = req.Settings;
         bool kernel = req.KernelFunctions.Count > 0, fentry = mode == AttachMode.Fentry;
+        bool kprobeSession = sessionKfunc is not null;
+        if (kprobeSession)
+            SessionProgram.Register();
         var obj = BpfObject.Open(EmbeddedElf(), s.ExternalBtf);
         try
         {
@@ -79,7 +82,10 @@ public sealed unsafe class TracerObject : IDisposable
             WriteConfig(obj, req);
             try
             {
-                obj.Load();
+                if (sessionKfunc is { } kfunc && multi)
+                    SessionProgram.LoadWith(kfunc, obj.Load);
+                else
+                    obj.Load();
             }
             catch (BpfException e) when (kernel && fentry && e.Errno == 1)
             {

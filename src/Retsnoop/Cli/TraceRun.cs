@@ -99,12 +99,13 @@ sealed class TraceRun(Options opts)
         // uprobes: a run with user-space targets only reads no kernel function list (and needs no kprobes)
         if (targets.HasKernelTargets)
         {
-            var traceable = TraceableFunctions.Load(out var listSource, new TraceableListCache(BootCopies.Dir));
+            var copies = new KernelListCache(BootCopies.Dir);
+            var traceable = TraceableFunctions.Load(out var listSource, copies);
             Log(1, $"{traceable.Count} traceable functions in {listSource}");
             Log(2, $"[{launch.ElapsedMilliseconds} ms] traceable functions read");
             var resolver = new KernelTargetResolver(targets, facts.Symbols, facts.Types, facts.SourceIndexFactory())
             {
-                KernelNoProbe = KernelTargetResolver.ReadKernelNoProbe(),
+                KernelNoProbe = KernelTargetResolver.ReadKernelNoProbe(copies),
                 NeedsSymbolStarts = NeedsSymbolStarts(),
             };
             funcs = resolver.Resolve(traceable);

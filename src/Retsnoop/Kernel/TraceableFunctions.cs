@@ -19,7 +19,7 @@ public static class TraceableFunctions
     static readonly string[] Roots = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
     /// <param name="source">the file read, and whether this boot's copy of it was used</param>
-    public static List<TraceableFunction> Load(out string source, TraceableListCache? cache = null)
+    public static List<TraceableFunction> Load(out string source, KernelListCache? cache = null)
     {
         Exception? last = null;
         foreach (var root in Roots)

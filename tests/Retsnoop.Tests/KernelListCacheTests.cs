@@ -1,11 +1,12 @@
 using System.Text;
 using Retsnoop.Kernel;
+using Retsnoop.Targets;
 using Xunit;
 
 namespace Retsnoop.Tests;
 
-/// <summary>The per-boot copy of the traceable list: used only under the key it was read with.</summary>
-public sealed class TraceableListCacheTests : IDisposable
+/// <summary>The per-boot copies of the kernel's lists: used only under the key they were read with.</summary>
+public sealed class KernelListCacheTests : IDisposable
 {
     readonly string dir = Path.Combine(Path.GetTempPath(), $"retsnoop-list-cache-{Guid.NewGuid():N}");
     const string ListPath = "/sys/kernel/tracing/available_filter_functions_addrs";
@@ -29,7 +30,7 @@ public sealed class TraceableListCacheTests : IDisposable
     public void TheSecondReadUnderTheSameKeyIsTheCopy()
     {
         var kernel = new FakeKernel("ffffffff81000004 a_func\nffffffffc0001004 m_func [mod]\n");
-        var cache = new TraceableListCache(dir, () => "boot1 mods1");
+        var cache = new KernelListCache(dir, () => "boot1 mods1");
         Assert.Equal(kernel.Text, Str(cache.Read(ListPath, kernel.Read)));
         Assert.StartsWith("kept in ", cache.Note);
         kernel.Text = "changed\n"; // a copy used would not show this
@@ -42,11 +43,34 @@ public sealed class TraceableListCacheTests : IDisposable
     }
 
     [Fact]
+    public void TheKprobeBlacklistIsKeptApartFromTheTraceableList()
+    {
+        var list = new FakeKernel("ffffffff81000004 a_func\n");
+        var cache = new KernelListCache(dir, () => "boot1 mods1");
+        cache.Read(ListPath, list.Read);
+        // the blacklist as debugfs prints it, from a file in place of the kernel's
+        string blacklist = Path.Combine(dir, "debug", "blacklist");
+        Directory.CreateDirectory(Path.GetDirectoryName(blacklist)!);
+        File.WriteAllText(blacklist, "0xffffffff81001000-0xffffffff81001030\tdo_int3\n0xffffffffc0002000-0xffffffffc0002010\tm_nokprobe [mod]\n\n");
+        Assert.Equal(["do_int3", "m_nokprobe"], KernelTargetResolver.ReadKernelNoProbe(cache, blacklist).Order());
+        File.WriteAllText(blacklist, "0xffffffff81001000-0xffffffff81001030\tchanged\n");
+        // a later run under the same key reads neither from the kernel
+        var again = new KernelListCache(dir, () => "boot1 mods1");
+        Assert.Equal("ffffffff81000004 a_func\n", Str(again.Read(ListPath, list.Read)));
+        Assert.Equal(["do_int3", "m_nokprobe"], KernelTargetResolver.ReadKernelNoProbe(again, blacklist).Order());
+        Assert.Equal(1, list.Reads);
+        Assert.Equal(2, Directory.GetFiles(dir).Length);
+        // without a copy the file itself; an unreadable one leaves the built-in denylist alone
+        Assert.Equal(["changed"], KernelTargetResolver.ReadKernelNoProbe(null, blacklist));
+        Assert.Empty(KernelTargetResolver.ReadKernelNoProbe(null, Path.Combine(dir, "no-such-file")));
+    }
+
+    [Fact]
     public void ANewKeyReadsTheKernelAgain()
     {
         var kernel = new FakeKernel("a_func\n");
         string key = "boot1 mods1";
-        var cache = new TraceableListCache(dir, () => key);
+        var cache = new KernelListCache(dir, () => key);
         cache.Read(ListPath, kernel.Read);
         key = "boot1 mods2"; // a module loaded
         kernel.Text = "a_func\nm_func [mod]\n";
@@ -61,7 +85,7 @@ public sealed class TraceableListCacheTests : IDisposable
     {
         int calls = 0;
         // the key before the read and the one after differ
-        var cache = new TraceableListCache(dir, () => $"boot1 mods{calls++}");
+        var cache = new KernelListCache(dir, () => $"boot1 mods{calls++}");
         var kernel = new FakeKernel("a_func\n");
         cache.Read(ListPath, kernel.Read);
         Assert.Equal("not kept: modules changed while it was read", cache.Note);
@@ -71,7 +95,7 @@ public sealed class TraceableListCacheTests : IDisposable
     [Fact]
     public void NoKeyNoCopy()
     {
-        var cache = new TraceableListCache(dir, () => null);
+        var cache = new KernelListCache(dir, () => null);
         var kernel = new FakeKernel("a_func\n");
         cache.Read(ListPath, kernel.Read);
         cache.Read(ListPath, kernel.Read);
@@ -85,7 +109,7 @@ public sealed class TraceableListCacheTests : IDisposable
         File.WriteAllText(dir, "a file where the directory should be");
         try
         {
-            var cache = new TraceableListCache(dir, () => "boot1 mods1");
+            var cache = new KernelListCache(dir, () => "boot1 mods1");
             var kernel = new FakeKernel("a_func\n");
             Assert.Equal("a_func\n", Str(cache.Read(ListPath, kernel.Read)));
             Assert.StartsWith("not kept: ", cache.Note);
@@ -103,10 +127,10 @@ public sealed class TraceableListCacheTests : IDisposable
         const string a = "9pnet 110592 2 9p,9pnet_virtio, Live 0xffffffffc061d000\nnetfs 626688 2 9p,9pnet, Live 0xffffffffc0600000\n";
         const string usedMore = "9pnet 110592 3 9p,9pnet_virtio,other, Live 0xffffffffc061d000\nnetfs 626688 1 9p, Live 0xffffffffc0600000\n";
         const string reloaded = "9pnet 110592 2 9p,9pnet_virtio, Live 0xffffffffc0700000\nnetfs 626688 2 9p,9pnet, Live 0xffffffffc0600000\n";
-        Assert.NotNull(TraceableListCache.ModulesKey(a));
-        Assert.Equal(TraceableListCache.ModulesKey(a), TraceableListCache.ModulesKey(usedMore));
-        Assert.NotEqual(TraceableListCache.ModulesKey(a), TraceableListCache.ModulesKey(reloaded));
-        Assert.Null(TraceableListCache.ModulesKey("9pnet 110592 0 - Loading 0xffffffffc061d000\n"));
-        Assert.Null(TraceableListCache.ModulesKey("9pnet 110592 2 9p,9pnet_virtio, Live 0x0000000000000000\n"));
+        Assert.NotNull(KernelListCache.ModulesKey(a));
+        Assert.Equal(KernelListCache.ModulesKey(a), KernelListCache.ModulesKey(usedMore));
+        Assert.NotEqual(KernelListCache.ModulesKey(a), KernelListCache.ModulesKey(reloaded));
+        Assert.Null(KernelListCache.ModulesKey("9pnet 110592 0 - Loading 0xffffffffc061d000\n"));
+        Assert.Null(KernelListCache.ModulesKey("9pnet 110592 2 9p,9pnet_virtio, Live 0x0000000000000000\n"));
     }
 }

@@ -4,14 +4,15 @@ using Retsnoop.Symbols;
 namespace Retsnoop.Kernel;
 
 /// <summary>
-/// The kernel's list of traceable functions as read earlier in this boot, kept in
-/// <see cref="BootCopies.Dir"/>. The kernel takes ~0.45 s of a TCG guest's CPU to print the
-/// 2 MiB list, a third of the time to "Receiving data..."; it changes only when modules come and go.
+/// The kernel's lists that change only when modules come and go (the traceable functions, the
+/// kprobe blacklist) as read earlier in this boot, kept in <see cref="BootCopies.Dir"/>. The
+/// kernel takes ~0.45 s of a TCG guest's CPU to print the 2 MiB list of traceable functions, a
+/// third of the time to "Receiving data...", and looks up a symbol for each blacklist line.
 /// The copy is keyed by the boot id and the loaded modules (name, size, address): a module loaded,
 /// unloaded or reloaded elsewhere makes a new key, and the list is read from the kernel again.
 /// </summary>
 /// <param name="key">this boot's and modules' key (<see cref="CurrentKey"/>; tests give their own)</param>
-public sealed class TraceableListCache(string dir, Func<string?>? key = null)
+public sealed class KernelListCache(string dir, Func<string?>? key = null)
 {
     readonly Func<string?> currentKey = key ?? CurrentKey;
 
