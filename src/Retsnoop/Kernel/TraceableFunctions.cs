@@ -19,7 +19,7 @@ public static class TraceableFunctions
     static readonly string[] Roots = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
     /// <param name="source">the file read, and whether this boot's copy of it was used</param>
-    public static List<TraceableFunction> Load(out string source, KernelListCache? cache = null)
+    public static TraceableList Load(out string source, KernelListCache? cache = null)
     {
         Exception? last = null;
         foreach (var root in Roots)
@@ -34,7 +34,7 @@ public static class TraceableFunctions
                     ReadOnlyMemory<byte> ReadKernel() => PseudoFile.ReadAll(path, MaxFileSize);
                     var text = cache is null ? ReadKernel() : cache.Read(path, ReadKernel);
                     source = cache is null ? path : $"{path} ({cache.Note})";
-                    return Parse(text.Span, withAddrs);
+                    return Parse(text, withAddrs);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
                 {
@@ -47,33 +47,47 @@ public static class TraceableFunctions
             : $"cannot read the kernel's list of traceable functions: {last.Message} (run as root; mount tracefs on /sys/kernel/tracing)");
     }
 
-    public static List<TraceableFunction> Parse(string text, bool withAddrs) => Parse(Encoding.UTF8.GetBytes(text), withAddrs);
+    public static TraceableList Parse(string text, bool withAddrs) => Parse(Encoding.UTF8.GetBytes(text), withAddrs);
 
-    /// <summary>Lines "[ADDR ]NAME[ [MODULE]]". Parsed from the bytes: the list has ~50,000 lines,
-    /// and decoding it whole into a string first, and a string per line's module name, cost ~90 ms
-    /// more of the default mode's start in the TCG guest (perf samples of the two versions).</summary>
-    public static List<TraceableFunction> Parse(ReadOnlySpan<byte> text, bool withAddrs)
+    /// <summary>Lines "[ADDR ]NAME[ [MODULE]]", indexed where they lie: the list has ~50,000 lines,
+    /// and a string per name (and before that, decoding it whole) cost ~100 ms of the default mode's
+    /// start in the TCG guest (perf samples). Names become strings when asked for.</summary>
+    public static TraceableList Parse(ReadOnlyMemory<byte> bytes, bool withAddrs)
     {
-        var list = new List<TraceableFunction>(64 * 1024);
+        var list = new TraceableList(bytes, 64 * 1024);
+        var all = bytes.Span;
+        int pos = 0;
         // the lines of a module come together: its name is made into a string once
-        string? module = null;
+        int module = -1;
         ReadOnlySpan<byte> moduleBytes = default;
-        while (!text.IsEmpty)
+        while (pos < all.Length)
         {
-            int nl = text.IndexOf((byte)'\n');
-            var line = (nl < 0 ? text : text[..nl]).Trim(" \t\r"u8);
-            text = nl < 0 ? default : text[(nl + 1)..];
-            if (line.IsEmpty)
+            var rest = all[pos..];
+            int nl = rest.IndexOf((byte)'\n');
+            int lineStart = pos, lineEnd = nl < 0 ? all.Length : pos + nl;
+            pos = lineEnd + 1;
+            // trimmed of spaces, tabs and a CR at both ends
+            while (lineStart < lineEnd && all[lineStart] is (byte)' ' or (byte)'\t' or (byte)'\r')
+                lineStart++;
+            while (lineEnd > lineStart && all[lineEnd - 1] is (byte)' ' or (byte)'\t' or (byte)'\r')
+                lineEnd--;
+            if (lineStart == lineEnd)
                 continue;
+            var line = all[lineStart..lineEnd];
+            int nameStart = lineStart;
             ulong addr = 0;
             if (withAddrs)
             {
                 int sp = line.IndexOf((byte)' ');
                 if (sp <= 0 || !TryParseHex(line[..sp], out addr))
                     continue;
-                line = line[(sp + 1)..].TrimStart(" \t"u8);
+                int skip = sp + 1;
+                while (skip < line.Length && line[skip] is (byte)' ' or (byte)'\t')
+                    skip++;
+                nameStart += skip;
+                line = line[skip..];
             }
-            string? mod = null;
+            int mod = -1;
             int lb = line.IndexOf(" ["u8);
             if (lb >= 0)
             {
@@ -81,16 +95,16 @@ public static class TraceableFunctions
                 if (rb > lb)
                 {
                     var name = line[(lb + 2)..rb];
-                    if (module is null || !name.SequenceEqual(moduleBytes))
+                    if (module < 0 || !name.SequenceEqual(moduleBytes))
                     {
-                        module = Encoding.UTF8.GetString(name);
+                        module = list.AddModule(Encoding.UTF8.GetString(name));
                         moduleBytes = name;
                     }
                     mod = module;
                 }
                 line = line[..lb];
             }
-            list.Add(new TraceableFunction(Encoding.UTF8.GetString(line), mod, addr));
+            list.Add(nameStart, line.Length, mod, addr);
         }
         return list;
     }
@@ -109,4 +123,82 @@ public static class TraceableFunctions
         }
         return true;
     }
+}
+
+/// <summary>
+/// The kernel's traceable functions as its list printed them: each name stays where it lies in the
+/// list's bytes (<see cref="NameBytes"/>) until it is asked for as a string (the indexer), so a
+/// scan for the few functions that globs select makes a string for those only.
+/// </summary>
+public sealed class TraceableList : IReadOnlyList<TraceableFunction>
+{
+    readonly ReadOnlyMemory<byte> text;
+    int count;
+    int[] nameStart;
+    int[] nameLength;
+    int[] moduleIndex;
+    ulong[] address;
+    readonly List<string> modules = [];
+
+    internal TraceableList(ReadOnlyMemory<byte> text, int capacity)
+    {
+        this.text = text;
+        nameStart = new int[capacity];
+        nameLength = new int[capacity];
+        moduleIndex = new int[capacity];
+        address = new ulong[capacity];
+    }
+
+    /// <summary>A list of these functions (tests, and callers with records rather than the kernel's text).</summary>
+    public static TraceableList Of(IEnumerable<TraceableFunction> functions)
+    {
+        var sb = new StringBuilder();
+        foreach (var f in functions)
+            sb.Append(f.Address.ToString("x")).Append(' ').Append(f.Name).Append(f.Module is null ? "" : $" [{f.Module}]").Append('\n');
+        return TraceableFunctions.Parse(sb.ToString(), withAddrs: true);
+    }
+
+    internal int AddModule(string name)
+    {
+        modules.Add(name);
+        return modules.Count - 1;
+    }
+
+    internal void Add(int start, int length, int module, ulong addr)
+    {
+        if (count == nameStart.Length)
+        {
+            int n = count * 2;
+            Array.Resize(ref nameStart, n);
+            Array.Resize(ref nameLength, n);
+            Array.Resize(ref moduleIndex, n);
+            Array.Resize(ref address, n);
+        }
+        nameStart[count] = start;
+        nameLength[count] = length;
+        moduleIndex[count] = module;
+        address[count] = addr;
+        count++;
+    }
+
+    public int Count => count;
+
+    /// <summary>The i-th name's UTF-8 bytes, without a string made.</summary>
+    public ReadOnlySpan<byte> NameBytes(int i) => text.Span.Slice(nameStart[i], nameLength[i]);
+
+    public string? Module(int i) => moduleIndex[i] < 0 ? null : modules[moduleIndex[i]];
+
+    public ulong Address(int i) => address[i];
+
+    public TraceableFunction this[int i] => (uint)i < (uint)count
+        ? new(Encoding.UTF8.GetString(NameBytes(i)), Module(i), address[i])
+        : throw new ArgumentOutOfRangeException(nameof(i));
+
+    public IEnumerator<TraceableFunction> GetEnumerator()
+    {
+        for (int i = 0; i < count; i++)
+            yield return this[i];
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
 }

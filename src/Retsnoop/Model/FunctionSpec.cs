@@ -103,7 +103,7 @@ public sealed record FunctionSpec(string Text, Glob? Name, Glob? Module, string?
     }
 
     /// <summary>Module "vmlinux" (or no module in the spec) selects core kernel functions.</summary>
-    public bool Matches(string name, string? module)
+    public bool Matches(ReadOnlySpan<char> name, string? module)
     {
         if (Name is null || !Name.Matches(name))
             return false;

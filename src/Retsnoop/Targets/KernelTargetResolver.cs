@@ -118,24 +118,24 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
         {
             if (sources is null)
                 throw new TracingException($"source glob '{spec.Text}' needs a vmlinux with DWARF: give -k PATH or install the kernel's -dbg package");
-            srcSets[spec] = sources().FunctionsInFiles(spec.SourceGlob!).ToHashSet();
+            srcSets[spec] = sources().FunctionsInFiles(spec.SourceGlob!).ToHashSet(StringComparer.Ordinal);
         }
-        bool Matches(FunctionSpec spec, in TraceableFunction f) =>
-            spec.SourceGlob is not null ? srcSets[spec].Contains(f.Name) : spec.Matches(f.Name, f.Module);
+        bool Matches(FunctionSpec spec, ReadOnlySpan<char> name, string? module) =>
+            spec.SourceGlob is not null ? srcSets[spec].GetAlternateLookup<ReadOnlySpan<char>>().Contains(name) : spec.Matches(name, module);
 
         var hits = new Dictionary<FunctionSpec, int>();
         var entrySet = new SpecSet(entry);
         var allowSet = new SpecSet(allow);
         var denySet = new SpecSet(deny);
-        // every spec of the set that matches f counts a hit (an entry glob must match, see CheckEntryGlobsMatch)
-        bool MatchesAny(SpecSet set, in TraceableFunction f)
+        // every spec of the set that matches the function counts a hit (an entry glob must match, see CheckEntryGlobsMatch)
+        bool MatchesAny(SpecSet set, ReadOnlySpan<char> name, string? module)
         {
             bool any = false;
-            if (set.Exact.TryGetValue(f.Name, out var named))
+            if (set.Exact.Count > 0 && set.Exact.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(name, out var named))
             {
                 foreach (var s in named)
                 {
-                    if (s.Matches(f.Name, f.Module))
+                    if (s.Matches(name, module))
                     {
                         any = true;
                         hits[s] = hits.GetValueOrDefault(s) + 1;
@@ -144,7 +144,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
             }
             foreach (var s in set.Scanned)
             {
-                if (Matches(s, f))
+                if (Matches(s, name, module))
                 {
                     any = true;
                     hits[s] = hits.GetValueOrDefault(s) + 1;
@@ -153,19 +153,28 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
             return any;
         }
 
+        // the list's names are matched where they lie (as chars in one buffer): only the functions
+        // selected become strings
+        var list = traceable as TraceableList ?? TraceableList.Of(traceable);
+        Span<char> nameBuf = stackalloc char[1024];
         var chosen = new List<(TraceableFunction F, bool IsEntry)>();
         int denied = 0, builtinDenied = 0, noProbe = 0;
-        foreach (var f in traceable)
+        for (int i = 0; i < list.Count; i++)
         {
-            bool isEntry = MatchesAny(entrySet, f);
-            bool isAllowed = MatchesAny(allowSet, f);
+            var bytes = list.NameBytes(i);
+            ReadOnlySpan<char> name = bytes.Length <= nameBuf.Length && Encoding.UTF8.TryGetChars(bytes, nameBuf, out int n)
+                ? nameBuf[..n] : Encoding.UTF8.GetString(bytes);
+            var module = list.Module(i);
+            bool isEntry = MatchesAny(entrySet, name, module);
+            bool isAllowed = MatchesAny(allowSet, name, module);
             if (!isEntry && !isAllowed)
                 continue;
-            if (MatchesAny(denySet, f))
+            if (MatchesAny(denySet, name, module))
             {
                 denied++;
                 continue;
             }
+            var f = list[i];
             if (builtin.Any(g => g.Matches(f.Name)))
             {
                 builtinDenied++;
@@ -254,7 +263,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
 
         if (settings.FentryOnly)
             result = KeepFentryAttachable(result);
-        CheckEntryGlobsMatch(entry, result, hits, (s, f) => Matches(s, f));
+        CheckEntryGlobsMatch(entry, result, hits, (s, f) => Matches(s, f.Name, f.Module));
         return result;
     }
 
