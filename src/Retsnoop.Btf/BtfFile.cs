@@ -18,7 +18,7 @@ public sealed partial class BtfFile
     /// <summary>Longest typedef/qualifier/pointer/array chain followed before calling it a cycle.</summary>
     public const int MaxChainDepth = 64;
 
-    readonly byte[] data;
+    readonly ReadOnlyMemory<byte> data; // an array, or a mapped file
     readonly int typeStart, typeEnd, strStart, strLen;
     readonly int[] typeOffsets; // byte offset of each local type record; index 0 = FirstId
     readonly BtfFile? baseBtf;
@@ -41,19 +41,19 @@ public sealed partial class BtfFile
     /// <summary>Size in bytes of this blob's string section.</summary>
     public int StringSectionLength => strLen;
 
-    BtfFile(byte[] data, string path, BtfFile? baseBtf)
+    BtfFile(ReadOnlyMemory<byte> data, string path, BtfFile? baseBtf)
     {
         this.data = data;
         Path = path;
         this.baseBtf = baseBtf;
         if (data.Length < HeaderMin)
             throw new BtfFormatException(path, 0, $"{data.Length} bytes is shorter than a BTF header");
-        ushort magic = BinaryPrimitives.ReadUInt16LittleEndian(data);
+        ushort magic = BinaryPrimitives.ReadUInt16LittleEndian(data.Span);
         if (magic == 0x9feb)
             throw new BtfEndiannessException(path);
         if (magic != Magic)
             throw new BtfFormatException(path, 0, $"bad magic 0x{magic:x4}");
-        Version = data[2];
+        Version = data.Span[2];
         if (Version != 1)
             throw new BtfFormatException(path, 2, $"unsupported BTF version {Version}");
         // header: magic u16, version u8, flags u8, hdr_len, type_off, type_len, str_off, str_len (u32 each)
@@ -71,9 +71,9 @@ public sealed partial class BtfFile
         typeEnd = (int)(tOff + tLen);
         strStart = (int)sOff;
         strLen = (int)sLen;
-        if (strLen > 0 && data[strStart + strLen - 1] != 0)
+        if (strLen > 0 && data.Span[strStart + strLen - 1] != 0)
             throw new BtfFormatException(path, strStart + strLen - 1, "string section does not end in a NUL");
-        if (baseBtf is null && (strLen == 0 || data[strStart] != 0))
+        if (baseBtf is null && (strLen == 0 || data.Span[strStart] != 0))
             throw new BtfFormatException(path, strStart, "string section does not start with the empty string");
         strBase = baseBtf is null ? 0 : baseBtf.strBase + (uint)baseBtf.strLen;
         FirstId = baseBtf is null ? 1 : baseBtf.TypeCount + 1;
@@ -92,8 +92,11 @@ public sealed partial class BtfFile
     public static BtfFile FromBytes(byte[] data, string name = "<memory>", BtfFile? baseBtf = null) =>
         new(data ?? throw new ArgumentNullException(nameof(data)), name, baseBtf);
 
+    /// <summary>Raw BTF in memory that is not an array (a mapped file), used as is.</summary>
+    public static BtfFile FromMemory(ReadOnlyMemory<byte> data, string name, BtfFile? baseBtf = null) => new(data, name, baseBtf);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    uint U32(int off) => BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(off, 4));
+    uint U32(int off) => BinaryPrimitives.ReadUInt32LittleEndian(data.Span.Slice(off, 4));
 
     internal BtfFormatException Bad(long offset, string message) => new(Path, offset, message);
 
@@ -120,7 +123,7 @@ public sealed partial class BtfFile
         var offs = new int[Math.Max(16, (typeEnd - typeStart) / 24)];
         int n = 0;
         int p = typeStart;
-        ReadOnlySpan<byte> d = data;
+        ReadOnlySpan<byte> d = data.Span;
         while (p < typeEnd)
         {
             if (p + 12 > typeEnd)
@@ -215,7 +218,7 @@ public sealed partial class BtfFile
     string Str(uint off, long where)
     {
         var (f, s, len) = StrSpanAt(off, where);
-        return len == 0 ? "" : Encoding.UTF8.GetString(f.data, s, len);
+        return len == 0 ? "" : Encoding.UTF8.GetString(f.data.Span.Slice(s, len));
     }
 
     /// <summary>Owning file, start and length of the NUL-terminated string at a (global) string offset.</summary>
@@ -229,14 +232,14 @@ public sealed partial class BtfFile
             throw Bad(where < 0 ? strStart : where, $"string offset {off} beyond the string section ({f.strBase + (uint)f.strLen} bytes)");
         int s = f.strStart + (int)local;
         // the section ends in a NUL (checked on load), so this always finds one
-        int e = f.data.AsSpan(s, f.strStart + f.strLen - s).IndexOf((byte)0);
+        int e = f.data.Span.Slice(s, f.strStart + f.strLen - s).IndexOf((byte)0);
         return (f, s, e);
     }
 
     ReadOnlySpan<byte> NameBytes(int off)
     {
         var (f, s, len) = StrSpanAt(U32(off), off);
-        return f.data.AsSpan(s, len);
+        return f.data.Span.Slice(s, len);
     }
 
     int RefAt(int off) => (int)U32(off);

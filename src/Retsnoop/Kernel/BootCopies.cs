@@ -1,4 +1,5 @@
 using System.Text;
+using Retsnoop.Symbols;
 
 namespace Retsnoop.Kernel;
 
@@ -30,12 +31,12 @@ public static class BootCopies
     {
         try
         {
-            var bytes = File.ReadAllBytes(path);
-            int nl = Array.IndexOf(bytes, (byte)'\n');
-            // (not a ?: with null: null would convert to an empty Memory through byte[])
-            if (nl < 0 || !keyMatches(Encoding.UTF8.GetString(bytes, 0, nl)))
+            // mapped: a tmpfs file's pages are taken as they are, not copied into fresh heap pages
+            var bytes = MappedFile.TryMap(path) ?? File.ReadAllBytes(path);
+            int nl = bytes.Span.IndexOf((byte)'\n');
+            if (nl < 0 || !keyMatches(Encoding.UTF8.GetString(bytes.Span[..nl])))
                 return null;
-            return bytes.AsMemory(nl + 1);
+            return bytes[(nl + 1)..];
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -22,7 +22,10 @@ public static class KernelBtf
         using (var f = File.OpenRead(path))
             f.ReadAtLeast(head, 4, throwOnEndOfStream: false);
         if (!head.AsSpan().SequenceEqual((ReadOnlySpan<byte>)[0x7f, (byte)'E', (byte)'L', (byte)'F']))
-            return BtfFile.Load(path);
+        {
+            // mapped, not read: the kernel's BTF since 6.16, and any regular file
+            return MappedFile.TryMap(path) is { } mapped ? BtfFile.FromMemory(mapped, path) : BtfFile.Load(path);
+        }
         using var elf = ElfFile.Open(path);
         var btf = elf.GetData(".BTF");
         if (btf.Length == 0)
