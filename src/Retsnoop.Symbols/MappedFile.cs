@@ -30,7 +30,10 @@ public sealed unsafe partial class MappedFile : MemoryManager<byte>
             return null;
         const int ProtRead = 1, MapPrivate = 2;
         nint p = mmap(0, (nuint)size, ProtRead, MapPrivate, (int)h.DangerousGetHandle(), 0);
-        return p == -1 ? null : new MappedFile((byte*)p, (int)size).Memory;
+        // (not a ?: with null: null would become an empty Memory through its conversion from byte[])
+        if (p == -1)
+            return null;
+        return new MappedFile((byte*)p, (int)size).Memory;
     }
 
     [LibraryImport("libc")]
