@@ -7,7 +7,8 @@ namespace Retsnoop.Symbols;
 /// A file mapped read-only (MAP_PRIVATE) for the rest of the process: its bytes without a copy
 /// into fresh heap pages, which under emulation cost more than the read (vmlinux BTF, 6 MB, and
 /// this boot's copies of the kernel's lists; /sys/kernel/btf/vmlinux takes mmap since Linux 6.16).
-/// Never unmapped: what is read this way is used until the process ends.
+/// Never unmapped: what is read this way is used until the process ends (a copy found stale is
+/// left mapped too: a few MB at most, once per run).
 /// </summary>
 public sealed unsafe partial class MappedFile : MemoryManager<byte>
 {
