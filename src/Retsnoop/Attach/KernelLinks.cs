@@ -78,9 +78,9 @@ static class KernelLinks
             }
             // the link holds the program: our fd closes once the link exists
             using (var prog = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFentry, entryInsns, "fentry_" + f.Name, (uint)f.BtfId, btfObjFd))
-                links.Add(Bpf.LinkCreateTracing(prog, Bpf.AttachTraceFentry, (ulong)f.Id));
+                links.AddTrampoline(Bpf.LinkCreateTracing(prog, Bpf.AttachTraceFentry, (ulong)f.Id));
             using (var prog = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFexit, exitInsns, "fexit_" + f.Name, (uint)f.BtfId, btfObjFd))
-                links.Add(Bpf.LinkCreateTracing(prog, Bpf.AttachTraceFexit, (ulong)f.Id));
+                links.AddTrampoline(Bpf.LinkCreateTracing(prog, Bpf.AttachTraceFexit, (ulong)f.Id));
             return null;
         }
     }
@@ -178,7 +178,7 @@ sealed class TracingMultiLinks(TracerObject obj, LinkSet links, ModuleBtf module
             {
                 if (list.All(f => both.Contains(f.Id)))
                 {
-                    links.Add(link);
+                    links.AddTrampoline(link);
                     continue;
                 }
                 // an entry refused where the exit was taken (rare): relink that exit without it
@@ -186,11 +186,11 @@ sealed class TracingMultiLinks(TracerObject obj, LinkSet links, ModuleBtf module
                 var kept = new List<(FdHandle Link, List<TracedFunction> Funcs)>();
                 LinkAll([.. list.Where(f => both.Contains(f.Id))], exitProg, Bpf.AttachTraceFexitMulti, kept);
                 foreach (var (l, _) in kept)
-                    links.Add(l);
+                    links.AddTrampoline(l);
             }
             foreach (var (link, list) in entered)
             {
-                links.Add(link);
+                links.AddTrampoline(link);
                 attached += list.Count;
             }
         }
