@@ -12,11 +12,11 @@ public static class TextCopyCheck
     const string Copy = "/run/retsnoop/kallsyms-vmlinux-text";
     public const string Script =
         "rm -rf /run/retsnoop; " +
-        "run() { tracer_start -sn -n simfail -e '*sys_bpf' -a map_create -a array_map_alloc_check || return 1; " +
+        "run() { tracer_start -v -sn -n simfail -e '*sys_bpf' -a map_create -a array_map_alloc_check || return 1; " +
         "\"$SIMFAIL_BIN\" bpf-bad-map-val-size-percpu-array > trigger.out 2>&1; " +
         // the first run is stopped as soon as its stack is out: the copy it writes in the
         // background once the whole table is loaded is still finished before it exits
-        "wait_for tracer.out array_map_alloc_check 60; tracer_stop; cp tracer.out $1.out; echo \"$1 $(cat tracer.rc)\" >> rcs; " +
+        "wait_for tracer.out array_map_alloc_check 60; tracer_stop; cp tracer.out $1.out; cp tracer.err $1.err; echo \"$1 $(cat tracer.rc)\" >> rcs; " +
         $"if [ \"$1\" = first ]; then grep -c do_syscall_64 {Copy} > first-copy 2>&1; ls /run/retsnoop > first-files; fi; }}; " +
         "run first; " +
         // (the copy is binary after its key line: perl, essential in Debian, edits it in place)
@@ -38,5 +38,9 @@ public static class TextCopyCheck
         Xunit.Assert.DoesNotContain("do_syscall_XX", r.File("other.out"));
         // the run that found another boot's copy left this boot's
         Xunit.Assert.Equal(r.File("boot_id").Trim(), r.File("key").Trim());
+        // -v says which: kallsyms loaded and a copy kept, or this boot's copy used
+        Xunit.Assert.Contains($"no copy of vmlinux's text symbols for this boot yet: kallsyms is loaded and kept in {Copy}", r.File("first.err"));
+        Xunit.Assert.Contains($"vmlinux frames named from this boot's copy of its text symbols ({Copy})", r.File("second.err"));
+        Xunit.Assert.Contains("no copy of vmlinux's text symbols for this boot yet", r.File("other.err"));
     }
 }

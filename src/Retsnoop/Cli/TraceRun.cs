@@ -18,7 +18,7 @@ namespace Retsnoop.Cli;
 sealed class TraceRun(Options opts)
 {
     readonly Stopwatch launch = Stopwatch.StartNew();
-    readonly KernelFacts facts = new(opts.Symbols, msg => Console.Error.WriteLine(msg));
+    readonly KernelFacts facts = new(opts.Symbols, msg => Console.Error.WriteLine(msg)) { Note = opts.Verbosity >= 1 ? msg => Console.Error.WriteLine(msg) : null };
     readonly TargetSettings targets = opts.Targets;
 
     public int Run()

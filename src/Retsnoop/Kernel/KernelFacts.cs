@@ -33,8 +33,14 @@ public sealed class KernelFacts
             return text is { } t ? Kallsyms.Parse(t) : Kallsyms.Load();
         }, LazyThreadSafetyMode.ExecutionAndPublication);
         kallsyms = new(() => new KallsymsTable(raw.Value), LazyThreadSafetyMode.ExecutionAndPublication);
-        textCopy = new(() => BootCopies.BootId() is not { } bootId ? null : VmlinuxTextCopy.TryLoad(VmlinuxTextCopy.DefaultPath, bootId),
-            LazyThreadSafetyMode.ExecutionAndPublication);
+        textCopy = new(() =>
+        {
+            var copy = BootCopies.BootId() is not { } bootId ? null : VmlinuxTextCopy.TryLoad(VmlinuxTextCopy.DefaultPath, bootId);
+            Note?.Invoke(copy is not null
+                ? $"vmlinux frames named from this boot's copy of its text symbols ({VmlinuxTextCopy.DefaultPath}); kallsyms only for other frames"
+                : $"no copy of vmlinux's text symbols for this boot yet: kallsyms is loaded{(BootCopies.BootId() is null ? "" : $" and kept in {VmlinuxTextCopy.DefaultPath} for later runs")}");
+            return copy;
+        }, LazyThreadSafetyMode.ExecutionAndPublication);
         dwarf = new(() => !settings.WantLines && !settings.SourceGlobs ? null : DwarfLines.Find(settings.KernelImage, RunningStext, warn),
             LazyThreadSafetyMode.ExecutionAndPublication);
     }
@@ -68,6 +74,9 @@ public sealed class KernelFacts
 
     /// <summary>The whole of /proc/kallsyms (every symbol type), loaded on first use.</summary>
     public Kallsyms AllSymbols => raw.Value;
+
+    /// <summary>-v: where symbols come from (this boot's copy or kallsyms); may run on the warm-up thread.</summary>
+    public Action<string>? Note { get; init; }
 
     public BtfFunctionTypes Types => types;
     readonly BtfFunctionTypes types;

@@ -29,7 +29,9 @@ public sealed class KernelListCache(string dir, Func<string?>? key = null)
         var key = currentKey();
         if (key is null)
         {
-            Note = "not kept: a module is loading, or module addresses are hidden";
+            Note = BootCopies.BootId() is null
+                ? "not kept: this boot's id is unreadable (/proc/sys/kernel/random/boot_id)"
+                : "not kept: a module is loading, or module addresses are hidden";
             return readKernel();
         }
         var copy = PathFor(listPath);
