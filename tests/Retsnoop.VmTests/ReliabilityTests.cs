@@ -54,10 +54,12 @@ public sealed class ReliabilityKernel
             wait_clean "$base" 300 || exit 5
             mkdir again && cd again && traced "$SIMFAIL_BIN {{Percpu}}" -- -v -F -n simfail {{Many}}
             """, 900),
-        // a function the kernel refuses at attach time (kprobe blacklist, with debugfs unmounted so
-        // the tool cannot know beforehand): skipped with a note, the rest traced
+        // a function the kernel refuses at attach time (kprobe blacklist, with debugfs unmounted and
+        // the copy an earlier run of this boot kept removed, so the tool cannot know beforehand):
+        // skipped with a note, the rest traced
         new("attach-refused", $"""
             umount /sys/kernel/debug 2>/dev/null
+            rm -f /run/retsnoop/blacklist.cache
             traced "$SIMFAIL_BIN {Percpu}" -- -v -K -n simfail {Chain} -a dump_kprobe
             """),
         // with debugfs the same function is left out before attaching
