@@ -399,8 +399,13 @@ sealed class Pinpointer : IDisposable
         return j;
     }
 
-    CalleeResolver NewCalleeResolver() =>
-        new(targetSettings, TraceableFunctions.Load(out _), facts.Types, KernelTargetResolver.ReadKernelNoProbe());
+    /// <summary>From this boot's copies of the kernel's lists, as target resolution read them (the
+    /// kernel takes ~0.45 s of a TCG guest to print the traceable list, while records are waiting).</summary>
+    CalleeResolver NewCalleeResolver()
+    {
+        var copies = new KernelListCache(BootCopies.Dir);
+        return new(targetSettings, TraceableFunctions.Load(out _, copies), facts.Types, KernelTargetResolver.ReadKernelNoProbe(copies));
+    }
 
     /// <summary>Traces the callee an error came back from, probing its blocks at once: its next
     /// failure is then both seen and pinpointed.</summary>
