@@ -203,6 +203,13 @@ if [ -n "$floor" ]; then
         if measure "probe-floor-$m" 120 -- "$floor" "$m" empty "$out/probe-names.txt"; then floor_ok[$m]=1; line+=" $m: yes;"
         else line+=" $m: no ($(tail -1 "$runs/probe-floor-$m/err" | sed 's/^floor: //' | cut -c1-70));"; fi
     done
+    # ours' own BPF object by the mechanism ours takes here (session, else kprobe.multi)
+    for m in ksession kmulti; do
+        [ -n "${floor_ok[$m]:-}" ] || continue
+        if measure "probe-floor-ours" 120 -- "$floor" "$m" ours "$out/probe-names.txt"; then floor_ok[ours]=$m; line+=" ours' object: $m;"
+        else line+=" ours' object: no ($(tail -1 "$runs/probe-floor-ours/err" | sed 's/^floor: //' | cut -c1-70));"; fi
+        break
+    done
     echo "floor mechanisms on this kernel:${line%;}"
 fi
 floor_desc() {
@@ -210,6 +217,7 @@ floor_desc() {
         kmulti) echo "floor kprobe.multi (2 links)" ;; kprobe) echo "floor kprobe+kretprobe per function" ;;
         fentry) echo "floor fentry+fexit clone per function" ;; ksession) echo "floor kprobe session (1 link)" ;;
         fmulti) echo "floor fentry.multi+fexit.multi (2 links)" ;; fsession) echo "floor fsession.multi (1 link)" ;;
+        ours) echo "floor with ours' BPF object ($(floor_desc "${floor_ok[ours]}" | sed 's/^floor //'))" ;;
     esac
 }
 same_floor() { case $1 in default) echo kmulti ;; -F) echo fentry ;; -K) echo kprobe ;; esac; }
@@ -322,7 +330,9 @@ if want attach || want startup; then
             # ours-cold: no per-boot copies (/run/retsnoop: the traceable list, vmlinux's text
             # symbols), as the first run after a boot; ours then runs with the copies it left
             tools="ours-cold ours"; [ -n "$up" ] && tools+=" upstream"
-            case $mode in default) fl="kmulti ksession" ;; -F) fl="fentry fmulti fsession" ;; -K) fl="kprobe" ;; esac
+            # (default mode: also the floor loading ours' own programs and maps, the kernel's share
+            # of ours' start)
+            case $mode in default) fl="kmulti ksession ours" ;; -F) fl="fentry fmulti fsession" ;; -K) fl="kprobe" ;; esac
             for m in $fl; do [ -n "${floor_ok[$m]:-}" ] && tools+=" floor-$m"; done
             btkind=
             case $mode/$n in -F/10|-F/100) btkind=kfunc ;; -K/10|-K/100|default/10) btkind=kprobe ;; default/1000) [ "$depth" = full ] && btkind=glob ;; esac
@@ -336,6 +346,7 @@ if want attach || want startup; then
                         ours*)    [ "$tool" = ours-cold ] && rm -rf /run/retsnoop
                                   measure "$label" 900 -- $(retsnoop_cmd "$ours" "$flag" "$names") ;;
                         upstream) measure "$label" 900 -- $(retsnoop_cmd "$up" "$flag" "$names") ;;
+                        floor-ours) measure "$label" 900 -- "$floor" "${floor_ok[ours]}" ours "$names" ;;
                         floor-*)  measure "$label" 900 -- "$floor" "${tool#floor-}" empty "$names" ;;
                         bpftrace) if [ $btkind = glob ]; then bpftrace_prog glob '*sys_*'; else bpftrace_prog "$btkind" "$names"; fi > "$out/bt-$btkind-$n.bt"
                                   measure "$label" 900 -- "$bt" -B none "$out/bt-$btkind-$n.bt" ;;
@@ -366,7 +377,7 @@ if want attach || want startup; then
             if [[ " $tools " == *" $same "* ]]; then
                 best_r= best_e= best_rt= best_et=
                 for tool in $tools; do
-                    [[ $tool == floor-* ]] || continue
+                    [[ $tool == floor-* && $tool != floor-ours ]] || continue
                     mr=$(median_of ${c_ready[$tool]}); me=$(median_of ${c_exit[$tool]})
                     if [ "$mr" != - ] && { [ -z "$best_r" ] || [ "$mr" -lt "$best_r" ]; }; then best_r=$mr best_rt=${tool#floor-}; fi
                     if [ "$me" != - ] && { [ -z "$best_e" ] || [ "$me" -lt "$best_e" ]; }; then best_e=$me best_et=${tool#floor-}; fi
@@ -376,6 +387,8 @@ if want attach || want startup; then
                 line+=" (first run in the boot: ready $(ratio "$(median_of ${c_ready[ours-cold]})" "$(median_of ${c_ready[$same]})"))"
                 [ "$best_rt$best_et" != "$(same_floor "$mode")$(same_floor "$mode")" ] && \
                     line+="; ours / fastest floor: ready $(ratio "$or" "${best_r:--}") ($best_rt), exit $(ratio "$oe" "${best_e:--}") ($best_et)"
+                [[ " $tools " == *" floor-ours "* ]] && \
+                    line+="; ours / floor with ours' BPF object: ready $(ratio "$or" "$(median_of ${c_ready[floor-ours]})"), exit $(ratio "$oe" "$(median_of ${c_exit[floor-ours]})")"
                 printf '%-6s %-7s %s\n' "$count" "$mode" "$line"
             fi
             unset c_ready c_exit c_own c_stacks c_stack c_note

@@ -12,6 +12,9 @@
  *         fmulti   fentry.multi + fexit.multi: two programs, two links (tracing multi links)
  *         fsession fsession.multi: one program, one link
  *   BODY  empty | filter | record | stack (see floor.bpf.c)
+ *         ours: not an empty program but ours' own (retsnoop.bpf.o next to this binary, with
+ *         ours' maps at ours' default sizes), for ksession (its session program) and kmulti
+ *         (its kprobe.multi pair): the kernel's share of ours' start, without ours' user space
  * FUNCS_FILE holds one function name a line; the first one is the "root" whose returns are
  * recorded (attach cookie 1, the others get 2, 3, ...). -n sets the comm "filter" lets through.
  * -j: threads for the per-function modes (default: as many as retsnoop uses, max(4, 4 x CPUs)).
@@ -301,6 +304,60 @@ static bool kfuncs_take_ctx(void)
 	return btf_vlen(proto) > 0;
 }
 
+/* ---- BODY ours: ours' object */
+#define OURS_SESSION_SECTION "kprobe.session"
+#define HELPER_GET_FUNC_IP 173
+static int session_kfunc_id;
+
+/* ours' session program marks the call that asks "is this the return?" with bpf_get_func_ip;
+ * it becomes a call of the bpf_session_is_return kfunc before the load, as ours does */
+static int patch_session_marker(struct bpf_program *prog, struct bpf_prog_load_opts *opts, long cookie)
+{
+	(void)opts; (void)cookie;
+	size_t cnt = bpf_program__insn_cnt(prog);
+	struct bpf_insn *insns = malloc(cnt * sizeof(*insns));
+	int marks = 0;
+
+	memcpy(insns, bpf_program__insns(prog), cnt * sizeof(*insns));
+	for (size_t i = 0; i < cnt; i++) {
+		if (insns[i].code == (BPF_JMP | BPF_CALL) && insns[i].src_reg == 0 && insns[i].imm == HELPER_GET_FUNC_IP) {
+			insns[i].src_reg = BPF_PSEUDO_KFUNC_CALL;
+			insns[i].imm = session_kfunc_id;
+			marks++;
+		}
+	}
+	int err = marks == 1 ? bpf_program__set_insns(prog, insns, cnt) : -EINVAL;
+	free(insns);
+	return err;
+}
+
+static void register_session_section(void)
+{
+	LIBBPF_OPTS(libbpf_prog_handler_opts, ho, .prog_prepare_load_fn = patch_session_marker);
+	if (libbpf_register_prog_handler(OURS_SESSION_SECTION, BPF_PROG_TYPE_KPROBE,
+					 (enum bpf_attach_type)ATTACH_KPROBE_SESSION, &ho) < 0)
+		die("cannot register the %s section with libbpf", OURS_SESSION_SECTION);
+}
+
+/* ours' struct config (bpf/retsnoop.h) as ours writes it in its default mode: no option set,
+ * a quarter of the sessions map kept for reuse, its own process left out */
+static void write_ours_config(struct bpf_map *rodata, uint32_t sessions)
+{
+	size_t sz;
+	const void *init = bpf_map__initial_value(rodata, &sz);
+	if (sz < 40)
+		die("ours' .rodata is %zu bytes, smaller than its struct config", sz);
+	char *val = calloc(1, sz);
+	memcpy(val, init, sz);
+	memset(val, 0, 40);
+	*(uint32_t *)(val + 24) = 4096;         /* args_max_total (no -A: unused) */
+	*(uint32_t *)(val + 28) = 4096;         /* args_max_any */
+	*(uint32_t *)(val + 32) = sessions / 4; /* idle_sessions_max */
+	*(uint32_t *)(val + 36) = getpid();     /* self_tgid */
+	bpf_map__set_initial_value(rodata, val, sz);
+	free(val);
+}
+
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
@@ -337,15 +394,17 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind != 3) {
 usage:
-		fprintf(stderr, "usage: floor kmulti|kprobe|fentry|ksession|fmulti|fsession empty|filter|record|stack FUNCS_FILE [-n COMM] [-j THREADS] [-v]\n");
+		fprintf(stderr, "usage: floor kmulti|kprobe|fentry|ksession|fmulti|fsession empty|filter|record|stack FUNCS_FILE [-n COMM] [-j THREADS] [-v]\n"
+			"       floor ksession|kmulti ours FUNCS_FILE\n");
 		return 2;
 	}
 	const char *mode = argv[optind], *body = argv[optind + 1];
-	if (strcmp(body, "empty") && strcmp(body, "filter") && strcmp(body, "record") && strcmp(body, "stack"))
+	bool ours = !strcmp(body, "ours");
+	if (strcmp(body, "empty") && strcmp(body, "filter") && strcmp(body, "record") && strcmp(body, "stack") && !ours)
 		goto usage;
 	bool kmulti = !strcmp(mode, "kmulti"), kprobe = !strcmp(mode, "kprobe"), fentry = !strcmp(mode, "fentry"),
 	     ksession = !strcmp(mode, "ksession"), fmulti = !strcmp(mode, "fmulti"), fsession = !strcmp(mode, "fsession");
-	if (!(kmulti || kprobe || fentry || ksession || fmulti || fsession))
+	if (!(kmulti || kprobe || fentry || ksession || fmulti || fsession) || (ours && !(ksession || kmulti)))
 		goto usage;
 	bool tracing = fentry || fmulti || fsession, session = ksession || fsession;
 	if (threads <= 0) {
@@ -364,14 +423,21 @@ usage:
 
 	/* the programs that call the session kfuncs live in their own objects (see floor.bpf.c) */
 	bool records = !strcmp(body, "record") || !strcmp(body, "stack");
-	bool kfuncs = (ksession && records) || (fsession && strcmp(body, "empty"));
-	/* BTF: function ids for the tracing kinds, the kfunc prototype for the kfunc users */
-	if (tracing || kfuncs) {
+	bool kfuncs = !ours && ((ksession && records) || (fsession && strcmp(body, "empty")));
+	/* BTF: function ids for the tracing kinds, the kfunc prototype for the kfunc users, the
+	 * session kfunc's id for ours' session program */
+	if (tracing || kfuncs || (ours && ksession)) {
 		vmlinux_btf = btf__load_vmlinux_btf();
 		if (!vmlinux_btf)
 			die("cannot read the kernel's BTF: %s", strerror(errno));
 		if (tracing)
 			resolve_btf_ids();
+	}
+	if (ours && ksession) {
+		session_kfunc_id = btf__find_by_name_kind(vmlinux_btf, "bpf_session_is_return", BTF_KIND_FUNC);
+		if (session_kfunc_id <= 0)
+			die("the kernel's BTF has no bpf_session_is_return: no kprobe sessions");
+		register_session_section();
 	}
 	double t_btf = now_ms();
 
@@ -382,7 +448,7 @@ usage:
 		die("readlink /proc/self/exe: %s", strerror(errno));
 	self[sl] = 0;
 	*strrchr(self, '/') = 0;
-	snprintf(path, sizeof(path), "%s/%s", self,
+	snprintf(path, sizeof(path), "%s/%s", self, ours ? "retsnoop.bpf.o" :
 		 !kfuncs ? "floor.bpf.o" : kfuncs_take_ctx() ? "floor-session.bpf.o" : "floor-session-noctx.bpf.o");
 	struct bpf_object *obj = bpf_object__open_file(path, NULL);
 	if (!obj)
@@ -390,7 +456,13 @@ usage:
 
 	char entry_name[32], exit_name[32];
 	const char *kind = tracing ? "t" : "k";
-	if (session) {
+	if (ours && ksession) {
+		snprintf(entry_name, sizeof(entry_name), "ksession_tmpl");
+		exit_name[0] = 0;
+	} else if (ours) {
+		snprintf(entry_name, sizeof(entry_name), "kmulti_entry");
+		snprintf(exit_name, sizeof(exit_name), "kmulti_exit");
+	} else if (session) {
 		snprintf(entry_name, sizeof(entry_name), "%s_session_%s", kind, body);
 		exit_name[0] = 0;
 	} else {
@@ -439,6 +511,14 @@ usage:
 	bpf_object__for_each_map(map, obj) {
 		const char *n = bpf_map__name(map);
 		size_t len = strlen(n);
+		if (ours) {
+			/* ours' sizes: the maps of bpf/ at their defaults, one flag slot per function */
+			if (!strcmp(n, "func_flags"))
+				bpf_map__set_max_entries(map, n_names);
+			else if (len >= 7 && !strcmp(n + len - 7, ".rodata"))
+				write_ours_config(map, bpf_map__max_entries(bpf_object__find_map_by_name(obj, "sessions")));
+			continue;
+		}
 		if (len >= 7 && !strcmp(n + len - 7, ".rodata")) {
 			size_t sz;
 			const char *init = bpf_map__initial_value(map, &sz);

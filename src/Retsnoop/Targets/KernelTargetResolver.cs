@@ -113,15 +113,15 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
         var builtin = BuiltinDenylist.Select(g => new Glob(g)).ToList();
 
         // source globs become name sets (DWARF is read only when one is given)
-        var srcSets = new Dictionary<FunctionSpec, HashSet<string>>();
+        var srcSets = new Dictionary<FunctionSpec, HashSet<string>.AlternateLookup<ReadOnlySpan<char>>>();
         foreach (var spec in entry.Concat(allow).Concat(deny).Where(s => s.SourceGlob is not null))
         {
             if (sources is null)
                 throw new TracingException($"source glob '{spec.Text}' needs a vmlinux with DWARF: give -k PATH or install the kernel's -dbg package");
-            srcSets[spec] = sources().FunctionsInFiles(spec.SourceGlob!).ToHashSet(StringComparer.Ordinal);
+            srcSets[spec] = sources().FunctionsInFiles(spec.SourceGlob!).ToHashSet(StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
         }
         bool Matches(FunctionSpec spec, ReadOnlySpan<char> name, string? module) =>
-            spec.SourceGlob is not null ? srcSets[spec].GetAlternateLookup<ReadOnlySpan<char>>().Contains(name) : spec.Matches(name, module);
+            spec.SourceGlob is not null ? srcSets[spec].Contains(name) : spec.Matches(name, module);
 
         var hits = new Dictionary<FunctionSpec, int>();
         var entrySet = new SpecSet(entry);
@@ -131,7 +131,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
         bool MatchesAny(SpecSet set, ReadOnlySpan<char> name, string? module)
         {
             bool any = false;
-            if (set.Exact.Count > 0 && set.Exact.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(name, out var named))
+            if (set.Exact.Count > 0 && set.ExactBySpan.TryGetValue(name, out var named))
             {
                 foreach (var s in named)
                 {
@@ -292,10 +292,13 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
     sealed class SpecSet
     {
         public Dictionary<string, List<FunctionSpec>> Exact { get; } = new(StringComparer.Ordinal);
+        /// <summary><see cref="Exact"/> looked up by chars, taken once: the list's names are matched as spans.</summary>
+        public Dictionary<string, List<FunctionSpec>>.AlternateLookup<ReadOnlySpan<char>> ExactBySpan { get; }
         public List<FunctionSpec> Scanned { get; } = [];
 
         public SpecSet(IEnumerable<FunctionSpec> specs)
         {
+            ExactBySpan = Exact.GetAlternateLookup<ReadOnlySpan<char>>();
             foreach (var s in specs)
             {
                 if (s.SourceGlob is null && s.Name is { IsLiteral: true } name)
