@@ -11,9 +11,19 @@
 #ifndef RETSNOOP_ARCH_BPF_H
 #define RETSNOOP_ARCH_BPF_H
 
+/* The register blocks are declared here, not taken from vmlinux.h: they are the same on every
+ * kernel (x86-64's struct pt_regs; arm64's user_pt_regs, the UAPI head of its pt_regs), and
+ * vmlinux.h's would be read through CO-RE relocations, which make libbpf parse the whole kernel
+ * BTF before loading (~0.1 s of a TCG guest's start). libbpf's PT_REGS_* macros read them
+ * through __PT_REGS_CAST, redefined below to the block of this file.
+ */
 #if defined(__TARGET_ARCH_x86)
 /* x86-64 System V: di, si, dx, cx, r8, r9 */
 #define ARG_REGS 6
+struct rs_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
 #ifndef PT_REGS_PARM6
 #define PT_REGS_PARM6(x) (__PT_REGS_CAST(x)->r9)
 #endif
@@ -21,17 +31,12 @@
 #elif defined(__TARGET_ARCH_arm64)
 /* AAPCS64: x0..x7 */
 #define ARG_REGS 8
-#ifdef RETSNOOP_DECLARE_USER_PT_REGS
-/* arm64's UAPI register block (asm/ptrace.h), which libbpf's PT_REGS_* macros read: declare it
- * when building against a vmlinux.h from another architecture, which lacks it
- */
-struct user_pt_regs {
+struct rs_regs {
 	__u64 regs[31];
 	__u64 sp;
 	__u64 pc;
 	__u64 pstate;
 };
-#endif
 #ifndef PT_REGS_PARM6
 #define PT_REGS_PARM6(x) (__PT_REGS_CAST(x)->regs[5])
 #endif
@@ -45,6 +50,9 @@ struct user_pt_regs {
 #else
 #error "retsnoop knows the argument registers of x86 and arm64 only: build with -D__TARGET_ARCH_x86 or -D__TARGET_ARCH_arm64"
 #endif
+
+#undef __PT_REGS_CAST
+#define __PT_REGS_CAST(x) ((const struct rs_regs *)(x))
 
 _Static_assert(ARG_REGS == 6 || ARG_REGS == 8, "read_arg_regs reads 6 or 8 registers");
 

@@ -5,17 +5,19 @@
 #ifndef FOLLOW_BPF_H
 #define FOLLOW_BPF_H
 
-/* sched_process_fork runs in the parent; its arguments are (parent, child) task pointers */
+/* sched_process_fork runs in the parent; its arguments are (parent, child) task pointers, the
+ * u64s of a raw tracepoint's context (read as such: no CO-RE, see struct config) */
 SEC("raw_tp/sched_process_fork")
-int follow_fork(struct bpf_raw_tracepoint_args *ctx)
+int follow_fork(__u64 *ctx)
 {
-	__u32 parent = bpf_get_current_pid_tgid() >> 32, child;
-	struct task_struct *task = (struct task_struct *)ctx->args[1];
+	__u32 parent = bpf_get_current_pid_tgid() >> 32, child = 0;
+	void *task = (void *)ctx[1];
 	__u8 one = 1;
 
 	if (!cfg.follow_forks || !bpf_map_lookup_elem(&pid_allow, &parent))
 		return 0;
-	child = BPF_CORE_READ(task, tgid);
+	/* task->tgid, at the offset user space took from BTF */
+	bpf_probe_read_kernel(&child, sizeof(child), task + cfg.task_tgid_off);
 	if (child != parent)
 		bpf_map_update_elem(&pid_allow, &child, &one, BPF_ANY);
 	return 0;

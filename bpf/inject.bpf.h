@@ -89,11 +89,11 @@ int inj_tp(void *ctx)
 }
 
 SEC("raw_tp")
-int inj_rawtp(struct bpf_raw_tracepoint_args *ctx)
+int inj_rawtp(__u64 *ctx) /* the tracepoint's arguments as u64s (no CO-RE, see struct config) */
 {
 	__u32 id = (__u32)bpf_get_attach_cookie(ctx);
 
-	emit_inj(id, 0, ctx->args, inj_len(id));
+	emit_inj(id, 0, ctx, inj_len(id));
 	return 0;
 }
 

@@ -24,7 +24,6 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/bpf_core_read.h>
 #include "retsnoop.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -132,6 +132,12 @@ struct config {
 	unsigned int idle_sessions_max;  /* sessions map entries kept for reuse after their session ends */
 	unsigned int self_tgid;          /* the tracer's own process, never traced: its failing syscalls
 	                                  * (printing a stack) would start sessions of their own */
+	/* byte offsets in struct task_struct, from the kernel's BTF (user space): read without CO-RE,
+	 * so that libbpf loads the object without parsing the whole kernel BTF first */
+	unsigned int task_tgid_off;
+	unsigned int task_group_leader_off;
+	unsigned int task_comm_off;
+	unsigned int cfg_pad2;
 };
 
 struct stats {

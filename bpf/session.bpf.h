@@ -102,9 +102,11 @@ static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess->rec.start_ts = bpf_ktime_get_ns();
 		bpf_get_current_comm(&sess->rec.comm, sizeof(sess->rec.comm));
 		{
-			struct task_struct *task = (void *)bpf_get_current_task();
+			void *task = (void *)bpf_get_current_task(), *leader = NULL;
 
-			BPF_CORE_READ_STR_INTO(&sess->rec.pcomm, task, group_leader, comm);
+			/* task->group_leader->comm, at offsets user space took from BTF */
+			bpf_probe_read_kernel(&leader, sizeof(leader), task + cfg.task_group_leader_off);
+			bpf_probe_read_kernel_str(&sess->rec.pcomm, sizeof(sess->rec.pcomm), leader + cfg.task_comm_off);
 		}
 		if (st)
 			__sync_fetch_and_add(&st->sessions, 1);

@@ -339,21 +339,56 @@ static void register_session_section(void)
 		die("cannot register the %s section with libbpf", OURS_SESSION_SECTION);
 }
 
+/* a member's byte offset in a struct, looking into anonymous structs and unions; -1: none */
+static long member_offset(int type_id, const char *name, long base_bits)
+{
+	const struct btf_type *t = btf__type_by_id(vmlinux_btf, type_id);
+	const struct btf_member *m = btf_members(t);
+
+	for (int i = 0; i < btf_vlen(t); i++, m++) {
+		const char *mn = btf__name_by_offset(vmlinux_btf, m->name_off);
+		long bits = base_bits + btf_member_bit_offset(t, i);
+		if (mn && !strcmp(mn, name))
+			return bits / 8;
+		if (!mn || !mn[0]) {
+			int sub = btf__resolve_type(vmlinux_btf, m->type);
+			const struct btf_type *st = sub > 0 ? btf__type_by_id(vmlinux_btf, sub) : NULL;
+			long inner = st && (btf_is_struct(st) || btf_is_union(st)) ? member_offset(sub, name, bits) : -1;
+			if (inner >= 0)
+				return inner;
+		}
+	}
+	return -1;
+}
+
+static uint32_t task_offset(const char *member)
+{
+	int task = btf__find_by_name_kind(vmlinux_btf, "task_struct", BTF_KIND_STRUCT);
+	long off = task > 0 ? member_offset(task, member, 0) : -1;
+	if (off < 0)
+		die("the kernel's BTF has no task_struct member %s", member);
+	return (uint32_t)off;
+}
+
 /* ours' struct config (bpf/retsnoop.h) as ours writes it in its default mode: no option set,
- * a quarter of the sessions map kept for reuse, its own process left out */
+ * a quarter of the sessions map kept for reuse, its own process left out, the task_struct
+ * offsets from BTF */
 static void write_ours_config(struct bpf_map *rodata, uint32_t sessions)
 {
 	size_t sz;
 	const void *init = bpf_map__initial_value(rodata, &sz);
-	if (sz < 40)
+	if (sz < 56)
 		die("ours' .rodata is %zu bytes, smaller than its struct config", sz);
 	char *val = calloc(1, sz);
 	memcpy(val, init, sz);
-	memset(val, 0, 40);
+	memset(val, 0, 56);
 	*(uint32_t *)(val + 24) = 4096;         /* args_max_total (no -A: unused) */
 	*(uint32_t *)(val + 28) = 4096;         /* args_max_any */
 	*(uint32_t *)(val + 32) = sessions / 4; /* idle_sessions_max */
 	*(uint32_t *)(val + 36) = getpid();     /* self_tgid */
+	*(uint32_t *)(val + 40) = task_offset("tgid");
+	*(uint32_t *)(val + 44) = task_offset("group_leader");
+	*(uint32_t *)(val + 48) = task_offset("comm");
 	bpf_map__set_initial_value(rodata, val, sz);
 	free(val);
 }
@@ -425,8 +460,8 @@ usage:
 	bool records = !strcmp(body, "record") || !strcmp(body, "stack");
 	bool kfuncs = !ours && ((ksession && records) || (fsession && strcmp(body, "empty")));
 	/* BTF: function ids for the tracing kinds, the kfunc prototype for the kfunc users, the
-	 * session kfunc's id for ours' session program */
-	if (tracing || kfuncs || (ours && ksession)) {
+	 * session kfunc's id for ours' session program and the task_struct offsets of ours' config */
+	if (tracing || kfuncs || ours) {
 		vmlinux_btf = btf__load_vmlinux_btf();
 		if (!vmlinux_btf)
 			die("cannot read the kernel's BTF: %s", strerror(errno));

@@ -37,25 +37,22 @@ public class BpfObjectTests
 public class ExternalBtfTests
 {
     [Fact]
-    public void ProgramsLoadWithCoreRelocationsAgainstAnExternalCopy()
+    public void ProgramsLoadWithTaskOffsetsFromAnExternalCopy()
     {
         Assert.True(Environment.UserName == "root", "loading BPF programs needs root (CI runs as root)");
         var copy = Path.Combine(Path.GetTempPath(), $"retsnoop-btf-{Environment.ProcessId}.btf");
         File.Copy(KernelBtf.SysfsPath, copy, true);
+        var f = new TracedFunction(0, "do_sys_openat2", null, 0, ReturnClass.Long, true);
+        var req = new AttachRequest([f], new AttachSettings { Mode = AttachMode.Kprobe, RingbufSize = 4096, SessionsSize = 1, ExternalBtf = copy });
         try
         {
-            using var obj = BpfObject.Open(TracerObject.EmbeddedElf(), copy);
-            var programs = new[] { "kprobe_tmpl", "kretprobe_tmpl" };
-            foreach (var p in new[] { "fentry_tmpl", "fexit_tmpl", "kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit", "inj_kprobe", "inj_kretprobe", "inj_tp", "inj_rawtp", "uprobe_tmpl", "uretprobe_tmpl", "follow_fork" })
-                obj.SetAutoload(p, programs.Contains(p));
-            obj.Load();
-            Assert.True(obj.ProgramFd("kprobe_tmpl") > 0);
-            // libbpf really read the file: a BTF it cannot parse fails the load
+            Assert.Equal(TaskLayout.OfKernel(null), TaskLayout.OfKernel(copy));
+            using (var obj = TracerObject.Load(req, AttachMode.Kprobe))
+                Assert.True(obj.Program(BpfPrograms.Kprobe).Fd > 0);
+            // the offsets really come from the file: one that is not BTF fails the load, named
             File.WriteAllBytes(copy, [1, 2, 3, 4]);
-            using var bad = BpfObject.Open(TracerObject.EmbeddedElf(), copy);
-            foreach (var p in new[] { "fentry_tmpl", "fexit_tmpl", "kmulti_entry", "kmulti_exit", "inj_kprobe", "inj_kretprobe", "inj_tp", "inj_rawtp", "uprobe_tmpl", "uretprobe_tmpl", "follow_fork" })
-                bad.SetAutoload(p, false);
-            Assert.Throws<BpfException>(bad.Load);
+            var e = Assert.ThrowsAny<Exception>(() => TracerObject.Load(req, AttachMode.Kprobe));
+            Assert.Contains(copy, e.Message);
         }
         finally
         {
@@ -84,6 +81,54 @@ public class ExternalBtfTests
         }
         Assert.Contains("no such file", Assert.Throws<UsageException>(() => OptionParser.Parse(["-e", "x", "--btf", "/no/such.btf"])).Message);
         Assert.Equal(KernelBtf.SysfsPath, OptionParser.Parse(["-e", "x", "--btf", KernelBtf.SysfsPath]).Symbols.ExternalBtf);
+    }
+}
+
+/// <summary>The object reads the kernel without CO-RE: one relocation would make libbpf 1.1 parse
+/// the whole kernel BTF before every load (~0.1 s of a TCG guest's start), which this process
+/// has read already; the task_struct offsets come through the config instead (TaskLayout).</summary>
+public class CoreFreeObjectTests
+{
+    [Fact]
+    public void TheObjectHasNoCoreRelocations()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"retsnoop-obj-{Environment.ProcessId}.o");
+        File.WriteAllBytes(path, TracerObject.EmbeddedElf());
+        try
+        {
+            using var elf = Retsnoop.Symbols.ElfFile.Open(path);
+            var ext = elf.GetData(".BTF.ext").Span;
+            Assert.True(ext.Length >= 8 && BitConverter.ToUInt16(ext) == 0xeb9f, "no .BTF.ext: the object's line info is gone too");
+            // btf_ext_header: magic, version, flags, hdr_len, then func_info, line_info and (hdr_len >= 32) core_relo offset/length
+            int hdrLen = BitConverter.ToInt32(ext[4..]);
+            int coreReloLen = hdrLen >= 32 ? BitConverter.ToInt32(ext[28..]) : 0;
+            int lineInfoLen = BitConverter.ToInt32(ext[20..]);
+            Assert.True(lineInfoLen > 0, "the header was misread: an object built with -g has line info");
+            // an empty section is its record size alone (4 bytes)
+            Assert.True(coreReloLen <= 4, $"the object has CO-RE relocations ({coreReloLen} bytes of them): read the field through struct config's offsets or a block declared without preserve_access_index");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void TaskOffsetsAreThoseOfThisKernelsTaskStruct()
+    {
+        var btf = KernelBtf.Load(KernelBtf.SysfsPath);
+        var t = TaskLayout.FromBtf(btf);
+        int task = btf.FindType(Btf.BtfKind.Struct, "task_struct")!.Value;
+        int size = btf.SizeOf(task);
+        Assert.All(new[] { t.Tgid, t.GroupLeader, t.Comm }, o => Assert.InRange((int)o, 1, size - 8));
+        Assert.Equal(3, new HashSet<uint> { t.Tgid, t.GroupLeader, t.Comm }.Count);
+        // the offsets hold what the BPF side reads there: an int, a pointer, char[16]
+        var members = btf.GetMembers(task).Where(m => m.Name.Length > 0).ToDictionary(m => m.Name);
+        Assert.Equal(members["comm"].ByteOffset, (int)t.Comm);
+        Assert.Equal(Btf.BtfKind.Array, btf.KindOf(btf.Resolve(members["comm"].TypeId)));
+        Assert.Equal(16, btf.SizeOf(members["comm"].TypeId));
+        Assert.Equal(Btf.BtfKind.Ptr, btf.KindOf(btf.Resolve(members["group_leader"].TypeId)));
+        Assert.Equal(4, btf.SizeOf(members["tgid"].TypeId));
     }
 }
 

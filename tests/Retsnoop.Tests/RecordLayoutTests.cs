@@ -37,6 +37,8 @@ public class RecordLayoutTests
             ("CaptureRawPtrs", "capture_raw_ptrs"), ("FollowForks", "follow_forks"), ("UserStacks", "user_stacks"),
             ("Pinpoint", "pinpoint"), ("CfgPad0", "cfg_pad[0]"), ("CfgPad1", "cfg_pad[1]"), ("CfgPad2", "cfg_pad[2]"),
             ("ArgsMaxTotal", "args_max_total"), ("ArgsMaxAny", "args_max_any"), ("IdleSessionsMax", "idle_sessions_max"), ("SelfTgid", "self_tgid"),
+            ("TaskTgidOff", "task_tgid_off"), ("TaskGroupLeaderOff", "task_group_leader_off"), ("TaskCommOff", "task_comm_off"),
+            ("CfgPad3", "cfg_pad2"),
         ]),
         new(typeof(BpfStats), "stats",
         [

@@ -65,6 +65,7 @@ public sealed class NativeUprobeTests(TargetFixture fx)
         Assert.Contains("left out: they do not return normally", r.Err); // _start
         var s = Single(r);
         Assert.Equal("uprobe_target", s.Comm);
+        Assert.Equal("uprobe_target", s.ProcComm); // the leader's comm, read at BTF's task_struct offsets
         Assert.Equal(r.TriggerPid, s.Pid);
         Assert.True(s.Frames.Count == 4, $"expected main > load_config > parse_file > open_file\n{r.Describe()}");
         // callers at their call sites (from the user stack); the origin had returned: '!', at its first line

@@ -129,6 +129,7 @@ public static class ArticleCase
         Assert.Contains($"{Simfail}: -ENOTSUPP (524)", r.File("trigger.out"));
         var s = Assert.Single(PrintedStack.Parse(r.TracerOut));
         Assert.Equal("simfail", s.Comm);
+        Assert.Equal("simfail", s.ProcComm);
         Assert.True(s.HasChain("__arm64_sys_bpf", "__sys_bpf", "bpf_tracing_prog_attach", "__bpf_trampoline_link_prog"),
             $"chain {string.Join(" > ", s.Chain)}\n{r.Describe()}");
         Assert.All(s.Frames, f => Assert.Equal("[-ENOTSUPP]", f.Result));

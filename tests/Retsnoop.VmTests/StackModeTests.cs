@@ -59,6 +59,7 @@ public abstract class StackModeTestsBase(VmBoot boot)
         Assert.True(got.Success, r.Describe());
         var s = f.MaybeRepeated ? PrintedStack.Parse(r.TracerOut).LastOrDefault() ?? SingleStack(r) : SingleStack(r);
         Assert.Equal("simfail", s.Comm);
+        Assert.Equal("simfail", s.ProcComm); // the leader's comm, read at BTF's task_struct offsets
         // no unnamed trampoline code passed off as the last function of some module
         Assert.DoesNotContain(s.Lines, l => Regex.IsMatch(l, @"\+0x[0-9a-f]{5,}\b"));
         Assert.True(s.HasChain(f.Chain), $"chain {string.Join(" > ", s.Chain)} lacks {string.Join(" > ", f.Chain)}\n{r.Describe()}");

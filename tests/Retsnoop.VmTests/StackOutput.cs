@@ -16,6 +16,8 @@ public sealed record PrintedStack(int Tid, int Pid, string Comm, List<PrintedFra
     static readonly Regex Traced = new(@"^(?<m>[! ])(?<s>.)\s*(?<dur>\d+us|\.\.\.) (?<res>\[[^\]]*\])\s+(?<sym>[^\s+]+)(\+0x[0-9a-f]+)?");
 
     public IEnumerable<string> Chain => Frames.Select(f => f.Function);
+    /// <summary>The comm of the thread's process (its group leader), after the thread's own.</summary>
+    public string ProcComm { get; init; } = "";
 
     public static List<PrintedStack> Parse(string output)
     {
@@ -26,7 +28,7 @@ public sealed record PrintedStack(int Tid, int Pid, string Comm, List<PrintedFra
             var h = Header.Match(line);
             if (h.Success)
             {
-                cur = new PrintedStack(int.Parse(h.Groups[1].Value), int.Parse(h.Groups[2].Value), h.Groups[3].Value, [], []);
+                cur = new PrintedStack(int.Parse(h.Groups[1].Value), int.Parse(h.Groups[2].Value), h.Groups[3].Value, [], []) { ProcComm = h.Groups[4].Value };
                 stacks.Add(cur);
                 continue;
             }

@@ -110,6 +110,7 @@ public sealed unsafe class TracerObject : IDisposable
     {
         var s = req.Settings;
         var args = s.Args ?? ArgLimits.Default;
+        var task = req.Task?.Invoke() ?? TaskLayout.OfKernel(s.ExternalBtf);
         var cfg = new BpfConfig
         {
             MinDurationNs = s.MinDurationNs,
@@ -132,6 +133,9 @@ public sealed unsafe class TracerObject : IDisposable
             // reuse; the rest is for sessions open at once
             IdleSessionsMax = s.SessionsSize / 4,
             SelfTgid = (uint)Environment.ProcessId,
+            TaskTgidOff = task.Tgid,
+            TaskGroupLeaderOff = task.GroupLeader,
+            TaskCommOff = task.Comm,
         };
         var rodata = obj.ReadOnlyData();
         if (rodata.Length < sizeof(BpfConfig))

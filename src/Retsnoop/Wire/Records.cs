@@ -48,6 +48,8 @@ public struct BpfConfig
     public byte CfgPad0, CfgPad1, CfgPad2;
     public uint ArgsMaxTotal, ArgsMaxAny, IdleSessionsMax;
     public uint SelfTgid; // never traced: the tracer's own failing syscalls would print stacks
+    // struct task_struct offsets (TaskLayout): the BPF side reads them without CO-RE
+    public uint TaskTgidOff, TaskGroupLeaderOff, TaskCommOff, CfgPad3;
 }
 
 [Flags]
