@@ -73,7 +73,8 @@ public sealed record AttachSettings
     public bool Lbr { get; init; }
     /// <summary>-C uprobes.multi: uprobe.multi links when the kernel has them.</summary>
     public bool UprobesMulti { get; init; } = true;
-    /// <summary>--btf FILE: CO-RE relocations against this BTF instead of the kernel's own.</summary>
+    /// <summary>--btf FILE: the BPF config's task_struct offsets (TaskLayout) from this BTF instead
+    /// of the kernel's own; libbpf gets it too, for CO-RE relocations should an object have any.</summary>
     public string? ExternalBtf { get; init; }
     /// <summary>--pinpoint: load the block-probe and kernel-message programs and their state.</summary>
     public bool Pinpoint { get; init; }
