@@ -16,8 +16,9 @@ int follow_fork(__u64 *ctx)
 
 	if (!cfg.follow_forks || !bpf_map_lookup_elem(&pid_allow, &parent))
 		return 0;
-	/* task->tgid, at the offset user space took from BTF */
-	bpf_probe_read_kernel(&child, sizeof(child), task + cfg.task_tgid_off);
+	/* task->tgid, at the offset user space took from BTF (a failed read allows no one) */
+	if (bpf_probe_read_kernel(&child, sizeof(child), task + cfg.task_tgid_off) || !child)
+		return 0;
 	if (child != parent)
 		bpf_map_update_elem(&pid_allow, &child, &one, BPF_ANY);
 	return 0;
