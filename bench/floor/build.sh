@@ -15,6 +15,7 @@ if newer "$out/floor.bpf.o" 'floor.bpf.c'; then
     $cc -DSESSION_KFUNCS -o "$out/floor-session.bpf.o"
     $cc -DSESSION_KFUNCS -DKFUNC_NO_CTX -o "$out/floor-session-noctx.bpf.o"
 fi
-if newer "$out/floor" 'floor.c'; then
-    gcc -O2 -Wall -Wextra -Wno-missing-field-initializers -o "$out/floor" "$here/floor.c" -lbpf -lpthread
+# (floor.c takes ours' struct config from bpf/retsnoop.h: a change there rebuilds it too)
+if newer "$out/floor" 'floor.c' || [ "$here/../../bpf/retsnoop.h" -nt "$out/floor" ]; then
+    gcc -O2 -Wall -Wextra -Wno-missing-field-initializers -I"$here/../../bpf" -o "$out/floor" "$here/floor.c" -lbpf -lpthread
 fi

@@ -45,6 +45,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include "retsnoop.h" /* ours' struct config, for BODY ours */
 
 /* attach and link types newer than this machine's headers (values from Linux 7.2's uapi) */
 #define ATTACH_KPROBE_MULTI 42
@@ -377,18 +378,20 @@ static void write_ours_config(struct bpf_map *rodata, uint32_t sessions)
 {
 	size_t sz;
 	const void *init = bpf_map__initial_value(rodata, &sz);
-	if (sz < 56)
+	if (sz < sizeof(struct config))
 		die("ours' .rodata is %zu bytes, smaller than its struct config", sz);
 	char *val = calloc(1, sz);
 	memcpy(val, init, sz);
-	memset(val, 0, 56);
-	*(uint32_t *)(val + 24) = 4096;         /* args_max_total (no -A: unused) */
-	*(uint32_t *)(val + 28) = 4096;         /* args_max_any */
-	*(uint32_t *)(val + 32) = sessions / 4; /* idle_sessions_max */
-	*(uint32_t *)(val + 36) = getpid();     /* self_tgid */
-	*(uint32_t *)(val + 40) = task_offset("tgid");
-	*(uint32_t *)(val + 44) = task_offset("group_leader");
-	*(uint32_t *)(val + 48) = task_offset("comm");
+	struct config cfg = {
+		.args_max_total = 4096, /* no -A: unused */
+		.args_max_any = 4096,
+		.idle_sessions_max = sessions / 4,
+		.self_tgid = getpid(),
+		.task_tgid_off = task_offset("tgid"),
+		.task_group_leader_off = task_offset("group_leader"),
+		.task_comm_off = task_offset("comm"),
+	};
+	memcpy(val, &cfg, sizeof(cfg));
 	bpf_map__set_initial_value(rodata, val, sz);
 	free(val);
 }

@@ -39,6 +39,34 @@ public sealed partial class BtfFile
         return ms;
     }
 
+    /// <summary>The members named <paramref name="name"/> of a struct or union, looked up through its
+    /// anonymous struct and union members as C does, in member order: each with its bit offset from
+    /// the start of <paramref name="typeId"/> and the index of the top-level member it was found
+    /// under. Valid C has at most one; none when the type is no struct or union.</summary>
+    public List<(BtfMember Member, long BitOffset, int TopIndex)> FindMembers(int typeId, string name)
+    {
+        var found = new List<(BtfMember, long, int)>();
+        CollectMembers(typeId, name, 0, -1, found);
+        return found;
+    }
+
+    void CollectMembers(int typeId, string name, long baseBits, int top, List<(BtfMember, long, int)> found)
+    {
+        int id = Resolve(typeId);
+        if (KindOf(id) is not (BtfKind.Struct or BtfKind.Union))
+            return;
+        var members = GetMembers(id);
+        for (int i = 0; i < members.Count; i++)
+        {
+            var m = members[i];
+            int t = top < 0 ? i : top;
+            if (m.Name == name)
+                found.Add((m, baseBits + m.BitOffset, t));
+            else if (m.Name.Length == 0)
+                CollectMembers(m.TypeId, name, baseBits + m.BitOffset, t, found);
+        }
+    }
+
     /// <summary>Constants of an ENUM or ENUM64; kind_flag marks a signed enum.</summary>
     public IReadOnlyList<BtfEnumValue> GetEnumValues(int enumId)
     {

@@ -157,8 +157,7 @@ public static class KernelLayoutChecker
         int typeId = rootId;
         foreach (var name in path.Split('.'))
         {
-            var found = new List<(BtfMember M, long Bits, int Top)>();
-            Find(btf, typeId, name, 0, -1, found);
+            var found = btf.FindMembers(typeId, name);
             if (found.Count == 0)
             {
                 why = $"not found ('{name}' is not a member of {btf.DisplayNameOf(btf.Resolve(typeId))})";
@@ -170,30 +169,13 @@ public static class KernelLayoutChecker
                 return false;
             }
             if (topIndex < 0)
-                topIndex = found[0].Top;
-            member = found[0].M;
-            bitOffset += found[0].Bits;
+                topIndex = found[0].TopIndex;
+            member = found[0].Member;
+            bitOffset += found[0].BitOffset;
             typeId = member.TypeId;
         }
         why = "";
         return true;
-    }
-
-    static void Find(BtfFile btf, int typeId, string name, long baseBits, int top, List<(BtfMember, long, int)> found)
-    {
-        int id = btf.Resolve(typeId);
-        if (btf.KindOf(id) is not (BtfKind.Struct or BtfKind.Union))
-            return;
-        var members = btf.GetMembers(id);
-        for (int i = 0; i < members.Count; i++)
-        {
-            var m = members[i];
-            int t = top < 0 ? i : top;
-            if (m.Name == name)
-                found.Add((m, baseBits + m.BitOffset, t));
-            else if (m.Name.Length == 0)
-                Find(btf, m.TypeId, name, baseBits + m.BitOffset, t, found);
-        }
     }
 
     /// <summary>A field holding the run of bitfields that starts at <paramref name="path"/>: it must begin

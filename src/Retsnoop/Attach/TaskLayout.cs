@@ -16,8 +16,10 @@ public readonly record struct TaskLayout(uint Tgid, uint GroupLeader, uint Comm)
     {
         int task = btf.FindType(BtfKind.Struct, "task_struct")
             ?? throw new TracingException($"{btf.Path} has no struct task_struct: not the BTF of a kernel; give the kernel's own with --btf");
-        uint Offset(string member) => ByteOffset(btf, task, member, 0)
-            ?? throw new TracingException($"{btf.Path}: struct task_struct has no member {member}");
+        // through anonymous members too: a randomized task_struct keeps most of its members in one
+        uint Offset(string member) => btf.FindMembers(task, member) is [var m, ..]
+            ? (uint)(m.BitOffset / 8)
+            : throw new TracingException($"{btf.Path}: struct task_struct has no member {member}");
         return new TaskLayout(Offset("tgid"), Offset("group_leader"), Offset("comm"));
     }
 
@@ -25,22 +27,4 @@ public readonly record struct TaskLayout(uint Tgid, uint GroupLeader, uint Comm)
     public static TaskLayout OfKernel(string? externalBtf) =>
         FromBtf(KernelBtf.Load(KernelBtf.Locate(externalBtf)
             ?? throw new TracingException($"the kernel has no BTF ({KernelBtf.SysfsPath}); give one with --btf FILE")));
-
-    /// <summary>A member's byte offset, looking into anonymous structs and unions as C names their
-    /// members (a randomized task_struct keeps most of its members in one).</summary>
-    static uint? ByteOffset(BtfFile btf, int structId, string name, int baseBits)
-    {
-        foreach (var m in btf.GetMembers(structId))
-        {
-            if (m.Name == name)
-                return (uint)((baseBits + m.BitOffset) / 8);
-            if (m.Name.Length == 0)
-            {
-                int t = btf.Resolve(m.TypeId);
-                if (btf.KindOf(t) is BtfKind.Struct or BtfKind.Union && ByteOffset(btf, t, name, baseBits + m.BitOffset) is { } inner)
-                    return inner;
-            }
-        }
-        return null;
-    }
 }
