@@ -34,6 +34,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,6 +372,12 @@ static uint32_t task_offset(const char *member)
 	return (uint32_t)off;
 }
 
+static bool htab_has_bpf_allocator(void)
+{
+	int htab = btf__find_by_name_kind(vmlinux_btf, "bpf_htab", BTF_KIND_STRUCT);
+	return htab > 0 && member_offset(htab, "ma", 0) >= 0;
+}
+
 /* ours' struct config (bpf/retsnoop.h) as ours writes it in its default mode: no option set,
  * a quarter of the sessions map kept for reuse, its own process left out, the task_struct
  * offsets from BTF */
@@ -553,6 +560,10 @@ usage:
 			/* ours' sizes: the maps of bpf/ at their defaults, one flag slot per function */
 			if (!strcmp(n, "func_flags"))
 				bpf_map__set_max_entries(map, n_names);
+			/* ours' sessions entries come on demand where hash maps have the BPF allocator
+			 * (Attach/SessionsMap.cs: struct bpf_htab's member "ma") */
+			else if (!strcmp(n, "sessions") && htab_has_bpf_allocator())
+				bpf_map__set_map_flags(map, bpf_map__map_flags(map) | BPF_F_NO_PREALLOC);
 			else if (len >= 7 && !strcmp(n + len - 7, ".rodata"))
 				write_ours_config(map, bpf_map__max_entries(bpf_object__find_map_by_name(obj, "sessions")));
 			continue;

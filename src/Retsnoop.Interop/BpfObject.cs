@@ -87,6 +87,15 @@ public sealed unsafe class BpfObject : SafeHandle
             throw new BpfException($"resizing map {map}", -err);
     }
 
+    /// <summary>Adds map_flags (BPF_F_*) to those the object declares for this map.</summary>
+    public void AddMapFlags(string map, uint flags)
+    {
+        nint m = Map(map);
+        int err = Libbpf.bpf_map__set_map_flags(m, Libbpf.bpf_map__map_flags(m) | flags);
+        if (err < 0)
+            throw new BpfException($"setting the flags of map {map}", -err);
+    }
+
     /// <summary>The writable image of .rodata (const volatile globals) before load.</summary>
     public Span<byte> ReadOnlyData()
     {

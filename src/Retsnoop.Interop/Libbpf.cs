@@ -58,6 +58,10 @@ public static unsafe partial class Libbpf
     [LibraryImport(Lib)]
     public static partial int bpf_map__set_max_entries(nint map, uint maxEntries);
     [LibraryImport(Lib)]
+    public static partial uint bpf_map__map_flags(nint map);
+    [LibraryImport(Lib)]
+    public static partial int bpf_map__set_map_flags(nint map, uint flags);
+    [LibraryImport(Lib)]
     public static partial nint bpf_map__initial_value(nint map, nuint* size);
 
     [LibraryImport(Lib, SetLastError = true)]

@@ -113,6 +113,32 @@ public class CoreFreeObjectTests
         }
     }
 
+    /// <summary>This machine's kernel (6.1+) takes hash map elements from the BPF allocator; BTF
+    /// without that struct bpf_htab (here the object's own) keeps the sessions map preallocated.</summary>
+    [Fact]
+    public void SessionsMapIsOnDemandWhereHashMapsHaveTheBpfAllocator()
+    {
+        var kernel = KernelBtf.Load(KernelBtf.SysfsPath);
+        Assert.True(SessionsMap.OnDemand(kernel));
+        int htab = kernel.FindType(Btf.BtfKind.Struct, "bpf_htab")!.Value;
+        var ma = Assert.Single(kernel.FindMembers(htab, "ma"));
+        Assert.Equal("bpf_mem_alloc", kernel.NameOf(kernel.Resolve(ma.Member.TypeId)));
+
+        var path = Path.GetTempFileName();
+        File.WriteAllBytes(path, TracerObject.EmbeddedElf());
+        try
+        {
+            using var elf = Retsnoop.Symbols.ElfFile.Open(path);
+            var own = Btf.BtfFile.FromBytes(elf.GetData(".BTF").Span.ToArray(), "retsnoop.bpf.o");
+            Assert.NotNull(own.FindType(Btf.BtfKind.Struct, "session"));
+            Assert.False(SessionsMap.OnDemand(own));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [Fact]
     public void TaskOffsetsAreThoseOfThisKernelsTaskStruct()
     {

@@ -18,7 +18,8 @@ public sealed class NewestKernel
     {
         Boot = VmBoot.Run("newest",
         [
-            .. Modes.Select(m => new VmCase(StackModeCases.CaseName(m, Bpf), $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- {m} -v -n simfail {Bpf.Globs}")),
+            // (with the sessions map as the kernel holds it while attached)
+            .. Modes.Select(m => new VmCase(StackModeCases.CaseName(m, Bpf), $"traced \"bpftool map show name sessions > sessions-map.txt; $SIMFAIL_BIN {Bpf.SimfailCase}\" -- {m} -v -n simfail {Bpf.Globs}")),
             // -F over a broad set: every function in a few fentry.multi/fexit.multi links
             new("F-broad", $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- -F -v -n simfail -e '*sys_bpf' -a '*map*' -a 'bpf_*'", 900),
             // the mechanism each function would get, without attaching
@@ -54,6 +55,13 @@ public sealed class NewestKernelTests(NewestKernel k) : StackModeTestsBase(k.Boo
     [Theory]
     [MemberData(nameof(Modes))]
     public void FailingCallChain(string mode) => AssertFailureStack(mode, NewestKernel.Bpf);
+
+    /// <summary>The sessions map gets its entries on demand (BPF_F_NO_PREALLOC): the stacks above
+    /// were recorded in entries the kernel allocated in the probe.</summary>
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public void SessionsMapIsAllocatedOnDemand(string mode) =>
+        Assert.Matches(@"hash\s+name sessions\s+flags 0x1\b", Boot.Case(StackModeCases.CaseName(mode, NewestKernel.Bpf)).File("sessions-map.txt"));
 
     [Fact]
     public void KprobeMultiStartsFromFtraceSitesAreTheKallsymsOnes() => SiteStartsCheck.Assert(Boot.Case(SiteStartsCheck.CaseName));

@@ -59,8 +59,9 @@ public static class StackModeCases
                 cases.Add(new(CaseName(mode, f), $"traced \"$SIMFAIL_BIN {f.SimfailCase}\" -- {mode} -n simfail {f.Globs}"));
         }
         var pc = Failures[0];
-        // no attach flag: the default mode (kprobe.multi, or single kprobes where the kernel lacks it)
-        cases.Add(new("default-mode", $"traced \"$SIMFAIL_BIN {pc.SimfailCase}\" -- -v -n simfail {pc.Globs}"));
+        // no attach flag: the default mode (kprobe.multi, or single kprobes where the kernel lacks it);
+        // the sessions map as the kernel holds it while attached (its flags: allocated on demand?)
+        cases.Add(new("default-mode", $"traced \"bpftool map show name sessions > sessions-map.txt; $SIMFAIL_BIN {pc.SimfailCase}\" -- -v -n simfail {pc.Globs}"));
         // Filters, each with a control in the same boot: the same trigger with a filter that admits it
         // prints its stack. For -p/-P the trigger (simfail --wait-file) starts first and waits until
         // the tracer is ready, so its pid ('{pid}') can be given to the tracer.

@@ -167,6 +167,9 @@ public abstract class StackModeTestsBase(VmBoot boot)
         Assert.True(attached.Success, r.Describe());
         // '*sys_bpf' (at least __x64_sys_bpf and __sys_bpf), map_create, array_map_alloc_check
         Assert.True(int.Parse(attached.Groups[1].Value) >= 4, r.Describe());
+        // every kernel here (6.1+) takes hash map elements from the BPF allocator: the sessions map
+        // is created with BPF_F_NO_PREALLOC, and the stack above was recorded in an entry made on demand
+        Assert.Matches(@"hash\s+name sessions\s+flags 0x1\b", r.File("sessions-map.txt"));
         return r;
     }
 }
@@ -240,6 +243,7 @@ public sealed class StackMode612Tests(Kernel612 k) : StackModeTestsBase(k.Boot)
         Assert.Contains("kprobe.multi links (CONFIG_FPROBE): yes", o);
         Assert.Contains("fentry/fexit programs (bpf_get_func_ret, BPF cookies): yes", o);
         Assert.Contains("LBR (branch stack perf events): no", o);
+        Assert.Contains("hash maps allocated on demand in kprobe programs (6.1+; the sessions map takes no 23 MB up front): yes", o);
     }
 }
 

@@ -13,9 +13,9 @@ public sealed record AttachRequest(IReadOnlyList<TracedFunction> Functions, Atta
     /// <summary>The BTF id of the bpf_session_is_return kfunc in the kernel's BTF (6.10+; null: the
     /// kernel has none), for kprobe sessions.</summary>
     public int? SessionIsReturnKfunc { get; init; }
-    /// <summary>The task_struct offsets of the BPF config, from the BTF this process already holds
-    /// (null: read from the kernel's BTF when the object is loaded).</summary>
-    public Func<TaskLayout>? Task { get; init; }
+    /// <summary>The kernel's BTF this process already holds, for the BPF config's task_struct
+    /// offsets and the sessions map's allocation (null: loaded when the object is loaded).</summary>
+    public Func<Btf.BtfFile>? KernelBtf { get; init; }
 
     public IReadOnlyList<TracedFunction> KernelFunctions { get; } = [.. Functions.Where(f => !f.IsUser)];
     public IReadOnlyList<TracedFunction> UserFunctions { get; } = [.. Functions.Where(f => f.IsUser)];

@@ -24,7 +24,10 @@ public readonly record struct TaskLayout(uint Tgid, uint GroupLeader, uint Comm)
     }
 
     /// <summary>The running kernel's (or --btf FILE's), for requests made without BTF at hand.</summary>
-    public static TaskLayout OfKernel(string? externalBtf) =>
-        FromBtf(KernelBtf.Load(KernelBtf.Locate(externalBtf)
-            ?? throw new TracingException($"the kernel has no BTF ({KernelBtf.SysfsPath}); give one with --btf FILE")));
+    public static TaskLayout OfKernel(string? externalBtf) => FromBtf(KernelBtfOf(externalBtf));
+
+    /// <summary>The running kernel's BTF (or --btf FILE), loaded for a request that holds none.</summary>
+    public static BtfFile KernelBtfOf(string? externalBtf) =>
+        KernelBtf.Load(KernelBtf.Locate(externalBtf)
+            ?? throw new TracingException($"the kernel has no BTF ({KernelBtf.SysfsPath}); give one with --btf FILE"));
 }

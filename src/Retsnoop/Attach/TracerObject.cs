@@ -75,11 +75,14 @@ public sealed unsafe class TracerObject : IDisposable
             }
             obj.SetMaxEntries(BpfPrograms.RingBuffer, s.RingbufSize);
             obj.SetMaxEntries(BpfPrograms.Sessions, s.SessionsSize);
+            var btf = req.KernelBtf?.Invoke() ?? TaskLayout.KernelBtfOf(s.ExternalBtf);
+            if (SessionsMap.OnDemand(btf))
+                obj.AddMapFlags(BpfPrograms.Sessions, SessionsMap.NoPrealloc);
             // --pinpoint: room for functions added while attached (ids after the resolved ones)
             int capacity = req.Functions.Count + s.ReservedFunctions;
             obj.SetMaxEntries(BpfPrograms.FuncFlags, (uint)Math.Max(1, capacity));
             obj.SetMaxEntries(BpfPrograms.FuncArgs, req.Args is null ? 1 : (uint)Math.Max(1, capacity));
-            WriteConfig(obj, req);
+            WriteConfig(obj, req, TaskLayout.FromBtf(btf));
             try
             {
                 if (sessionKfunc is { } kfunc && multi)
@@ -106,11 +109,10 @@ public sealed unsafe class TracerObject : IDisposable
         }
     }
 
-    static void WriteConfig(BpfObject obj, AttachRequest req)
+    static void WriteConfig(BpfObject obj, AttachRequest req, TaskLayout task)
     {
         var s = req.Settings;
         var args = s.Args ?? ArgLimits.Default;
-        var task = req.Task?.Invoke() ?? TaskLayout.OfKernel(s.ExternalBtf);
         var cfg = new BpfConfig
         {
             MinDurationNs = s.MinDurationNs,

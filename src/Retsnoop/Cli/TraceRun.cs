@@ -62,7 +62,7 @@ sealed class TraceRun(Options opts)
         // the default mode takes the best the kernel has; -M asks for kprobe.multi's own two links
         SessionIsReturnKfunc = targets.HasKernelTargets && opts.AttachMode == AttachMode.Default
             ? facts.Types.Vmlinux.FindFunction("bpf_session_is_return") : null,
-        Task = () => TaskLayout.FromBtf(facts.Types.Vmlinux),
+        KernelBtf = () => facts.Types.Vmlinux,
     };
 
     /// <summary>-B: the per-CPU branch-stack events keep the LBR running; without them there is
