@@ -100,6 +100,7 @@ sealed class TraceRun(Options opts)
         // uprobes: a run with user-space targets only reads no kernel function list (and needs no kprobes)
         if (targets.HasKernelTargets)
         {
+            Log(2, $"[{launch.ElapsedMilliseconds} ms] reading the traceable functions");
             var copies = new KernelListCache(BootCopies.Dir);
             var traceable = TraceableFunctions.Load(out var listSource, copies);
             Log(1, $"{traceable.Count} traceable functions in {listSource}");

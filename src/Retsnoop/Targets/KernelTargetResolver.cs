@@ -274,9 +274,13 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
     {
         if (entry.Count > 0 && result.Count == 0)
             throw new TracingException("no kernel functions left to trace: every function the globs match is denied or cannot be traced (-v says why)");
+        // a literal name is looked up among the entry functions of that name: 1,000 names against
+        // 1,000 functions one by one were a million matches (~0.1 s of the start in the TCG guest)
+        var entriesByName = result.Where(f => f.IsEntry).ToLookup(f => f.Name, StringComparer.Ordinal);
         foreach (var s in entry.Where(s => !s.Optional && s.SourceGlob is null))
         {
-            if (result.Any(f => f.IsEntry && matches(s, new TraceableFunction(f.Name, f.Module, 0))))
+            var candidates = s.Name is { IsLiteral: true } literal ? entriesByName[literal.Pattern] : result.Where(f => f.IsEntry);
+            if (candidates.Any(f => matches(s, new TraceableFunction(f.Name, f.Module, 0))))
                 continue;
             throw new TracingException(hits.ContainsKey(s)
                 ? $"glob '{s.Text}' matches no traceable kernel function that is left to trace: all it matches are denied or cannot be traced (-v says why)"
