@@ -216,6 +216,7 @@ sealed class TraceRun(Options opts)
                 rb.Poll(100);
                 pinpoint?.Step(rb); // --pinpoint: probes asked for by the reports; -- COMMAND run again
             }
+            LogExit("stopped receiving");
             rb.Consume();
             child = pinpoint?.Command ?? child;
             summary = ReportLosses(tracer, sessions, unmatchedWhileAttaching);
@@ -227,6 +228,7 @@ sealed class TraceRun(Options opts)
             if (receiving)
                 output.Status("\nDetaching...\n");
             tracer?.Dispose();
+            LogExit("detached");
             if (receiving)
                 output.Status($"DONE in {detach.ElapsedMilliseconds} ms.\n");
             if (summary is not null)
@@ -235,6 +237,7 @@ sealed class TraceRun(Options opts)
         if (summary is not null)
             output.Summary(summary);
         facts.FinishCopyInProgress(TimeSpan.FromSeconds(2)); // at once unless the warm-up is writing one
+        LogExit("done");
         using (child)
             return CommandStatus(child);
     }
@@ -304,6 +307,13 @@ sealed class TraceRun(Options opts)
         return new RunSummary(sessions.Tally, sessions.StacksFiltered, stats.Sessions, stats.DroppedRecords, stats.DroppedSessions, sessions.BadRecords, 0);
     }
 
+    /// <summary>-vv: how long after the stop signal reached us each step of the exit ended.</summary>
+    void LogExit(string step)
+    {
+        if (StopSignals.ReceivedAt != 0)
+            Log(2, $"[{(long)Stopwatch.GetElapsedTime(StopSignals.ReceivedAt).TotalMilliseconds} ms after the stop signal] {step}");
+    }
+
     void Log(int level, string msg)
     {
         if (opts.Verbosity >= level)
@@ -318,6 +328,9 @@ sealed class TraceRun(Options opts)
         readonly PosixSignalRegistration[] registrations;
         int signals;
 
+        /// <summary>When the first stop signal reached its handler (Stopwatch ticks; 0: none yet), for -vv's exit phases.</summary>
+        public static long ReceivedAt;
+
         public StopSignals(CancellationTokenSource cancel)
         {
             void OnSignal(PosixSignalContext ctx)
@@ -325,7 +338,10 @@ sealed class TraceRun(Options opts)
                 // not cancelled: the signal's default action (termination) follows
                 ctx.Cancel = Interlocked.Increment(ref signals) == 1;
                 if (ctx.Cancel)
+                {
+                    ReceivedAt = Stopwatch.GetTimestamp();
                     cancel.Cancel();
+                }
             }
             registrations = [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP }.Select(s => PosixSignalRegistration.Create(s, OnSignal))];
         }

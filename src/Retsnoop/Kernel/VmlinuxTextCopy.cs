@@ -11,7 +11,9 @@ namespace Retsnoop.Kernel;
 /// addresses change only at the next one, so the boot id is the key. The next run names a stack's
 /// vmlinux frames from it at once, where the whole of kallsyms (modules, BPF programs and
 /// trampolines, which do change) takes a TCG guest ~0.4 s of kernel time to print and as much
-/// again to parse. Kept as arrays, not text: loading is a copy, with nothing to parse or sort.
+/// again to parse. Kept as arrays, not text, and used where the copy is mapped: loading copies
+/// nothing (copying its ~3 MB into the heap was most of the warm-up that ran beside the exit of a
+/// run stopped at once, at half speed in a one-CPU TCG guest).
 /// </summary>
 public sealed class VmlinuxTextCopy
 {
@@ -19,12 +21,16 @@ public sealed class VmlinuxTextCopy
 
     public ulong First { get; }
     public ulong Last { get; }
-    // one symbol per address, ascending: the name kallsyms resolution prefers there
-    readonly ulong[] addrs;
-    readonly int[] nameEnd;
-    readonly byte[] names;
+    // one symbol per address, ascending: the name kallsyms resolution prefers there (uint64 each,
+    // then the int32 end of each name in names)
+    readonly ReadOnlyMemory<byte> addrs;
+    readonly ReadOnlyMemory<byte> nameEnd;
+    readonly ReadOnlyMemory<byte> names;
 
-    VmlinuxTextCopy(ulong first, ulong last, ulong[] addrs, int[] nameEnd, byte[] names)
+    ReadOnlySpan<ulong> Addrs => MemoryMarshal.Cast<byte, ulong>(addrs.Span);
+    ReadOnlySpan<int> NameEnds => MemoryMarshal.Cast<byte, int>(nameEnd.Span);
+
+    VmlinuxTextCopy(ulong first, ulong last, ReadOnlyMemory<byte> addrs, ReadOnlyMemory<byte> nameEnd, ReadOnlyMemory<byte> names)
     {
         First = first;
         Last = last;
@@ -39,7 +45,9 @@ public sealed class VmlinuxTextCopy
     public bool TryResolve(ulong address, out string name, out ulong offset, out string? module)
     {
         module = null;
-        int i = Array.BinarySearch(addrs, address);
+        var addrs = Addrs;
+        var nameEnd = NameEnds;
+        int i = addrs.BinarySearch(address);
         if (i < 0)
             i = ~i - 1;
         if (i < 0 || !Covers(address))
@@ -49,7 +57,7 @@ public sealed class VmlinuxTextCopy
             return false;
         }
         int start = i == 0 ? 0 : nameEnd[i - 1];
-        name = Encoding.UTF8.GetString(names, start, nameEnd[i] - start);
+        name = Encoding.UTF8.GetString(names.Span[start..nameEnd[i]]);
         offset = address - addrs[i];
         return true;
     }
@@ -76,15 +84,17 @@ public sealed class VmlinuxTextCopy
         long fixedPart = 4 + 12L * count;
         if (count <= 0 || fixedPart > b.Length)
             return null;
-        var addrs = MemoryMarshal.Cast<byte, ulong>(b.Slice(4, 8 * count)).ToArray();
-        var nameEnd = MemoryMarshal.Cast<byte, int>(b.Slice(4 + 8 * count, 4 * count)).ToArray();
-        var names = b[(int)fixedPart..].ToArray();
+        var addrBytes = body.Slice(4, 8 * count);
+        var endBytes = body.Slice(4 + 8 * count, 4 * count);
+        var names = body[(int)fixedPart..];
+        var addrs = MemoryMarshal.Cast<byte, ulong>(addrBytes.Span);
+        var nameEnd = MemoryMarshal.Cast<byte, int>(endBytes.Span);
         for (int i = 0; i < count; i++)
         {
             if (nameEnd[i] > names.Length || (i > 0 && (nameEnd[i] < nameEnd[i - 1] || addrs[i] <= addrs[i - 1])))
                 return null;
         }
-        return new VmlinuxTextCopy(first, last, addrs, nameEnd, names);
+        return new VmlinuxTextCopy(first, last, addrBytes, endBytes, names);
     }
 
     /// <summary>Keeps the text part of a whole kallsyms for the next runs in this boot; nothing when
