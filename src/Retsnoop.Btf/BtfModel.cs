@@ -134,3 +134,7 @@ public sealed class FuncSignature
         return Btf.FormatDeclaration(ReturnTypeId, Name + "(" + ps + ")");
     }
 }
+
+/// <summary>A BTF blob's index: each local type record's byte offset, and the open-addressing table
+/// of its FUNC names (local indexes + 1; a power-of-two length).</summary>
+public sealed record BtfIndex(int[] TypeOffsets, int[] FuncTable, int FuncCount);

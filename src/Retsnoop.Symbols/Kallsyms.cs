@@ -159,7 +159,7 @@ public sealed class Kallsyms
         {
             // kallsyms finds its place again at each read() cheaply (unlike tracefs' lists): 64 KiB
             // reads keep each stretch in the kernel short while a background load overlaps a detach
-            return PseudoFile.ReadAll(path, MaxFileSize, 64 << 10);
+            return PseudoFile.ReadAll(path, MaxFileSize, 64 << 10, initialCapacity: 8 << 20);
         }
         catch (InvalidDataException)
         {

@@ -11,10 +11,13 @@ public static class PseudoFile
     /// <exception cref="InvalidDataException">the file is larger than <paramref name="maxSize"/> (found before all of it is read)</exception>
     /// <param name="chunkSize">bytes per read(): a read is one stretch in the kernel, which an RCU
     /// grace period (a detach's) waits out on that CPU</param>
-    public static ReadOnlyMemory<byte> ReadAll(string path, int maxSize, int chunkSize = 1 << 20)
+    /// <param name="initialCapacity">what the file is expected to need (default: one chunk). Small
+    /// files get small buffers: every 3 MB of large arrays sets off a full collection, and reading
+    /// /proc/modules into 3 MB of them did so before each trace run's start</param>
+    public static ReadOnlyMemory<byte> ReadAll(string path, int maxSize, int chunkSize = 1 << 20, int initialCapacity = 0)
     {
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
-        using var ms = new MemoryStream(1 << 21);
+        using var ms = new MemoryStream(initialCapacity > 0 ? initialCapacity : chunkSize);
         var chunk = new byte[chunkSize];
         int n;
         while ((n = fs.Read(chunk)) > 0)

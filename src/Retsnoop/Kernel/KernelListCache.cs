@@ -60,7 +60,7 @@ public sealed class KernelListCache(string dir, Func<string?>? key = null)
             if (BootCopies.BootId() is not { } boot)
                 return null;
             // a kernel without module support has no /proc/modules: its list never changes
-            var modules = File.Exists("/proc/modules") ? ModulesKey(Encoding.UTF8.GetString(PseudoFile.ReadAll("/proc/modules", 16 << 20).Span)) : "no modules";
+            var modules = File.Exists("/proc/modules") ? ModulesKey(Encoding.UTF8.GetString(PseudoFile.ReadAll("/proc/modules", 16 << 20, chunkSize: 16 << 10).Span)) : "no modules";
             return modules is null ? null : $"{boot} {modules}";
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)

@@ -31,7 +31,7 @@ public static class TraceableFunctions
                     continue;
                 try
                 {
-                    ReadOnlyMemory<byte> ReadKernel() => PseudoFile.ReadAll(path, MaxFileSize);
+                    ReadOnlyMemory<byte> ReadKernel() => PseudoFile.ReadAll(path, MaxFileSize, initialCapacity: 4 << 20);
                     var text = cache is null ? ReadKernel() : cache.Read(path, ReadKernel);
                     source = cache is null ? path : $"{path} ({cache.Note})";
                     return Parse(text, withAddrs);
