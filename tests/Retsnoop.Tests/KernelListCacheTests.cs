@@ -26,6 +26,31 @@ public sealed class KernelListCacheTests : IDisposable
 
     static string Str(ReadOnlyMemory<byte> m) => Encoding.UTF8.GetString(m.Span);
 
+    static List<TraceableFunction> All(TraceableList l) => [.. l];
+
+    /// <summary>The parsed list's index, kept beside the copy: taken back whole for the same text
+    /// (module names and addresses too), refused for another text or a damaged index.</summary>
+    [Fact]
+    public void TheListIndexReadsBackForItsTextOnly()
+    {
+        const string text = "ffffffff81000004 a_func\nffffffff81000104 b_func\nffffffffc0001004 m_func [mod]\nffffffffc0002004 n_func [other]\n";
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var parsed = TraceableFunctions.Parse(bytes, withAddrs: true);
+        var index = parsed.Index();
+        var back = TraceableList.TryFromIndex(bytes, index);
+        Assert.NotNull(back);
+        Assert.Equal(All(parsed), All(back));
+        Assert.Equal(new TraceableFunction("m_func", "mod", 0xffffffffc0001004), back[2]);
+        Assert.Equal("b_func", Encoding.UTF8.GetString(back.NameBytes(1)));
+        // another text (one byte longer), a cut index, a module index out of range
+        Assert.Null(TraceableList.TryFromIndex(Encoding.UTF8.GetBytes(text + "\n"), index));
+        Assert.Null(TraceableList.TryFromIndex(bytes, index.AsMemory(0, index.Length - 8)));
+        var bad = (byte[])index.Clone();
+        int moduleIndexes = bad.Length - 8 * 4 - 4 * 4; // the third int32 array, its last entry
+        BitConverter.TryWriteBytes(bad.AsSpan(moduleIndexes + 12), 7);
+        Assert.Null(TraceableList.TryFromIndex(bytes, bad));
+    }
+
     [Fact]
     public void TheSecondReadUnderTheSameKeyIsTheCopy()
     {

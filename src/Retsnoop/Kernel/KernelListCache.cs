@@ -19,6 +19,13 @@ public sealed class KernelListCache(string dir, Func<string?>? key = null)
     /// <summary>Where the last <see cref="Read"/> got the list, for -v.</summary>
     public string Note { get; private set; } = "";
 
+    /// <summary>The key the last <see cref="Read"/>'s text is kept under in this boot (null: not kept),
+    /// for what is derived from that text and kept beside it.</summary>
+    public string? KeptKey { get; private set; }
+
+    /// <summary>Where something derived from the list at <paramref name="listPath"/> is kept (beside its copy).</summary>
+    public string DerivedPath(string listPath, string suffix) => Path.Combine(dir, Path.GetFileName(listPath) + suffix);
+
     /// <summary>The copy's path for a tracefs file: one copy per list (with or without addresses).</summary>
     string PathFor(string listPath) => Path.Combine(dir, Path.GetFileName(listPath) + ".cache");
 
@@ -27,6 +34,7 @@ public sealed class KernelListCache(string dir, Func<string?>? key = null)
     public ReadOnlyMemory<byte> Read(string listPath, Func<ReadOnlyMemory<byte>> readKernel)
     {
         var key = currentKey();
+        KeptKey = null;
         if (key is null)
         {
             Note = BootCopies.BootId() is null
@@ -38,6 +46,7 @@ public sealed class KernelListCache(string dir, Func<string?>? key = null)
         if (BootCopies.TryRead(copy, k => k == key) is { } cached)
         {
             Note = $"this boot's copy in {copy}";
+            KeptKey = key;
             return cached;
         }
         var text = readKernel();
@@ -45,6 +54,7 @@ public sealed class KernelListCache(string dir, Func<string?>? key = null)
         {
             var failed = BootCopies.TryWrite(copy, key, text.Span);
             Note = failed is null ? $"kept in {copy} for later runs in this boot" : $"not kept: {failed}";
+            KeptKey = failed is null ? key : null;
         }
         else
             Note = "not kept: modules changed while it was read";
