@@ -4,7 +4,7 @@
  * else: each branch we take ourselves pushes an older, useful entry out), lbr_keep (copies the
  * snapshot into the session when its chain is kept) and lbr_emit (sends it as a REC_LBR right
  * before the session's REC_STACK). With cfg.use_lbr == 0 (frozen .rodata) the verifier drops all
- * of it as dead code. Session tracking calls these at the points named in their comments.
+ * of it as dead code; the lean object has none of it (FEATURE, state.bpf.h). Session tracking calls these at the points named in their comments.
  */
 #ifndef RETSNOOP_LBR_BPF_H
 #define RETSNOOP_LBR_BPF_H
@@ -26,7 +26,7 @@ static __always_inline void lbr_capture(void)
 	struct lbr_buf *b;
 	__u32 zero = 0;
 
-	if (!cfg.use_lbr)
+	if (!FEATURE(use_lbr))
 		return;
 	b = bpf_map_lookup_elem(&lbr_scratch, &zero);
 	if (b)
@@ -38,7 +38,7 @@ static __always_inline void lbr_keep(struct session *sess)
 	struct lbr_buf *b;
 	__u32 zero = 0;
 
-	if (!cfg.use_lbr)
+	if (!FEATURE(use_lbr))
 		return;
 	b = bpf_map_lookup_elem(&lbr_scratch, &zero);
 	if (!b) {
@@ -51,7 +51,7 @@ static __always_inline void lbr_keep(struct session *sess)
 
 static __always_inline void lbr_emit(struct session *sess)
 {
-	if (!cfg.use_lbr)
+	if (!FEATURE(use_lbr))
 		return;
 	sess->lbr.type = REC_LBR;
 	sess->lbr.tid = sess->rec.tid;

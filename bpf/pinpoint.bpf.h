@@ -9,7 +9,8 @@
  * sized only when --pinpoint is on; struct session carries one bit per frame (pp_frames) so that
  * entries and exits of functions that are not pinpointed cost one bit test.
  * pp_kmsg sends kernel messages (printk:console, netlink:netlink_extack) printed by a thread while
- * it is in a session. With cfg.pinpoint == 0 (frozen .rodata) the verifier drops all of it.
+ * it is in a session. With cfg.pinpoint == 0 (frozen .rodata) the verifier drops all of it; the
+ * lean object has none of it (FEATURE, state.bpf.h).
  */
 #ifndef RETSNOOP_PINPOINT_BPF_H
 #define RETSNOOP_PINPOINT_BPF_H
@@ -69,7 +70,7 @@ static __always_inline void pp_start(__u32 tid, struct session *sess)
 	struct pp_state *z, *st;
 	__u32 zero = 0;
 
-	if (!cfg.pinpoint)
+	if (!FEATURE(pinpoint))
 		return;
 	z = bpf_map_lookup_elem(&pp_zero, &zero);
 	if (!z || bpf_map_update_elem(&pp_states, &tid, z, BPF_ANY))
@@ -86,7 +87,7 @@ static __always_inline void pp_enter(struct session *sess, __u32 tid, __u32 id, 
 	struct path_rec *c;
 	__u32 *flags, n;
 
-	if (!cfg.pinpoint)
+	if (!FEATURE(pinpoint))
 		return;
 	flags = bpf_map_lookup_elem(&func_flags, &id);
 	if (!flags || !(*flags & FUNC_PINPOINT))
@@ -112,7 +113,7 @@ static __always_inline void pp_keep(struct session *sess, __s32 d)
 	struct pp_state *st;
 	struct path_rec *c;
 
-	if (!cfg.pinpoint)
+	if (!FEATURE(pinpoint))
 		return;
 	st = pp_get(tid, sess);
 	if (!st)
@@ -138,7 +139,7 @@ static __always_inline void pp_exit(struct session *sess, __s32 d)
 {
 	struct pp_state *st;
 
-	if (!cfg.pinpoint || !(sess->pp_frames & pp_bit(d)))
+	if (!FEATURE(pinpoint) || !(sess->pp_frames & pp_bit(d)))
 		return;
 	sess->pp_frames &= ~pp_bit(d);
 	st = pp_get(sess->rec.tid, sess);
@@ -151,7 +152,7 @@ static __always_inline void pp_emit(struct session *sess)
 {
 	struct pp_state *st;
 
-	if (!cfg.pinpoint)
+	if (!FEATURE(pinpoint))
 		return;
 	st = pp_get(sess->rec.tid, sess);
 	if (st && st->kept.type == REC_PATH && bpf_ringbuf_output(&rb, &st->kept, sizeof(st->kept), 0))
@@ -160,7 +161,7 @@ static __always_inline void pp_emit(struct session *sess)
 
 static __always_inline void pp_end(__u32 tid)
 {
-	if (cfg.pinpoint)
+	if (FEATURE(pinpoint))
 		bpf_map_delete_elem(&pp_states, &tid);
 }
 

@@ -97,7 +97,7 @@ static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 		sess->paused_err = 0;
 		sess->pp_frames = 0;
 		/* uprobes */
-		sess->has_user = (*flags & FUNC_IS_USER) || cfg.user_stacks;
+		sess->has_user = (*flags & FUNC_IS_USER) || FEATURE(user_stacks);
 		sess->rec.ustack_sz = 0;
 		sess->rec.start_ts = bpf_ktime_get_ns();
 		bpf_get_current_comm(&sess->rec.comm, sizeof(sess->rec.comm));
@@ -133,7 +133,7 @@ static __always_inline bool do_entry(void *ctx, __u32 id, bool fentry_ctx)
 	if (emit_func_trace)
 		emit_trace(REC_TRACE_ENTRY, tid, id, d + 1, sess->rec.start_ts, now, 0, 0);
 	/* -A */
-	if (cfg.capture_args) {
+	if (FEATURE(capture_args)) {
 		if (fentry_ctx)
 			capture_args_fentry(ctx, id, seq, d + 1, sess->rec.start_ts);
 		else
@@ -201,7 +201,7 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 	/* uprobes: the user stack too (from a kernel probe it is the stack at syscall entry);
 	 * build ids and file offsets name the frames after the process is gone
 	 */
-	if (sess->has_user)
+	if (SESSION_HAS_USER(sess))
 		r->ustack_sz = bpf_get_stack(ctx, r->ustack, sizeof(r->ustack),
 					     BPF_F_USER_STACK | BPF_F_USER_BUILD_ID);
 }
@@ -212,7 +212,7 @@ static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 static __always_inline void output_stack_rec(struct session *sess)
 {
 	struct stack_rec *r = &sess->rec;
-	__u64 size = sess->has_user ? sizeof(*r) : __builtin_offsetof(struct stack_rec, ustack_sz);
+	__u64 size = SESSION_HAS_USER(sess) ? sizeof(*r) : __builtin_offsetof(struct stack_rec, ustack_sz);
 
 	if (bpf_ringbuf_output(&rb, r, size, 0))
 		count_dropped_record();
@@ -323,7 +323,7 @@ static __always_inline void do_exit(void *ctx, __u32 id, __u64 res)
 			lbr_emit(sess); /* LBR (-B): before the stack, which user space pairs it with */
 			pp_emit(sess); /* --pinpoint: likewise */
 			output_stack_rec(sess);
-		} else if (emit_func_trace || cfg.capture_args) {
+		} else if (emit_func_trace || FEATURE(capture_args)) {
 			/* user space drops what it kept for this session (-T events, -A args) */
 			emit_trace(REC_SESSION_END, tid, id, 0, r->start_ts, now, res, lat);
 		}

@@ -12,7 +12,8 @@
  *         fmulti   fentry.multi + fexit.multi: two programs, two links (tracing multi links)
  *         fsession fsession.multi: one program, one link
  *   BODY  empty | filter | record | stack (see floor.bpf.c)
- *         ours: not an empty program but ours' own (retsnoop.bpf.o next to this binary, with
+ *         ours: not an empty program but ours' own (retsnoop.bpf.o next to this binary: bench/run
+ *         puts there the lean object ours loads in the default mode; with
  *         ours' maps at ours' default sizes), for ksession (its session program) and kmulti
  *         (its kprobe.multi pair): the kernel's share of ours' start, without ours' user space
  * FUNCS_FILE holds one function name a line; the first one is the "root" whose returns are

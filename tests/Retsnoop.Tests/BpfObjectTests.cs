@@ -19,12 +19,13 @@ namespace Retsnoop.Tests;
 public class BpfObjectTests
 {
     [Theory]
-    [InlineData("kprobe_tmpl", "kretprobe_tmpl", "inj_kprobe", "inj_kretprobe", "inj_tp", "inj_rawtp")]
-    [InlineData("kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit")]
-    public void ProgramsLoad(params string[] programs)
+    [InlineData(false, "kprobe_tmpl", "kretprobe_tmpl", "inj_kprobe", "inj_kretprobe", "inj_tp", "inj_rawtp")]
+    [InlineData(false, "kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit")]
+    [InlineData(true, "kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit")]
+    public void ProgramsLoad(bool lean, params string[] programs)
     {
         Assert.True(Environment.UserName == "root", "loading BPF programs needs root (CI runs as root)");
-        using var obj = BpfObject.Open(TracerObject.EmbeddedElf());
+        using var obj = BpfObject.Open(TracerObject.EmbeddedElf(lean));
         foreach (var p in new[] { "fentry_tmpl", "fexit_tmpl", "kprobe_tmpl", "kretprobe_tmpl", "kmulti_entry", "kmulti_exit", "inj_kprobe", "inj_kretprobe", "inj_tp", "inj_rawtp" })
             obj.SetAutoload(p, programs.Contains(p));
         obj.Load();
@@ -89,11 +90,13 @@ public class ExternalBtfTests
 /// has read already; the task_struct offsets come through the config instead (TaskLayout).</summary>
 public class CoreFreeObjectTests
 {
-    [Fact]
-    public void TheObjectHasNoCoreRelocations()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheObjectHasNoCoreRelocations(bool lean)
     {
-        var path = Path.Combine(Path.GetTempPath(), $"retsnoop-obj-{Environment.ProcessId}.o");
-        File.WriteAllBytes(path, TracerObject.EmbeddedElf());
+        var path = Path.Combine(Path.GetTempPath(), $"retsnoop-obj-{Environment.ProcessId}-{lean}.o");
+        File.WriteAllBytes(path, TracerObject.EmbeddedElf(lean));
         try
         {
             using var elf = Retsnoop.Symbols.ElfFile.Open(path);
@@ -200,5 +203,59 @@ public class KprobeSessionProgramTests
         Assert.Equal([0x85, 0x20, 0, 0, 0x34, 0x12, 0, 0], insns[8..16]);
         Assert.Equal([0x85, 0, 0, 0, 174, 0, 0, 0], insns[16..24]);
         Assert.Equal(0, SessionProgram.Patch(insns, 0x1234)); // nothing marked any more
+    }
+}
+
+/// <summary>The lean object: the same programs and maps as the whole one, without the code of the
+/// options that add to every probe, and chosen only when none of them is asked for.</summary>
+public class LeanObjectTests
+{
+    static Dictionary<string, ulong> ProgramSizes(bool lean)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"retsnoop-lean-{Environment.ProcessId}-{lean}.o");
+        File.WriteAllBytes(path, TracerObject.EmbeddedElf(lean));
+        try
+        {
+            using var elf = Retsnoop.Symbols.ElfFile.Open(path);
+            // PROGBITS, executable: the programs (.text holds the whole object's subprograms, if any)
+            return elf.Sections.Where(s => s.Type == 1 && (s.Flags & 4) != 0 && s.Size > 0 && s.Name != ".text")
+                .ToDictionary(s => s.Name, s => s.Size);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void TheLeanProgramsAreTheSameProgramsSmaller()
+    {
+        var (full, lean) = (ProgramSizes(false), ProgramSizes(true));
+        Assert.Equal(full.Keys.Order(), lean.Keys.Order());
+        Assert.All(full.Keys, k => Assert.True(lean[k] <= full[k], k));
+        // the kprobe session program: the default mode's on 6.10+
+        var session = Assert.Single(full.Keys, k => k.Contains("kprobe.session"));
+        Assert.True(lean[session] * 2 < full[session], $"{session}: {lean[session] / 8} instructions lean, {full[session] / 8} whole");
+        using var a = BpfObject.Open(TracerObject.EmbeddedElf(false));
+        using var b = BpfObject.Open(TracerObject.EmbeddedElf(true));
+        // what user space sets up by name is in both (a missing one throws)
+        foreach (var m in new[] { BpfPrograms.Sessions, BpfPrograms.RingBuffer, BpfPrograms.Stats, BpfPrograms.FuncFlags, BpfPrograms.FuncArgs, BpfPrograms.PinpointStates, BpfPrograms.PidAllow, BpfPrograms.InjSize })
+            Assert.NotEqual(0, a.Map(m) == 0 ? 0 : b.Map(m));
+        foreach (var p in new[] { BpfPrograms.KprobeSession, BpfPrograms.Fentry, BpfPrograms.Fexit, BpfPrograms.Kprobe, BpfPrograms.Kretprobe, BpfPrograms.KprobeMultiEntry, BpfPrograms.KprobeMultiExit, BpfPrograms.Uprobe, BpfPrograms.Uretprobe, BpfPrograms.FollowFork })
+            Assert.NotEqual(0, a.Program(p) == 0 ? 0 : b.Program(p));
+    }
+
+    [Fact]
+    public void OnlyARunWithoutThoseOptionsTakesIt()
+    {
+        var f = new TracedFunction(0, "do_sys_openat2", null, 0, ReturnClass.Long, true);
+        var s = new AttachSettings { Mode = AttachMode.Default, SuccessStacks = true, MinDurationNs = 1000, AllowPids = [1], DenyComms = ["x"] };
+        Assert.True(TracerObject.IsLean(new AttachRequest([f], s)));
+        foreach (var full in new[] { s with { FuncTrace = true }, s with { InterimStacks = true }, s with { Lbr = true }, s with { Pinpoint = true }, s with { UserStacks = true } })
+            Assert.False(TracerObject.IsLean(new AttachRequest([f], full)));
+        Assert.False(TracerObject.IsLean(new AttachRequest([f], s) { Args = [] }));
+        Assert.False(TracerObject.IsLean(new AttachRequest([f], s) { Probes = [new InjectedProbe(InjectedKind.Kprobe, "x", null, 0)] }));
+        var user = new TracedFunction(1, "main", null, 0, ReturnClass.Int, true) { User = new UserFunction("/bin/true", 0x10, 0x10, UserFailRule.Auto) };
+        Assert.False(TracerObject.IsLean(new AttachRequest([f, user], s)));
     }
 }

@@ -182,7 +182,7 @@ sealed class TraceRun(Options opts)
         using var pinpoint = opts.Pinpoint ? Pinpointer.Create(opts.PinpointSettings, targets, facts, request.Functions, Console.Error.WriteLine, Log) : null;
         try
         {
-            Log(2, $"[{launch.ElapsedMilliseconds} ms] loading BPF programs");
+            Log(2, $"[{launch.ElapsedMilliseconds} ms] loading BPF programs{(TracerObject.IsLean(request) ? " (the lean object)" : "")}");
             tracer = Tracer.Load(request, Notice);
             Log(2, $"[{launch.ElapsedMilliseconds} ms] BPF programs loaded");
             AttachAll(tracer, request);
