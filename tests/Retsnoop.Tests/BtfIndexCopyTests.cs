@@ -67,4 +67,24 @@ public sealed class BtfIndexCopyTests : IDisposable
         // another boot's (or another BTF's) copy is not taken
         Assert.Null(BtfIndexCopy.TryLoad(Copy, key + "0"));
     }
+
+    /// <summary>Kernels whose sysfs BTF cannot be mapped (before 6.16): the bytes are kept once per
+    /// boot and mapped from the copy; a file of another size is copied again.</summary>
+    [Fact]
+    public void TheBtfBytesAreKeptOnceAndMappedFromTheCopy()
+    {
+        Directory.CreateDirectory(dir);
+        var source = Path.Combine(dir, "btf-source");
+        var copy = Path.Combine(dir, "vmlinux-btf");
+        File.WriteAllBytes(source, [1, 2, 3, 4, 5]);
+        Assert.Equal(new byte[] { 1, 2, 3, 4, 5 }, KernelBtf.MappedBootCopy(source, copy)!.Value.ToArray());
+        Assert.True(File.Exists(copy));
+        var kept = File.GetLastWriteTimeUtc(copy);
+        // the copy is what the next load maps: a change of the source under the same size is not seen
+        File.WriteAllBytes(source, [9, 9, 9, 9, 9]);
+        Assert.Equal(new byte[] { 1, 2, 3, 4, 5 }, KernelBtf.MappedBootCopy(source, copy)!.Value.ToArray());
+        Assert.Equal(kept, File.GetLastWriteTimeUtc(copy));
+        File.WriteAllBytes(source, [7, 7, 7]);
+        Assert.Equal(new byte[] { 7, 7, 7 }, KernelBtf.MappedBootCopy(source, copy)!.Value.ToArray());
+    }
 }

@@ -45,6 +45,7 @@ public static class RetsnoopCommand
             return PrintVersion(opts);
         try
         {
+            TraceRun.NoCollectionUntilReady();
             return new TraceRun(opts).Run();
         }
         catch (UsageException e)

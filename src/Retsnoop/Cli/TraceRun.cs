@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime;
 using System.Runtime.InteropServices;
 using Retsnoop.Attach;
 using Retsnoop.Interop;
@@ -204,7 +205,7 @@ sealed class TraceRun(Options opts)
             Log(1, $"ready {launch.ElapsedMilliseconds} ms after launch");
             // what the start allocated: a collection before ready costs tens of ms in a TCG guest
             Log(2, $"{GC.GetTotalAllocatedBytes() >> 10} KiB allocated, {GC.CollectionCount(0)} gen0 / {GC.CollectionCount(1)} gen1 / {GC.CollectionCount(2)} gen2 collections before ready");
-            Program.StartDone();
+            CollectionsAllowed();
             if (targets.HasKernelTargets)
                 facts.WarmUpInBackground();
             if (request.UserFunctions.Count > 0 && opts.Symbolize != SymbolizeMode.None)
@@ -305,6 +306,40 @@ sealed class TraceRun(Options opts)
             Console.Error.WriteLine(line);
         Log(1, $"{stats.Sessions} sessions, {sessions.StacksPrinted} stacks printed, {sessions.StacksFiltered} filtered out");
         return new RunSummary(sessions.Tally, sessions.StacksFiltered, stats.Sessions, stats.DroppedRecords, stats.DroppedSessions, sessions.BadRecords, 0);
+    }
+
+    /// <summary>What a trace run's start may allocate without a collection (small and large objects).</summary>
+    const long StartAllocationBudget = 64L << 20;
+
+    /// <summary>A trace run's start allocates 4-9 MB, much of it large arrays (the traceable list's
+    /// and BTF's indexes; the BTF itself where it is read): every 3 MB of those set off a full
+    /// collection, ~30 ms each in the TCG guest, and none is needed before "Receiving data...".
+    /// The region costs one collection of a heap that is still empty (not paid by --help, -V).</summary>
+    public static void NoCollectionUntilReady()
+    {
+        try
+        {
+            if (GCSettings.LatencyMode != GCLatencyMode.NoGCRegion)
+                GC.TryStartNoGCRegion(StartAllocationBudget);
+        }
+        catch (InvalidOperationException)
+        {
+            // another run of this process is in one (tests run the command in-process)
+        }
+    }
+
+    /// <summary>Ends the start's no-collection region, if the start stayed within its budget.</summary>
+    static void CollectionsAllowed()
+    {
+        try
+        {
+            if (GCSettings.LatencyMode == GCLatencyMode.NoGCRegion)
+                GC.EndNoGCRegion();
+        }
+        catch (InvalidOperationException)
+        {
+            // a collection ended it meanwhile
+        }
     }
 
     /// <summary>-vv: how long after the stop signal reached us each step of the exit ended.</summary>

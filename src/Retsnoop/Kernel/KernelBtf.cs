@@ -16,17 +16,22 @@ public static class KernelBtf
     /// <summary>The BTF file to use: --btf FILE, else the kernel's own; null when there is none.</summary>
     public static string? Locate(string? external) => external ?? (File.Exists(SysfsPath) ? SysfsPath : null);
 
+    /// <summary>Where this boot's copy of the kernel's BTF is kept when sysfs cannot map it (before 6.16).</summary>
+    public static readonly string BootCopyPath = Path.Combine(BootCopies.Dir, "vmlinux-btf");
+
     /// <param name="indexCopy">where this boot's index of the kernel's BTF is kept (BtfIndexCopy;
     /// tests give their own)</param>
-    public static BtfFile Load(string path, string? indexCopy = null)
+    /// <param name="bytesCopy">where this boot's copy of its bytes is kept (default <see cref="BootCopyPath"/>)</param>
+    public static BtfFile Load(string path, string? indexCopy = null, string? bytesCopy = null)
     {
         var head = new byte[4];
         using (var f = File.OpenRead(path))
             f.ReadAtLeast(head, 4, throwOnEndOfStream: false);
         if (!head.AsSpan().SequenceEqual((ReadOnlySpan<byte>)[0x7f, (byte)'E', (byte)'L', (byte)'F']))
         {
-            // mapped, not read: the kernel's BTF since 6.16, and any regular file
-            var data = MappedFile.TryMap(path) ?? File.ReadAllBytes(path);
+            // mapped, not read: the kernel's BTF since 6.16, and any regular file; the kernel's
+            // BTF before 6.16 from this boot's copy (mapped, only the pages looked at are read)
+            var data = MappedFile.TryMap(path) ?? (path == SysfsPath ? MappedBootCopy(path, bytesCopy ?? BootCopyPath) : null) ?? File.ReadAllBytes(path);
             return path == SysfsPath ? WithBootIndex(data, path, indexCopy) : BtfFile.FromMemory(data, path);
         }
         using var elf = ElfFile.Open(path);
@@ -34,6 +39,27 @@ public static class KernelBtf
         if (btf.Length == 0)
             throw new TracingException($"--btf {path}: an ELF file without a .BTF section; give raw BTF (e.g. from btfhub) or a vmlinux built with BTF");
         return BtfFile.FromBytes(btf.Span.ToArray(), path);
+    }
+
+    /// <summary>This boot's copy of the kernel's BTF, mapped (written first if there is none): reading
+    /// its ~6 MB into fresh heap pages was ~0.1 s of each start in the 6.12 TCG guest (a full
+    /// collection with it), where the index leaves a run looking at a few of its pages.</summary>
+    internal static ReadOnlyMemory<byte>? MappedBootCopy(string path, string copy)
+    {
+        if (BootCopies.BootId() is not { } boot)
+            return null;
+        try
+        {
+            var key = $"{boot} {new FileInfo(path).Length}";
+            if (BootCopies.TryRead(copy, k => k == key) is { } kept)
+                return kept;
+            var bytes = File.ReadAllBytes(path);
+            return BootCopies.TryWrite(copy, key, bytes) is null ? BootCopies.TryRead(copy, k => k == key) ?? bytes : bytes;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The kernel's BTF indexed as an earlier run in this boot indexed it, or indexed now
