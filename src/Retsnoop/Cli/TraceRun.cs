@@ -324,7 +324,7 @@ sealed class TraceRun(Options opts)
         }
         catch (InvalidOperationException)
         {
-            // another run of this process is in one (tests run the command in-process)
+            // already in one: another run in this process
         }
     }
 
