@@ -242,7 +242,7 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
             if (at + 4 > b.Length)
                 return null;
             int len = BinaryPrimitives.ReadInt32LittleEndian(b[at..]);
-            if (len < 0 || at + 4 + len > b.Length)
+            if (len < 0 || at + 4L + len > b.Length)
                 return null;
             list.AddModule(Encoding.UTF8.GetString(b.Slice(at + 4, len)));
             at += 4 + len;
