@@ -4,7 +4,8 @@
  * else: each branch we take ourselves pushes an older, useful entry out), lbr_keep (copies the
  * snapshot into the session when its chain is kept) and lbr_emit (sends it as a REC_LBR right
  * before the session's REC_STACK). With cfg.use_lbr == 0 (frozen .rodata) the verifier drops all
- * of it as dead code; the lean object has none of it (FEATURE, state.bpf.h). Session tracking calls these at the points named in their comments.
+ * of it as dead code; the lean object has none of it (FEATURE, state.bpf.h). Session tracking
+ * calls these at the points named in their comments.
  */
 #ifndef RETSNOOP_LBR_BPF_H
 #define RETSNOOP_LBR_BPF_H
