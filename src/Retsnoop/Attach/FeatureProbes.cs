@@ -28,24 +28,26 @@ public static class FeatureProbes
             Try("BPF ring buffer map", () => Bpf.ProbeMapCreate(Bpf.MapTypeRingbuf, 0, 0, 4096)),
             Pmu("kprobe PMU (single kprobes)", PerfEvent.KprobePmuAvailable, "kprobe"),
         };
-        var programs = new ProgramProbes();
+        // the kernel's BTF, loaded once for every probe that looks into it
+        var types = File.Exists(KernelBtf.SysfsPath) ? new BtfFunctionTypes() : null;
+        var programs = new ProgramProbes(types);
         list.AddRange(programs.Features());
         // uprobes
         list.Add(Pmu("uprobe PMU (single uprobes)", PerfEvent.UprobePmuAvailable, "uprobe"));
         list.Add(Try("uprobe.multi links (6.6+)", ProbeUprobeMulti));
         list.Add(Try("LBR (branch stack perf events)", LbrEvents.Probe));
-        list.Add(SessionsOnDemand());
+        list.Add(SessionsOnDemand(types));
         // the same choice Tracer makes: kprobe.multi when the kernel takes it, else single kprobes
         var mode = programs.KprobeMulti == 0 ? AttachMode.KprobeMulti : PerfEvent.KprobePmuAvailable ? AttachMode.Kprobe : (AttachMode?)null;
         return new Report(list, new DefaultMechanism(mode, programs.KprobeMulti, programs.Fentry == 0, programs.KprobeSession == 0));
     }
 
-    static Feature SessionsOnDemand()
+    static Feature SessionsOnDemand(BtfFunctionTypes? types)
     {
         const string name = "hash maps allocated on demand in kprobe programs (6.1+; the sessions map takes no 23 MB up front)";
-        if (!File.Exists(KernelBtf.SysfsPath))
+        if (types is null)
             return new Feature(name, false, "no kernel BTF to tell");
-        bool onDemand = SessionsMap.OnDemand(KernelBtf.Load(KernelBtf.SysfsPath));
+        bool onDemand = SessionsMap.OnDemand(types.Vmlinux);
         return new Feature(name, onDemand, onDemand ? "" : "struct bpf_htab has no bpf_mem_alloc: preallocated");
     }
 
@@ -97,7 +99,9 @@ public static class FeatureProbes
 
     /// <summary>Loads the real object once in each mode: fentry support, cookies and bpf_get_func_ret
     /// come with it; then tries an fentry attachment, a kprobe.multi link and a kprobe session.</summary>
-    sealed class ProgramProbes
+    /// <param name="types">the kernel's BTF (null without one): the probe target, the session kfunc,
+    /// and the task_struct offsets the object is configured with</param>
+    sealed class ProgramProbes(BtfFunctionTypes? types)
     {
         /// <summary>0, or the errno of kprobe.multi (2 until probed).</summary>
         public int KprobeMulti { get; private set; } = 2;
@@ -109,12 +113,12 @@ public static class FeatureProbes
         public IEnumerable<Feature> Features()
         {
             var funcs = new List<TracedFunction>();
-            var types = File.Exists(KernelBtf.SysfsPath) ? new BtfFunctionTypes() : null;
             var probeTarget = types?.Lookup("do_sys_openat2", null);
             int? kfunc = types?.Vmlinux.FindFunction("bpf_session_is_return");
             if (probeTarget is { } t)
                 funcs.Add(new TracedFunction(0, "do_sys_openat2", null, 0, t.Return, true) { BtfId = t.BtfId });
             var settings = new AttachSettings { RingbufSize = 4096, SessionsSize = 1 };
+            Func<Btf.BtfFile>? kernelBtf = types is null ? null : () => types.Vmlinux;
 
             var fentry = Try("fentry/fexit programs (bpf_get_func_ret, BPF cookies)", () =>
             {
@@ -122,7 +126,7 @@ public static class FeatureProbes
                     return 2;
                 try
                 {
-                    using var a = Tracer.Load(new AttachRequest(funcs, settings with { Mode = AttachMode.Fentry }), _ => { });
+                    using var a = Tracer.Load(new AttachRequest(funcs, settings with { Mode = AttachMode.Fentry }) { KernelBtf = kernelBtf }, _ => { });
                 }
                 catch (TracingException)
                 {
@@ -138,7 +142,7 @@ public static class FeatureProbes
                 IReadOnlyList<TracedFunction> any = funcs.Count > 0 ? funcs : [new TracedFunction(0, "x", null, 0, ReturnClass.Long, true)];
                 try
                 {
-                    using var a = Tracer.Load(new AttachRequest(any, settings with { Mode = AttachMode.KprobeMulti }) { SessionIsReturnKfunc = kfunc }, _ => { });
+                    using var a = Tracer.Load(new AttachRequest(any, settings with { Mode = AttachMode.KprobeMulti }) { SessionIsReturnKfunc = kfunc, KernelBtf = kernelBtf }, _ => { });
                     KprobeMulti = a.KprobeMultiErrno;
                     KprobeSession = a.KprobeSessionErrno;
                 }

@@ -26,6 +26,10 @@ public static class BootCopies
     /// <summary>This boot's id (null if unreadable), read once: both copies key on it.</summary>
     public static string? BootId() => bootId.Value;
 
+    /// <summary>The key of a copy of what a boot cannot change but whose length tells it apart
+    /// (the kernel's BTF: its bytes, its index): "BOOT_ID LENGTH"; null without a boot id.</summary>
+    public static string? KeyWithLength(long length) => BootId() is { } boot ? $"{boot} {length}" : null;
+
     /// <summary>The copy's body when its key line is <paramref name="key"/> (or passes it); else null.</summary>
     public static ReadOnlyMemory<byte>? TryRead(string path, Func<string, bool> keyMatches)
     {

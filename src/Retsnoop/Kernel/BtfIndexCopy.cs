@@ -14,23 +14,19 @@ public static class BtfIndexCopy
 {
     public static readonly string DefaultPath = Path.Combine(BootCopies.Dir, "vmlinux-btf-index");
 
-    public static string? KeyFor(ReadOnlyMemory<byte> btf) => BootCopies.BootId() is { } boot ? $"{boot} {btf.Length}" : null;
+    public static string? KeyFor(ReadOnlyMemory<byte> btf) => BootCopies.KeyWithLength(btf.Length);
 
     // body: int32 type count, int32 function count, int32 table length, the offsets, the table
     /// <returns>null when there is no copy, it is another boot's or BTF's, or it does not read back whole</returns>
     public static BtfIndex? TryLoad(string path, string key)
     {
-        if (BootCopies.TryRead(path, k => k == key) is not { } body || body.Length < 12)
+        if (BootCopies.TryRead(path, k => k == key) is not { } body)
             return null;
-        var b = body.Span;
-        int types = BinaryPrimitives.ReadInt32LittleEndian(b), funcs = BinaryPrimitives.ReadInt32LittleEndian(b[4..]);
-        int table = BinaryPrimitives.ReadInt32LittleEndian(b[8..]);
-        if (types <= 0 || funcs < 0 || table <= 0 || 12 + 4L * types + 4L * table != b.Length)
+        var r = new BootCopyReader(body);
+        if (!r.Int32(out int types) || !r.Int32(out int funcs) || !r.Int32(out int table) || types <= 0 || funcs < 0 || table <= 0
+            || !r.Int32Array(types, out var offsets) || !r.Int32Array(table, out var funcTable) || r.Remaining != 0)
             return null;
-        return new BtfIndex(
-            MemoryMarshal.Cast<byte, int>(b.Slice(12, 4 * types)).ToArray(),
-            MemoryMarshal.Cast<byte, int>(b.Slice(12 + 4 * types, 4 * table)).ToArray(),
-            funcs);
+        return new BtfIndex(offsets, funcTable, funcs);
     }
 
     public static void TrySave(string path, string key, BtfIndex index)

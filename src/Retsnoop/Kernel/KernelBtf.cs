@@ -46,11 +46,10 @@ public static class KernelBtf
     /// collection with it), where the index leaves a run looking at a few of its pages.</summary>
     internal static ReadOnlyMemory<byte>? MappedBootCopy(string path, string copy)
     {
-        if (BootCopies.BootId() is not { } boot)
-            return null;
         try
         {
-            var key = $"{boot} {new FileInfo(path).Length}";
+            if (BootCopies.KeyWithLength(new FileInfo(path).Length) is not { } key)
+                return null;
             if (BootCopies.TryRead(copy, k => k == key) is { } kept)
                 return kept;
             var bytes = File.ReadAllBytes(path);

@@ -228,30 +228,23 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
     /// text; null when there is none or it does not fit the text.</summary>
     internal static TraceableList? TryFromIndex(ReadOnlyMemory<byte> text, ReadOnlyMemory<byte>? index)
     {
-        if (index is not { } body || body.Length < 12)
+        if (index is not { } body)
             return null;
-        var b = body.Span;
-        int count = BinaryPrimitives.ReadInt32LittleEndian(b), textLength = BinaryPrimitives.ReadInt32LittleEndian(b[4..]);
-        int moduleCount = BinaryPrimitives.ReadInt32LittleEndian(b[8..]);
-        if (count < 0 || textLength != text.Length || moduleCount < 0 || moduleCount > b.Length)
+        var r = new BootCopyReader(body);
+        if (!r.Int32(out int count) || !r.Int32(out int textLength) || !r.Int32(out int moduleCount)
+            || count < 0 || textLength != text.Length || moduleCount < 0 || moduleCount > r.Remaining)
             return null;
         var list = new TraceableList(text, 0);
-        int at = 12;
         for (int m = 0; m < moduleCount; m++)
         {
-            if (at + 4 > b.Length)
+            if (!r.Int32(out int len) || !r.Items(len, 1, out var name))
                 return null;
-            int len = BinaryPrimitives.ReadInt32LittleEndian(b[at..]);
-            if (len < 0 || at + 4L + len > b.Length)
-                return null;
-            list.AddModule(Encoding.UTF8.GetString(b.Slice(at + 4, len)));
-            at += 4 + len;
+            list.AddModule(Encoding.UTF8.GetString(name.Span));
         }
-        if (b.Length - at != 20L * count)
+        if (!r.Int32Array(count, out var starts) || !r.Int32Array(count, out var lengths) || !r.Int32Array(count, out var mods)
+            || !r.Items(count, 8, out var addrBytes) || r.Remaining != 0)
             return null;
-        var ints = MemoryMarshal.Cast<byte, int>(b.Slice(at, 12 * count));
-        var (starts, lengths, mods) = (ints[..count].ToArray(), ints[count..(2 * count)].ToArray(), ints[(2 * count)..].ToArray());
-        var addrs = MemoryMarshal.Cast<byte, ulong>(b.Slice(at + 12 * count, 8 * count)).ToArray();
+        var addrs = MemoryMarshal.Cast<byte, ulong>(addrBytes.Span).ToArray();
         for (int i = 0; i < count; i++)
         {
             if (starts[i] < 0 || lengths[i] < 0 || (long)starts[i] + lengths[i] > textLength || mods[i] < -1 || mods[i] >= moduleCount)

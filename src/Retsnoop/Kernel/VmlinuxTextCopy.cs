@@ -77,16 +77,10 @@ public sealed class VmlinuxTextCopy
         }
         if (BootCopies.TryRead(path, KeyMatches) is not { } body)
             return null;
-        var b = body.Span;
-        if (b.Length < 4)
+        var r = new BootCopyReader(body);
+        if (!r.Int32(out int count) || count <= 0 || !r.Items(count, 8, out var addrBytes) || !r.Items(count, 4, out var endBytes)
+            || !r.Items(r.Remaining, 1, out var names))
             return null;
-        int count = BinaryPrimitives.ReadInt32LittleEndian(b);
-        long fixedPart = 4 + 12L * count;
-        if (count <= 0 || fixedPart > b.Length)
-            return null;
-        var addrBytes = body.Slice(4, 8 * count);
-        var endBytes = body.Slice(4 + 8 * count, 4 * count);
-        var names = body[(int)fixedPart..];
         var addrs = MemoryMarshal.Cast<byte, ulong>(addrBytes.Span);
         var nameEnd = MemoryMarshal.Cast<byte, int>(endBytes.Span);
         for (int i = 0; i < count; i++)
