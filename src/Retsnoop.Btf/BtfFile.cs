@@ -20,10 +20,11 @@ public sealed partial class BtfFile
 
     readonly ReadOnlyMemory<byte> data; // an array, or a mapped file
     readonly int typeStart, typeEnd, strStart, strLen;
-    readonly int[] typeOffsets; // byte offset of each local type record; index 0 = FirstId
+    // byte offset of each local type record (index 0 = FirstId): an array, or a kept index's mapped pages
+    readonly ReadOnlyMemory<int> typeOffsets;
     readonly BtfFile? baseBtf;
     readonly uint strBase;      // string offsets below this belong to the base
-    int[]? funcTable;           // open-addressing hash of local FUNC indexes + 1, built on first FindFunction
+    ReadOnlyMemory<int> funcTable; // open-addressing hash of local FUNC indexes + 1, built on first FindFunction (empty until then)
     int funcCount = -1;
 
     /// <summary>The file name or label used in error messages.</summary>
@@ -83,12 +84,12 @@ public sealed partial class BtfFile
             return;
         }
         // an index kept for these bytes: its ends must be the type section's
-        var o = index.TypeOffsets;
+        var o = index.TypeOffsets.Span;
         if (o.Length == 0 || o[0] != typeStart || o[^1] < typeStart || o[^1] + 12 > typeEnd
             || o[^1] + 12 + TrailerSize((BtfKind)((U32(o[^1] + 4) >> 24) & 0x1f), (int)(U32(o[^1] + 4) & 0xffff)) != typeEnd
             || index.FuncTable.Length == 0 || (index.FuncTable.Length & (index.FuncTable.Length - 1)) != 0)
             throw new BtfFormatException(path, typeStart, "the kept type index does not fit this BTF");
-        typeOffsets = o;
+        typeOffsets = index.TypeOffsets;
         funcTable = index.FuncTable;
         funcCount = index.FuncCount;
     }
@@ -99,7 +100,14 @@ public sealed partial class BtfFile
 
     /// <summary>What loading and the first function lookup computed (each type record's offset, the
     /// FUNC name table), to be kept and handed to <see cref="FromMemory(ReadOnlyMemory{byte}, string, BtfIndex)"/>.</summary>
-    public BtfIndex Index => new(typeOffsets, funcTable ?? BuildFuncTable(), funcCount);
+    public BtfIndex Index
+    {
+        get
+        {
+            _ = FuncTable;  // built if it was not
+            return new(typeOffsets, funcTable, funcCount);
+        }
+    }
 
     /// <summary>Loads base BTF, e.g. /sys/kernel/btf/vmlinux.</summary>
     public static BtfFile Load(string path) => new(File.ReadAllBytes(path), path, null);
@@ -182,7 +190,7 @@ public sealed partial class BtfFile
         int i = id - f.FirstId;
         if (i >= f.typeOffsets.Length)
             throw Bad(where < 0 ? typeStart : where, $"type id {id} out of range 1..{TypeCount}");
-        return (f, f.typeOffsets[i]);
+        return (f, f.typeOffsets.Span[i]);
     }
 
     /// <summary>Byte offset, from the start of this blob, of the record of a type defined here (for diagnostics).</summary>
@@ -190,7 +198,7 @@ public sealed partial class BtfFile
     {
         if (id < FirstId || id > TypeCount)
             throw new ArgumentOutOfRangeException(nameof(id), $"type {id} is not defined in {Path} ({FirstId}..{TypeCount})");
-        return typeOffsets[id - FirstId];
+        return typeOffsets.Span[id - FirstId];
     }
 
     /// <summary>Kind of a type; 0 (void) is Unknown.</summary>
@@ -270,7 +278,8 @@ public sealed partial class BtfFile
     /// <summary>The FUNC type id with this name (the lowest id if several); searched here, then in the base.</summary>
     public int? FindFunction(string name)
     {
-        var table = funcTable ?? BuildFuncTable();
+        var table = FuncTable;
+        var offsets = typeOffsets.Span;
         int max = Encoding.UTF8.GetMaxByteCount(name.Length);
         Span<byte> buf = max <= 512 ? stackalloc byte[512] : new byte[max];
         int len = Encoding.UTF8.GetBytes(name, buf);
@@ -279,7 +288,7 @@ public sealed partial class BtfFile
         for (int h = Hash(key) & mask; table[h] != 0; h = (h + 1) & mask)
         {
             int i = table[h] - 1;
-            if (NameBytes(typeOffsets[i]).SequenceEqual(key))
+            if (NameBytes(offsets[i]).SequenceEqual(key))
                 return FirstId + i;
         }
         return baseBtf?.FindFunction(name);
@@ -291,13 +300,14 @@ public sealed partial class BtfFile
         var result = new List<int>();
         if (baseBtf is not null)
             result.AddRange(baseBtf.FindFunctions(name));
-        var table = funcTable ?? BuildFuncTable();
+        var table = FuncTable;
+        var offsets = typeOffsets.Span;
         var key = Encoding.UTF8.GetBytes(name);
         int mask = table.Length - 1;
         for (int h = Hash(key) & mask; table[h] != 0; h = (h + 1) & mask)
         {
             int i = table[h] - 1;
-            if (NameBytes(typeOffsets[i]).SequenceEqual(key))
+            if (NameBytes(offsets[i]).SequenceEqual(key))
                 result.Add(FirstId + i);
         }
         result.Sort();
@@ -316,10 +326,13 @@ public sealed partial class BtfFile
         return (int)(h & 0x7fffffff);
     }
 
+    ReadOnlySpan<int> FuncTable => funcTable.IsEmpty ? BuildFuncTable() : funcTable.Span;
+
     int[] BuildFuncTable()
     {
+        var offsets = typeOffsets.Span;
         int count = 0;
-        foreach (int o in typeOffsets)
+        foreach (int o in offsets)
             if (KindAt(o) == BtfKind.Func)
                 count++;
         int size = 16;
@@ -327,9 +340,9 @@ public sealed partial class BtfFile
             size <<= 1;
         var table = new int[size];
         int mask = size - 1;
-        for (int i = 0; i < typeOffsets.Length; i++)
+        for (int i = 0; i < offsets.Length; i++)
         {
-            int o = typeOffsets[i];
+            int o = offsets[i];
             if (KindAt(o) != BtfKind.Func)
                 continue;
             int h = Hash(NameBytes(o)) & mask;
@@ -338,7 +351,8 @@ public sealed partial class BtfFile
             table[h] = i + 1; // ids are inserted in increasing order, so probing finds the lowest id first
         }
         funcCount = count;
-        return funcTable = table;
+        funcTable = table;
+        return table;
     }
 
     /// <summary>Number of FUNC types defined in this blob (not the base's).</summary>
@@ -357,7 +371,7 @@ public sealed partial class BtfFile
     {
         for (int i = 0; i < typeOffsets.Length; i++)
         {
-            int o = typeOffsets[i];
+            int o = typeOffsets.Span[i];
             if (KindAt(o) == BtfKind.Func)
                 yield return (FirstId + i, Str(U32(o), o));
         }
@@ -367,7 +381,7 @@ public sealed partial class BtfFile
     public IEnumerable<int> TypesOfKind(BtfKind kind)
     {
         for (int i = 0; i < typeOffsets.Length; i++)
-            if (KindAt(typeOffsets[i]) == kind)
+            if (KindAt(typeOffsets.Span[i]) == kind)
                 yield return FirstId + i;
     }
 
@@ -377,9 +391,10 @@ public sealed partial class BtfFile
         if (baseBtf?.FindType(kind, name) is { } b)
             return b;
         var key = Encoding.UTF8.GetBytes(name);
-        for (int i = 0; i < typeOffsets.Length; i++)
+        var offsets = typeOffsets.Span;
+        for (int i = 0; i < offsets.Length; i++)
         {
-            int o = typeOffsets[i];
+            int o = offsets[i];
             if (KindAt(o) == kind && NameBytes(o).SequenceEqual(key))
                 return FirstId + i;
         }

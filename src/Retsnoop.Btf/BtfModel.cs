@@ -136,5 +136,6 @@ public sealed class FuncSignature
 }
 
 /// <summary>A BTF blob's index: each local type record's byte offset, and the open-addressing table
-/// of its FUNC names (local indexes + 1; a power-of-two length).</summary>
-public sealed record BtfIndex(int[] TypeOffsets, int[] FuncTable, int FuncCount);
+/// of its FUNC names (local indexes + 1; a power-of-two length). Arrays, or views of a kept copy's
+/// mapped pages (nothing copied: only the pages a run looks at are read).</summary>
+public sealed record BtfIndex(ReadOnlyMemory<int> TypeOffsets, ReadOnlyMemory<int> FuncTable, int FuncCount);

@@ -21,12 +21,26 @@ public sealed class BootCopyReaderTests
         var r = new BootCopyReader(Body(2, 7, 9, 0x01020304));
         Assert.True(r.Int32(out int n));
         Assert.Equal(2, n);
-        Assert.True(r.Int32Array(n, out var values));
-        Assert.Equal([7, 9], values);
+        Assert.True(r.Values<int>(n, out var values));
+        Assert.Equal([7, 9], values.ToArray());
         Assert.True(r.Items(4, 1, out var bytes));
         Assert.Equal([4, 3, 2, 1], bytes.ToArray());
         Assert.Equal(0, r.Remaining);
         Assert.False(r.Int32(out _));
+    }
+
+    [Fact]
+    public void ValuesAreReadInPlaceAtAnyAlignment()
+    {
+        // a body starts after its key line, so its arrays may start at any byte
+        var bytes = new byte[1 + 16];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(1), 0xffffffff81000000);
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(9), 42);
+        var r = new BootCopyReader(bytes.AsMemory(1));
+        Assert.True(r.Values<ulong>(2, out var values));
+        Assert.Equal([0xffffffff81000000, 42UL], values.ToArray());
+        bytes[9] = 43;   // a view of the copy's bytes, not a copy of them
+        Assert.Equal(43UL, values.Span[1]);
     }
 
     [Theory]
@@ -36,7 +50,7 @@ public sealed class BootCopyReaderTests
     public void RefusesCountsPastTheEnd(int count)
     {
         var r = new BootCopyReader(Body(7, 9));
-        Assert.False(r.Int32Array(count, out _));
+        Assert.False(r.Values<int>(count, out _));
         Assert.False(r.Items(count, 4, out _));
         Assert.Equal(8, r.Remaining);   // nothing was taken
     }

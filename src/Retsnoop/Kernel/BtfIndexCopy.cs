@@ -24,7 +24,7 @@ public static class BtfIndexCopy
             return null;
         var r = new BootCopyReader(body);
         if (!r.Int32(out int types) || !r.Int32(out int funcs) || !r.Int32(out int table) || types <= 0 || funcs < 0 || table <= 0
-            || !r.Int32Array(types, out var offsets) || !r.Int32Array(table, out var funcTable) || r.Remaining != 0)
+            || !r.Values<int>(types, out var offsets) || !r.Values<int>(table, out var funcTable) || r.Remaining != 0)
             return null;
         return new BtfIndex(offsets, funcTable, funcs);
     }
@@ -35,8 +35,8 @@ public static class BtfIndexCopy
         BinaryPrimitives.WriteInt32LittleEndian(body, index.TypeOffsets.Length);
         BinaryPrimitives.WriteInt32LittleEndian(body.AsSpan(4), index.FuncCount);
         BinaryPrimitives.WriteInt32LittleEndian(body.AsSpan(8), index.FuncTable.Length);
-        MemoryMarshal.AsBytes(index.TypeOffsets.AsSpan()).CopyTo(body.AsSpan(12));
-        MemoryMarshal.AsBytes(index.FuncTable.AsSpan()).CopyTo(body.AsSpan(12 + 4 * index.TypeOffsets.Length));
+        MemoryMarshal.AsBytes(index.TypeOffsets.Span).CopyTo(body.AsSpan(12));
+        MemoryMarshal.AsBytes(index.FuncTable.Span).CopyTo(body.AsSpan(12 + 4 * index.TypeOffsets.Length));
         BootCopies.TryWrite(path, key, body);
     }
 }

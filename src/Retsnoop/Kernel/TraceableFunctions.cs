@@ -149,10 +149,11 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
 {
     readonly ReadOnlyMemory<byte> text;
     int count;
-    int[] nameStart;
-    int[] nameLength;
-    int[] moduleIndex;
-    ulong[] address;
+    // one entry per function: arrays the parse fills, or views of a kept index's mapped pages
+    ReadOnlyMemory<int> nameStart;
+    ReadOnlyMemory<int> nameLength;
+    ReadOnlyMemory<int> moduleIndex;
+    ReadOnlyMemory<ulong> address;
     readonly List<string> modules = [];
 
     internal TraceableList(ReadOnlyMemory<byte> text, int capacity)
@@ -179,21 +180,29 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
         return modules.Count - 1;
     }
 
+    /// <summary>Appends a function (the parse's lists only: their columns are arrays).</summary>
     internal void Add(int start, int length, int module, ulong addr)
     {
         if (count == nameStart.Length)
         {
-            int n = count * 2;
-            Array.Resize(ref nameStart, n);
-            Array.Resize(ref nameLength, n);
-            Array.Resize(ref moduleIndex, n);
-            Array.Resize(ref address, n);
+            int n = Math.Max(16, count * 2);
+            nameStart = Grown(nameStart, n);
+            nameLength = Grown(nameLength, n);
+            moduleIndex = Grown(moduleIndex, n);
+            address = Grown(address, n);
         }
-        nameStart[count] = start;
-        nameLength[count] = length;
-        moduleIndex[count] = module;
-        address[count] = addr;
+        MemoryMarshal.AsMemory(nameStart).Span[count] = start;
+        MemoryMarshal.AsMemory(nameLength).Span[count] = length;
+        MemoryMarshal.AsMemory(moduleIndex).Span[count] = module;
+        MemoryMarshal.AsMemory(address).Span[count] = addr;
         count++;
+    }
+
+    static T[] Grown<T>(ReadOnlyMemory<T> column, int length)
+    {
+        var a = new T[length];
+        column.Span.CopyTo(a);
+        return a;
     }
 
     public int Count => count;
@@ -217,10 +226,10 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
         }
         foreach (var a in new[] { nameStart, nameLength, moduleIndex })
         {
-            MemoryMarshal.AsBytes(a.AsSpan(0, count)).CopyTo(w[at..]);
+            MemoryMarshal.AsBytes(a.Span[..count]).CopyTo(w[at..]);
             at += 4 * count;
         }
-        MemoryMarshal.AsBytes(address.AsSpan(0, count)).CopyTo(w[at..]);
+        MemoryMarshal.AsBytes(address.Span[..count]).CopyTo(w[at..]);
         return body;
     }
 
@@ -241,28 +250,29 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
                 return null;
             list.AddModule(Encoding.UTF8.GetString(name.Span));
         }
-        if (!r.Int32Array(count, out var starts) || !r.Int32Array(count, out var lengths) || !r.Int32Array(count, out var mods)
-            || !r.Items(count, 8, out var addrBytes) || r.Remaining != 0)
+        if (!r.Values<int>(count, out var startColumn) || !r.Values<int>(count, out var lengthColumn) || !r.Values<int>(count, out var moduleColumn)
+            || !r.Values<ulong>(count, out var addrs) || r.Remaining != 0)
             return null;
-        var addrs = MemoryMarshal.Cast<byte, ulong>(addrBytes.Span).ToArray();
+        // every entry checked once here (the pages are read once), so a damaged index is rebuilt
+        ReadOnlySpan<int> starts = startColumn.Span, lengths = lengthColumn.Span, mods = moduleColumn.Span;
         for (int i = 0; i < count; i++)
         {
             if (starts[i] < 0 || lengths[i] < 0 || (long)starts[i] + lengths[i] > textLength || mods[i] < -1 || mods[i] >= moduleCount)
                 return null;
         }
-        (list.nameStart, list.nameLength, list.moduleIndex, list.address, list.count) = (starts, lengths, mods, addrs, count);
+        (list.nameStart, list.nameLength, list.moduleIndex, list.address, list.count) = (startColumn, lengthColumn, moduleColumn, addrs, count);
         return list;
     }
 
     /// <summary>The i-th name's UTF-8 bytes, without a string made.</summary>
-    public ReadOnlySpan<byte> NameBytes(int i) => text.Span.Slice(nameStart[i], nameLength[i]);
+    public ReadOnlySpan<byte> NameBytes(int i) => text.Span.Slice(nameStart.Span[i], nameLength.Span[i]);
 
-    public string? Module(int i) => moduleIndex[i] < 0 ? null : modules[moduleIndex[i]];
+    public string? Module(int i) => moduleIndex.Span[i] is int m and >= 0 ? modules[m] : null;
 
-    public ulong Address(int i) => address[i];
+    public ulong Address(int i) => address.Span[i];
 
     public TraceableFunction this[int i] => (uint)i < (uint)count
-        ? new(Encoding.UTF8.GetString(NameBytes(i)), Module(i), address[i])
+        ? new(Encoding.UTF8.GetString(NameBytes(i)), Module(i), Address(i))
         : throw new ArgumentOutOfRangeException(nameof(i));
 
     public IEnumerator<TraceableFunction> GetEnumerator()
