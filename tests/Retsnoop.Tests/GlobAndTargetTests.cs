@@ -135,6 +135,21 @@ public class TargetResolverTests
         Assert.Equal([0x5000UL, 0x6000UL], r.Where(f => f.Name == "dup_static").Select(f => f.Address));
     }
 
+    /// <summary>Literal names only (found through the list's name table) select what the scan selects
+    /// for globs naming the same functions: the same functions, addresses and entry flags, in the
+    /// list's order whatever the options' order, module specs and -d included.</summary>
+    [Fact]
+    public void LiteralNamesSelectWhatTheScanSelects()
+    {
+        static string Shape(List<TracedFunction> r) => string.Join(" ", r.Select(f => $"{f.Name}[{f.Module}]@{f.Address:x}{(f.IsEntry ? "!" : "")}"));
+        var literal = Resolve("-e", "__arm64_sys_mount", "-e", "__x64_sys_bpf", "-a", "dup_static", "-a", "p9_client_rpc [9pnet]", "-a", "bpf_map_area_alloc", "-d", "bpf_map_area_alloc");
+        var scanned = Resolve("-e", "__arm64_sys_moun?", "-e", "__x64_sys_bp?", "-a", "dup_stati?", "-a", "p9_client_rp? [9pnet]", "-a", "bpf_map_area_allo?", "-d", "bpf_map_area_alloc");
+        Assert.Equal(Shape(scanned), Shape(literal));
+        Assert.Equal("__x64_sys_bpf[]@1000! dup_static[]@5000 dup_static[]@6000 p9_client_rpc[9pnet]@8000 __arm64_sys_mount[]@9000!", Shape(literal));
+        // a literal module spec for another module selects nothing there
+        Assert.DoesNotContain(Resolve("-e", "__x64_sys_bpf", "-a", "p9_client_rpc [other]"), f => f.Name == "p9_client_rpc");
+    }
+
     /// <summary>kallsyms as a kprobe.multi run must not touch it: every lookup fails the test.</summary>
     sealed class UnreadSyms : IFunctionAddresses
     {

@@ -46,9 +46,47 @@ public sealed class KernelListCacheTests : IDisposable
         Assert.Null(TraceableList.TryFromIndex(Encoding.UTF8.GetBytes(text + "\n"), index));
         Assert.Null(TraceableList.TryFromIndex(bytes, index.AsMemory(0, index.Length - 8)));
         var bad = (byte[])index.Clone();
-        int moduleIndexes = bad.Length - 8 * 4 - 4 * 4; // the third int32 array, its last entry
+        int nameTable = 4 + 4 * 16;  // its length, then 16 slots for 4 names
+        int moduleIndexes = bad.Length - nameTable - 8 * 4 - 4 * 4; // the third int32 array, its last entry
         BitConverter.TryWriteBytes(bad.AsSpan(moduleIndexes + 12), 7);
         Assert.Null(TraceableList.TryFromIndex(bytes, bad));
+    }
+
+    /// <summary>Literal names are found through the list's name table, built for a parsed list and
+    /// kept in its index: every function of that name (one per module here), none for another
+    /// name; a kept table naming a function past the list, or with more entries than functions
+    /// (where a probe might find no empty slot), is refused.</summary>
+    [Fact]
+    public void TheNameTableFindsEveryFunctionOfAName()
+    {
+        const string text = "ffffffff81000004 a_func\nffffffff81000104 dup\nffffffffc0001004 m_func [mod]\nffffffffc0002004 dup [other]\n";
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var parsed = TraceableFunctions.Parse(bytes, withAddrs: true);
+        var index = parsed.Index();
+        var back = TraceableList.TryFromIndex(bytes, index)!;
+        foreach (var list in new[] { parsed, back })
+        {
+            var found = new List<int>();
+            list.AddIndexesNamed("dup"u8, found);
+            found.Sort();
+            Assert.Equal([1, 3], found);
+            found.Clear();
+            list.AddIndexesNamed("m_func"u8, found);
+            Assert.Equal([2], found);
+            found.Clear();
+            list.AddIndexesNamed("du"u8, found);
+            list.AddIndexesNamed("no_such_func"u8, found);
+            Assert.Empty(found);
+        }
+        var slots = index.Length - 4 * 16;
+        int used = Enumerable.Range(0, 16).First(k => BitConverter.ToInt32(index, slots + 4 * k) != 0);
+        int empty = Enumerable.Range(0, 16).First(k => BitConverter.ToInt32(index, slots + 4 * k) == 0);
+        var pastTheList = (byte[])index.Clone();
+        BitConverter.TryWriteBytes(pastTheList.AsSpan(slots + 4 * used), 5);
+        Assert.Null(TraceableList.TryFromIndex(bytes, pastTheList));
+        var tooMany = (byte[])index.Clone();
+        BitConverter.TryWriteBytes(tooMany.AsSpan(slots + 4 * empty), 1);
+        Assert.Null(TraceableList.TryFromIndex(bytes, tooMany));
     }
 
     [Fact]

@@ -159,8 +159,18 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
         Span<char> nameBuf = stackalloc char[1024];
         var chosen = new List<(TraceableFunction F, bool IsEntry)>();
         int denied = 0, builtinDenied = 0, noProbe = 0;
-        for (int i = 0; i < list.Count; i++)
+        // entry and allow specs all literal names: only their functions are looked at
+        List<int>? named = null;
+        if (entrySet.Scanned.Count == 0 && allowSet.Scanned.Count == 0)
         {
+            named = [];
+            foreach (var literal in entrySet.Exact.Keys.Union(allowSet.Exact.Keys, StringComparer.Ordinal))
+                list.AddIndexesNamed(Encoding.UTF8.GetBytes(literal), named);
+            named.Sort();  // the list's order, as the scan gives
+        }
+        for (int k = 0, count = named?.Count ?? list.Count; k < count; k++)
+        {
+            int i = named is null ? k : named[k];
             var bytes = list.NameBytes(i);
             ReadOnlySpan<char> name = bytes.Length <= nameBuf.Length && Encoding.UTF8.TryGetChars(bytes, nameBuf, out int n)
                 ? nameBuf[..n] : Encoding.UTF8.GetString(bytes);
