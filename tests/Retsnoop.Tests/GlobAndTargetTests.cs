@@ -25,7 +25,46 @@ public class GlobTests
     [InlineData("exact", "exactly", false)]
     [InlineData("*a*b*c", "xxaxxbxxc", true)]
     [InlineData("*a*b*c", "xxaxxbxxcx", false)]
-    public void Matches(string glob, string name, bool expected) => Assert.Equal(expected, new Glob(glob).Matches(name));
+    public void Matches(string glob, string name, bool expected)
+    {
+        Assert.Equal(expected, new Glob(glob).Matches(name));
+        Assert.Equal(expected, new Glob(glob).MatchesUtf8(System.Text.Encoding.UTF8.GetBytes(name)));
+    }
+
+    /// <summary>The UTF-8 matcher (prefix, suffix and ordered parts between '*'s; or the walk, for
+    /// '?') answers as the char matcher for every pattern and name made of a few letters: overlaps
+    /// of prefix and suffix, repeated and empty parts included.</summary>
+    [Fact]
+    public void Utf8MatchingAgreesWithCharMatching()
+    {
+        var patterns = new List<string>();
+        var names = new List<string> { "" };
+        string[] atoms = ["a", "b", "*", "?"];
+        void Grow(string p, int left)
+        {
+            patterns.Add(p);
+            if (left > 0)
+                foreach (var a in atoms)
+                    Grow(p + a, left - 1);
+        }
+        Grow("", 5);
+        for (int len = 1; len <= 6; len++)
+            for (int bits = 0; bits < 1 << len; bits++)
+                names.Add(new string([.. Enumerable.Range(0, len).Select(k => (bits >> k & 1) == 0 ? 'a' : 'b')]));
+        int disagreements = 0, matches = 0;
+        foreach (var p in patterns)
+        {
+            var g = new Glob(p);
+            foreach (var n in names)
+            {
+                bool c = g.Matches(n);
+                matches += c ? 1 : 0;
+                disagreements += c == g.MatchesUtf8(System.Text.Encoding.UTF8.GetBytes(n)) ? 0 : 1;
+            }
+        }
+        Assert.Equal(0, disagreements);
+        Assert.InRange(matches, 1000, patterns.Count * names.Count - 1000);
+    }
 
     [Fact]
     public void ModuleSpec()

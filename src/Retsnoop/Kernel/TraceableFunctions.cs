@@ -330,6 +330,17 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
         return list;
     }
 
+    /// <summary>The names' UTF-8 bytes, with the columns taken once for a scan over the whole list.</summary>
+    public NameColumns Names => new(text.Span, nameStart.Span, nameLength.Span);
+
+    public readonly ref struct NameColumns(ReadOnlySpan<byte> text, ReadOnlySpan<int> starts, ReadOnlySpan<int> lengths)
+    {
+        readonly ReadOnlySpan<byte> text = text;
+        readonly ReadOnlySpan<int> starts = starts, lengths = lengths;
+
+        public ReadOnlySpan<byte> this[int i] => text.Slice(starts[i], lengths[i]);
+    }
+
     /// <summary>The i-th name's UTF-8 bytes, without a string made.</summary>
     public ReadOnlySpan<byte> NameBytes(int i) => text.Span.Slice(nameStart.Span[i], nameLength.Span[i]);
 

@@ -1,33 +1,65 @@
 namespace Retsnoop.Model;
 
-/// <summary>Shell-style glob with '*' (any run) and '?' (one character), matched without allocation.</summary>
+/// <summary>Shell-style glob with '*' (any run) and '?' (one character), matched without allocation:
+/// as chars, or as UTF-8 bytes where names lie in a kernel list (no decoding per name).</summary>
 public sealed class Glob
 {
     public string Pattern { get; }
     readonly bool literal;
+    readonly byte[] utf8;
+    // the pattern's parts between '*'s (when it has no '?'): the first is a prefix, the last a
+    // suffix, those between are found in order (leftmost is enough: a later one can only leave
+    // less room for the rest). A kernel list has ~60,000 names and -a '*pcpu*' scans them all:
+    // vectorized prefix, suffix and substring searches instead of a byte-by-byte backtracking walk.
+    readonly byte[][]? parts;
 
     public Glob(string pattern)
     {
         Pattern = pattern;
         literal = pattern.IndexOfAny(['*', '?']) < 0;
+        utf8 = System.Text.Encoding.UTF8.GetBytes(pattern);
+        if (!literal && !pattern.Contains('?'))
+            parts = [.. pattern.Split('*').Select(System.Text.Encoding.UTF8.GetBytes)];
     }
 
     public bool IsLiteral => literal;
 
-    public bool Matches(ReadOnlySpan<char> s) => literal ? s.SequenceEqual(Pattern) : Match(Pattern, s);
+    public bool Matches(ReadOnlySpan<char> s) => literal ? s.SequenceEqual(Pattern) : Match(Pattern, s, '*', '?');
+
+    /// <summary>The same answer for a name given as UTF-8 (kernel function names are ASCII; a '?'
+    /// against a name with other characters is decided on chars).</summary>
+    public bool MatchesUtf8(ReadOnlySpan<byte> s)
+    {
+        if (literal)
+            return s.SequenceEqual(utf8);
+        if (parts is null)
+            return System.Text.Ascii.IsValid(s) ? Match<byte>(utf8, s, (byte)'*', (byte)'?') : Matches(System.Text.Encoding.UTF8.GetString(s));
+        ReadOnlySpan<byte> first = parts[0], last = parts[^1];
+        if (s.Length < first.Length + last.Length || !s.StartsWith(first) || !s.EndsWith(last))
+            return false;
+        s = s[first.Length..^last.Length];
+        for (int i = 1; i < parts.Length - 1; i++)
+        {
+            int at = s.IndexOf(parts[i]);
+            if (at < 0)
+                return false;
+            s = s[(at + parts[i].Length)..];
+        }
+        return true;
+    }
 
     // iterative matcher with single-star backtracking: linear for typical globs
-    static bool Match(ReadOnlySpan<char> p, ReadOnlySpan<char> s)
+    static bool Match<T>(ReadOnlySpan<T> p, ReadOnlySpan<T> s, T star, T question) where T : IEquatable<T>
     {
         int pi = 0, si = 0, starP = -1, starS = 0;
         while (si < s.Length)
         {
-            if (pi < p.Length && (p[pi] == '?' || p[pi] == s[si]))
+            if (pi < p.Length && (p[pi].Equals(question) || p[pi].Equals(s[si])))
             {
                 pi++;
                 si++;
             }
-            else if (pi < p.Length && p[pi] == '*')
+            else if (pi < p.Length && p[pi].Equals(star))
             {
                 starP = pi++;
                 starS = si;
@@ -42,7 +74,7 @@ public sealed class Glob
                 return false;
             }
         }
-        while (pi < p.Length && p[pi] == '*')
+        while (pi < p.Length && p[pi].Equals(star))
             pi++;
         return pi == p.Length;
     }
@@ -103,12 +135,12 @@ public sealed record FunctionSpec(string Text, Glob? Name, Glob? Module, string?
     }
 
     /// <summary>Module "vmlinux" (or no module in the spec) selects core kernel functions.</summary>
-    public bool Matches(ReadOnlySpan<char> name, string? module)
-    {
-        if (Name is null || !Name.Matches(name))
-            return false;
-        if (Module is null)
-            return true;
-        return Module.Matches(module ?? "vmlinux");
-    }
+    public bool Matches(ReadOnlySpan<char> name, string? module) =>
+        Name is not null && Name.Matches(name) && ModuleMatches(module);
+
+    /// <summary><see cref="Matches(ReadOnlySpan{char}, string?)"/> for a name given as UTF-8.</summary>
+    public bool MatchesUtf8(ReadOnlySpan<byte> name, string? module) =>
+        Name is not null && Name.MatchesUtf8(name) && ModuleMatches(module);
+
+    bool ModuleMatches(string? module) => Module is null || Module.Matches(module ?? "vmlinux");
 }

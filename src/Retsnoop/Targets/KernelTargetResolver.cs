@@ -123,19 +123,21 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
         bool Matches(FunctionSpec spec, ReadOnlySpan<char> name, string? module) =>
             spec.SourceGlob is not null ? srcSets[spec].Contains(name) : spec.Matches(name, module);
 
+        // the list's names are matched where they lie, as UTF-8: only the functions selected become strings
+        var list = traceable as TraceableList ?? TraceableList.Of(traceable);
         var hits = new Dictionary<FunctionSpec, int>();
-        var entrySet = new SpecSet(entry);
-        var allowSet = new SpecSet(allow);
-        var denySet = new SpecSet(deny);
+        var entrySet = new SpecSet(entry, list);
+        var allowSet = new SpecSet(allow, list);
+        var denySet = new SpecSet(deny, list);
         // every spec of the set that matches the function counts a hit (an entry glob must match, see CheckEntryGlobsMatch)
-        bool MatchesAny(SpecSet set, ReadOnlySpan<char> name, string? module)
+        bool MatchesAny(SpecSet set, int i, ReadOnlySpan<byte> name, string? module)
         {
             bool any = false;
-            if (set.Exact.Count > 0 && set.ExactBySpan.TryGetValue(name, out var named))
+            if (set.ExactByIndex.TryGetValue(i, out var named))
             {
                 foreach (var s in named)
                 {
-                    if (s.Matches(name, module))
+                    if (s.MatchesUtf8(name, module))
                     {
                         any = true;
                         hits[s] = hits.GetValueOrDefault(s) + 1;
@@ -144,7 +146,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
             }
             foreach (var s in set.Scanned)
             {
-                if (Matches(s, name, module))
+                if (s.SourceGlob is not null ? InSourceSet(srcSets[s], name) : s.MatchesUtf8(name, module))
                 {
                     any = true;
                     hits[s] = hits.GetValueOrDefault(s) + 1;
@@ -153,33 +155,26 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
             return any;
         }
 
-        // the list's names are matched where they lie (as chars in one buffer): only the functions
-        // selected become strings
-        var list = traceable as TraceableList ?? TraceableList.Of(traceable);
-        Span<char> nameBuf = stackalloc char[1024];
         var chosen = new List<(TraceableFunction F, bool IsEntry)>();
         int denied = 0, builtinDenied = 0, noProbe = 0;
         // entry and allow specs all literal names: only their functions are looked at
         List<int>? named = null;
         if (entrySet.Scanned.Count == 0 && allowSet.Scanned.Count == 0)
         {
-            named = [];
-            foreach (var literal in entrySet.Exact.Keys.Union(allowSet.Exact.Keys, StringComparer.Ordinal))
-                list.AddIndexesNamed(Encoding.UTF8.GetBytes(literal), named);
+            named = [.. entrySet.ExactByIndex.Keys.Union(allowSet.ExactByIndex.Keys)];
             named.Sort();  // the list's order, as the scan gives
         }
+        var names = list.Names;
         for (int k = 0, count = named?.Count ?? list.Count; k < count; k++)
         {
             int i = named is null ? k : named[k];
-            var bytes = list.NameBytes(i);
-            ReadOnlySpan<char> name = bytes.Length <= nameBuf.Length && Encoding.UTF8.TryGetChars(bytes, nameBuf, out int n)
-                ? nameBuf[..n] : Encoding.UTF8.GetString(bytes);
+            var name = names[i];
             var module = list.Module(i);
-            bool isEntry = MatchesAny(entrySet, name, module);
-            bool isAllowed = MatchesAny(allowSet, name, module);
+            bool isEntry = MatchesAny(entrySet, i, name, module);
+            bool isAllowed = MatchesAny(allowSet, i, name, module);
             if (!isEntry && !isAllowed)
                 continue;
-            if (MatchesAny(denySet, name, module))
+            if (MatchesAny(denySet, i, name, module))
             {
                 denied++;
                 continue;
@@ -303,23 +298,34 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
     /// <summary>Specs split for matching every traceable function: exact names by dictionary (a
     /// command line of 1,000 names would otherwise cost 1,000 glob checks per function, seconds
     /// under emulation), globs and source globs one by one.</summary>
+    static bool InSourceSet(HashSet<string>.AlternateLookup<ReadOnlySpan<char>> set, ReadOnlySpan<byte> utf8)
+    {
+        Span<char> buf = stackalloc char[512];
+        return utf8.Length <= buf.Length && Encoding.UTF8.TryGetChars(utf8, buf, out int n) ? set.Contains(buf[..n]) : set.Contains(Encoding.UTF8.GetString(utf8));
+    }
+
+    /// <summary>One option's specs: literal names found through the list's name table, by the index
+    /// of each function they name; globs (and source globs) matched against each name.</summary>
     sealed class SpecSet
     {
-        public Dictionary<string, List<FunctionSpec>> Exact { get; } = new(StringComparer.Ordinal);
-        /// <summary><see cref="Exact"/> looked up by chars, taken once: the list's names are matched as spans.</summary>
-        public Dictionary<string, List<FunctionSpec>>.AlternateLookup<ReadOnlySpan<char>> ExactBySpan { get; }
+        public Dictionary<int, List<FunctionSpec>> ExactByIndex { get; } = [];
         public List<FunctionSpec> Scanned { get; } = [];
 
-        public SpecSet(IEnumerable<FunctionSpec> specs)
+        public SpecSet(IEnumerable<FunctionSpec> specs, TraceableList list)
         {
-            ExactBySpan = Exact.GetAlternateLookup<ReadOnlySpan<char>>();
+            var indexes = new List<int>();
             foreach (var s in specs)
             {
                 if (s.SourceGlob is null && s.Name is { IsLiteral: true } name)
                 {
-                    if (!Exact.TryGetValue(name.Pattern, out var list))
-                        Exact[name.Pattern] = list = [];
-                    list.Add(s);
+                    indexes.Clear();
+                    list.AddIndexesNamed(Encoding.UTF8.GetBytes(name.Pattern), indexes);
+                    foreach (int i in indexes)
+                    {
+                        if (!ExactByIndex.TryGetValue(i, out var named))
+                            ExactByIndex[i] = named = [];
+                        named.Add(s);
+                    }
                 }
                 else
                 {
