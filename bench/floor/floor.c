@@ -441,7 +441,8 @@ int main(int argc, char **argv)
 	if (argc - optind != 3) {
 usage:
 		fprintf(stderr, "usage: floor kmulti|kprobe|fentry|ksession|fmulti|fsession empty|filter|record|stack FUNCS_FILE [-n COMM] [-j THREADS] [-v]\n"
-			"       floor ksession|kmulti ours FUNCS_FILE\n");
+			"       floor ksession|kmulti ours FUNCS_FILE\n"
+			"FLOOR_VERIFIER_STATS=1 prints the verifier's statistics of the programs loaded\n");
 		return 2;
 	}
 	const char *mode = argv[optind], *body = argv[optind + 1];
@@ -582,9 +583,23 @@ usage:
 			free(val);
 		}
 	}
+	/* FLOOR_VERIFIER_STATS=1: the verifier's statistics of each program loaded (log level 4),
+	 * to stderr: how much of the load is verification, and of how many states */
+	static char entry_log[1 << 16], exit_log[1 << 16];
+	bool vstats = getenv("FLOOR_VERIFIER_STATS") != NULL;
+	if (vstats) {
+		bpf_program__set_log_level(entry, 4);
+		bpf_program__set_log_buf(entry, entry_log, sizeof(entry_log));
+		if (exit_prog) {
+			bpf_program__set_log_level(exit_prog, 4);
+			bpf_program__set_log_buf(exit_prog, exit_log, sizeof(exit_log));
+		}
+	}
 	if (bpf_object__load(obj))
 		die("the kernel refused %s%s%s as %s: %s", entry_name, exit_name[0] ? "/" : "", exit_name, mode,
 		    strerror(errno));
+	if (vstats)
+		fprintf(stderr, "floor: verifier, %s:\n%s%s%s\n", entry_name, entry_log, exit_prog ? "floor: verifier, exit:\n" : "", exit_log);
 	entry_fd = bpf_program__fd(entry);
 	exit_fd = exit_prog ? bpf_program__fd(exit_prog) : -1;
 	entry_insns = bpf_program__insns(entry);
