@@ -24,7 +24,10 @@ public sealed partial class BtfFile
     readonly ReadOnlyMemory<int> typeOffsets;
     readonly BtfFile? baseBtf;
     readonly uint strBase;      // string offsets below this belong to the base
-    ReadOnlyMemory<int> funcTable; // open-addressing hash of local FUNC indexes + 1, built on first FindFunction (empty until then)
+    // open-addressing hash of local FUNC indexes + 1: a kept index's (set once, at construction), or
+    // built on first use (an array reference: published whole to threads that look up at once)
+    readonly ReadOnlyMemory<int> keptFuncTable;
+    int[]? builtFuncTable;
     int funcCount = -1;
 
     /// <summary>The file name or label used in error messages.</summary>
@@ -90,7 +93,7 @@ public sealed partial class BtfFile
             || index.FuncTable.Length == 0 || (index.FuncTable.Length & (index.FuncTable.Length - 1)) != 0)
             throw new BtfFormatException(path, typeStart, "the kept type index does not fit this BTF");
         typeOffsets = index.TypeOffsets;
-        funcTable = index.FuncTable;
+        keptFuncTable = index.FuncTable;
         funcCount = index.FuncCount;
     }
 
@@ -105,7 +108,7 @@ public sealed partial class BtfFile
         get
         {
             _ = FuncTable;  // built if it was not
-            return new(typeOffsets, funcTable, funcCount);
+            return new(typeOffsets, keptFuncTable.IsEmpty ? builtFuncTable : keptFuncTable, funcCount);
         }
     }
 
@@ -326,7 +329,7 @@ public sealed partial class BtfFile
         return (int)(h & 0x7fffffff);
     }
 
-    ReadOnlySpan<int> FuncTable => funcTable.IsEmpty ? BuildFuncTable() : funcTable.Span;
+    ReadOnlySpan<int> FuncTable => keptFuncTable.IsEmpty ? builtFuncTable ?? BuildFuncTable() : keptFuncTable.Span;
 
     int[] BuildFuncTable()
     {
@@ -351,7 +354,7 @@ public sealed partial class BtfFile
             table[h] = i + 1; // ids are inserted in increasing order, so probing finds the lowest id first
         }
         funcCount = count;
-        funcTable = table;
+        builtFuncTable = table;
         return table;
     }
 

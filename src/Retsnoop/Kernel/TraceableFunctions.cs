@@ -156,8 +156,9 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
     ReadOnlyMemory<int> moduleIndex;
     ReadOnlyMemory<ulong> address;
     // open addressing by NameHash: each function's index + 1 (a power-of-two length, half empty at
-    // least); built on first use, or taken from a kept index
-    ReadOnlyMemory<int> nameTable;
+    // least); a kept index's, or built on first use (an array reference: published whole)
+    ReadOnlyMemory<int> keptNameTable;
+    int[]? builtNameTable;
     readonly List<string> modules = [];
 
     internal TraceableList(ReadOnlyMemory<byte> text, int capacity)
@@ -225,7 +226,7 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
         }
     }
 
-    ReadOnlySpan<int> NameTable => nameTable.IsEmpty ? BuildNameTable() : nameTable.Span;
+    ReadOnlySpan<int> NameTable => keptNameTable.IsEmpty ? builtNameTable ?? BuildNameTable() : keptNameTable.Span;
 
     int[] BuildNameTable()
     {
@@ -241,7 +242,7 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
                 h = (h + 1) & mask;
             table[h] = i + 1;
         }
-        nameTable = table;
+        builtNameTable = table;
         return table;
     }
 
@@ -326,7 +327,7 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
         }
         if (used != count)
             return null;
-        (list.nameStart, list.nameLength, list.moduleIndex, list.address, list.nameTable, list.count) = (startColumn, lengthColumn, moduleColumn, addrs, tableColumn, count);
+        (list.nameStart, list.nameLength, list.moduleIndex, list.address, list.keptNameTable, list.count) = (startColumn, lengthColumn, moduleColumn, addrs, tableColumn, count);
         return list;
     }
 

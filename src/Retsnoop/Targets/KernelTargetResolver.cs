@@ -295,9 +295,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
             throw new TracingException("every function matching the entry globs is denied or cannot be traced: nothing would start a session");
     }
 
-    /// <summary>Specs split for matching every traceable function: exact names by dictionary (a
-    /// command line of 1,000 names would otherwise cost 1,000 glob checks per function, seconds
-    /// under emulation), globs and source globs one by one.</summary>
+    /// <summary>Whether a source glob's set of function names has this UTF-8 name.</summary>
     static bool InSourceSet(HashSet<string>.AlternateLookup<ReadOnlySpan<char>> set, ReadOnlySpan<byte> utf8)
     {
         Span<char> buf = stackalloc char[512];
@@ -305,7 +303,8 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
     }
 
     /// <summary>One option's specs: literal names found through the list's name table, by the index
-    /// of each function they name; globs (and source globs) matched against each name.</summary>
+    /// of each function they name (a command line of 1,000 names would otherwise cost 1,000 checks
+    /// per function, seconds under emulation); globs and source globs matched against each name.</summary>
     sealed class SpecSet
     {
         public Dictionary<int, List<FunctionSpec>> ExactByIndex { get; } = [];
