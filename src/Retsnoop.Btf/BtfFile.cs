@@ -90,7 +90,7 @@ public sealed partial class BtfFile
         var o = index.TypeOffsets.Span;
         if (o.Length == 0 || o[0] != typeStart || o[^1] < typeStart || o[^1] + 12 > typeEnd
             || o[^1] + 12 + TrailerSize((BtfKind)((U32(o[^1] + 4) >> 24) & 0x1f), (int)(U32(o[^1] + 4) & 0xffff)) != typeEnd
-            || index.FuncTable.Length == 0 || (index.FuncTable.Length & (index.FuncTable.Length - 1)) != 0)
+            || !NameSlots.Fits(index.FuncTable.Span, o.Length, index.FuncCount))
             throw new BtfFormatException(path, typeStart, "the kept type index does not fit this BTF");
         typeOffsets = index.TypeOffsets;
         keptFuncTable = index.FuncTable;
@@ -281,16 +281,12 @@ public sealed partial class BtfFile
     /// <summary>The FUNC type id with this name (the lowest id if several); searched here, then in the base.</summary>
     public int? FindFunction(string name)
     {
-        var table = FuncTable;
-        var offsets = typeOffsets.Span;
         int max = Encoding.UTF8.GetMaxByteCount(name.Length);
         Span<byte> buf = max <= 512 ? stackalloc byte[512] : new byte[max];
-        int len = Encoding.UTF8.GetBytes(name, buf);
-        var key = buf[..len];
-        int mask = table.Length - 1;
-        for (int h = Hash(key) & mask; table[h] != 0; h = (h + 1) & mask)
+        var key = buf[..Encoding.UTF8.GetBytes(name, buf)];
+        var offsets = typeOffsets.Span;
+        foreach (int i in NameSlots.Probe(FuncTable, Hash(key)))
         {
-            int i = table[h] - 1;
             if (NameBytes(offsets[i]).SequenceEqual(key))
                 return FirstId + i;
         }
@@ -303,13 +299,10 @@ public sealed partial class BtfFile
         var result = new List<int>();
         if (baseBtf is not null)
             result.AddRange(baseBtf.FindFunctions(name));
-        var table = FuncTable;
-        var offsets = typeOffsets.Span;
         var key = Encoding.UTF8.GetBytes(name);
-        int mask = table.Length - 1;
-        for (int h = Hash(key) & mask; table[h] != 0; h = (h + 1) & mask)
+        var offsets = typeOffsets.Span;
+        foreach (int i in NameSlots.Probe(FuncTable, Hash(key)))
         {
-            int i = table[h] - 1;
             if (NameBytes(offsets[i]).SequenceEqual(key))
                 result.Add(FirstId + i);
         }
@@ -317,9 +310,9 @@ public sealed partial class BtfFile
         return result;
     }
 
+    // FNV-1a, then a final mix so low bits are usable as a table index (a kept table was built with it)
     static int Hash(ReadOnlySpan<byte> s)
     {
-        // FNV-1a, then a final mix so low bits are usable as a table index
         uint h = 2166136261;
         foreach (byte b in s)
             h = (h ^ b) * 16777619;
@@ -333,26 +326,15 @@ public sealed partial class BtfFile
 
     int[] BuildFuncTable()
     {
-        var offsets = typeOffsets.Span;
         int count = 0;
-        foreach (int o in offsets)
+        foreach (int o in typeOffsets.Span)
             if (KindAt(o) == BtfKind.Func)
                 count++;
-        int size = 16;
-        while (size < count * 2)
-            size <<= 1;
-        var table = new int[size];
-        int mask = size - 1;
-        for (int i = 0; i < offsets.Length; i++)
+        var table = NameSlots.Build(typeOffsets.Length, count, i =>
         {
-            int o = offsets[i];
-            if (KindAt(o) != BtfKind.Func)
-                continue;
-            int h = Hash(NameBytes(o)) & mask;
-            while (table[h] != 0)
-                h = (h + 1) & mask;
-            table[h] = i + 1; // ids are inserted in increasing order, so probing finds the lowest id first
-        }
+            int o = typeOffsets.Span[i];
+            return KindAt(o) == BtfKind.Func ? Hash(NameBytes(o)) : -1;
+        });
         funcCount = count;
         builtFuncTable = table;
         return table;

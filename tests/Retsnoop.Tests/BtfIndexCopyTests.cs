@@ -4,7 +4,7 @@ using Retsnoop.Kernel;
 namespace Retsnoop.Tests;
 
 /// <summary>This boot's index of the kernel's BTF: the first load keeps it, the next loads take it
-/// and find the same types and functions; a kept index that does not fit is indexed again.</summary>
+/// and find the same types and functions; a kept index that does not fit (types or FUNC table) is indexed again.</summary>
 public sealed class BtfIndexCopyTests : IDisposable
 {
     readonly string dir = Path.Combine(Path.GetTempPath(), $"retsnoop-btf-index-{Guid.NewGuid():N}");
@@ -64,6 +64,12 @@ public sealed class BtfIndexCopyTests : IDisposable
         var loaded = KernelBtf.Load(KernelBtf.SysfsPath, Copy);
         AssertSameAnswers(fresh, loaded);
         Assert.Equal(index.TypeOffsets.Length, BtfIndexCopy.TryLoad(Copy, key)!.TypeOffsets.Length);
+        // a FUNC table with a slot past the types: refused on load and built again
+        var table = index.FuncTable.ToArray();
+        table[Array.FindIndex(table, e => e != 0)] = index.TypeOffsets.Length + 1;
+        BtfIndexCopy.TrySave(Copy, key, index with { FuncTable = table });
+        AssertSameAnswers(fresh, KernelBtf.Load(KernelBtf.SysfsPath, Copy));
+        Assert.Equal(index.FuncTable.ToArray(), BtfIndexCopy.TryLoad(Copy, key)!.FuncTable.ToArray());
         // another boot's (or another BTF's) copy is not taken
         Assert.Null(BtfIndexCopy.TryLoad(Copy, key + "0"));
     }

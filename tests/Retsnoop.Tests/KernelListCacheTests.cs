@@ -28,15 +28,21 @@ public sealed class KernelListCacheTests : IDisposable
 
     static List<TraceableFunction> All(TraceableList l) => [.. l];
 
+    // a list as the kernel prints it: its bytes, its parse and the parse's index
+    static (byte[] Bytes, TraceableList Parsed, byte[] Index) Indexed(string text)
+    {
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var parsed = TraceableFunctions.Parse(bytes, withAddrs: true);
+        return (bytes, parsed, parsed.Index());
+    }
+
     /// <summary>The parsed list's index, kept beside the copy: taken back whole for the same text
     /// (module names and addresses too), refused for another text or a damaged index.</summary>
     [Fact]
     public void TheListIndexReadsBackForItsTextOnly()
     {
         const string text = "ffffffff81000004 a_func\nffffffff81000104 b_func\nffffffffc0001004 m_func [mod]\nffffffffc0002004 n_func [other]\n";
-        var bytes = Encoding.UTF8.GetBytes(text);
-        var parsed = TraceableFunctions.Parse(bytes, withAddrs: true);
-        var index = parsed.Index();
+        var (bytes, parsed, index) = Indexed(text);
         var back = TraceableList.TryFromIndex(bytes, index);
         Assert.NotNull(back);
         Assert.Equal(All(parsed), All(back));
@@ -60,9 +66,7 @@ public sealed class KernelListCacheTests : IDisposable
     public void TheNameTableFindsEveryFunctionOfAName()
     {
         const string text = "ffffffff81000004 a_func\nffffffff81000104 dup\nffffffffc0001004 m_func [mod]\nffffffffc0002004 dup [other]\n";
-        var bytes = Encoding.UTF8.GetBytes(text);
-        var parsed = TraceableFunctions.Parse(bytes, withAddrs: true);
-        var index = parsed.Index();
+        var (bytes, parsed, index) = Indexed(text);
         var back = TraceableList.TryFromIndex(bytes, index)!;
         foreach (var list in new[] { parsed, back })
         {

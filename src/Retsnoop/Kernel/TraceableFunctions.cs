@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Text;
+using Retsnoop.Btf;
 using Retsnoop.Model;
 using Retsnoop.Symbols;
 
@@ -155,8 +156,8 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
     ReadOnlyMemory<int> nameLength;
     ReadOnlyMemory<int> moduleIndex;
     ReadOnlyMemory<ulong> address;
-    // open addressing by NameHash: each function's index + 1 (a power-of-two length, half empty at
-    // least); a kept index's, or built on first use (an array reference: published whole)
+    // the names' NameSlots by NameHash: a kept index's, or built on first use (an array reference:
+    // published whole)
     ReadOnlyMemory<int> keptNameTable;
     int[]? builtNameTable;
     readonly List<string> modules = [];
@@ -217,34 +218,14 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
     /// of the start in the TCG guest.</summary>
     public void AddIndexesNamed(ReadOnlySpan<byte> name, List<int> into)
     {
-        var table = NameTable;
-        int mask = table.Length - 1;
-        for (int h = NameHash(name) & mask; table[h] != 0; h = (h + 1) & mask)
+        foreach (int i in NameSlots.Probe(NameTable, NameHash(name)))
         {
-            if (NameBytes(table[h] - 1).SequenceEqual(name))
-                into.Add(table[h] - 1);
+            if (NameBytes(i).SequenceEqual(name))
+                into.Add(i);
         }
     }
 
-    ReadOnlySpan<int> NameTable => keptNameTable.IsEmpty ? builtNameTable ?? BuildNameTable() : keptNameTable.Span;
-
-    int[] BuildNameTable()
-    {
-        int size = 16;
-        while (size < 2L * count)
-            size <<= 1;
-        var table = new int[size];
-        int mask = size - 1;
-        for (int i = 0; i < count; i++)
-        {
-            int h = NameHash(NameBytes(i)) & mask;
-            while (table[h] != 0)
-                h = (h + 1) & mask;
-            table[h] = i + 1;
-        }
-        builtNameTable = table;
-        return table;
-    }
+    ReadOnlySpan<int> NameTable => keptNameTable.IsEmpty ? builtNameTable ??= NameSlots.Build(count, count, i => NameHash(NameBytes(i))) : keptNameTable.Span;
 
     // CRC32C (one instruction per 8 bytes on x86-64 and arm64); stable across runs, as a kept table needs
     static int NameHash(ReadOnlySpan<byte> name)
@@ -307,8 +288,8 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
         }
         if (!r.Values<int>(count, out var startColumn) || !r.Values<int>(count, out var lengthColumn) || !r.Values<int>(count, out var moduleColumn)
             || !r.Values<ulong>(count, out var addrs)
-            || !r.Int32(out int tableLength) || tableLength < 16 || tableLength <= count || (tableLength & (tableLength - 1)) != 0
-            || !r.Values<int>(tableLength, out var tableColumn) || r.Remaining != 0)
+            || !r.Int32(out int tableLength) || tableLength < 0 || !r.Values<int>(tableLength, out var tableColumn) || r.Remaining != 0
+            || !NameSlots.Fits(tableColumn.Span, count, count))
             return null;
         // every entry checked once here (the pages are read once), so a damaged index is rebuilt
         ReadOnlySpan<int> starts = startColumn.Span, lengths = lengthColumn.Span, mods = moduleColumn.Span;
@@ -317,16 +298,6 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
             if (starts[i] < 0 || lengths[i] < 0 || (long)starts[i] + lengths[i] > textLength || mods[i] < -1 || mods[i] >= moduleCount)
                 return null;
         }
-        // as many entries as functions, in a larger table: a probe always ends at an empty slot
-        int used = 0;
-        foreach (int e in tableColumn.Span)
-        {
-            if (e < 0 || e > count)
-                return null;
-            used += e == 0 ? 0 : 1;
-        }
-        if (used != count)
-            return null;
         (list.nameStart, list.nameLength, list.moduleIndex, list.address, list.keptNameTable, list.count) = (startColumn, lengthColumn, moduleColumn, addrs, tableColumn, count);
         return list;
     }

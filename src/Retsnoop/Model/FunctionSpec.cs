@@ -7,11 +7,12 @@ public sealed class Glob
     public string Pattern { get; }
     readonly bool literal;
     readonly byte[] utf8;
-    // the pattern's parts between '*'s (when it has no '?'): the first is a prefix, the last a
+    // the pattern's parts between '*'s (when it has no '?'), as chars and as UTF-8: the first is a prefix, the last a
     // suffix, those between are found in order (leftmost is enough: a later one can only leave
     // less room for the rest). A kernel list has ~60,000 names and -a '*pcpu*' scans them all:
     // vectorized prefix, suffix and substring searches instead of a byte-by-byte backtracking walk.
-    readonly byte[][]? parts;
+    readonly byte[][]? utf8Parts;
+    readonly char[][]? charParts;
 
     public Glob(string pattern)
     {
@@ -19,12 +20,19 @@ public sealed class Glob
         literal = pattern.IndexOfAny(['*', '?']) < 0;
         utf8 = System.Text.Encoding.UTF8.GetBytes(pattern);
         if (!literal && !pattern.Contains('?'))
-            parts = [.. pattern.Split('*').Select(System.Text.Encoding.UTF8.GetBytes)];
+        {
+            charParts = [.. pattern.Split('*').Select(p => p.ToCharArray())];
+            utf8Parts = [.. charParts.Select(System.Text.Encoding.UTF8.GetBytes)];
+        }
     }
 
     public bool IsLiteral => literal;
 
-    public bool Matches(ReadOnlySpan<char> s) => literal ? s.SequenceEqual(Pattern) : Match(Pattern, s, '*', '?');
+    /// <summary>The pattern as UTF-8 (for a literal: the name to look up).</summary>
+    public ReadOnlySpan<byte> Utf8 => utf8;
+
+    public bool Matches(ReadOnlySpan<char> s) =>
+        literal ? s.SequenceEqual(Pattern) : charParts is not null ? MatchParts(s, charParts) : Match(Pattern, s, '*', '?');
 
     /// <summary>The same answer for a name given as UTF-8 (kernel function names are ASCII; a '?'
     /// against a name with other characters is decided on chars).</summary>
@@ -32,9 +40,14 @@ public sealed class Glob
     {
         if (literal)
             return s.SequenceEqual(utf8);
-        if (parts is null)
-            return System.Text.Ascii.IsValid(s) ? Match<byte>(utf8, s, (byte)'*', (byte)'?') : Matches(System.Text.Encoding.UTF8.GetString(s));
-        ReadOnlySpan<byte> first = parts[0], last = parts[^1];
+        if (utf8Parts is not null)
+            return MatchParts(s, utf8Parts);
+        return System.Text.Ascii.IsValid(s) ? Match<byte>(utf8, s, (byte)'*', (byte)'?') : Matches(System.Text.Encoding.UTF8.GetString(s));
+    }
+
+    static bool MatchParts<T>(ReadOnlySpan<T> s, T[][] parts) where T : IEquatable<T>
+    {
+        ReadOnlySpan<T> first = parts[0], last = parts[^1];
         if (s.Length < first.Length + last.Length || !s.StartsWith(first) || !s.EndsWith(last))
             return false;
         s = s[first.Length..^last.Length];
@@ -48,7 +61,7 @@ public sealed class Glob
         return true;
     }
 
-    // iterative matcher with single-star backtracking: linear for typical globs
+    // '?' patterns: an iterative matcher with single-star backtracking, linear for typical globs
     static bool Match<T>(ReadOnlySpan<T> p, ReadOnlySpan<T> s, T star, T question) where T : IEquatable<T>
     {
         int pi = 0, si = 0, starP = -1, starS = 0;

@@ -318,7 +318,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
                 if (s.SourceGlob is null && s.Name is { IsLiteral: true } name)
                 {
                     indexes.Clear();
-                    list.AddIndexesNamed(Encoding.UTF8.GetBytes(name.Pattern), indexes);
+                    list.AddIndexesNamed(name.Utf8, indexes);
                     foreach (int i in indexes)
                     {
                         if (!ExactByIndex.TryGetValue(i, out var named))
