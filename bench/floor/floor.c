@@ -442,7 +442,7 @@ int main(int argc, char **argv)
 usage:
 		fprintf(stderr, "usage: floor kmulti|kprobe|fentry|ksession|fmulti|fsession empty|filter|record|stack FUNCS_FILE [-n COMM] [-j THREADS] [-v]\n"
 			"       floor ksession|kmulti ours FUNCS_FILE\n"
-			"FLOOR_VERIFIER_STATS=1 prints the verifier's statistics of the programs loaded\n");
+			"FLOOR_VERIFIER_STATS=1 prints the verifier's statistics of the programs loaded (=2: its whole log)\n");
 		return 2;
 	}
 	const char *mode = argv[optind], *body = argv[optind + 1];
@@ -584,15 +584,23 @@ usage:
 		}
 	}
 	/* FLOOR_VERIFIER_STATS=1: the verifier's statistics of each program loaded (log level 4),
-	 * to stderr: how much of the load is verification, and of how many states */
-	static char entry_log[1 << 16], exit_log[1 << 16];
-	bool vstats = getenv("FLOOR_VERIFIER_STATS") != NULL;
+	 * to stderr: how much of the load is verification, and of how many states; =2: the whole
+	 * log of every instruction it walked (log level 2 with the statistics), to see where */
+	static char *entry_log, *exit_log;
+	const char *vstats_env = getenv("FLOOR_VERIFIER_STATS");
+	bool vstats = vstats_env != NULL;
 	if (vstats) {
-		bpf_program__set_log_level(entry, 4);
-		bpf_program__set_log_buf(entry, entry_log, sizeof(entry_log));
+		__u32 level = !strcmp(vstats_env, "2") ? 2 | 4 : 4;
+		size_t log_size = level & 2 ? 64u << 20 : 1u << 16;
+		entry_log = calloc(1, log_size);
+		exit_log = calloc(1, log_size);
+		if (!entry_log || !exit_log)
+			die("no memory for the verifier's log");
+		bpf_program__set_log_level(entry, level);
+		bpf_program__set_log_buf(entry, entry_log, log_size);
 		if (exit_prog) {
-			bpf_program__set_log_level(exit_prog, 4);
-			bpf_program__set_log_buf(exit_prog, exit_log, sizeof(exit_log));
+			bpf_program__set_log_level(exit_prog, level);
+			bpf_program__set_log_buf(exit_prog, exit_log, log_size);
 		}
 	}
 	if (bpf_object__load(obj))

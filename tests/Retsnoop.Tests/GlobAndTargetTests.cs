@@ -189,6 +189,29 @@ public class TargetResolverTests
         Assert.DoesNotContain(Resolve("-e", "__x64_sys_bpf", "-a", "p9_client_rpc [other]"), f => f.Name == "p9_client_rpc");
     }
 
+    /// <summary>'*' globs are resolved from the names that contain their longest part (found by
+    /// searching the list's text): the same functions, in the same order, as matching every name
+    /// (which a '?' glob beside them forces), deny globs, modules and short parts included.</summary>
+    [Fact]
+    public void SearchedGlobsSelectWhatTheScanSelects()
+    {
+        static string Shape(List<TracedFunction> r) => string.Join(" ", r.Select(f => $"{f.Name}[{f.Module}]@{f.Address:x}{(f.IsEntry ? "!" : "")}"));
+        string[][] cases =
+        [
+            ["-e", "*sys_bpf", "-a", "array_map_*", "-a", "*map*"],
+            ["-e", "*sys_*", "-a", "*static", "-a", "p9_*rpc [9pnet]", "-d", "dup_*"],
+            ["-e", "__x64_sys_bpf", "-a", "*_alloc*", "-a", "*mount"],
+            ["-e", "*sys*", "-a", "*_a*"], // a 2-byte part: every name matched
+        ];
+        foreach (var c in cases)
+        {
+            var searched = Resolve(c);
+            Assert.NotEmpty(searched);
+            Assert.Equal(Shape(Resolve([.. c, "-a", "no?such"])), Shape(searched));
+        }
+        Assert.Equal("__x64_sys_bpf[]@1000! array_map_alloc_check[]@2000 bpf_map_area_alloc[]@3000", Shape(Resolve(cases[0])));
+    }
+
     /// <summary>kallsyms as a kprobe.multi run must not touch it: every lookup fails the test.</summary>
     sealed class UnreadSyms : IFunctionAddresses
     {

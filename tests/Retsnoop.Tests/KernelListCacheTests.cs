@@ -93,6 +93,30 @@ public sealed class KernelListCacheTests : IDisposable
         Assert.Null(TraceableList.TryFromIndex(bytes, tooMany));
     }
 
+    /// <summary>Names containing a part, found in the list's text: each function once, in the
+    /// list's order; hits in addresses and module names are not names'.</summary>
+    [Fact]
+    public void NamesContainingAPartAreFoundInTheText()
+    {
+        const string text = "ffffffff81000004 abcfff_abc\nffffffff81000104 fffabc [abcmod]\nffffffffc0001004 other [mod]\nffffffffc0002004 xabcx\n";
+        var (bytes, parsed, index) = Indexed(text);
+        foreach (var list in new[] { parsed, TraceableList.TryFromIndex(bytes, index)! })
+        {
+            List<int> Containing(string part)
+            {
+                var found = new List<int>();
+                list.AddIndexesContaining(Encoding.UTF8.GetBytes(part), found);
+                return found;
+            }
+            Assert.Equal([0, 1, 3], Containing("abc"));
+            Assert.Equal([0, 1], Containing("fff"));
+            Assert.Equal([2], Containing("other"));
+            Assert.Empty(Containing("mod"));
+            Assert.Empty(Containing("81000"));
+            Assert.Empty(Containing("abcx\n"));
+        }
+    }
+
     [Fact]
     public void TheSecondReadUnderTheSameKeyIsTheCopy()
     {

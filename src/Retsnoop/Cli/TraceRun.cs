@@ -110,7 +110,9 @@ sealed class TraceRun(Options opts)
             {
                 KernelNoProbe = KernelTargetResolver.ReadKernelNoProbe(copies),
                 NeedsSymbolStarts = NeedsSymbolStarts(),
+                StepDone = step => Log(2, $"[{launch.ElapsedMilliseconds} ms] {step}"),
             };
+            Log(2, $"[{launch.ElapsedMilliseconds} ms] matching names");
             funcs = resolver.Resolve(traceable);
             foreach (var n in resolver.Notes)
                 Log(1, n);

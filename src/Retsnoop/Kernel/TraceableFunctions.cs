@@ -225,6 +225,38 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
         }
     }
 
+    /// <summary>Adds the indexes of the functions whose names contain <paramref name="part"/> to
+    /// <paramref name="into"/>, each once, in the list's order: one vectorized search through the
+    /// list's text instead of a match per name (a glob's scan of the ~50,000 names was ~30 ms of the
+    /// start in the TCG guest). Hits outside names (addresses, modules) are passed over.</summary>
+    public void AddIndexesContaining(ReadOnlySpan<byte> part, List<int> into)
+    {
+        if (part.IsEmpty)
+            throw new ArgumentException("an empty part is in every name", nameof(part));
+        var all = text.Span;
+        ReadOnlySpan<int> starts = nameStart.Span[..count], lengths = nameLength.Span[..count];
+        int from = 0;
+        while (from < all.Length)
+        {
+            int at = all[from..].IndexOf(part);
+            if (at < 0)
+                break;
+            at += from;
+            int i = starts.BinarySearch(at);
+            if (i < 0)
+                i = ~i - 1; // the last name that starts before the hit
+            if (i >= 0 && at + part.Length <= starts[i] + lengths[i])
+            {
+                into.Add(i);
+                from = starts[i] + lengths[i];
+            }
+            else
+            {
+                from = at + 1;
+            }
+        }
+    }
+
     ReadOnlySpan<int> NameTable => keptNameTable.IsEmpty ? builtNameTable ??= NameSlots.Build(count, count, i => NameHash(NameBytes(i))) : keptNameTable.Span;
 
     // CRC32C (one instruction per 8 bytes on x86-64 and arm64); stable across runs, as a kept table needs
@@ -293,10 +325,12 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
             return null;
         // every entry checked once here (the pages are read once), so a damaged index is rebuilt
         ReadOnlySpan<int> starts = startColumn.Span, lengths = lengthColumn.Span, mods = moduleColumn.Span;
+        long end = 0; // names lie in the text's order, apart (AddIndexesContaining searches them so)
         for (int i = 0; i < count; i++)
         {
-            if (starts[i] < 0 || lengths[i] < 0 || (long)starts[i] + lengths[i] > textLength || mods[i] < -1 || mods[i] >= moduleCount)
+            if (starts[i] < end || lengths[i] < 0 || (long)starts[i] + lengths[i] > textLength || mods[i] < -1 || mods[i] >= moduleCount)
                 return null;
+            end = (long)starts[i] + lengths[i];
         }
         (list.nameStart, list.nameLength, list.moduleIndex, list.address, list.keptNameTable, list.count) = (startColumn, lengthColumn, moduleColumn, addrs, tableColumn, count);
         return list;

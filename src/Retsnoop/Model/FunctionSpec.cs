@@ -31,6 +31,10 @@ public sealed class Glob
     /// <summary>The pattern as UTF-8 (for a literal: the name to look up).</summary>
     public ReadOnlySpan<byte> Utf8 => utf8;
 
+    /// <summary>For a '*' pattern (no '?'), its longest part between '*'s: every name it matches
+    /// contains these bytes (empty otherwise: "*", literals and '?' patterns).</summary>
+    public ReadOnlySpan<byte> LongestPart => utf8Parts is null ? default : utf8Parts.MaxBy(p => p.Length);
+
     public bool Matches(ReadOnlySpan<char> s) =>
         literal ? s.SequenceEqual(Pattern) : charParts is not null ? MatchParts(s, charParts) : Match(Pattern, s, '*', '?');
 

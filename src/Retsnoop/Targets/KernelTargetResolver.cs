@@ -102,6 +102,9 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
     readonly List<string> notes = [];
     public IReadOnlyList<string> Notes => notes;
 
+    /// <summary>Told as each step of <see cref="Resolve"/> ends (-vv prints when).</summary>
+    public Action<string> StepDone { get; init; } = _ => { };
+
     public List<TracedFunction> Resolve(IReadOnlyList<TraceableFunction> traceable)
     {
         if (settings.Entry.Count == 0)
@@ -157,11 +160,15 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
 
         var chosen = new List<(TraceableFunction F, bool IsEntry)>();
         int denied = 0, builtinDenied = 0, noProbe = 0;
-        // entry and allow specs all literal names: only their functions are looked at
+        // entry and allow specs all literal names or '*' globs with a part to search for: only the
+        // functions of those names, or whose names contain those parts, are looked at
         List<int>? named = null;
-        if (entrySet.Scanned.Count == 0 && allowSet.Scanned.Count == 0)
+        if (entrySet.Searchable && allowSet.Searchable)
         {
-            named = [.. entrySet.ExactByIndex.Keys.Union(allowSet.ExactByIndex.Keys)];
+            var candidates = new List<int>(entrySet.ExactByIndex.Keys.Concat(allowSet.ExactByIndex.Keys));
+            foreach (var s in entrySet.Scanned.Concat(allowSet.Scanned))
+                list.AddIndexesContaining(s.Name!.LongestPart, candidates);
+            named = [.. candidates.Distinct()];
             named.Sort();  // the list's order, as the scan gives
         }
         var names = list.Names;
@@ -193,6 +200,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
             chosen.Add((f, isEntry));
         }
 
+        StepDone($"{chosen.Count} functions chosen by name");
         // only entry globs must match (checked on the final list below); allow, deny and source
         // globs may match nothing: commands copied from articles name functions later kernels renamed
         foreach (var s in allow.Concat(deny).Where(s => !hits.ContainsKey(s)))
@@ -210,6 +218,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
             notes.Add($"the starts of {chosen.Count} functions from their ftrace sites (/proc/kcore); kallsyms not read to attach");
         else if (chosen.Count > 0) // none: the entry glob check below says why, without kallsyms
             ksyms.Prepare(chosen.Select(c => c.F.Name).ToHashSet(StringComparer.Ordinal));
+        StepDone(siteStarts is not null ? "function starts read" : "kallsyms read");
         var result = new List<TracedFunction>();
         // names that occur more than once (static functions in several files) need exact addresses
         var occurrences = chosen.GroupBy(c => (c.F.Name, c.F.Module)).ToDictionary(g => g.Key, g => g.Count());
@@ -266,6 +275,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
             result.Add(func);
         }
 
+        StepDone("types looked up");
         if (settings.FentryOnly)
             result = KeepFentryAttachable(result);
         CheckEntryGlobsMatch(entry, result, hits, (s, f) => Matches(s, f.Name, f.Module));
@@ -304,7 +314,8 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
 
     /// <summary>One option's specs: literal names found through the list's name table, by the index
     /// of each function they name (a command line of 1,000 names would otherwise cost 1,000 checks
-    /// per function, seconds under emulation); globs and source globs matched against each name.</summary>
+    /// per function, seconds under emulation); globs and source globs matched against each name
+    /// (or, when <see cref="Searchable"/>, against the names that contain their longest part).</summary>
     sealed class SpecSet
     {
         public Dictionary<int, List<FunctionSpec>> ExactByIndex { get; } = [];
@@ -331,7 +342,16 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
                     Scanned.Add(s);
                 }
             }
+            Searchable = Scanned.All(s => s.SourceGlob is null && s.Name is { } g && IsWorthSearching(g.LongestPart));
         }
+
+        /// <summary>Every glob has a part that <see cref="TraceableList.AddIndexesContaining"/> can
+        /// find the candidates by (matched afterwards as the scan would).</summary>
+        public bool Searchable { get; }
+
+        // a part of 1-2 bytes, or of hex digits only (in every address of the list's text), is
+        // found so often that matching each name is faster
+        static bool IsWorthSearching(ReadOnlySpan<byte> part) => part.Length >= 3 && part.ContainsAnyExcept("0123456789abcdef"u8);
     }
 
     // fentry attaches by BTF name: one instance per name, and only what the trampoline supports
