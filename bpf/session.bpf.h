@@ -180,24 +180,22 @@ static __always_inline bool is_failure(__u32 flags, __u64 res)
 /* Zeros to clear a kept chain's results from: BPF has no memset beyond a few stores. Not static,
  * so the compiler cannot take it for a constant and move it into .rodata (cfg's alone).
  */
-__u64 zero_results[2 * MAX_FSTACK_DEPTH];
-_Static_assert(__builtin_offsetof(struct stack_rec, lat) ==
-	       __builtin_offsetof(struct stack_rec, res) + sizeof(((struct stack_rec *)0)->res),
-	       "res and lat are cleared as one run");
-_Static_assert(sizeof(zero_results) == 2 * sizeof(((struct stack_rec *)0)->res), "zeros for res and lat");
+__u64 zero_results[MAX_FSTACK_DEPTH];
 
-/* Keep frames 0..d of the live stack as the new chain. The whole arrays are copied and cleared
- * (frames past depth are never read): straight-line code the verifier walks once, where a loop up
- * to d was walked once per possible depth, three quarters of the instructions it processed for the
- * default mode's program (~40 ms of every start in a TCG guest).
+/* Keep frames 0..d of the live stack as the new chain: copied and cleared by helper calls of
+ * d + 1 entries, straight-line code the verifier walks once, where a loop up to d was walked once
+ * per possible depth (three quarters of the instructions it processed for the default mode's
+ * program, ~20 ms of every start in a TCG guest).
  */
 static __always_inline void keep_chain(void *ctx, struct session *sess, __s32 d)
 {
 	struct stack_rec *r = &sess->rec;
+	__u32 n = fidx(d) + 1;
 
-	bpf_probe_read_kernel(r->ids, sizeof(r->ids), sess->ids);
-	bpf_probe_read_kernel(r->seqs, sizeof(r->seqs), sess->seqs);
-	bpf_probe_read_kernel(r->res, sizeof(zero_results), zero_results);
+	bpf_probe_read_kernel(r->ids, n * sizeof(r->ids[0]), sess->ids);
+	bpf_probe_read_kernel(r->seqs, n * sizeof(r->seqs[0]), sess->seqs);
+	bpf_probe_read_kernel(r->res, n * sizeof(r->res[0]), zero_results);
+	bpf_probe_read_kernel(r->lat, n * sizeof(r->lat[0]), zero_results);
 	__builtin_memset(r->done, 0, sizeof(r->done));
 	r->depth = d + 1;
 	r->stitch_pos = 0;
