@@ -109,7 +109,7 @@ static __always_inline void pp_enter(struct session *sess, __u32 tid, __u32 id, 
 /* keep_chain made frame d the origin of the kept chain: keep its path, if it has one */
 static __always_inline void pp_keep(struct session *sess, __s32 d)
 {
-	__u32 tid = sess->rec.tid, n;
+	__u32 tid = sess->rec.tid, n, f;
 	struct pp_state *st;
 	struct path_rec *c;
 
@@ -126,7 +126,12 @@ static __always_inline void pp_keep(struct session *sess, __s32 d)
 	if (n == 0 || n > PP_NEST)
 		return;
 	c = &st->calls[(n - 1) & PP_MASK];
-	if (c->seq != sess->seqs[(__u32)d & PP_FRAME_MASK])
+	/* hidden from the optimizer, so the mask stays: where d is known to be in 0..63 already the
+	 * compiler drops it, and 6.12's verifier takes no unsigned bound from that signed one
+	 */
+	f = (__u32)d;
+	barrier_var(f);
+	if (c->seq != sess->seqs[f & PP_FRAME_MASK])
 		return;
 	st->kept = *c;
 	st->kept.type = REC_PATH;
