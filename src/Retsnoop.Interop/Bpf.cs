@@ -23,7 +23,7 @@ public static unsafe class Bpf
     [KernelConst("BPF_F_UPROBE_MULTI_RETURN")] public const uint UprobeMultiReturn = 1;
     [KernelConst("BPF_MAP_TYPE_RINGBUF")] public const int MapTypeRingbuf = 27;
 
-    const int EPERM = 1, EBADF = 9, EINVAL = 22, EOPNOTSUPP = 95, ENOTSUPP = 524;
+    const int EPERM = 1, EBADF = 9, EINVAL = 22;
 
     /// <summary>bpf(cmd, attr, sizeof(attr)): the kernel reads only the struct's bytes and takes the rest as zero.</summary>
     static long Call<T>(BpfCmd cmd, T* attr) where T : unmanaged => Libc.Bpf((int)cmd, attr, sizeof(T));
@@ -293,24 +293,6 @@ public static unsafe class Bpf
         var attr = new MapElemAttr { MapFd = (uint)mapFd, Key = (ulong)key, Value = (ulong)value, Flags = flags };
         if (Call(BpfCmd.MapUpdateElem, &attr) < 0)
             throw new BpfException("updating BPF map", Libc.LastErrno);
-    }
-
-    /// <summary>Sets <paramref name="count"/> elements (keys and values each packed in an array) in
-    /// one call where the kernel has batch updates (an element per call cost ~0.1 ms in a TCG guest,
-    /// once per traced function), else one by one.</summary>
-    public static void MapUpdateAll(int mapFd, void* keys, int keySize, void* values, int valueSize, int count)
-    {
-        if (count == 0)
-            return;
-        var attr = new MapBatchAttr { MapFd = (uint)mapFd, Keys = (ulong)keys, Values = (ulong)values, Count = (uint)count };
-        if (Call(BpfCmd.MapUpdateBatch, &attr) == 0)
-            return;
-        int errno = Libc.LastErrno;
-        // older kernels and map types without batches: EINVAL or ENOTSUPP before any element is set
-        if (errno != EINVAL && errno != ENOTSUPP && errno != EOPNOTSUPP)
-            throw new BpfException("updating BPF map", errno);
-        for (int i = 0; i < count; i++)
-            MapUpdate(mapFd, (byte*)keys + (long)i * keySize, (byte*)values + (long)i * valueSize);
     }
 
     public static bool MapLookup(int mapFd, void* key, void* value)

@@ -19,7 +19,6 @@ public enum BpfCmd
     [KernelConst("BPF_RAW_TRACEPOINT_OPEN")] RawTracepointOpen = 17,
     [KernelConst("BPF_BTF_GET_FD_BY_ID")] BtfGetFdById = 19,
     [KernelConst("BPF_BTF_GET_NEXT_ID")] BtfGetNextId = 23,
-    [KernelConst("BPF_MAP_UPDATE_BATCH")] MapUpdateBatch = 26,
     [KernelConst("BPF_LINK_CREATE")] LinkCreate = 28,
 }
 
@@ -54,22 +53,6 @@ public struct MapElemAttr
     [FieldOffset(16), KernelField("value")] public ulong Value;
     [FieldOffset(16), KernelField("next_key")] public ulong NextKey;
     [FieldOffset(24), KernelField("flags")] public ulong Flags;
-}
-
-/// <summary>BPF_MAP_UPDATE_BATCH (5.6+; array maps 5.7+).</summary>
-[KernelType("union bpf_attr")]
-[StructLayout(LayoutKind.Explicit, Size = 56)]
-public struct MapBatchAttr
-{
-    [FieldOffset(0), KernelField("batch.in_batch")] public ulong InBatch;
-    [FieldOffset(8), KernelField("batch.out_batch")] public ulong OutBatch;
-    [FieldOffset(16), KernelField("batch.keys")] public ulong Keys;
-    [FieldOffset(24), KernelField("batch.values")] public ulong Values;
-    /// <summary>Elements given; on return, how many were done.</summary>
-    [FieldOffset(32), KernelField("batch.count")] public uint Count;
-    [FieldOffset(36), KernelField("batch.map_fd")] public uint MapFd;
-    [FieldOffset(40), KernelField("batch.elem_flags")] public ulong ElemFlags;
-    [FieldOffset(48), KernelField("batch.flags")] public ulong Flags;
 }
 
 /// <summary>BPF_PROG_LOAD, through log_true_size (6.4+; older kernels just see zeros there).</summary>

@@ -28,30 +28,6 @@ public unsafe class KernelCallTests(ITestOutputHelper output)
         Assert.False(Bpf.MapLookup(map.Fd, &key, &read));
     }
 
-    /// <summary>Many elements in one call: every key gets its own value (keys out of order, values
-    /// 8 bytes apart); a key past the map's end is refused with the kernel's error.</summary>
-    [Fact]
-    public void MapUpdateAllSetsEveryElement()
-    {
-        TestObject.RequireRoot();
-        using var map = Bpf.MapCreate(MapTypeArray, 4, 8, 1000, "interop_batch");
-        var keys = Enumerable.Range(0, 1000).Select(i => (uint)(i * 7 % 1000)).ToArray();
-        var values = keys.Select(k => 0xabcd_0000_0000UL + k * 3).ToArray();
-        fixed (uint* k = keys)
-        fixed (ulong* v = values)
-            Bpf.MapUpdateAll(map.Fd, k, sizeof(uint), v, sizeof(ulong), keys.Length);
-        for (uint key = 0; key < 1000; key++)
-        {
-            ulong read = 0;
-            Assert.True(Bpf.MapLookup(map.Fd, &key, &read));
-            Assert.Equal(0xabcd_0000_0000UL + key * 3, read);
-        }
-        var e = Assert.Throws<BpfException>(() => UpdateOne(map.Fd, 1000, 1));
-        Assert.StartsWith("updating BPF map: E2BIG", e.Summary);
-    }
-
-    static void UpdateOne(int fd, uint key, ulong value) => Bpf.MapUpdateAll(fd, &key, sizeof(uint), &value, sizeof(ulong), 1);
-
     [Fact]
     public void MapCreateProbeAndRefusal()
     {

@@ -54,7 +54,7 @@ public class KernelLayoutTests(ITestOutputHelper output)
         string[] expected =
         [
             "BpfBtfInfo", "BpfLinkInfo", "BtfGetFdByIdAttr", "BtfGetNextIdAttr", "LinkCreateKprobeMultiAttr",
-            "LinkCreatePerfEventAttr", "LinkCreateTracingAttr", "LinkCreateTracingMultiAttr", "LinkCreateUprobeMultiAttr", "MapBatchAttr", "MapCreateAttr", "MapElemAttr",
+            "LinkCreatePerfEventAttr", "LinkCreateTracingAttr", "LinkCreateTracingMultiAttr", "LinkCreateUprobeMultiAttr", "MapCreateAttr", "MapElemAttr",
             "ObjGetInfoByFdAttr", "PerfEventAttr", "ProgLoadAttr", "RawTracepointOpenAttr",
         ];
         Assert.Equal(expected, KernelStructs.Select(t => t.Name).Order());

@@ -194,22 +194,21 @@ public sealed unsafe class TracerObject : IDisposable
             uint key = (uint)i, size = req.Probes[i].CaptureSize;
             Bpf.MapUpdate(sizes, &key, &size);
         }
-        // one call per map, not per function (1,000 functions were ~0.1 s of calls in a TCG guest)
-        int n = req.Functions.Count;
-        var ids = new uint[n];
-        var flags = new uint[n];
-        for (int i = 0; i < n; i++)
-            (ids[i], flags[i]) = ((uint)req.Functions[i].Id, (uint)req.Functions[i].Flags);
-        fixed (uint* keys = ids, values = flags)
-            Bpf.MapUpdateAll(obj.MapFd(BpfPrograms.FuncFlags), keys, sizeof(uint), values, sizeof(uint), n);
+        int fd = obj.MapFd(BpfPrograms.FuncFlags);
+        foreach (var f in req.Functions)
+        {
+            uint id = (uint)f.Id, val = (uint)f.Flags;
+            Bpf.MapUpdate(fd, &id, &val);
+        }
         if (req.Args is { } argSpecs)
         {
-            var specs = new BpfFuncArgsSpec[n];
-            for (int i = 0; i < n; i++)
-                specs[i] = argSpecs[req.Functions[i].Id].ToBpf();
-            fixed (uint* keys = ids)
-            fixed (BpfFuncArgsSpec* values = specs)
-                Bpf.MapUpdateAll(obj.MapFd(BpfPrograms.FuncArgs), keys, sizeof(uint), values, sizeof(BpfFuncArgsSpec), n);
+            int afd = obj.MapFd(BpfPrograms.FuncArgs);
+            foreach (var f in req.Functions)
+            {
+                uint id = (uint)f.Id;
+                var spec = argSpecs[f.Id].ToBpf();
+                Bpf.MapUpdate(afd, &id, &spec);
+            }
         }
         var s = req.Settings;
         byte one = 1;
