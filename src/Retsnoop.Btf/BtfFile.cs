@@ -29,6 +29,11 @@ public sealed partial class BtfFile
     readonly ReadOnlyMemory<int> keptFuncTable;
     int[]? builtFuncTable;
     int funcCount = -1;
+    // the same for STRUCT names: finding task_struct by walking every type record touched all of
+    // the kernel BTF's pages, ~6 ms of a TCG guest's start per struct looked up
+    readonly ReadOnlyMemory<int> keptStructTable;
+    int[]? builtStructTable;
+    int structCount = -1;
 
     /// <summary>The file name or label used in error messages.</summary>
     public string Path { get; }
@@ -90,25 +95,30 @@ public sealed partial class BtfFile
         var o = index.TypeOffsets.Span;
         if (o.Length == 0 || o[0] != typeStart || o[^1] < typeStart || o[^1] + 12 > typeEnd
             || o[^1] + 12 + TrailerSize((BtfKind)((U32(o[^1] + 4) >> 24) & 0x1f), (int)(U32(o[^1] + 4) & 0xffff)) != typeEnd
-            || !NameSlots.Fits(index.FuncTable.Span, o.Length, index.FuncCount))
+            || !NameSlots.Fits(index.FuncTable.Span, o.Length, index.FuncCount)
+            || !NameSlots.Fits(index.StructTable.Span, o.Length, index.StructCount))
             throw new BtfFormatException(path, typeStart, "the kept type index does not fit this BTF");
         typeOffsets = index.TypeOffsets;
         keptFuncTable = index.FuncTable;
         funcCount = index.FuncCount;
+        keptStructTable = index.StructTable;
+        structCount = index.StructCount;
     }
 
     /// <summary>Raw BTF with the index <see cref="Index"/> gave for the same bytes earlier: nothing is
     /// walked or hashed (for the kernel's BTF, ~0.05 s of every start in a TCG guest).</summary>
     public static BtfFile FromMemory(ReadOnlyMemory<byte> data, string name, BtfIndex index) => new(data, name, null, index);
 
-    /// <summary>What loading and the first function lookup computed (each type record's offset, the
-    /// FUNC name table), to be kept and handed to <see cref="FromMemory(ReadOnlyMemory{byte}, string, BtfIndex)"/>.</summary>
+    /// <summary>What loading and the first lookups computed (each type record's offset, the FUNC and
+    /// STRUCT name tables), to be kept and handed to <see cref="FromMemory(ReadOnlyMemory{byte}, string, BtfIndex)"/>.</summary>
     public BtfIndex Index
     {
         get
         {
-            _ = FuncTable;  // built if it was not
-            return new(typeOffsets, keptFuncTable.IsEmpty ? builtFuncTable : keptFuncTable, funcCount);
+            _ = FuncTable;  // built if they were not
+            _ = StructTable;
+            return new(typeOffsets, keptFuncTable.IsEmpty ? builtFuncTable : keptFuncTable, funcCount,
+                keptStructTable.IsEmpty ? builtStructTable : keptStructTable, structCount);
         }
     }
 
@@ -326,18 +336,35 @@ public sealed partial class BtfFile
 
     int[] BuildFuncTable()
     {
-        int count = 0;
-        foreach (int o in typeOffsets.Span)
-            if (KindAt(o) == BtfKind.Func)
-                count++;
-        var table = NameSlots.Build(typeOffsets.Length, count, i =>
-        {
-            int o = typeOffsets.Span[i];
-            return KindAt(o) == BtfKind.Func ? Hash(NameBytes(o)) : -1;
-        });
-        funcCount = count;
+        var table = BuildNameTable(BtfKind.Func, out funcCount);
         builtFuncTable = table;
         return table;
+    }
+
+    ReadOnlySpan<int> StructTable => keptStructTable.IsEmpty ? builtStructTable ?? BuildStructTable() : keptStructTable.Span;
+
+    int[] BuildStructTable()
+    {
+        var table = BuildNameTable(BtfKind.Struct, out structCount);
+        builtStructTable = table;
+        return table;
+    }
+
+    /// <summary>The name table of this blob's named types of one kind (anonymous structs, thousands
+    /// in a kernel's BTF, would all share one hash).</summary>
+    int[] BuildNameTable(BtfKind kind, out int count)
+    {
+        var offsets = typeOffsets.Span;
+        int n = 0;
+        foreach (int o in offsets)
+            if (KindAt(o) == kind && U32(o) != 0)
+                n++;
+        count = n;
+        return NameSlots.Build(offsets.Length, n, i =>
+        {
+            int o = typeOffsets.Span[i];
+            return KindAt(o) == kind && U32(o) != 0 ? Hash(NameBytes(o)) : -1;
+        });
     }
 
     /// <summary>Number of FUNC types defined in this blob (not the base's).</summary>
@@ -377,6 +404,15 @@ public sealed partial class BtfFile
             return b;
         var key = Encoding.UTF8.GetBytes(name);
         var offsets = typeOffsets.Span;
+        if (kind == BtfKind.Struct)
+        {
+            foreach (int i in NameSlots.Probe(StructTable, Hash(key)))
+            {
+                if (NameBytes(offsets[i]).SequenceEqual(key))
+                    return FirstId + i;
+            }
+            return null;
+        }
         for (int i = 0; i < offsets.Length; i++)
         {
             int o = offsets[i];

@@ -135,7 +135,8 @@ public sealed class FuncSignature
     }
 }
 
-/// <summary>A BTF blob's index: each local type record's byte offset, and the open-addressing table
-/// of its FUNC names (local indexes + 1; a power-of-two length). Arrays, or views of a kept copy's
-/// mapped pages (nothing copied: only the pages a run looks at are read).</summary>
-public sealed record BtfIndex(ReadOnlyMemory<int> TypeOffsets, ReadOnlyMemory<int> FuncTable, int FuncCount);
+/// <summary>A BTF blob's index: each local type record's byte offset, and the open-addressing tables
+/// of its FUNC and its STRUCT names (local indexes + 1; a power-of-two length). Arrays, or views of
+/// a kept copy's mapped pages (nothing copied: only the pages a run looks at are read).</summary>
+public sealed record BtfIndex(ReadOnlyMemory<int> TypeOffsets, ReadOnlyMemory<int> FuncTable, int FuncCount,
+    ReadOnlyMemory<int> StructTable, int StructCount);

@@ -48,6 +48,28 @@ public class BtfFileTests(ITestOutputHelper output)
         Assert.Equal(ById.Values.First(t => t.Kind == "STRUCT" && t.Name == "task_struct").Id, btf.FindType(BtfKind.Struct, "task_struct"));
     }
 
+    /// <summary>STRUCT names are looked up in their own table (the first of a name, as a walk over
+    /// the types finds it); anonymous structs are not in it, other kinds of the same name are not found.</summary>
+    [Fact]
+    public void FindTypeFindsEveryStructBpftoolLists()
+    {
+        var btf = BtfFile.Load(Vmlinux);  // its own tables, built on this test's first lookup
+        var firstByName = new Dictionary<string, int>();
+        foreach (var t in Bpftool.VmlinuxTypes)
+            if (t.Kind == "STRUCT" && t.Name != "(anon)")
+                firstByName.TryAdd(t.Name, t.Id);
+        Assert.True(firstByName.Count > 1000, $"only {firstByName.Count} named structs");
+        foreach (var (name, id) in firstByName)
+            Assert.Equal(id, btf.FindType(BtfKind.Struct, name));
+        Assert.Null(btf.FindType(BtfKind.Struct, "__sys_bpf"));  // a FUNC
+        Assert.Null(btf.FindType(BtfKind.Struct, "no_such_struct_in_any_kernel"));
+        var union = Bpftool.VmlinuxTypes.First(t => t.Kind == "UNION" && t.Name != "(anon)" && !firstByName.ContainsKey(t.Name));
+        Assert.Null(btf.FindType(BtfKind.Struct, union.Name));
+        Assert.Equal(union.Id, btf.FindType(BtfKind.Union, union.Name));
+        // every named struct is in the table, those sharing a name too
+        Assert.Equal(Bpftool.VmlinuxTypes.Count(t => t.Kind == "STRUCT" && t.Name != "(anon)"), btf.Index.StructCount);
+    }
+
     /// <summary>C text of a type, computed from bpftool's records alone (the simple kinds that parameters use).</summary>
     static string? OracleText(int id)
     {

@@ -4,7 +4,7 @@ using Retsnoop.Kernel;
 namespace Retsnoop.Tests;
 
 /// <summary>This boot's index of the kernel's BTF: the first load keeps it, the next loads take it
-/// and find the same types and functions; a kept index that does not fit (types or FUNC table) is indexed again.</summary>
+/// and find the same types and functions; a kept index that does not fit (types, FUNC or STRUCT table) is indexed again.</summary>
 public sealed class BtfIndexCopyTests : IDisposable
 {
     readonly string dir = Path.Combine(Path.GetTempPath(), $"retsnoop-btf-index-{Guid.NewGuid():N}");
@@ -23,6 +23,7 @@ public sealed class BtfIndexCopyTests : IDisposable
         Assert.Equal(expected.LocalTypeCount, actual.LocalTypeCount);
         Assert.Equal(expected.LocalFunctionCount, actual.LocalFunctionCount);
         Assert.Equal(expected.FindType(BtfKind.Struct, "task_struct"), actual.FindType(BtfKind.Struct, "task_struct"));
+        Assert.Equal(expected.FindType(BtfKind.Struct, "bpf_htab"), actual.FindType(BtfKind.Struct, "bpf_htab"));
         foreach (var f in Functions)
         {
             var id = expected.FindFunction(f);
@@ -70,6 +71,12 @@ public sealed class BtfIndexCopyTests : IDisposable
         BtfIndexCopy.TrySave(Copy, key, index with { FuncTable = table });
         AssertSameAnswers(fresh, KernelBtf.Load(KernelBtf.SysfsPath, Copy));
         Assert.Equal(index.FuncTable.ToArray(), BtfIndexCopy.TryLoad(Copy, key)!.FuncTable.ToArray());
+        // so is a STRUCT table with a slot past the types
+        var structs = index.StructTable.ToArray();
+        structs[Array.FindIndex(structs, e => e != 0)] = index.TypeOffsets.Length + 1;
+        BtfIndexCopy.TrySave(Copy, key, index with { StructTable = structs });
+        AssertSameAnswers(fresh, KernelBtf.Load(KernelBtf.SysfsPath, Copy));
+        Assert.Equal(index.StructTable.ToArray(), BtfIndexCopy.TryLoad(Copy, key)!.StructTable.ToArray());
         // another boot's (or another BTF's) copy is not taken
         Assert.Null(BtfIndexCopy.TryLoad(Copy, key + "0"));
     }

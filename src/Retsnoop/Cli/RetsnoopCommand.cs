@@ -45,7 +45,6 @@ public static class RetsnoopCommand
             return PrintVersion(opts);
         try
         {
-            TraceRun.NoCollectionUntilReady();
             return new TraceRun(opts).Run();
         }
         catch (UsageException e)

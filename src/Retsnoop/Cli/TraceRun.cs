@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime;
 using System.Runtime.InteropServices;
 using Retsnoop.Attach;
 using Retsnoop.Interop;
@@ -205,9 +204,10 @@ sealed class TraceRun(Options opts)
             output.Status("Receiving data...\n");
             receiving = true;
             Log(1, $"ready {launch.ElapsedMilliseconds} ms after launch");
-            // what the start allocated: a collection before ready costs tens of ms in a TCG guest
+            // what the start allocated: a collection before ready costs tens of ms in a TCG guest.
+            // (No no-GC region is opened for the start: it cost a collection of its own, ~35 ms of
+            // the 7.2 guest's start, where the start's ~0.7 MB set off none.)
             Log(2, $"{GC.GetTotalAllocatedBytes() >> 10} KiB allocated, {GC.CollectionCount(0)} gen0 / {GC.CollectionCount(1)} gen1 / {GC.CollectionCount(2)} gen2 collections before ready");
-            CollectionsAllowed();
             if (targets.HasKernelTargets)
                 facts.WarmUpInBackground();
             if (request.UserFunctions.Count > 0 && opts.Symbolize != SymbolizeMode.None)
@@ -308,40 +308,6 @@ sealed class TraceRun(Options opts)
             Console.Error.WriteLine(line);
         Log(1, $"{stats.Sessions} sessions, {sessions.StacksPrinted} stacks printed, {sessions.StacksFiltered} filtered out");
         return new RunSummary(sessions.Tally, sessions.StacksFiltered, stats.Sessions, stats.DroppedRecords, stats.DroppedSessions, sessions.BadRecords, 0);
-    }
-
-    /// <summary>What a trace run's start may allocate without a collection (small and large objects).</summary>
-    const long StartAllocationBudget = 64L << 20;
-
-    /// <summary>A trace run's start allocates 4-9 MB, much of it large arrays (the traceable list's
-    /// and BTF's indexes; the BTF itself where it is read): every 3 MB of those set off a full
-    /// collection, ~30 ms each in the TCG guest, and none is needed before "Receiving data...".
-    /// The region costs one collection of a heap that is still empty (not paid by --help, -V).</summary>
-    public static void NoCollectionUntilReady()
-    {
-        try
-        {
-            if (GCSettings.LatencyMode != GCLatencyMode.NoGCRegion)
-                GC.TryStartNoGCRegion(StartAllocationBudget);
-        }
-        catch (InvalidOperationException)
-        {
-            // already in one: another run in this process
-        }
-    }
-
-    /// <summary>Ends the start's no-collection region, if the start stayed within its budget.</summary>
-    static void CollectionsAllowed()
-    {
-        try
-        {
-            if (GCSettings.LatencyMode == GCLatencyMode.NoGCRegion)
-                GC.EndNoGCRegion();
-        }
-        catch (InvalidOperationException)
-        {
-            // a collection ended it meanwhile
-        }
     }
 
     /// <summary>-vv: how long after the stop signal reached us each step of the exit ended.</summary>
