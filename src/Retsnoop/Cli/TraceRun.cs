@@ -111,7 +111,6 @@ sealed class TraceRun(Options opts)
                 NeedsSymbolStarts = NeedsSymbolStarts(),
                 StepDone = step => Log(2, $"[{launch.ElapsedMilliseconds} ms] {step}"),
             };
-            Log(2, $"[{launch.ElapsedMilliseconds} ms] matching names");
             funcs = resolver.Resolve(traceable);
             foreach (var n in resolver.Notes)
                 Log(1, n);

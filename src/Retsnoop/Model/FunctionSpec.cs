@@ -13,6 +13,7 @@ public sealed class Glob
     // vectorized prefix, suffix and substring searches instead of a byte-by-byte backtracking walk.
     readonly byte[][]? utf8Parts;
     readonly char[][]? charParts;
+    readonly byte[]? longestPart;
 
     public Glob(string pattern)
     {
@@ -23,6 +24,7 @@ public sealed class Glob
         {
             charParts = [.. pattern.Split('*').Select(p => p.ToCharArray())];
             utf8Parts = [.. charParts.Select(System.Text.Encoding.UTF8.GetBytes)];
+            longestPart = utf8Parts.MaxBy(p => p.Length);
         }
     }
 
@@ -33,7 +35,7 @@ public sealed class Glob
 
     /// <summary>For a '*' pattern (no '?'), its longest part between '*'s: every name it matches
     /// contains these bytes (empty otherwise: "*", literals and '?' patterns).</summary>
-    public ReadOnlySpan<byte> LongestPart => utf8Parts is null ? default : utf8Parts.MaxBy(p => p.Length);
+    public ReadOnlySpan<byte> LongestPart => longestPart;
 
     public bool Matches(ReadOnlySpan<char> s) =>
         literal ? s.SequenceEqual(Pattern) : charParts is not null ? MatchParts(s, charParts) : Match(Pattern, s, '*', '?');

@@ -109,6 +109,7 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
     {
         if (settings.Entry.Count == 0)
             throw new UsageException("no entry functions: give at least one -e GLOB (or -c CASE)");
+        StepDone("matching names");
         // uprobes: user-space specs ("u:BINARY:GLOB") are UserTargetResolver's
         var entry = settings.Entry.Where(s => !s.IsUser).ToList();
         var allow = settings.Allow.Where(s => !s.IsUser).ToList();
