@@ -30,7 +30,7 @@ public sealed partial class BtfFile
     int[]? builtFuncTable;
     int funcCount = -1;
     // the same for STRUCT names: finding task_struct by walking every type record touched all of
-    // the kernel BTF's pages, ~6 ms of a TCG guest's start per struct looked up
+    // the kernel BTF's pages, several ms of a TCG guest's start per struct looked up
     readonly ReadOnlyMemory<int> keptStructTable;
     int[]? builtStructTable;
     int structCount = -1;
