@@ -143,6 +143,21 @@ public sealed class Kallsyms
         }
     }
 
+    /// <summary>Every text symbol of vmlinux (t T w W, aliases included, any address), in file
+    /// order: what <see cref="ScanText"/> finds of vmlinux, for a copy that looks names up.</summary>
+    public IEnumerable<(ulong Address, ReadOnlyMemory<byte> Name, char Type)> VmlinuxTextLines()
+    {
+        var vmlinux = new List<int>(addrs.Length);
+        for (int i = 0; i < addrs.Length; i++)
+        {
+            if (lineModule[textLine[i]] < 0)
+                vmlinux.Add(i);
+        }
+        vmlinux.Sort((a, b) => textLine[a].CompareTo(textLine[b]));
+        foreach (int i in vmlinux)
+            yield return (addrs[i], data.Slice(nameStart[textLine[i]], nameLength[textLine[i]]), textType[i]);
+    }
+
     /// <summary>Largest kallsyms text accepted: a kernel with many modules writes about 20 MiB.</summary>
     public const int MaxFileSize = 64 << 20;
 

@@ -217,7 +217,7 @@ public class TargetResolverTests
     sealed class UnreadSyms : IFunctionAddresses
     {
         public bool Prepared { get; private set; }
-        public void Prepare(IReadOnlySet<string> names) => Prepared = true;
+        public void Prepare(IReadOnlySet<string> names, bool onlyVmlinux) => Prepared = true;
         public IReadOnlyList<ulong> TextAddresses(string name, string? module) => Prepared ? [0x7000] : throw new InvalidOperationException("kallsyms read");
         public ulong? FunctionStart(ulong address) => Prepared ? 0x7000UL : throw new InvalidOperationException("kallsyms read");
     }

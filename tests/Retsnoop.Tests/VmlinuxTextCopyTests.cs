@@ -58,6 +58,61 @@ public sealed class VmlinuxTextCopyTests : IDisposable
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
     }
 
+    /// <summary>By name, the copy finds what a scan of kallsyms finds of vmlinux: aliases, weak
+    /// symbols, text past _etext, every address of a repeated name in kallsyms' order; no module's.</summary>
+    [Fact]
+    public void TheCopyFindsVmlinuxTextByNameAsAScanOfKallsyms()
+    {
+        var text = Excerpt.Replace("\r", "") + "\n" + """
+            ffffffff81004000 t dup_static
+            ffffffff81001000 t dup_static
+            ffffffffc0002000 t dup_static	[9pnet]
+            ffffffffc0002800 t early_fn	[9pnet]
+            ffffffff82200100 d dup_data
+            ffffffff82200200 d dup_static
+
+            """;
+        var all = Kallsyms.Parse(text);
+        VmlinuxTextCopy.TrySave(path, "boot-a", all);
+        var copy = VmlinuxTextCopy.TryLoad(path, "boot-a");
+        Assert.NotNull(copy);
+        Assert.True(copy.LooksUpNames);
+        var names = new HashSet<string>(StringComparer.Ordinal)
+        {
+            "dup_static", "early_fn", "early_fn_alias", "weak_fn", "after_etext", "startup_64", "p9_client_rpc", "dup_data", "no_such_fn",
+        };
+        var scanned = Kallsyms.ScanText(System.Text.Encoding.UTF8.GetBytes(text), names).Where(s => s.Module is null).OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
+        Assert.Equal(scanned, copy.TextNamed(names.Order(StringComparer.Ordinal)));
+        Assert.Equal([0xffffffff81004000UL, 0xffffffff81001000], copy.TextNamed(["dup_static"]).Select(s => s.Address));
+        Assert.Equal('W', Assert.Single(copy.TextNamed(["weak_fn"])).Type);
+        Assert.Empty(copy.TextNamed(["p9_client_rpc", "dup_data", "no_such_fn", "dup_stati", "dup_static_"]));
+        // the subset resolution builds from them answers as the one built from the scan
+        var fromCopy = new KallsymsSubset(copy.TextNamed(names));
+        var fromScan = new KallsymsSubset(Kallsyms.ScanText(System.Text.Encoding.UTF8.GetBytes(text), names));
+        foreach (var n in names)
+            Assert.Equal(fromScan.TextAddresses(n, null), fromCopy.TextAddresses(n, null));
+        foreach (ulong site in new ulong[] { 0xffffffff81004004, 0xffffffff81001004, 0xffffffff81000104, 0xffffffff82000014 })
+            Assert.Equal(fromScan.FunctionStart(site), fromCopy.FunctionStart(site));
+    }
+
+    /// <summary>A copy an earlier version wrote (no name section) still names frames, and says it
+    /// cannot look names up: target resolution then reads kallsyms.</summary>
+    [Fact]
+    public void ACopyWithoutItsNameSectionNamesFramesOnly()
+    {
+        VmlinuxTextCopy.TrySave(path, "boot-a", Kallsyms.Parse(Excerpt.Replace("\r", "") + "\n"));
+        var bytes = File.ReadAllBytes(path);
+        int body = Array.IndexOf(bytes, (byte)'\n') + 1;
+        int count = BitConverter.ToInt32(bytes, body);
+        int namesLength = BitConverter.ToInt32(bytes, body + 4 + 8 * count + 4 * (count - 1));
+        File.WriteAllBytes(path, bytes[..(body + 4 + 12 * count + namesLength)]);
+        var copy = VmlinuxTextCopy.TryLoad(path, "boot-a");
+        Assert.NotNull(copy);
+        Assert.False(copy.LooksUpNames);
+        Assert.True(copy.TryResolve(0xffffffff81002010, out var name, out var offset, out _));
+        Assert.Equal(("do_syscall_64", 0x10UL), (name, offset));
+    }
+
     [Fact]
     public void AnotherBootsCopyIsNotUsed()
     {
@@ -117,5 +172,14 @@ public sealed class VmlinuxTextCopyTests : IDisposable
             checkedCount++;
         }
         Assert.True(checkedCount > 500, $"only {checkedCount} symbols checked");
+        // by name: every 97th vmlinux text name, as a scan of the same kallsyms finds it
+        var names = all.Symbols.Where((s, i) => i % 97 == 0 && s.Module is null).Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
+        var scanned = Kallsyms.ScanText(File.ReadAllBytes("/proc/kallsyms"), names).Where(s => s.Module is null)
+            .GroupBy(s => s.Name).ToDictionary(g => g.Key, g => g.Select(s => s.Address).ToList());
+        var found = copy.TextNamed(names).GroupBy(s => s.Name).ToDictionary(g => g.Key, g => g.Select(s => s.Address).ToList());
+        Assert.True(names.Count > 500, $"only {names.Count} names checked");
+        Assert.Equal(scanned.Keys.Order(StringComparer.Ordinal), found.Keys.Order(StringComparer.Ordinal));
+        foreach (var (n, a) in scanned)
+            Assert.Equal(a, found[n]);
     }
 }

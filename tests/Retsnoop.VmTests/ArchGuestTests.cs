@@ -29,6 +29,7 @@ public sealed class NewestKernel
             new(SiteStartsCheck.CaseName, SiteStartsCheck.Script),
             new(ListCopyCheck.CaseName, ListCopyCheck.Script),
             new(TextCopyCheck.CaseName, TextCopyCheck.Script),
+            new(NameCopyCheck.CaseName, NameCopyCheck.Script),
         ], timeoutSeconds: 900, name: $"newest-{Version}");
     }
 }
@@ -71,6 +72,9 @@ public sealed class NewestKernelTests(NewestKernel k) : StackModeTestsBase(k.Boo
 
     [Fact]
     public void VmlinuxFramesAreNamedFromThisBootsCopy() => TextCopyCheck.Assert(Boot.Case(TextCopyCheck.CaseName));
+
+    [Fact]
+    public void FentryNamesAreLookedUpInThisBootsCopy() => NameCopyCheck.Assert(Boot.Case(NameCopyCheck.CaseName));
 
     /// <summary>Linux 7.x's tracing multi links: -F attaches its functions through them (the feature
     /// probe says so), and returns seen without their entry while attaching are no warning.</summary>

@@ -38,6 +38,7 @@ public sealed class ModesKernel
         new(SiteStartsCheck.CaseName, SiteStartsCheck.Script),
         new(ListCopyCheck.CaseName, ListCopyCheck.Script),
         new(TextCopyCheck.CaseName, TextCopyCheck.Script),
+        new(NameCopyCheck.CaseName, NameCopyCheck.Script),
         new("source-glob-dry-run", $"\"$RETSNOOP_BIN\" --dry-run -v -k '{VmBoot.DebugVmlinux("6.12")}' -e ':kernel/bpf/arraymap.c'"),
         // --trace-events and --folded (PicturesTests); the founding article's case, the -T trace is the viewer tests' fixture
         .. PicturesCases.All,
@@ -224,6 +225,9 @@ public sealed class ModesTests(ModesKernel k)
 
     [Fact]
     public void VmlinuxFramesAreNamedFromThisBootsCopy() => TextCopyCheck.Assert(k.Boot.Case(TextCopyCheck.CaseName));
+
+    [Fact]
+    public void FentryNamesAreLookedUpInThisBootsCopy() => NameCopyCheck.Assert(k.Boot.Case(NameCopyCheck.CaseName));
 
     [Fact]
     public void ModuleFramesHaveFileAndLine()

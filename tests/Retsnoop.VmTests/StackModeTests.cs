@@ -24,6 +24,8 @@ public sealed class Kernel61 : IDisposable
         // -J on a kernel without raw tracepoint cookies: tracepoints work, rawtp says why not
         new VmCase("inject-tp", $"traced \"$SIMFAIL_BIN mount-unknown-fs\" -- -T -A -n simfail {ModesKernel.MountGlobs} -J tp:module:module_request -J kprobe:get_fs_type"),
         new VmCase("inject-rawtp", $"\"$RETSNOOP_BIN\" -n simfail {ModesKernel.MountGlobs} -J rawtp:module_request"),
+        // no available_filter_functions_addrs: every instance of a name is assigned an address by name
+        new VmCase(NameCopyCheck.CaseName, NameCopyCheck.Script),
     ], timeoutSeconds: 1500);
     public void Dispose() { }
 }
@@ -300,6 +302,9 @@ public sealed class StackMode61Tests(Kernel61 k) : StackModeTestsBase(k.Boot)
         Assert.Matches(@"on this kernel: \d+ functions with a kprobe and a kretprobe each", r.File("stdout"));
         Assert.Matches(@"entry\s+__x64_sys_bpf\s.*via kprobe/kretprobe", r.File("stdout"));
     }
+
+    [Fact]
+    public void FentryNamesAreLookedUpInThisBootsCopy() => NameCopyCheck.Assert(Boot.Case(NameCopyCheck.CaseName));
 
     [Fact]
     public void FeatureReportSaysNoKprobeMulti()

@@ -57,10 +57,18 @@ public sealed class KernelFacts
     {
         KallsymsSubset? subset;
 
-        public void Prepare(IReadOnlySet<string> names)
+        public void Prepare(IReadOnlySet<string> names, bool onlyVmlinux)
         {
             if (facts.kallsyms.IsValueCreated)
                 return;
+            // vmlinux functions alone: this boot's copy has every text symbol by name (looked for
+            // only where a run left one: -v's note on loading it speaks of keeping one)
+            if (onlyVmlinux && File.Exists(VmlinuxTextCopy.DefaultPath) && facts.textCopy.Value is { LooksUpNames: true } copy)
+            {
+                subset = new KallsymsSubset(copy.TextNamed(names));
+                facts.Note?.Invoke($"the addresses of {names.Count} names from this boot's copy of vmlinux's text symbols: kallsyms not read to attach");
+                return;
+            }
             var text = Kallsyms.ReadText();
             subset = new KallsymsSubset(Kallsyms.ScanText(text.Span, names));
             if (!facts.raw.IsValueCreated)

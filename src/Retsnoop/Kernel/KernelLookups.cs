@@ -22,8 +22,8 @@ public interface IFunctionAddresses
     /// <summary>Start of the function containing an address (ftrace locations sit a few bytes in).</summary>
     ulong? FunctionStart(ulong address);
     /// <summary>Says which names the lookups will be about, before the first one (a table may then
-    /// read just those).</summary>
-    void Prepare(IReadOnlySet<string> names) { }
+    /// read just those); <paramref name="onlyVmlinux"/>: no lookup will be about a module's.</summary>
+    void Prepare(IReadOnlySet<string> names, bool onlyVmlinux) { }
 }
 
 /// <summary>Source-file globs (from DWARF): names of functions defined in matching files.</summary>

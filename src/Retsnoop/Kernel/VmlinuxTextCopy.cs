@@ -26,18 +26,62 @@ public sealed class VmlinuxTextCopy
     readonly ReadOnlyMemory<byte> addrs;
     readonly ReadOnlyMemory<byte> nameEnd;
     readonly ReadOnlyMemory<byte> names;
+    /// <summary>Every vmlinux text symbol (aliases too) by name, or null in a copy an earlier
+    /// version wrote.</summary>
+    readonly NameSection? byName;
 
     ReadOnlySpan<ulong> Addrs => MemoryMarshal.Cast<byte, ulong>(addrs.Span);
     ReadOnlySpan<int> NameEnds => MemoryMarshal.Cast<byte, int>(nameEnd.Span);
 
-    VmlinuxTextCopy(ulong first, ulong last, ReadOnlyMemory<byte> addrs, ReadOnlyMemory<byte> nameEnd, ReadOnlyMemory<byte> names)
+    VmlinuxTextCopy(ulong first, ulong last, ReadOnlyMemory<byte> addrs, ReadOnlyMemory<byte> nameEnd, ReadOnlyMemory<byte> names, NameSection? byName)
     {
         First = first;
         Last = last;
         this.addrs = addrs;
         this.nameEnd = nameEnd;
         this.names = names;
+        this.byName = byName;
     }
+
+    /// <summary>Whether <see cref="TextNamed"/> can answer (a copy an earlier version wrote cannot).</summary>
+    public bool LooksUpNames => byName is not null;
+
+    /// <summary>vmlinux's text symbols (t T w W, aliases included) with these names, as a scan of
+    /// kallsyms finds them (<see cref="Kallsyms.ScanText"/>), in its order: what fentry by name and
+    /// single kprobes need (every address of a name: one tells it is unique) without the kernel
+    /// printing all of kallsyms (0.4 s of a TCG guest's start).</summary>
+    public List<KernelSymbol> TextNamed(IEnumerable<string> wanted)
+    {
+        var found = new List<KernelSymbol>();
+        if (byName is not { } n)
+            throw new InvalidOperationException("this copy has no name section");
+        var addrs = MemoryMarshal.Cast<byte, ulong>(n.Addrs.Span);
+        var ends = MemoryMarshal.Cast<byte, int>(n.NameEnds.Span);
+        var types = n.Types.Span;
+        var blob = n.Names.Span;
+        foreach (var name in wanted)
+        {
+            var key = Encoding.UTF8.GetBytes(name);
+            // the first entry not below the name, then every entry of that name
+            int lo = 0, hi = addrs.Length;
+            while (lo < hi)
+            {
+                int mid = (lo + hi) >>> 1;
+                if (NameAt(blob, ends, mid).SequenceCompareTo(key) < 0)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            for (int i = lo; i < addrs.Length && NameAt(blob, ends, i).SequenceEqual(key); i++)
+                found.Add(new KernelSymbol(addrs[i], name, (char)types[i], null));
+        }
+        return found;
+    }
+
+    static ReadOnlySpan<byte> NameAt(ReadOnlySpan<byte> blob, ReadOnlySpan<int> ends, int i) => blob[(i == 0 ? 0 : ends[i - 1])..ends[i]];
+
+    /// <summary>The name section: entries sorted by name (UTF-8 bytes), kallsyms' order among equal names.</summary>
+    sealed record NameSection(ReadOnlyMemory<byte> Addrs, ReadOnlyMemory<byte> NameEnds, ReadOnlyMemory<byte> Types, ReadOnlyMemory<byte> Names);
 
     /// <summary>Whether the address is vmlinux text, where this copy names it as kallsyms would.</summary>
     public bool Covers(ulong address) => address >= First && address < Last;
@@ -62,7 +106,10 @@ public sealed class VmlinuxTextCopy
         return true;
     }
 
-    // body: int32 count, count x uint64 address, count x int32 end of the name in the blob, blob
+    // body: int32 count, count x uint64 address, count x int32 end of the name in the blob, blob;
+    // then the name section: int32 count, count x uint64 address, count x int32 name end, count
+    // type bytes, blob. An earlier version's copy ends after the first blob (and that version
+    // reads this one: it takes the rest for its blob and never looks past the ends it knows)
     /// <returns>null when there is no copy, it is another boot's, or it does not read back whole</returns>
     public static VmlinuxTextCopy? TryLoad(string path, string bootId)
     {
@@ -78,17 +125,37 @@ public sealed class VmlinuxTextCopy
         if (BootCopies.TryRead(path, KeyMatches) is not { } body)
             return null;
         var r = new BootCopyReader(body);
-        if (!r.Int32(out int count) || count <= 0 || !r.Items(count, 8, out var addrBytes) || !r.Items(count, 4, out var endBytes)
-            || !r.Items(r.Remaining, 1, out var names))
+        if (!r.Int32(out int count) || count <= 0 || !r.Items(count, 8, out var addrBytes) || !r.Items(count, 4, out var endBytes))
             return null;
         var addrs = MemoryMarshal.Cast<byte, ulong>(addrBytes.Span);
         var nameEnd = MemoryMarshal.Cast<byte, int>(endBytes.Span);
-        for (int i = 0; i < count; i++)
+        if (!r.Items(Math.Max(nameEnd[^1], 0), 1, out var names) || !EndsFit(nameEnd, names.Length))
+            return null;
+        for (int i = 1; i < count; i++)
         {
-            if (nameEnd[i] > names.Length || (i > 0 && (nameEnd[i] < nameEnd[i - 1] || addrs[i] <= addrs[i - 1])))
+            if (addrs[i] <= addrs[i - 1])
                 return null;
         }
-        return new VmlinuxTextCopy(first, last, addrBytes, endBytes, names);
+        NameSection? byName = null;
+        if (r.Remaining > 0)
+        {
+            if (!r.Int32(out int n) || n < 0 || !r.Items(n, 8, out var a) || !r.Items(n, 4, out var e) || !r.Items(n, 1, out var t)
+                || !r.Items(r.Remaining, 1, out var blob) || !EndsFit(MemoryMarshal.Cast<byte, int>(e.Span), blob.Length))
+                return null;
+            byName = new NameSection(a, e, t, blob);
+        }
+        return new VmlinuxTextCopy(first, last, addrBytes, endBytes, names, byName);
+    }
+
+    /// <summary>Names' ends ascending within the blob: every name lies inside it.</summary>
+    static bool EndsFit(ReadOnlySpan<int> ends, int blobLength)
+    {
+        for (int i = 0; i < ends.Length; i++)
+        {
+            if (ends[i] > blobLength || ends[i] < (i == 0 ? 0 : ends[i - 1]))
+                return false;
+        }
+        return true;
     }
 
     /// <summary>Keeps the text part of a whole kallsyms for the next runs in this boot; nothing when
@@ -106,12 +173,36 @@ public sealed class VmlinuxTextCopy
             names.Write(name.Span);
             nameEnd.Add((int)names.Length);
         }
-        var body = new byte[4 + 12 * addrs.Count + names.Length];
-        BinaryPrimitives.WriteInt32LittleEndian(body, addrs.Count);
-        MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(addrs)).CopyTo(body.AsSpan(4));
-        MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(nameEnd)).CopyTo(body.AsSpan(4 + 8 * addrs.Count));
-        names.GetBuffer().AsSpan(0, (int)names.Length).CopyTo(body.AsSpan(4 + 12 * addrs.Count));
-        BootCopies.TryWrite(path, $"{bootId} {first:x} {last:x}", body);
+        // the name section: kallsyms' order among equal names (the sort is not stable: the index decides)
+        var lines = all.VmlinuxTextLines().Select((l, i) => (l.Address, l.Name, l.Type, Index: i)).ToArray();
+        Array.Sort(lines, (a, b) =>
+        {
+            int c = a.Name.Span.SequenceCompareTo(b.Name.Span);
+            return c != 0 ? c : a.Index.CompareTo(b.Index);
+        });
+        var body = new MemoryStream(4 + 12 * addrs.Count + (int)names.Length + 4 + 13 * lines.Length + (int)names.Length);
+        WriteSection(body, addrs, nameEnd, null, names);
+        var byNameEnd = new List<int>(lines.Length);
+        var byNameNames = new MemoryStream((int)names.Length);
+        foreach (var l in lines)
+        {
+            byNameNames.Write(l.Name.Span);
+            byNameEnd.Add((int)byNameNames.Length);
+        }
+        WriteSection(body, [.. lines.Select(l => l.Address)], byNameEnd, [.. lines.Select(l => (byte)l.Type)], byNameNames);
+        BootCopies.TryWrite(path, $"{bootId} {first:x} {last:x}", body.GetBuffer().AsSpan(0, (int)body.Length));
+    }
+
+    static void WriteSection(MemoryStream body, List<ulong> addrs, List<int> nameEnd, byte[]? types, MemoryStream names)
+    {
+        Span<byte> count = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(count, addrs.Count);
+        body.Write(count);
+        body.Write(MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(addrs)));
+        body.Write(MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(nameEnd)));
+        if (types is not null)
+            body.Write(types);
+        body.Write(names.GetBuffer().AsSpan(0, (int)names.Length));
     }
 
     static ulong? VmlinuxAddress(Kallsyms all, string name) =>

@@ -92,8 +92,9 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
     /// <summary>False when the attach mechanism needs the functions' starts but not whether their
     /// names are unique (kprobe.multi, kprobe sessions): the starts then come from the ftrace sites
     /// available_filter_functions_addrs lists (<see cref="FtraceSiteStarts"/>) and kallsyms is not
-    /// read before attaching. True: starts and name uniqueness from kallsyms (single kprobes, fentry
-    /// by name, LBR, --pinpoint).</summary>
+    /// read before attaching. True: starts and name uniqueness from kallsyms, or this boot's copy of
+    /// vmlinux's text symbols when every function is vmlinux's (single kprobes, fentry by name, LBR,
+    /// --pinpoint).</summary>
     public bool NeedsSymbolStarts { get; init; } = true;
 
     /// <summary>Function starts from ftrace sites, or null when they cannot be read (kallsyms then).</summary>
@@ -218,8 +219,8 @@ public sealed class KernelTargetResolver(TargetSettings settings, IFunctionAddre
         if (siteStarts is not null)
             notes.Add($"the starts of {chosen.Count} functions from their ftrace sites (/proc/kcore); kallsyms not read to attach");
         else if (chosen.Count > 0) // none: the entry glob check below says why, without kallsyms
-            ksyms.Prepare(chosen.Select(c => c.F.Name).ToHashSet(StringComparer.Ordinal));
-        StepDone(siteStarts is not null ? "function starts read" : "kallsyms read");
+            ksyms.Prepare(chosen.Select(c => c.F.Name).ToHashSet(StringComparer.Ordinal), chosen.All(c => c.F.Module is null));
+        StepDone(siteStarts is not null ? "function starts read" : "symbol addresses read");
         var result = new List<TracedFunction>();
         // names that occur more than once (static functions in several files) need exact addresses
         var occurrences = chosen.GroupBy(c => (c.F.Name, c.F.Module)).ToDictionary(g => g.Key, g => g.Count());
