@@ -24,16 +24,10 @@ public sealed partial class BtfFile
     readonly ReadOnlyMemory<int> typeOffsets;
     readonly BtfFile? baseBtf;
     readonly uint strBase;      // string offsets below this belong to the base
-    // open-addressing hash of local FUNC indexes + 1: a kept index's (set once, at construction), or
-    // built on first use (an array reference: published whole to threads that look up at once)
-    readonly ReadOnlyMemory<int> keptFuncTable;
-    int[]? builtFuncTable;
-    int funcCount = -1;
-    // the same for STRUCT names: finding task_struct by walking every type record touched all of
-    // the kernel BTF's pages, several ms of a TCG guest's start per struct looked up
-    readonly ReadOnlyMemory<int> keptStructTable;
-    int[]? builtStructTable;
-    int structCount = -1;
+    // FUNC names, and STRUCT names (finding task_struct by walking every type record touched all
+    // of the kernel BTF's pages, several ms of a TCG guest's start per struct looked up)
+    readonly KindNames funcNames;
+    readonly KindNames structNames;
 
     /// <summary>The file name or label used in error messages.</summary>
     public string Path { get; }
@@ -89,6 +83,8 @@ public sealed partial class BtfFile
         if (index is null)
         {
             typeOffsets = IndexTypes();
+            funcNames = new(this, BtfKind.Func);
+            structNames = new(this, BtfKind.Struct);
             return;
         }
         // an index kept for these bytes: its ends must be the type section's
@@ -99,10 +95,8 @@ public sealed partial class BtfFile
             || !NameSlots.Fits(index.StructTable.Span, o.Length, index.StructCount))
             throw new BtfFormatException(path, typeStart, "the kept type index does not fit this BTF");
         typeOffsets = index.TypeOffsets;
-        keptFuncTable = index.FuncTable;
-        funcCount = index.FuncCount;
-        keptStructTable = index.StructTable;
-        structCount = index.StructCount;
+        funcNames = new(this, BtfKind.Func, index.FuncTable, index.FuncCount);
+        structNames = new(this, BtfKind.Struct, index.StructTable, index.StructCount);
     }
 
     /// <summary>Raw BTF with the index <see cref="Index"/> gave for the same bytes earlier: nothing is
@@ -111,16 +105,7 @@ public sealed partial class BtfFile
 
     /// <summary>What loading and the first lookups computed (each type record's offset, the FUNC and
     /// STRUCT name tables), to be kept and handed to <see cref="FromMemory(ReadOnlyMemory{byte}, string, BtfIndex)"/>.</summary>
-    public BtfIndex Index
-    {
-        get
-        {
-            _ = FuncTable;  // built if they were not
-            _ = StructTable;
-            return new(typeOffsets, keptFuncTable.IsEmpty ? builtFuncTable : keptFuncTable, funcCount,
-                keptStructTable.IsEmpty ? builtStructTable : keptStructTable, structCount);
-        }
-    }
+    public BtfIndex Index => new(typeOffsets, funcNames.Table, funcNames.Count, structNames.Table, structNames.Count);
 
     /// <summary>Loads base BTF, e.g. /sys/kernel/btf/vmlinux.</summary>
     public static BtfFile Load(string path) => new(File.ReadAllBytes(path), path, null);
@@ -293,14 +278,20 @@ public sealed partial class BtfFile
     {
         int max = Encoding.UTF8.GetMaxByteCount(name.Length);
         Span<byte> buf = max <= 512 ? stackalloc byte[512] : new byte[max];
-        var key = buf[..Encoding.UTF8.GetBytes(name, buf)];
+        return FirstNamed(funcNames, buf[..Encoding.UTF8.GetBytes(name, buf)]) ?? baseBtf?.FindFunction(name);
+    }
+
+    /// <summary>The lowest id of this blob's types of the table's kind with this name: a probe meets
+    /// the lower of two equal names first (<see cref="NameSlots.Build"/>).</summary>
+    int? FirstNamed(KindNames names, ReadOnlySpan<byte> key)
+    {
         var offsets = typeOffsets.Span;
-        foreach (int i in NameSlots.Probe(FuncTable, Hash(key)))
+        foreach (int i in NameSlots.Probe(names.Table.Span, Hash(key)))
         {
             if (NameBytes(offsets[i]).SequenceEqual(key))
                 return FirstId + i;
         }
-        return baseBtf?.FindFunction(name);
+        return null;
     }
 
     /// <summary>All FUNC ids with this name, here and in the base (static functions of different files may share one).</summary>
@@ -311,7 +302,7 @@ public sealed partial class BtfFile
             result.AddRange(baseBtf.FindFunctions(name));
         var key = Encoding.UTF8.GetBytes(name);
         var offsets = typeOffsets.Span;
-        foreach (int i in NameSlots.Probe(FuncTable, Hash(key)))
+        foreach (int i in NameSlots.Probe(funcNames.Table.Span, Hash(key)))
         {
             if (NameBytes(offsets[i]).SequenceEqual(key))
                 result.Add(FirstId + i);
@@ -332,22 +323,26 @@ public sealed partial class BtfFile
         return (int)(h & 0x7fffffff);
     }
 
-    ReadOnlySpan<int> FuncTable => keptFuncTable.IsEmpty ? builtFuncTable ?? BuildFuncTable() : keptFuncTable.Span;
-
-    int[] BuildFuncTable()
+    /// <summary>One kind's name table (open-addressing hash of local indexes + 1, <see cref="NameSlots"/>):
+    /// a kept index's, set at construction, or built on first use (published whole, table and count
+    /// together, to threads that look up at once; two threads building it build the same).</summary>
+    sealed class KindNames(BtfFile btf, BtfKind kind, ReadOnlyMemory<int> kept = default, int keptCount = -1)
     {
-        var table = BuildNameTable(BtfKind.Func, out funcCount);
-        builtFuncTable = table;
-        return table;
-    }
+        sealed record BuiltTable(int[] Table, int Count);
+        BuiltTable? built;
 
-    ReadOnlySpan<int> StructTable => keptStructTable.IsEmpty ? builtStructTable ?? BuildStructTable() : keptStructTable.Span;
+        public ReadOnlyMemory<int> Table => kept.IsEmpty ? Built().Table : kept;
+        public int Count => kept.IsEmpty ? Built().Count : keptCount;
 
-    int[] BuildStructTable()
-    {
-        var table = BuildNameTable(BtfKind.Struct, out structCount);
-        builtStructTable = table;
-        return table;
+        BuiltTable Built()
+        {
+            if (Volatile.Read(ref built) is { } b)
+                return b;
+            var table = btf.BuildNameTable(kind, out int count);
+            var made = new BuiltTable(table, count);
+            Volatile.Write(ref built, made);
+            return made;
+        }
     }
 
     /// <summary>The name table of this blob's named types of one kind (anonymous structs, thousands
@@ -368,15 +363,7 @@ public sealed partial class BtfFile
     }
 
     /// <summary>Number of FUNC types defined in this blob (not the base's).</summary>
-    public int LocalFunctionCount
-    {
-        get
-        {
-            if (funcCount < 0)
-                BuildFuncTable();
-            return funcCount;
-        }
-    }
+    public int LocalFunctionCount => funcNames.Count;
 
     /// <summary>Every FUNC defined in this blob (for split BTF: the module's own, not the base's), by increasing id.</summary>
     public IEnumerable<(int Id, string Name)> Functions()
@@ -403,16 +390,9 @@ public sealed partial class BtfFile
         if (baseBtf?.FindType(kind, name) is { } b)
             return b;
         var key = Encoding.UTF8.GetBytes(name);
-        var offsets = typeOffsets.Span;
         if (kind == BtfKind.Struct)
-        {
-            foreach (int i in NameSlots.Probe(StructTable, Hash(key)))
-            {
-                if (NameBytes(offsets[i]).SequenceEqual(key))
-                    return FirstId + i;
-            }
-            return null;
-        }
+            return FirstNamed(structNames, key);
+        var offsets = typeOffsets.Span;
         for (int i = 0; i < offsets.Length; i++)
         {
             int o = offsets[i];
