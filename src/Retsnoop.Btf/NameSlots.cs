@@ -1,11 +1,14 @@
+using System.Buffers.Binary;
+using System.Numerics;
+
 namespace Retsnoop.Btf;
 
 /// <summary>
 /// A hash table of names as a flat int array, so that it can be kept in a file and used in place:
 /// each slot holds an entry's index + 1 (0 = empty), found by linear probing from the name's hash;
 /// a power-of-two length at least twice the entries, so every probe ends at an empty slot. BTF's
-/// FUNC names and the kernel's traceable list use it, each with its own hash (a kept table is
-/// only valid with the hash it was built with).
+/// FUNC and STRUCT names, the kernel's traceable list and the copy of vmlinux's text symbols use
+/// it, each with its hash (a kept table is only valid with the hash it was built with).
 /// </summary>
 public static class NameSlots
 {
@@ -47,6 +50,19 @@ public static class NameSlots
             used += e == 0 ? 0 : 1;
         }
         return used == count;
+    }
+
+    /// <summary>CRC32C of a name's bytes (one instruction per 8 bytes on x86-64 and arm64), stable
+    /// across runs as a kept table needs: the traceable list's and the kallsyms copy's tables
+    /// (BTF's keep their own FNV-1a).</summary>
+    public static int Crc32CHash(ReadOnlySpan<byte> name)
+    {
+        uint crc = 0;
+        for (; name.Length >= 8; name = name[8..])
+            crc = BitOperations.Crc32C(crc, BinaryPrimitives.ReadUInt64LittleEndian(name));
+        foreach (byte b in name)
+            crc = BitOperations.Crc32C(crc, b);
+        return (int)(crc & 0x7fffffff);
     }
 
     /// <summary>The entries in <paramref name="hash"/>'s probe sequence: every entry with that name

@@ -147,15 +147,17 @@ public sealed class Kallsyms
     /// order: what <see cref="ScanText"/> finds of vmlinux, for a copy that looks names up.</summary>
     public IEnumerable<(ulong Address, ReadOnlyMemory<byte> Name, char Type)> VmlinuxTextLines()
     {
-        var vmlinux = new List<int>(addrs.Length);
+        // each line's place in the address order, if it is text: the lines in order without a sort
+        var textOf = new int[TotalCount];
+        Array.Fill(textOf, -1);
         for (int i = 0; i < addrs.Length; i++)
+            textOf[textLine[i]] = i;
+        for (int line = 0; line < TotalCount; line++)
         {
-            if (lineModule[textLine[i]] < 0)
-                vmlinux.Add(i);
+            int i = textOf[line];
+            if (i >= 0 && lineModule[line] < 0)
+                yield return (addrs[i], data.Slice(nameStart[line], nameLength[line]), textType[i]);
         }
-        vmlinux.Sort((a, b) => textLine[a].CompareTo(textLine[b]));
-        foreach (int i in vmlinux)
-            yield return (addrs[i], data.Slice(nameStart[textLine[i]], nameLength[textLine[i]]), textType[i]);
     }
 
     /// <summary>Largest kallsyms text accepted: a kernel with many modules writes about 20 MiB.</summary>

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Text;
 using Retsnoop.Btf;
@@ -156,7 +155,7 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
     ReadOnlyMemory<int> nameLength;
     ReadOnlyMemory<int> moduleIndex;
     ReadOnlyMemory<ulong> address;
-    // the names' NameSlots by NameHash: a kept index's, or built on first use (an array reference:
+    // the names' NameSlots by NameSlots.Crc32CHash: a kept index's, or built on first use (an array reference:
     // published whole)
     ReadOnlyMemory<int> keptNameTable;
     int[]? builtNameTable;
@@ -218,7 +217,7 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
     /// of the start in the TCG guest.</summary>
     public void AddIndexesNamed(ReadOnlySpan<byte> name, List<int> into)
     {
-        foreach (int i in NameSlots.Probe(NameTable, NameHash(name)))
+        foreach (int i in NameSlots.Probe(NameTable, NameSlots.Crc32CHash(name)))
         {
             if (NameBytes(i).SequenceEqual(name))
                 into.Add(i);
@@ -257,18 +256,7 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
         }
     }
 
-    ReadOnlySpan<int> NameTable => keptNameTable.IsEmpty ? builtNameTable ??= NameSlots.Build(count, count, i => NameHash(NameBytes(i))) : keptNameTable.Span;
-
-    // CRC32C (one instruction per 8 bytes on x86-64 and arm64); stable across runs, as a kept table needs
-    static int NameHash(ReadOnlySpan<byte> name)
-    {
-        uint crc = 0;
-        for (; name.Length >= 8; name = name[8..])
-            crc = BitOperations.Crc32C(crc, BinaryPrimitives.ReadUInt64LittleEndian(name));
-        foreach (byte b in name)
-            crc = BitOperations.Crc32C(crc, b);
-        return (int)(crc & 0x7fffffff);
-    }
+    ReadOnlySpan<int> NameTable => keptNameTable.IsEmpty ? builtNameTable ??= NameSlots.Build(count, count, i => NameSlots.Crc32CHash(NameBytes(i))) : keptNameTable.Span;
 
     // index body: int32 count, int32 text length, int32 module count, each module (int32 length,
     // UTF-8), then count x int32 name start, name length, module index, count x uint64 address,
