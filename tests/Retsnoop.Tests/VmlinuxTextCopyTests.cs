@@ -95,6 +95,23 @@ public sealed class VmlinuxTextCopyTests : IDisposable
             Assert.Equal(fromScan.FunctionStart(site), fromCopy.FunctionStart(site));
     }
 
+    /// <summary>A name table with a slot past its entries is not used (the copy is made again).</summary>
+    [Fact]
+    public void ACopyWhoseNameTableDoesNotFitIsNotUsed()
+    {
+        VmlinuxTextCopy.TrySave(path, "boot-a", Kallsyms.Parse(Excerpt.Replace("\r", "") + "\n"));
+        var bytes = File.ReadAllBytes(path);
+        int at = Array.IndexOf(bytes, (byte)'\n') + 1;
+        int count = BitConverter.ToInt32(bytes, at);
+        at += 4 + 12 * count + BitConverter.ToInt32(bytes, at + 4 + 8 * count + 4 * (count - 1));
+        int named = BitConverter.ToInt32(bytes, at);
+        at += 4 + 13 * named;
+        Assert.True(BitConverter.ToInt32(bytes, at) >= 16); // the table's length, then its slots
+        BitConverter.GetBytes(named + 1).CopyTo(bytes, at + 4);
+        File.WriteAllBytes(path, bytes);
+        Assert.Null(VmlinuxTextCopy.TryLoad(path, "boot-a"));
+    }
+
     /// <summary>A copy an earlier version wrote (no name section) still names frames, and says it
     /// cannot look names up: target resolution then reads kallsyms.</summary>
     [Fact]

@@ -155,8 +155,8 @@ public sealed class TraceableList : IReadOnlyList<TraceableFunction>
     ReadOnlyMemory<int> nameLength;
     ReadOnlyMemory<int> moduleIndex;
     ReadOnlyMemory<ulong> address;
-    // the names' NameSlots by NameSlots.Crc32CHash: a kept index's, or built on first use (an array reference:
-    // published whole)
+    // the names' NameSlots (by NameSlots.Crc32CHash): a kept index's, or built on first use (an
+    // array reference: published whole)
     ReadOnlyMemory<int> keptNameTable;
     int[]? builtNameTable;
     readonly List<string> modules = [];
