@@ -95,15 +95,23 @@ public sealed class VmlinuxTextCopyTests : IDisposable
             Assert.Equal(fromScan.FunctionStart(site), fromCopy.FunctionStart(site));
     }
 
+    /// <summary>The excerpt's copy as saved, and where its name section starts (after the key
+    /// line, the count, the addresses, the name ends and the names).</summary>
+    (byte[] Bytes, int NameSection) SavedCopy()
+    {
+        VmlinuxTextCopy.TrySave(path, "boot-a", Kallsyms.Parse(Excerpt.Replace("\r", "") + "\n"));
+        var bytes = File.ReadAllBytes(path);
+        int body = Array.IndexOf(bytes, (byte)'\n') + 1;
+        int count = BitConverter.ToInt32(bytes, body);
+        int namesLength = BitConverter.ToInt32(bytes, body + 4 + 8 * count + 4 * (count - 1));
+        return (bytes, body + 4 + 12 * count + namesLength);
+    }
+
     /// <summary>A name table with a slot past its entries is not used (the copy is made again).</summary>
     [Fact]
     public void ACopyWhoseNameTableDoesNotFitIsNotUsed()
     {
-        VmlinuxTextCopy.TrySave(path, "boot-a", Kallsyms.Parse(Excerpt.Replace("\r", "") + "\n"));
-        var bytes = File.ReadAllBytes(path);
-        int at = Array.IndexOf(bytes, (byte)'\n') + 1;
-        int count = BitConverter.ToInt32(bytes, at);
-        at += 4 + 12 * count + BitConverter.ToInt32(bytes, at + 4 + 8 * count + 4 * (count - 1));
+        var (bytes, at) = SavedCopy();
         int named = BitConverter.ToInt32(bytes, at);
         at += 4 + 13 * named;
         Assert.True(BitConverter.ToInt32(bytes, at) >= 16); // the table's length, then its slots
@@ -117,12 +125,8 @@ public sealed class VmlinuxTextCopyTests : IDisposable
     [Fact]
     public void ACopyWithoutItsNameSectionNamesFramesOnly()
     {
-        VmlinuxTextCopy.TrySave(path, "boot-a", Kallsyms.Parse(Excerpt.Replace("\r", "") + "\n"));
-        var bytes = File.ReadAllBytes(path);
-        int body = Array.IndexOf(bytes, (byte)'\n') + 1;
-        int count = BitConverter.ToInt32(bytes, body);
-        int namesLength = BitConverter.ToInt32(bytes, body + 4 + 8 * count + 4 * (count - 1));
-        File.WriteAllBytes(path, bytes[..(body + 4 + 12 * count + namesLength)]);
+        var (bytes, nameSection) = SavedCopy();
+        File.WriteAllBytes(path, bytes[..nameSection]);
         var copy = VmlinuxTextCopy.TryLoad(path, "boot-a");
         Assert.NotNull(copy);
         Assert.False(copy.LooksUpNames);
