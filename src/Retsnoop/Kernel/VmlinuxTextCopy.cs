@@ -88,7 +88,6 @@ public sealed class VmlinuxTextCopy
     {
         module = null;
         var addrs = Addrs;
-        var nameEnd = NameEnds;
         int i = addrs.BinarySearch(address);
         if (i < 0)
             i = ~i - 1;
@@ -98,16 +97,16 @@ public sealed class VmlinuxTextCopy
             offset = 0;
             return false;
         }
-        int start = i == 0 ? 0 : nameEnd[i - 1];
-        name = Encoding.UTF8.GetString(names.Span[start..nameEnd[i]]);
+        name = Encoding.UTF8.GetString(NameAt(names.Span, NameEnds, i));
         offset = address - addrs[i];
         return true;
     }
 
     // body: int32 count, count x uint64 address, count x int32 end of the name in the blob, blob;
     // then the name section: int32 count, count x uint64 address, count x int32 name end, count
-    // type bytes, int32 table length, the name table (int32 slots), blob. An earlier version's copy ends after the first blob (and that version
-    // reads this one: it takes the rest for its blob and never looks past the ends it knows)
+    // type bytes, int32 table length, the name table (int32 slots), blob. An earlier version's
+    // copy ends after the first blob (and that version reads this one: it takes the rest for its
+    // blob and never looks past the ends it knows)
     /// <returns>null when there is no copy, it is another boot's, or it does not read back whole</returns>
     public static VmlinuxTextCopy? TryLoad(string path, string bootId)
     {
