@@ -3,20 +3,24 @@ namespace Retsnoop.Output;
 /// <summary>Turns BPF timestamps (CLOCK_MONOTONIC ns) into local wall-clock time of day.</summary>
 public sealed class Clock
 {
-    readonly long offsetNs; // local wall clock - monotonic, in ns
+    readonly DateTime utcAtStart;
+    readonly long monoNsAtStart;
     readonly long unixOffsetNs; // realtime (UTC) - monotonic, in ns
+    long? localOffsetNs; // local wall clock - monotonic, in ns: the time zone is read at the first use
 
     public Clock()
     {
         long mono = System.Diagnostics.Stopwatch.GetTimestamp(); // CLOCK_MONOTONIC on Linux, ns ticks
-        long monoNs = (long)(mono * (1e9 / System.Diagnostics.Stopwatch.Frequency));
-        var utc = DateTime.UtcNow;
-        long realNs = (utc.ToLocalTime().Ticks - DateTime.UnixEpoch.Ticks) * 100;
-        offsetNs = realNs - monoNs;
-        unixOffsetNs = (utc.Ticks - DateTime.UnixEpoch.Ticks) * 100 - monoNs;
+        monoNsAtStart = (long)(mono * (1e9 / System.Diagnostics.Stopwatch.Frequency));
+        utcAtStart = DateTime.UtcNow;
+        unixOffsetNs = (utcAtStart.Ticks - DateTime.UnixEpoch.Ticks) * 100 - monoNsAtStart;
     }
 
-    public DateTime ToLocal(ulong monoNs) => DateTime.UnixEpoch.AddTicks(((long)monoNs + offsetNs) / 100);
+    // the local offset as it was when the clock was made; read late (the time zone file and
+    // TimeZoneInfo's code are a few ms of a start that prints no time)
+    long LocalOffsetNs => localOffsetNs ??= (utcAtStart.ToLocalTime().Ticks - DateTime.UnixEpoch.Ticks) * 100 - monoNsAtStart;
+
+    public DateTime ToLocal(ulong monoNs) => DateTime.UnixEpoch.AddTicks(((long)monoNs + LocalOffsetNs) / 100);
 
     /// <summary>The same instant as nanoseconds since the Unix epoch (UTC).</summary>
     public long ToUnixNs(ulong monoNs) => (long)monoNs + unixOffsetNs;
