@@ -55,15 +55,18 @@ static __always_inline void on_exit_by_cookie(void *ctx, __u64 res)
 	*guard = 0;
 }
 
-/* fentry/fexit: one clone per function, loaded with that function's BTF id */
-SEC("fentry")
+/* fentry/fexit: one clone per function, loaded with that function's BTF id. Sections of their
+ * own, which libbpf knows through user space's handlers (Attach/TracingPrograms.cs): the object's
+ * copy loads as fentry/fexit on a target, or as fentry.multi/fexit.multi (Linux 7.x) that the
+ * multi links take as they are */
+SEC("?fentry.any")
 int fentry_tmpl(void *ctx)
 {
 	on_entry_from(ctx, (__u32)bpf_get_attach_cookie(ctx), true);
 	return 0;
 }
 
-SEC("fexit")
+SEC("?fexit.any")
 int fexit_tmpl(void *ctx)
 {
 	__u64 ret = 0;

@@ -150,6 +150,11 @@ public static unsafe class Bpf
     /// <summary>r0 = 0; exit: what the link probes load, to learn whether a link type exists.</summary>
     static ReadOnlySpan<byte> EmptyProgram => [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
 
+    static readonly Lazy<int> tracingMulti = new(ProbeTracingMulti);
+
+    /// <summary><see cref="ProbeTracingMulti"/>'s answer, asked once per process.</summary>
+    public static int TracingMultiErrno => tracingMulti.Value;
+
     /// <summary>0 when the kernel loads tracing programs for many functions (fentry.multi, Linux 7.x),
     /// else the errno: a kernel without them wants an attach BTF id for every tracing program (EINVAL).</summary>
     public static int ProbeTracingMulti()

@@ -40,13 +40,14 @@ public static unsafe partial class Libbpf
     /// <paramref name="prepareLoad"/> runs right before each is loaded (after relocation: it may
     /// replace the final instructions with bpf_program__set_insns). Process-wide, for every object
     /// opened after it (libbpf 1.0+).</summary>
+    /// <param name="cookie">handed to <paramref name="prepareLoad"/> as its third argument</param>
     /// <returns>the handler id (positive), or a negative errno</returns>
-    public static int RegisterProgramHandler(string sec, int progType, int expectedAttachType, delegate* unmanaged<nint, nint, nint, int> prepareLoad)
+    public static int RegisterProgramHandler(string sec, int progType, int expectedAttachType, delegate* unmanaged<nint, nint, nint, int> prepareLoad, nint cookie = 0)
     {
         // struct libbpf_prog_handler_opts: sz, cookie, prog_setup_fn, prog_prepare_load_fn, prog_attach_fn
         nint* opts = stackalloc nint[5];
         opts[0] = 5 * sizeof(nint);
-        opts[1] = 0;
+        opts[1] = cookie;
         opts[2] = 0;
         opts[3] = (nint)prepareLoad;
         opts[4] = 0;

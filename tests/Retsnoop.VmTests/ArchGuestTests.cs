@@ -18,8 +18,8 @@ public sealed class NewestKernel
     {
         Boot = VmBoot.Run("newest",
         [
-            // (with the sessions map as the kernel holds it while attached)
-            .. Modes.Select(m => new VmCase(StackModeCases.CaseName(m, Bpf), $"traced \"bpftool map show name sessions > sessions-map.txt; $SIMFAIL_BIN {Bpf.SimfailCase}\" -- {m} -v -n simfail {Bpf.Globs}")),
+            // (with the sessions map and the programs as the kernel holds them while attached)
+            .. Modes.Select(m => new VmCase(StackModeCases.CaseName(m, Bpf), $"traced \"bpftool map show name sessions > sessions-map.txt; bpftool prog show > progs.txt; $SIMFAIL_BIN {Bpf.SimfailCase}\" -- {m} -v -n simfail {Bpf.Globs}")),
             // -F over a broad set: every function in a few fentry.multi/fexit.multi links
             new("F-broad", $"traced \"$SIMFAIL_BIN {Bpf.SimfailCase}\" -- -F -v -n simfail -e '*sys_bpf' -a '*map*' -a 'bpf_*'", 900),
             // the mechanism each function would get, without attaching
@@ -83,6 +83,12 @@ public sealed class NewestKernelTests(NewestKernel k) : StackModeTestsBase(k.Boo
     {
         var r = Boot.Case(StackModeCases.CaseName("-F", NewestKernel.Bpf));
         Assert.Matches(@"attached \d+ functions with fentry\.multi/fexit\.multi links in \d+ ms", r.TracerErr);
+        // vmlinux's links hold the object's own programs, loaded once as multi: no clone verified again
+        var progs = r.File("progs.txt");
+        Assert.Matches(@"tracing\s+name fentry_tmpl", progs);
+        Assert.Matches(@"tracing\s+name fexit_tmpl", progs);
+        Assert.DoesNotContain("name fentry_multi", progs);
+        Assert.DoesNotContain("name fexit_multi", progs);
         var broad = Boot.Case("F-broad");
         Assert.True(broad.Rc == 0 && broad.TracerRc == 0, broad.Describe());
         var m = Regex.Match(broad.TracerErr, @"attached (\d+) functions with fentry\.multi/fexit\.multi links(?: and single fentry/fexit)? in (\d+) ms");

@@ -166,9 +166,14 @@ sealed class TracingMultiLinks(TracerObject obj, LinkSet links, ModuleBtf module
                 }
                 btfObjFd = fd;
             }
-            // the links hold the programs: our fds close once they exist
-            using var exitProg = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFexitMulti, exitInsns, "fexit_multi", 0, btfObjFd);
-            using var entryProg = Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFentryMulti, entryInsns, "fentry_multi", 0, btfObjFd);
+            // vmlinux's functions take the object's own programs when it loaded them as multi; a
+            // module's need clones loaded against its BTF. The links hold the programs: our fds
+            // close once they exist
+            bool own = btfObjFd == 0 && obj.FentryMulti;
+            using var exitProg = own ? obj.Program(BpfPrograms.Fexit)
+                : Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFexitMulti, exitInsns, "fexit_multi", 0, btfObjFd);
+            using var entryProg = own ? obj.Program(BpfPrograms.Fentry)
+                : Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFentryMulti, entryInsns, "fentry_multi", 0, btfObjFd);
             var exits = new List<(FdHandle Link, List<TracedFunction> Funcs)>();
             LinkAll([.. group], exitProg, Bpf.AttachTraceFexitMulti, exits);
             var entered = new List<(FdHandle Link, List<TracedFunction> Funcs)>();

@@ -108,7 +108,7 @@ public sealed class Tracer : IDisposable
         switch (req.Settings.Mode)
         {
             case AttachMode.Fentry:
-                bool multi = Bpf.ProbeTracingMulti() == 0;
+                bool multi = Bpf.TracingMultiErrno == 0;
                 foreach (var f in funcs)
                     plan[f.Id] = multi && TracingMultiLinks.Takes(f) ? KernelMechanism.FentryMulti : KernelMechanism.Fentry;
                 return plan;
@@ -173,7 +173,7 @@ public sealed class Tracer : IDisposable
             }
             return funcs.Count;
         }
-        if (Mode == AttachMode.Fentry && Bpf.ProbeTracingMulti() == 0)
+        if (Mode == AttachMode.Fentry && Bpf.TracingMultiErrno == 0)
         {
             // a few links for any number of functions; what a multi link cannot take gets its own clone
             var multi = funcs.Where(TracingMultiLinks.Takes).ToList();

@@ -50,6 +50,11 @@ public sealed unsafe class TracerObject : IDisposable
         bool kprobeSession = sessionKfunc is not null;
         if (kprobeSession)
             SessionProgram.Register();
+        if (kernel && fentry)
+            TracingPrograms.Register();
+        // -F where the kernel has multi links: the object's fentry/fexit are the vmlinux links' programs
+        bool fentryMulti = kernel && fentry && req.KernelFunctions.Any(f => f.Module is null && TracingMultiLinks.Takes(f))
+            && Bpf.TracingMultiErrno == 0;
         var obj = BpfObject.Open(EmbeddedElf(IsLean(req)), s.ExternalBtf);
         try
         {
@@ -78,7 +83,7 @@ public sealed unsafe class TracerObject : IDisposable
                 obj.SetMaxEntries(BpfPrograms.PinpointStates, Math.Min(s.SessionsSize, PinpointSessions));
             if (req.Settings.FollowForks)
                 obj.SetMaxEntries(BpfPrograms.PidAllow, FollowedProcesses);
-            if (kernel && fentry)
+            if (kernel && fentry && !fentryMulti)
             {
                 // the templates need some function to verify against; each clone gets its own
                 var target = req.KernelFunctions.FirstOrDefault(f => f.BtfId > 0 && f.Module is null) ?? req.KernelFunctions.FirstOrDefault(f => f.BtfId > 0)
@@ -100,6 +105,8 @@ public sealed unsafe class TracerObject : IDisposable
             {
                 if (sessionKfunc is { } kfunc && multi)
                     SessionProgram.LoadWith(kfunc, obj.Load);
+                else if (fentryMulti)
+                    TracingPrograms.LoadAsMulti(obj.Load);
                 else
                     obj.Load();
             }
@@ -111,7 +118,7 @@ public sealed unsafe class TracerObject : IDisposable
             {
                 throw new TracingException($"the kernel refused the raw tracepoint program for -J rawtp ({e.Summary}): raw tracepoint BPF cookies need Linux 6.10+; use -J tp:CATEGORY:NAME instead");
             }
-            var loaded = new TracerObject(obj) { FunctionCapacity = capacity };
+            var loaded = new TracerObject(obj) { FunctionCapacity = capacity, FentryMulti = fentryMulti };
             loaded.FillMaps(req);
             return loaded;
         }
@@ -233,6 +240,10 @@ public sealed unsafe class TracerObject : IDisposable
             }
         }
     }
+
+    /// <summary>-F: the object's fentry/fexit programs were loaded as fentry.multi/fexit.multi (for
+    /// vmlinux's functions); else as fentry/fexit on one target, templates for clones only.</summary>
+    public bool FentryMulti { get; private init; }
 
     /// <summary>A non-owning handle on a program fd that the object owns.</summary>
     public FdHandle Program(string name) => new(obj.ProgramFd(name), ownsHandle: false);
