@@ -24,6 +24,18 @@ public static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int close(int fd);
 
+    [LibraryImport("libc")]
+    private static partial int clock_gettime(int clock, long* timespec);
+
+    /// <summary>CLOCK_BOOTTIME in ns: time since boot, suspends included (the clock of a process's
+    /// start time in /proc/PID/stat); null if it cannot be read.</summary>
+    public static long? BootTimeNs()
+    {
+        const int ClockBoottime = 7;
+        long* ts = stackalloc long[2]; // struct timespec: tv_sec, tv_nsec (64-bit)
+        return clock_gettime(ClockBoottime, ts) == 0 ? ts[0] * 1_000_000_000 + ts[1] : null;
+    }
+
     [LibraryImport("libc", EntryPoint = "uname", SetLastError = true)]
     private static partial int uname(byte* buf);
 

@@ -17,7 +17,8 @@ namespace Retsnoop.Cli;
 /// </summary>
 sealed class TraceRun(Options opts)
 {
-    readonly Stopwatch launch = Stopwatch.StartNew();
+    // -v/-vv times count from the process's launch, the runtime's own start included
+    readonly LaunchClock launch = new(readAge: opts.Verbosity >= 1);
     readonly KernelFacts facts = new(opts.Symbols, msg => Console.Error.WriteLine(msg)) { Note = opts.Verbosity >= 1 ? msg => Console.Error.WriteLine(msg) : null };
     readonly TargetSettings targets = opts.Targets;
 
