@@ -96,7 +96,7 @@ static class ParallelAttach
     {
         int done = 0, refused = 0;
         using var timer = progress is null ? null : new Timer(_ => progress(Volatile.Read(ref done), funcs.Count), null, 1000, 1000);
-        Parallel.ForEach(funcs, new ParallelOptions { MaxDegreeOfParallelism = BpfPrograms.Parallelism }, f =>
+        BlockingWork.ForEach(funcs, BpfPrograms.Parallelism, f =>
         {
             string? why;
             try

@@ -48,9 +48,8 @@ public sealed class LinkSet : IDisposable
 
     /// <summary>Closes every link. kprobe-family and other links in parallel: each waits for RCU
     /// on its own (-K on 100 functions exits in 8.5 s where upstream's one-by-one takes 14.8 s in
-    /// the 6.12 guest). A single link (a kprobe session, one multi link) is closed here: the thread
-    /// pool's workers, started for it and spinning after it, held the exit back by tens of ms in
-    /// the 7.2 guest. fentry/fexit links one after another, in the order they were made: each close
+    /// the 6.12 guest). A single link (a kprobe session, one multi link) is closed here: helper
+    /// threads started for it would only add their start. fentry/fexit links one after another, in the order they were made: each close
     /// rewrites a trampoline under the kernel's locks, and in parallel the 6.12 guest took 13.8-15.0 s
     /// for -F on 100 functions, one by one 13.7-14.2 s (upstream 13.7-14.0), 2 A/B runs of 3 rounds.</summary>
     public void Dispose()
@@ -61,7 +60,7 @@ public sealed class LinkSet : IDisposable
                 l.Dispose();
         }
         else
-            Parallel.ForEach(links, new ParallelOptions { MaxDegreeOfParallelism = BpfPrograms.Parallelism }, l => l.Dispose());
+            BlockingWork.ForEach(links.ToArray(), BpfPrograms.Parallelism, l => l.Dispose());
         while (trampolineLinks.TryDequeue(out var l))
             l.Dispose();
         links.Clear();

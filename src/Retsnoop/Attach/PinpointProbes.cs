@@ -47,7 +47,7 @@ public sealed class PinpointProbes
     {
         var refused = new List<(BlockProbe, string)>();
         using var prog = obj.Program(BpfPrograms.PinpointHit);
-        Parallel.ForEach(probes, new ParallelOptions { MaxDegreeOfParallelism = BpfPrograms.Parallelism }, p =>
+        BlockingWork.ForEach(probes, BpfPrograms.Parallelism, p =>
         {
             try
             {
