@@ -49,9 +49,10 @@ public sealed class LinkSet : IDisposable
     /// <summary>Closes every link. kprobe-family and other links in parallel: each waits for RCU
     /// on its own (-K on 100 functions exits in 8.5 s where upstream's one-by-one takes 14.8 s in
     /// the 6.12 guest). A single link (a kprobe session, one multi link) is closed here: helper
-    /// threads started for it would only add their start. fentry/fexit links one after another, in the order they were made: each close
-    /// rewrites a trampoline under the kernel's locks, and in parallel the 6.12 guest took 13.8-15.0 s
-    /// for -F on 100 functions, one by one 13.7-14.2 s (upstream 13.7-14.0), 2 A/B runs of 3 rounds.</summary>
+    /// threads started for it would only add their start. fentry/fexit links one after another,
+    /// in the order they were made: each close rewrites a trampoline under the kernel's locks, and
+    /// in parallel the 6.12 guest took 13.8-15.0 s for -F on 100 functions, one by one 13.7-14.2 s
+    /// (upstream 13.7-14.0), 2 A/B runs of 3 rounds.</summary>
     public void Dispose()
     {
         if (links.Count <= 1)
