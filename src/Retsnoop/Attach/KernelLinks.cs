@@ -151,7 +151,6 @@ sealed class TracingMultiLinks(TracerObject obj, LinkSet links, ModuleBtf module
     /// <returns>how many functions were attached</returns>
     public int Attach(IReadOnlyList<TracedFunction> funcs)
     {
-        byte[] entryInsns = obj.Instructions(BpfPrograms.Fentry).ToArray(), exitInsns = obj.Instructions(BpfPrograms.Fexit).ToArray();
         int attached = 0;
         foreach (var group in funcs.GroupBy(f => f.Module))
         {
@@ -167,13 +166,13 @@ sealed class TracingMultiLinks(TracerObject obj, LinkSet links, ModuleBtf module
                 btfObjFd = fd;
             }
             // vmlinux's functions take the object's own programs when it loaded them as multi; a
-            // module's need clones loaded against its BTF. The links hold the programs: our fds
-            // close once they exist
+            // module's need clones (of the object's final instructions, which it holds while it
+            // lives) loaded against its BTF. The links hold the programs: our fds close once they exist
             bool own = btfObjFd == 0 && obj.FentryMulti;
             using var exitProg = own ? obj.Program(BpfPrograms.Fexit)
-                : Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFexitMulti, exitInsns, "fexit_multi", 0, btfObjFd);
+                : Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFexitMulti, obj.Instructions(BpfPrograms.Fexit), "fexit_multi", 0, btfObjFd);
             using var entryProg = own ? obj.Program(BpfPrograms.Fentry)
-                : Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFentryMulti, entryInsns, "fentry_multi", 0, btfObjFd);
+                : Bpf.ProgLoad(Bpf.ProgTypeTracing, Bpf.AttachTraceFentryMulti, obj.Instructions(BpfPrograms.Fentry), "fentry_multi", 0, btfObjFd);
             var exits = new List<(FdHandle Link, List<TracedFunction> Funcs)>();
             LinkAll([.. group], exitProg, Bpf.AttachTraceFexitMulti, exits);
             var entered = new List<(FdHandle Link, List<TracedFunction> Funcs)>();
